@@ -1,0 +1,81 @@
+/**
+ * Lease seam. All times are epoch milliseconds.
+ */
+export type TaskState = 'active' | 'ended' | 'expired';
+export type LeaseState = 'active' | 'revoked' | 'expired' | 'revoke_failed';
+
+export interface Task {
+  id: string;
+  agent: string;
+  environment: string;
+  intent: string;
+  labels: Record<string, string>;
+  createdAt: number;
+  expiresAt: number;
+  state: TaskState;
+  endedAt?: number;
+  endReason?: string;
+}
+
+export interface Lease {
+  id: string;
+  agent: string;
+  taskId: string;
+  environment: string;
+  /** `<backend>/<name>` */
+  role: string;
+  backend: string;
+  /** Opaque to the store: what the backend needs to revoke (a jti, a Vault lease id, an accessor). Never a secret. */
+  backendRef: string;
+  issuedAt: number;
+  expiresAt: number;
+  state: LeaseState;
+  revokeReason?: string;
+  revokedAt?: number;
+}
+
+export interface LeaseFilter {
+  agent?: string;
+  taskId?: string;
+  environment?: string;
+  /** Default: all states. */
+  state?: LeaseState;
+}
+
+/** Result codes of putLease, from the Lua script's named negative codes. */
+export type PutLeaseResult = 'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task';
+
+/**
+ * Contract: durable, shared by every broker replica. Every state transition is atomic and happens
+ * once: of two concurrent callers of markLeaseEnded/endTask for the same id, exactly one gets the
+ * record back. Any storage failure rejects (never resolves with a guess).
+ */
+export interface LeaseStore {
+  /** True when a restart keeps what was written (Redis); false for the in-process store. */
+  readonly durable: boolean;
+  createTask(task: Task): Promise<void>;
+  getTask(id: string): Promise<Task | undefined>;
+  /** Atomically moves an active task to `ended`/`expired`; returns the updated task, or undefined if it was not active. */
+  endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined>;
+  /** Number of active tasks of an agent (for later budgets). */
+  countActiveTasks(agent: string, now: number): Promise<number>;
+  /** Writes an active lease only if its task is active, unexpired at `now`, and lease.expiresAt <= task.expiresAt. */
+  putLease(lease: Lease, now: number): Promise<PutLeaseResult>;
+  getLease(id: string): Promise<Lease | undefined>;
+  listLeases(filter: LeaseFilter): Promise<Lease[]>;
+  /** Atomically moves an active lease to `revoked`/`expired`/`revoke_failed`; returns the updated lease, or undefined if it was not active. */
+  markLeaseEnded(
+    id: string,
+    state: 'revoked' | 'expired' | 'revoke_failed',
+    reason: string,
+    at: number,
+  ): Promise<Lease | undefined>;
+  /** Claims up to `limit` active leases with expiresAt <= now, moving them to `expired`; each is returned to exactly one caller. */
+  claimExpiredLeases(now: number, limit: number): Promise<Lease[]>;
+  /** Claims up to `limit` active tasks with expiresAt <= now, moving them to `expired`. */
+  claimExpiredTasks(now: number, limit: number): Promise<Task[]>;
+  /** Revoked (not expired) leases whose credential is still within its lifetime at `now`, optionally for one backend. */
+  listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
