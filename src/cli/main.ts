@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+/**
+ * svid-broker CLI: thin commands over the same modules the server uses.
+ *   serve | dev | request | task end | audit verify
+ */
+import 'reflect-metadata';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load-config.js';
+import { PolicyLoadError } from '../policy/policy-load-error.js';
+import { StartupError } from '../main.js';
+import { runAuditVerify } from './audit-verify.js';
+import { runDev } from './dev.js';
+import { runRequest, runTaskEnd } from './request.js';
+import { runServe } from './serve.js';
+
+const USAGE = `usage: svid-broker <command> [options]
+
+commands:
+  serve                     run the broker (config: SVID_BROKER_CONFIG, env overrides; see README)
+  dev                       run the embedded dev stack: local CA + Workload API sockets, Redis, broker
+  request --env ENV --role BACKEND/NAME [--ttl S] [--intent TEXT] [--task ID]
+          [--sensitivity S] [--change-type T] [--justification TEXT] [--tool NAME]
+          [--auth x509|jwt] [--broker-id SPIFFE_ID]
+                            begin a task (unless --task) and get a credential; prints JSON
+  task end TASK_ID [--reason TEXT]
+                            end a task: revokes every credential issued in it; prints what it revoked
+  audit verify FILE         check the audit file's hash chain; reports the first broken record
+
+environment: SPIFFE_ENDPOINT_SOCKET (Workload API), SVID_BROKER_ADDR (broker host:port, default localhost:8443)`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return runServe(loadConfig());
+    case 'dev': {
+      const { values } = parseArgs({
+        args: rest,
+        options: { dir: { type: 'string' }, listen: { type: 'string' }, 'http-listen': { type: 'string' } },
+      });
+      return runDev({
+        ...(values.dir ? { dir: values.dir } : {}),
+        ...(values.listen ? { listen: values.listen } : {}),
+        ...(values['http-listen'] ? { httpListen: values['http-listen'] } : {}),
+      });
+    }
+    case 'request':
+      return runRequest(rest);
+    case 'task':
+      if (rest[0] === 'end') return runTaskEnd(rest.slice(1));
+      break;
+    case 'audit':
+      if (rest[0] === 'verify' && rest[1]) return runAuditVerify(rest[1]);
+      break;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+function report(err: unknown): number {
+  if (err instanceof ConfigError || err instanceof PolicyLoadError || err instanceof StartupError) {
+    console.error(`svid-broker: ${err.message}`);
+    return 1;
+  }
+  const e = err as { code?: unknown; details?: unknown; message?: unknown };
+  if (typeof e.code === 'number' && typeof e.details === 'string') {
+    // A gRPC status from the broker: already a safe, human message.
+    console.error(`svid-broker: ${e.details}`);
+    return 1;
+  }
+  console.error(`svid-broker: ${typeof e.message === 'string' ? e.message : String(err)}`);
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err);
+  },
+);

@@ -1,0 +1,129 @@
+/**
+ * A small client for agents (the CLI, tests and benchmarks use it): authenticates with the
+ * agent's X.509-SVID over mTLS, or a JWT-SVID over server-authenticated TLS, and checks that the
+ * server presents an SVID of the expected broker.
+ */
+import 'reflect-metadata';
+import {
+  Metadata,
+  credentials as grpcCredentials,
+  type CallOptions,
+  type Client,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { parseSpiffeId } from '../identity/spiffe-id.js';
+import type { X509Bundle, X509Svid } from '../identity/types.js';
+import { derToPem } from '../identity/x509-verify.js';
+import {
+  loadBrokerProto,
+  type BeginTaskRequestMsg,
+  type EndTaskRequestMsg,
+  type EndTaskResponseMsg,
+  type GetTaskRequestMsg,
+  type IssueCredentialRequestMsg,
+  type IssueCredentialResponseMsg,
+  type TaskMsg,
+} from '../server/broker-proto.js';
+
+export interface BrokerClientOptions {
+  /** host:port of the broker. */
+  address: string;
+  /** The agent's current SVID (leaf first) and the bundle used to check the broker's certificate. */
+  svid: X509Svid;
+  serverBundle: X509Bundle;
+  /** Expected SPIFFE ID of the broker; undefined = any workload in serverBundle's trust domain. */
+  brokerId?: string;
+  /** 'x509' (mTLS, default) or a JWT-SVID string sent as a bearer token without a client certificate. */
+  auth?: { kind: 'x509' } | { kind: 'jwt'; token: () => Promise<string> | string };
+  /** Per-call deadline in ms (default 10 s). */
+  timeoutMs?: number;
+}
+
+type Unary<Req, Res> = (
+  req: Req,
+  metadata: Metadata,
+  options: CallOptions,
+  callback: (err: ServiceError | null, res?: Res) => void,
+) => void;
+
+interface RawBrokerClient extends Client {
+  BeginTask: Unary<Partial<BeginTaskRequestMsg>, TaskMsg>;
+  IssueCredential: Unary<Partial<IssueCredentialRequestMsg>, IssueCredentialResponseMsg>;
+  EndTask: Unary<Partial<EndTaskRequestMsg>, EndTaskResponseMsg>;
+  GetTask: Unary<Partial<GetTaskRequestMsg>, TaskMsg>;
+}
+
+/** Returns an Error when the server's certificate is not the SVID we expect. */
+export function checkBrokerIdentity(
+  cert: PeerCertificate,
+  trustDomain: string,
+  brokerId: string | undefined,
+): Error | undefined {
+  const uris = (cert.subjectaltname ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+  if (uris.length !== 1) return new Error('broker certificate must carry exactly one URI SAN');
+  const uri = uris[0] as string;
+  let id;
+  try {
+    id = parseSpiffeId(uri);
+  } catch {
+    return new Error(`broker certificate URI SAN is not a SPIFFE ID: ${uri}`);
+  }
+  if (id.trustDomain !== trustDomain) return new Error(`broker is in trust domain ${id.trustDomain}, expected ${trustDomain}`);
+  if (brokerId && id.toString() !== brokerId) return new Error(`broker is ${id.toString()}, expected ${brokerId}`);
+  return undefined;
+}
+
+export class BrokerClient {
+  private readonly raw: RawBrokerClient;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: BrokerClientOptions) {
+    const { Client } = loadBrokerProto();
+    const roots = Buffer.from(opts.serverBundle.authorities.map((d) => derToPem(d)).join(''));
+    const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined =>
+      checkBrokerIdentity(cert, opts.serverBundle.trustDomain, opts.brokerId);
+    const mtls = (opts.auth?.kind ?? 'x509') === 'x509';
+    const creds = mtls
+      ? grpcCredentials.createSsl(
+          roots,
+          Buffer.from(derToPem(opts.svid.privateKey, 'PRIVATE KEY')),
+          Buffer.from(opts.svid.certChain.map((d) => derToPem(d)).join('')),
+          { checkServerIdentity },
+        )
+      : grpcCredentials.createSsl(roots, null, null, { checkServerIdentity });
+    this.raw = new Client(opts.address, creds) as unknown as RawBrokerClient;
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  beginTask(req: Partial<BeginTaskRequestMsg>): Promise<TaskMsg> {
+    return this.call(this.raw.BeginTask, req);
+  }
+  issueCredential(req: Partial<IssueCredentialRequestMsg>): Promise<IssueCredentialResponseMsg> {
+    return this.call(this.raw.IssueCredential, req);
+  }
+  endTask(req: Partial<EndTaskRequestMsg>): Promise<EndTaskResponseMsg> {
+    return this.call(this.raw.EndTask, req);
+  }
+  getTask(req: Partial<GetTaskRequestMsg>): Promise<TaskMsg> {
+    return this.call(this.raw.GetTask, req);
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private async call<Req, Res>(method: Unary<Req, Res>, req: Req): Promise<Res> {
+    const metadata = new Metadata();
+    const auth = this.opts.auth;
+    if (auth?.kind === 'jwt') metadata.set('authorization', `Bearer ${await auth.token()}`);
+    return new Promise<Res>((resolve, reject) => {
+      method.call(this.raw, req, metadata, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res as Res),
+      );
+    });
+  }
+}

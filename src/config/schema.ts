@@ -1,0 +1,140 @@
+/**
+ * The configuration schema. Every field has a default so `svid-broker serve` starts with no file.
+ * Validation lists every problem (zod collects all issues), then the result is frozen.
+ */
+import { z } from 'zod';
+
+const listenAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected host:port (port 0 picks a free one)');
+
+export const SENSITIVITIES = ['public', 'internal', 'confidential', 'restricted'] as const;
+export const CHANGE_TYPES = ['read', 'write', 'destructive', 'admin'] as const;
+export type Sensitivity = (typeof SENSITIVITIES)[number];
+export type ChangeType = (typeof CHANGE_TYPES)[number];
+
+const roleName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'role names are "<backend>/<name>"');
+
+/** Generic role fields; every other key is backend-specific and checked by the backend. */
+export const roleSchema = z
+  .object({
+    description: z.string().default(''),
+    maxTtlSeconds: z.number().int().positive().max(86_400).default(900),
+    sensitivity: z.enum(SENSITIVITIES).default('internal'),
+    environments: z.array(z.string().min(1)).default([]),
+  })
+  .catchall(z.unknown());
+
+export const configSchema = z
+  .object({
+    listen: listenAddress.default('0.0.0.0:8443'),
+    httpListen: listenAddress.default('127.0.0.1:8080'),
+    workloadApi: z
+      .object({
+        /** `unix:///abs/path` or `tcp://IP:port`; SPIFFE_ENDPOINT_SOCKET overrides. */
+        socket: z.string().default('unix:///tmp/spire-agent/public/api.sock'),
+        /** How long startup waits for the first SVID. */
+        firstUpdateTimeoutMs: z.number().int().positive().default(30_000),
+      })
+      .strict()
+      .default({ socket: 'unix:///tmp/spire-agent/public/api.sock', firstUpdateTimeoutMs: 30_000 }),
+    auth: z
+      .object({
+        /** Audiences accepted on JWT-SVIDs; empty = the broker's own SPIFFE ID. */
+        jwtAudiences: z.array(z.string().min(1)).default([]),
+        /** Trust domains whose agents may call at all; empty = own + every federated bundle. */
+        trustDomains: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .default({ jwtAudiences: [], trustDomains: [] }),
+    redis: z
+      .object({
+        url: z.string().default('redis://127.0.0.1:6379'),
+        /** Hash tag for every key: `{<prefix>}:...`, one slot, so scripts work on Redis Cluster. */
+        prefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]+$/)
+          .default('svb'),
+        /** Ended tasks and leases stay listable this long, then Redis drops them. */
+        retentionSeconds: z.number().int().positive().default(7 * 86_400),
+        /** `memory` is for the dev stack only: not durable, not shared between replicas. */
+        store: z.enum(['redis', 'memory']).default('redis'),
+      })
+      .strict()
+      .default({ url: 'redis://127.0.0.1:6379', prefix: 'svb', retentionSeconds: 7 * 86_400, store: 'redis' }),
+    policy: z
+      .object({
+        dir: z.string().default('policies'),
+        /** Defaults to `<dir>/schema.cedarschema`. */
+        schema: z.string().optional(),
+      })
+      .strict()
+      .default({ dir: 'policies' }),
+    audit: z
+      .object({
+        file: z.string().default('svid-broker-audit.jsonl'),
+        fsync: z.boolean().default(true),
+      })
+      .strict()
+      .default({ file: 'svid-broker-audit.jsonl', fsync: true }),
+    tasks: z
+      .object({
+        defaultTtlSeconds: z.number().int().positive().default(900),
+        maxTtlSeconds: z.number().int().positive().default(3600),
+      })
+      .strict()
+      .default({ defaultTtlSeconds: 900, maxTtlSeconds: 3600 }),
+    environments: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/)).min(1).default(['dev', 'staging', 'prod']),
+    roles: z.record(roleName, roleSchema).default({}),
+    backends: z
+      .object({
+        token: z
+          .object({
+            /** A new signing key this often; the old one stays in the JWKS for the overlap. */
+            keyRotationSeconds: z.number().int().positive().default(86_400),
+            /** Must cover the longest token lifetime; defaults to the longest role max TTL + 5 min. */
+            keyOverlapSeconds: z.number().int().positive().optional(),
+          })
+          .strict()
+          .default({ keyRotationSeconds: 86_400 }),
+      })
+      .strict()
+      .default({ token: { keyRotationSeconds: 86_400 } }),
+    reaper: z
+      .object({
+        intervalMs: z.number().int().positive().default(1000),
+        batchSize: z.number().int().positive().default(100),
+      })
+      .strict()
+      .default({ intervalMs: 1000, batchSize: 100 }),
+    log: z
+      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    if (cfg.tasks.defaultTtlSeconds > cfg.tasks.maxTtlSeconds) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tasks', 'defaultTtlSeconds'],
+        message: 'must not exceed tasks.maxTtlSeconds',
+      });
+    }
+    for (const [name, role] of Object.entries(cfg.roles)) {
+      for (const env of role.environments) {
+        if (!cfg.environments.includes(env)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['roles', name, 'environments'],
+            message: `unknown environment "${env}" (configured: ${cfg.environments.join(', ')})`,
+          });
+        }
+      }
+    }
+  });
+
+export type BrokerConfig = z.infer<typeof configSchema>;
+export type RoleConfig = z.infer<typeof roleSchema>;

@@ -1,0 +1,123 @@
+/**
+ * The embedded dev stack (`svid-broker dev`, what `npm start` runs): a local CA for the dev trust
+ * domain serving the real Workload API on one Unix socket per workload, a private redis-server
+ * when one is on the PATH (else the in-process store, loudly), and a broker config with the
+ * example policies and the `token/demo` role.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { parseConfig } from '../config/load-config.js';
+import type { BrokerConfig } from '../config/schema.js';
+import { packageRoot } from '../package-root.js';
+import { CaWorkloadIdentity } from './ca-workload-identity.js';
+import { LocalCa } from './local-ca.js';
+import { findRedisServer, spawnRedisServer, type RedisProcess } from './redis-process.js';
+import { WorkloadApiServer } from './workload-api-server.js';
+
+export const DEV_TRUST_DOMAIN = 'example.org';
+
+/** The dev workloads: one socket each under `<dir>/`. */
+export const DEV_WORKLOADS = {
+  broker: { socket: 'broker.sock', spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/broker` },
+  agent: { socket: 'agent.sock', spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/agents/demo` },
+  security: { socket: 'security.sock', spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/security/oncall` },
+} as const;
+
+export type DevWorkloadName = keyof typeof DEV_WORKLOADS;
+
+export interface DevStackOptions {
+  /** Default `.svid-broker/dev` under the current directory. */
+  dir?: string;
+  logger: Logger;
+  /** X.509-SVID lifetime (rotation at half). Default 10 minutes: short, so rotation is visible. */
+  svidTtlSeconds?: number;
+  /** `auto` (default): a private redis-server if one is on the PATH, else memory. */
+  store?: 'auto' | 'redis' | 'memory';
+  listen?: string;
+  httpListen?: string;
+}
+
+export interface DevStack {
+  readonly dir: string;
+  readonly ca: LocalCa;
+  readonly identities: Record<DevWorkloadName, CaWorkloadIdentity>;
+  /** `unix:///abs/path` endpoint of each workload's socket. */
+  readonly endpoints: Record<DevWorkloadName, string>;
+  readonly redis: RedisProcess | undefined;
+  readonly config: Readonly<BrokerConfig>;
+  close(): Promise<void>;
+}
+
+export function devRoles(): Record<string, Record<string, unknown>> {
+  return {
+    'token/demo': {
+      description: 'Demo API read token for the demo agent',
+      maxTtlSeconds: 900,
+      sensitivity: 'internal',
+      environments: ['dev'],
+      audience: 'demo-api',
+      scope: 'demo:read',
+    },
+  };
+}
+
+export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
+  const dir = resolve(opts.dir ?? '.svid-broker/dev');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const closers: Array<() => Promise<void> | void> = [];
+  const close = async (): Promise<void> => {
+    for (const fn of closers.reverse()) {
+      try {
+        await fn();
+      } catch {
+        // best effort: the rest still closes
+      }
+    }
+  };
+  try {
+    const ca = await LocalCa.create(DEV_TRUST_DOMAIN);
+    const ttl = opts.svidTtlSeconds ?? 600;
+    const identities = {} as Record<DevWorkloadName, CaWorkloadIdentity>;
+    const endpoints = {} as Record<DevWorkloadName, string>;
+    for (const [name, w] of Object.entries(DEV_WORKLOADS) as Array<[DevWorkloadName, (typeof DEV_WORKLOADS)[DevWorkloadName]]>) {
+      const identity = await CaWorkloadIdentity.create({ ca, spiffeId: w.spiffeId, x509TtlSeconds: ttl });
+      closers.push(() => identity.stop());
+      const socketPath = join(dir, w.socket);
+      const server = await WorkloadApiServer.start(socketPath, identity);
+      closers.push(() => server.close());
+      identities[name] = identity;
+      endpoints[name] = `unix://${socketPath}`;
+    }
+
+    const wanted = opts.store ?? 'auto';
+    let redis: RedisProcess | undefined;
+    if (wanted === 'redis' || (wanted === 'auto' && findRedisServer())) {
+      const redisDir = join(dir, 'redis');
+      rmSync(redisDir, { recursive: true, force: true });
+      redis = await spawnRedisServer({ dir: redisDir });
+      const r = redis;
+      closers.push(() => r.stop());
+    }
+
+    const config = parseConfig(
+      {
+        listen: opts.listen ?? '127.0.0.1:8443',
+        httpListen: opts.httpListen ?? '127.0.0.1:8080',
+        workloadApi: { socket: endpoints.broker },
+        redis: redis ? { url: redis.url, store: 'redis' } : { store: 'memory' },
+        policy: { dir: join(packageRoot(), 'policies') },
+        audit: { file: join(dir, 'audit.jsonl') },
+        tasks: { defaultTtlSeconds: 900, maxTtlSeconds: 3600 },
+        roles: devRoles(),
+        log: { level: 'info' },
+      },
+      'dev stack',
+    );
+
+    return { dir, ca, identities, endpoints, redis, config, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

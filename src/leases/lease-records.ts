@@ -1,0 +1,80 @@
+/**
+ * Rules both lease stores apply before a write, so the Redis store and the in-process store refuse
+ * the same inputs with the same errors.
+ */
+import { BrokerError, failedPrecondition, invalidArgument } from '../errors.js';
+import type { Lease, LeaseState, Task, TaskState } from './types.js';
+
+export const LEASE_END_STATES: readonly LeaseState[] = ['revoked', 'expired', 'revoke_failed'];
+export const TASK_END_STATES: readonly TaskState[] = ['ended', 'expired'];
+
+/** Reason recorded on leases and tasks that a reaper claims. */
+export const EXPIRED_REASON = 'expired';
+
+export const DEFAULT_RETENTION_SECONDS = 7 * 24 * 60 * 60;
+
+function requireText(field: string, value: unknown): void {
+  if (typeof value !== 'string' || value === '') throw invalidArgument(field, 'must be a non-empty string');
+}
+
+/** Times are epoch ms; Redis needs integers for scores and expiries, so both stores insist on them. */
+export function requireTime(field: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(field, 'must be a non-negative integer (epoch ms)');
+  }
+}
+
+/** Claim batch size; 0 claims nothing. */
+export function requireLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 0) throw invalidArgument('limit', 'must be a non-negative integer');
+}
+
+export function requireRetentionSeconds(value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument('retentionSeconds', 'must be a non-negative integer');
+  }
+  return value;
+}
+
+export function validateNewTask(task: Task): void {
+  requireText('task.id', task.id);
+  requireText('task.agent', task.agent);
+  requireText('task.environment', task.environment);
+  if (typeof task.intent !== 'string') throw invalidArgument('task.intent', 'must be a string');
+  if (
+    typeof task.labels !== 'object' ||
+    task.labels === null ||
+    Object.values(task.labels).some((v) => typeof v !== 'string')
+  ) {
+    throw invalidArgument('task.labels', 'must map strings to strings');
+  }
+  requireTime('task.createdAt', task.createdAt);
+  requireTime('task.expiresAt', task.expiresAt);
+  // Ending is a transition of its own (endTask) so that it happens once and keeps the indexes.
+  if (task.state !== 'active') throw invalidArgument('task.state', 'a new task must be active');
+}
+
+export function validateNewLease(lease: Lease): void {
+  requireText('lease.id', lease.id);
+  requireText('lease.agent', lease.agent);
+  requireText('lease.taskId', lease.taskId);
+  requireText('lease.environment', lease.environment);
+  requireText('lease.role', lease.role);
+  requireText('lease.backend', lease.backend);
+  if (typeof lease.backendRef !== 'string') throw invalidArgument('lease.backendRef', 'must be a string');
+  requireTime('lease.issuedAt', lease.issuedAt);
+  requireTime('lease.expiresAt', lease.expiresAt);
+  if (lease.state !== 'active') throw invalidArgument('lease.state', 'a new lease must be active');
+}
+
+export function validateEnd<S extends string>(allowed: readonly S[], state: S, at: number): void {
+  if (!allowed.includes(state)) throw invalidArgument('state', `must be one of ${allowed.join(', ')}`);
+  requireTime('at', at);
+}
+
+/** Ids are never reused: overwriting an ended record would bring it back to life. */
+export const taskExists = (id: string): BrokerError =>
+  failedPrecondition('task_exists', `task ${id} already exists`);
+
+export const leaseExists = (id: string): BrokerError =>
+  failedPrecondition('lease_exists', `lease ${id} already exists`);

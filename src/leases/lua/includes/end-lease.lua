@@ -1,0 +1,26 @@
+-- Included by mark-lease-ended and claim-expired-leases, so a lease leaves `active` the same way
+-- whichever path ends it.
+--
+-- Returns the updated lease hash as a flat array, or a named code:
+--   -7 lease_not_found, -8 lease_not_active
+-- The hash is read before the TTL is set: a lease whose expiresAt + retention already passed is
+-- dropped by Redis at once, and the caller still needs to see it.
+local function endLease(leaseKey, activeLeasesKey, revokedKey, id, state, reason, at, retentionMs)
+  local fields = redis.call('HMGET', leaseKey, 'state', 'expiresAt')
+  if not fields[1] then
+    return -7
+  end
+  if fields[1] ~= 'active' then
+    return -8
+  end
+  local expiresAt = tonumber(fields[2])
+  redis.call('HSET', leaseKey, 'state', state, 'revokeReason', reason, 'revokedAt', at)
+  redis.call('ZREM', activeLeasesKey, id)
+  if state == 'revoked' then
+    -- Only revoked credentials belong on a deny list; an expired one is dead anyway.
+    redis.call('ZADD', revokedKey, expiresAt, id)
+  end
+  local record = redis.call('HGETALL', leaseKey)
+  redis.call('PEXPIREAT', leaseKey, expiresAt + retentionMs)
+  return record
+end

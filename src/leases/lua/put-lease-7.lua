@@ -1,0 +1,68 @@
+--[[
+  Records an active lease, only if its task allows it. The checks and the writes are one step, so
+  a task ended concurrently can never gain a lease after it ended.
+
+  Input:
+    KEYS[1] task key           {prefix}:task:<taskId>
+    KEYS[2] lease key          {prefix}:lease:<id>
+    KEYS[3] active leases      {prefix}:active-leases (zset id -> expiresAt)
+    KEYS[4] agent index        {prefix}:idx:agent:<agent>
+    KEYS[5] task index         {prefix}:idx:task:<taskId>
+    KEYS[6] environment index  {prefix}:idx:env:<environment>
+    KEYS[7] all-leases index   {prefix}:idx:all
+    (every index is a zset id -> expiresAt)
+
+    ARGV[1] now (epoch ms)
+    ARGV[2] retention (ms)
+    ARGV[3] lease id
+    ARGV[4] lease expiresAt (epoch ms)
+    ARGV[5..] field, value, ... of the lease hash (state is `active`)
+
+  Output:
+     1 ok
+    -1 task_not_found
+    -2 task_not_active
+    -3 task_expired        task.expiresAt <= now
+    -4 lease_exceeds_task  lease.expiresAt > task.expiresAt
+    -5 lease_exists        ids are never reused: overwriting could resurrect a revoked lease
+]]
+--- @include "extend-expiry"
+
+local now = tonumber(ARGV[1])
+local retentionMs = tonumber(ARGV[2])
+local id = ARGV[3]
+local expiresAt = tonumber(ARGV[4])
+
+local task = redis.call('HMGET', KEYS[1], 'state', 'expiresAt')
+if not task[1] then
+  return -1
+end
+if task[1] ~= 'active' then
+  return -2
+end
+local taskExpiresAt = tonumber(task[2])
+if taskExpiresAt <= now then
+  return -3
+end
+if expiresAt > taskExpiresAt then
+  return -4
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return -5
+end
+
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+-- No TTL while active: an active lease must not vanish before it was revoked or claimed.
+redis.call('ZADD', KEYS[3], expiresAt, id)
+
+-- An index entry outlives its record by nothing: ended records are dropped at
+-- expiresAt + retention, so older entries can only point at nothing. Trimming here bounds an
+-- index that is never listed; listing prunes the rest.
+local horizon = expiresAt + retentionMs
+local stale = '(' .. (now - retentionMs)
+for i = 4, 7 do
+  redis.call('ZADD', KEYS[i], expiresAt, id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', stale)
+  extendExpiry(KEYS[i], horizon, now)
+end
+return 1

@@ -1,0 +1,187 @@
+/**
+ * In-process LeaseStore for the dev stack when no Redis is around. Same contract and same
+ * refusals as RedisLeaseStore (the contract tests run against both), but not durable and not shared
+ * between processes.
+ *
+ * Each transition runs synchronously between two awaits, so it is atomic with respect to every
+ * other call in the process, which is what the Lua scripts give the Redis store.
+ */
+import { unavailable } from '../errors.js';
+import {
+  DEFAULT_RETENTION_SECONDS,
+  EXPIRED_REASON,
+  LEASE_END_STATES,
+  leaseExists,
+  requireLimit,
+  requireRetentionSeconds,
+  requireTime,
+  TASK_END_STATES,
+  taskExists,
+  validateEnd,
+  validateNewLease,
+  validateNewTask,
+} from './lease-records.js';
+import type { Lease, LeaseFilter, LeaseStore, PutLeaseResult, Task } from './types.js';
+
+export interface MemoryLeaseStoreOptions {
+  /** How long ended records stay listable after their expiresAt. Default 7 days. */
+  retentionSeconds?: number;
+  /** Wall clock that drops ended records after retention, as Redis TTLs do. Default Date.now. */
+  clock?: () => number;
+}
+
+function byExpiry(a: { expiresAt: number; id: string }, b: { expiresAt: number; id: string }): number {
+  return a.expiresAt - b.expiresAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+export class MemoryLeaseStore implements LeaseStore {
+  readonly durable = false;
+  private readonly tasks = new Map<string, Task>();
+  private readonly leases = new Map<string, Lease>();
+  private readonly retentionMs: number;
+  private readonly clock: () => number;
+  private closed = false;
+
+  constructor(opts: MemoryLeaseStoreOptions = {}) {
+    this.retentionMs = requireRetentionSeconds(opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS) * 1000;
+    this.clock = opts.clock ?? Date.now;
+  }
+
+  async createTask(task: Task): Promise<void> {
+    this.open();
+    validateNewTask(task);
+    if (this.tasks.has(task.id)) throw taskExists(task.id);
+    this.tasks.set(task.id, structuredClone(task));
+  }
+
+  async getTask(id: string): Promise<Task | undefined> {
+    this.open();
+    const task = this.tasks.get(id);
+    return task && structuredClone(task);
+  }
+
+  async endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined> {
+    this.open();
+    validateEnd(TASK_END_STATES, state, at);
+    return this.endTaskNow(id, state, reason, at);
+  }
+
+  async countActiveTasks(agent: string, now: number): Promise<number> {
+    this.open();
+    requireTime('now', now);
+    let count = 0;
+    for (const t of this.tasks.values()) {
+      if (t.agent === agent && t.state === 'active' && t.expiresAt > now) count++;
+    }
+    return count;
+  }
+
+  async putLease(lease: Lease, now: number): Promise<PutLeaseResult> {
+    this.open();
+    validateNewLease(lease);
+    requireTime('now', now);
+    const task = this.tasks.get(lease.taskId);
+    // Same order of checks as put-lease-7.lua, so both stores give the same answer.
+    if (!task) return 'task_not_found';
+    if (task.state !== 'active') return 'task_not_active';
+    if (task.expiresAt <= now) return 'task_expired';
+    if (lease.expiresAt > task.expiresAt) return 'lease_exceeds_task';
+    if (this.leases.has(lease.id)) throw leaseExists(lease.id);
+    this.leases.set(lease.id, structuredClone(lease));
+    return 'ok';
+  }
+
+  async getLease(id: string): Promise<Lease | undefined> {
+    this.open();
+    const lease = this.leases.get(id);
+    return lease && structuredClone(lease);
+  }
+
+  async listLeases(filter: LeaseFilter): Promise<Lease[]> {
+    this.open();
+    return [...this.leases.values()]
+      .filter(
+        (l) =>
+          (!filter.agent || l.agent === filter.agent) &&
+          (!filter.taskId || l.taskId === filter.taskId) &&
+          (!filter.environment || l.environment === filter.environment) &&
+          (!filter.state || l.state === filter.state),
+      )
+      .sort(byExpiry)
+      .map((l) => structuredClone(l));
+  }
+
+  async markLeaseEnded(
+    id: string,
+    state: 'revoked' | 'expired' | 'revoke_failed',
+    reason: string,
+    at: number,
+  ): Promise<Lease | undefined> {
+    this.open();
+    validateEnd(LEASE_END_STATES, state, at);
+    return this.endLeaseNow(id, state, reason, at);
+  }
+
+  async claimExpiredLeases(now: number, limit: number): Promise<Lease[]> {
+    this.open();
+    requireTime('now', now);
+    requireLimit(limit);
+    const due = [...this.leases.values()]
+      .filter((l) => l.state === 'active' && l.expiresAt <= now)
+      .sort(byExpiry)
+      .slice(0, limit);
+    return due.flatMap((l) => this.endLeaseNow(l.id, 'expired', EXPIRED_REASON, now) ?? []);
+  }
+
+  async claimExpiredTasks(now: number, limit: number): Promise<Task[]> {
+    this.open();
+    requireTime('now', now);
+    requireLimit(limit);
+    const due = [...this.tasks.values()]
+      .filter((t) => t.state === 'active' && t.expiresAt <= now)
+      .sort(byExpiry)
+      .slice(0, limit);
+    return due.flatMap((t) => this.endTaskNow(t.id, 'expired', EXPIRED_REASON, now) ?? []);
+  }
+
+  async listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]> {
+    this.open();
+    requireTime('now', now);
+    return [...this.leases.values()]
+      .filter((l) => l.state === 'revoked' && l.expiresAt > now && (!backend || l.backend === backend))
+      .sort(byExpiry)
+      .map((l) => structuredClone(l));
+  }
+
+  async ping(): Promise<void> {
+    this.open();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.tasks.clear();
+    this.leases.clear();
+  }
+
+  /** Fails like a closed Redis client would, and drops what Redis would have expired by now. */
+  private open(): void {
+    if (this.closed) throw unavailable('lease_store_unavailable', 'lease store unavailable');
+    const horizon = this.clock() - this.retentionMs;
+    for (const [id, t] of this.tasks) if (t.state !== 'active' && t.expiresAt <= horizon) this.tasks.delete(id);
+    for (const [id, l] of this.leases) if (l.state !== 'active' && l.expiresAt <= horizon) this.leases.delete(id);
+  }
+
+  private endTaskNow(id: string, state: Task['state'], reason: string, at: number): Task | undefined {
+    const task = this.tasks.get(id);
+    if (!task || task.state !== 'active') return undefined;
+    Object.assign(task, { state, endReason: reason, endedAt: at });
+    return structuredClone(task);
+  }
+
+  private endLeaseNow(id: string, state: Lease['state'], reason: string, at: number): Lease | undefined {
+    const lease = this.leases.get(id);
+    if (!lease || lease.state !== 'active') return undefined;
+    Object.assign(lease, { state, revokeReason: reason, revokedAt: at });
+    return structuredClone(lease);
+  }
+}

@@ -1,0 +1,578 @@
+/**
+ * LeaseStore on Redis: every state transition is one Lua script (lua/*.lua), so it is atomic and
+ * happens once even with several broker replicas sharing the store.
+ *
+ * Keys (prefix `svb` by default; every key carries the one hash tag `{svb}`, so each multi-key
+ * script touches a single slot and the store runs on Redis Cluster):
+ *
+ * | key                            | type | holds                                        | TTL                                        |
+ * | ------------------------------ | ---- | -------------------------------------------- | ------------------------------------------ |
+ * | `{svb}:task:<id>`              | hash | one task                                     | none while active; expiresAt + retention once ended/expired |
+ * | `{svb}:lease:<id>`             | hash | one lease                                    | none while active; expiresAt + retention once revoked/expired/revoke_failed |
+ * | `{svb}:active-tasks`           | zset | active task ids, scored by expiresAt         | none (members leave when the task ends)    |
+ * | `{svb}:agent-tasks:<spiffeId>` | zset | an agent's active task ids, by expiresAt     | none (Redis drops it when empty)           |
+ * | `{svb}:active-leases`          | zset | active lease ids, scored by expiresAt        | none (members leave when the lease ends)   |
+ * | `{svb}:revoked`                | zset | revoked lease ids, scored by expiresAt       | none (members pruned once expiresAt passes) |
+ * | `{svb}:idx:agent:<spiffeId>`   | zset | an agent's lease ids (all states), by expiresAt | newest member's expiresAt + retention    |
+ * | `{svb}:idx:task:<taskId>`      | zset | a task's lease ids (all states), by expiresAt | newest member's expiresAt + retention     |
+ * | `{svb}:idx:env:<env>`          | zset | an environment's lease ids, by expiresAt     | newest member's expiresAt + retention      |
+ * | `{svb}:idx:all`                | zset | every lease id, by expiresAt                 | newest member's expiresAt + retention      |
+ *
+ * Retention defaults to 7 days, so history can be listed during an incident. Active records carry
+ * no TTL: an active lease must never vanish before it was revoked or claimed by the reaper. Index
+ * members whose record Redis has dropped are pruned when the index is listed, and members older
+ * than expiresAt + retention are trimmed on every putLease, so an index that is never listed stays
+ * bounded.
+ *
+ * Times written to the hashes are the broker's (callers pass `now`/`at`); the TTLs are absolute
+ * (PEXPIREAT) and so assume broker and Redis clocks roughly agree, which only shifts when history
+ * disappears.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import { BrokerError, invalidArgument, isBrokerError, unavailable } from '../errors.js';
+import {
+  DEFAULT_RETENTION_SECONDS,
+  EXPIRED_REASON,
+  LEASE_END_STATES,
+  leaseExists,
+  requireLimit,
+  requireRetentionSeconds,
+  requireTime,
+  TASK_END_STATES,
+  taskExists,
+  validateEnd,
+  validateNewLease,
+  validateNewTask,
+} from './lease-records.js';
+import type { Lease, LeaseFilter, LeaseState, LeaseStore, PutLeaseResult, Task, TaskState } from './types.js';
+
+// The Lua scripts ship as files next to this module. `npm run build` compiles to dist/src/leases/
+// and does not copy non-TS files by itself: the build must copy src/leases/lua/ to
+// dist/src/leases/lua/ (the constructor fails at startup, naming the path, if it did not).
+const LUA_DIR = new URL('./lua/', import.meta.url);
+
+const SCRIPT_FILE = /^([a-z][a-z-]*)-(\d+)\.lua$/;
+const INCLUDE_LINE = /^--- @include "([a-z][a-z-]*)"$/gm;
+
+const SCRIPT_NAMES = [
+  'create-task',
+  'end-task',
+  'put-lease',
+  'mark-lease-ended',
+  'claim-expired-leases',
+  'claim-expired-tasks',
+  'list-leases',
+  'list-revoked-unexpired',
+] as const;
+type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+interface ScriptSource {
+  numberOfKeys: number;
+  lua: string;
+}
+
+/** Reads lua/<name>-<numKeys>.lua and splices in `--- @include "x"` lines from lua/includes/x.lua. */
+export function loadLeaseScripts(dir: URL = LUA_DIR): Map<ScriptName, ScriptSource> {
+  let files: string[];
+  try {
+    files = readdirSync(dir);
+  } catch (err) {
+    throw new Error(`lease store: cannot read Lua scripts from ${dir.pathname} (did the build copy lua/?)`, {
+      cause: err,
+    });
+  }
+  const scripts = new Map<ScriptName, ScriptSource>();
+  for (const file of files) {
+    const match = SCRIPT_FILE.exec(file);
+    if (!match) continue;
+    const name = SCRIPT_NAMES.find((n) => n === match[1]);
+    if (name === undefined) continue;
+    const raw = readFileSync(new URL(file, dir), 'utf8');
+    const lua = raw.replace(INCLUDE_LINE, (_line, include: string) =>
+      readFileSync(new URL(`includes/${include}.lua`, dir), 'utf8'),
+    );
+    scripts.set(name, { numberOfKeys: Number(match[2]), lua });
+  }
+  const missing = SCRIPT_NAMES.filter((n) => !scripts.has(n));
+  if (missing.length > 0) {
+    throw new Error(`lease store: missing Lua scripts in ${dir.pathname}: ${missing.join(', ')}`);
+  }
+  return scripts;
+}
+
+export interface CreateRedisClientOptions {
+  /** Give up on a TCP connect after this long. Default 2000. */
+  connectTimeoutMs?: number;
+  /** Reject a command with no reply after this long (a hung server, a dropped network). Default 1500. */
+  commandTimeoutMs?: number;
+  /** Connection errors (refused, reset) while reconnecting; calls already report them. Default: ignored. */
+  onError?: (err: Error) => void;
+}
+
+/**
+ * Options that make a Redis outage visible at once rather than queueing work behind it: the store
+ * must fail closed, and a caller waiting on a dead Redis is worse than one told it is down.
+ */
+export function failFastRedisOptions(opts: CreateRedisClientOptions = {}): RedisOptions {
+  return {
+    connectTimeout: opts.connectTimeoutMs ?? 2000,
+    // During an outage a command rejects at once instead of waiting in a queue (a client built
+    // with these options must be awaited to `ready` before use; createRedisClient handles that).
+    enableOfflineQueue: false,
+    // Also bounds a command waiting for the first connection.
+    commandTimeout: opts.commandTimeoutMs ?? 1500,
+    // Commands in flight when the connection drops, or queued while the first connection fails,
+    // reject at the first failed attempt instead of waiting for a reconnect...
+    maxRetriesPerRequest: 0,
+    // ...and are not replayed after reconnecting: the caller was already told they failed, so a
+    // late put-lease or mark-lease-ended would contradict what it did next.
+    autoResendUnfulfilledCommands: false,
+    // Keep reconnecting in the background, so the store recovers when Redis comes back.
+    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
+  };
+}
+
+/**
+ * Builds an ioredis client with failFastRedisOptions. It connects in the background; a command
+ * issued before the first connection waits for it (so a startup `store.ping()` works), and once
+ * connected the offline queue is switched off: during an outage every command rejects at once
+ * instead of queueing, so nothing runs after its caller was told it failed.
+ */
+export function createRedisClient(url: string, opts: CreateRedisClientOptions = {}): Redis {
+  const redis = new Redis(url, { ...failFastRedisOptions(opts), enableOfflineQueue: true });
+  redis.once('ready', () => {
+    redis.options.enableOfflineQueue = false;
+  });
+  // Without a listener ioredis prints every reconnect failure; failures reach callers anyway.
+  redis.on('error', opts.onError ?? (() => undefined));
+  return redis;
+}
+
+export interface RedisLeaseStoreOptions {
+  /** Key prefix; wrapped in `{}` to become the hash tag. Default `svb`. */
+  prefix?: string;
+  /** How long ended records stay listable after their expiresAt. Default 7 days. */
+  retentionSeconds?: number;
+}
+
+/** The one place a storage failure becomes an error, so callers fail closed on any of them. */
+function storeUnavailable(cause: unknown): BrokerError {
+  return unavailable('lease_store_unavailable', 'lease store unavailable', cause);
+}
+
+function malformed(what: string): BrokerError {
+  return new BrokerError('INTERNAL', 'lease store returned a malformed record', {
+    reason: 'lease_store_corrupt',
+    cause: new Error(what),
+  });
+}
+
+/** Named codes the scripts return; each script's header lists the ones it can return. */
+const SCRIPT_CODES = new Map<number, ScriptCode>([
+  [1, 'ok'],
+  [-1, 'task_not_found'],
+  [-2, 'task_not_active'],
+  [-3, 'task_expired'],
+  [-4, 'lease_exceeds_task'],
+  [-5, 'lease_exists'],
+  [-6, 'task_exists'],
+  [-7, 'lease_not_found'],
+  [-8, 'lease_not_active'],
+]);
+type ScriptCode =
+  | PutLeaseResult
+  | 'lease_exists'
+  | 'task_exists'
+  | 'lease_not_found'
+  | 'lease_not_active';
+
+const PUT_LEASE_RESULTS: readonly PutLeaseResult[] = [
+  'ok',
+  'task_not_found',
+  'task_not_active',
+  'task_expired',
+  'lease_exceeds_task',
+];
+const isPutLeaseResult = (code: ScriptCode): code is PutLeaseResult =>
+  (PUT_LEASE_RESULTS as readonly string[]).includes(code);
+
+/** Codes that are a normal answer; every other code is an error. */
+type AnswerCode = Exclude<ScriptCode, 'lease_exists' | 'task_exists'>;
+
+type ScriptReply = { kind: 'code'; code: AnswerCode } | { kind: 'record'; fields: Record<string, string> };
+
+/**
+ * The one function that turns a script reply into a result or an error (after BullMQ's
+ * finishedErrors): named codes that mean a refused write become BrokerErrors, unknown replies
+ * become INTERNAL, and the rest are handed back for the caller to map.
+ */
+function interpretReply(reply: unknown, id: string): ScriptReply {
+  if (typeof reply === 'number') {
+    const code = SCRIPT_CODES.get(reply);
+    switch (code) {
+      case undefined:
+        throw malformed(`unknown script code ${reply}`);
+      case 'task_exists':
+        throw taskExists(id);
+      case 'lease_exists':
+        throw leaseExists(id);
+      default:
+        return { kind: 'code', code };
+    }
+  }
+  return { kind: 'record', fields: fieldsOf(reply) };
+}
+
+/** HGETALL as a Lua script returns it: a flat [field, value, ...] array. */
+function fieldsOf(reply: unknown): Record<string, string> {
+  if (!Array.isArray(reply) || reply.length % 2 !== 0) throw malformed('expected a flat field/value array');
+  const fields: Record<string, string> = {};
+  for (let i = 0; i < reply.length; i += 2) {
+    const [field, value] = [reply[i] as unknown, reply[i + 1] as unknown];
+    if (typeof field !== 'string' || typeof value !== 'string') throw malformed('non-string field');
+    fields[field] = value;
+  }
+  return fields;
+}
+
+function listOf(reply: unknown): unknown[] {
+  if (!Array.isArray(reply)) throw malformed('expected an array of records');
+  return reply;
+}
+
+const LEASE_STATES: readonly LeaseState[] = ['active', 'revoked', 'expired', 'revoke_failed'];
+const TASK_STATES: readonly TaskState[] = ['active', 'ended', 'expired'];
+
+function text(fields: Record<string, string>, name: string): string {
+  const value = fields[name];
+  if (value === undefined) throw malformed(`missing field ${name}`);
+  return value;
+}
+
+function time(fields: Record<string, string>, name: string): number {
+  const value = Number(text(fields, name));
+  if (!Number.isSafeInteger(value)) throw malformed(`field ${name} is not a time`);
+  return value;
+}
+
+function oneOf<S extends string>(allowed: readonly S[], value: string): S {
+  const found = allowed.find((s) => s === value);
+  if (found === undefined) throw malformed(`unknown state ${value}`);
+  return found;
+}
+
+function leaseToFields(lease: Lease): string[] {
+  return [
+    'id',
+    lease.id,
+    'agent',
+    lease.agent,
+    'taskId',
+    lease.taskId,
+    'environment',
+    lease.environment,
+    'role',
+    lease.role,
+    'backend',
+    lease.backend,
+    'backendRef',
+    lease.backendRef,
+    'issuedAt',
+    String(lease.issuedAt),
+    'expiresAt',
+    String(lease.expiresAt),
+    'state',
+    'active',
+  ];
+}
+
+function leaseFromFields(fields: Record<string, string>): Lease {
+  const lease: Lease = {
+    id: text(fields, 'id'),
+    agent: text(fields, 'agent'),
+    taskId: text(fields, 'taskId'),
+    environment: text(fields, 'environment'),
+    role: text(fields, 'role'),
+    backend: text(fields, 'backend'),
+    backendRef: text(fields, 'backendRef'),
+    issuedAt: time(fields, 'issuedAt'),
+    expiresAt: time(fields, 'expiresAt'),
+    state: oneOf(LEASE_STATES, text(fields, 'state')),
+  };
+  if (fields.revokeReason !== undefined) lease.revokeReason = fields.revokeReason;
+  if (fields.revokedAt !== undefined) lease.revokedAt = time(fields, 'revokedAt');
+  return lease;
+}
+
+function taskToFields(task: Task): string[] {
+  return [
+    'id',
+    task.id,
+    'agent',
+    task.agent,
+    'environment',
+    task.environment,
+    'intent',
+    task.intent,
+    'labels',
+    JSON.stringify(task.labels),
+    'createdAt',
+    String(task.createdAt),
+    'expiresAt',
+    String(task.expiresAt),
+    'state',
+    'active',
+  ];
+}
+
+function labelsOf(raw: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw malformed('labels are not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw malformed('labels');
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (typeof v !== 'string') throw malformed('label value is not a string');
+    labels[k] = v;
+  }
+  return labels;
+}
+
+function taskFromFields(fields: Record<string, string>): Task {
+  const task: Task = {
+    id: text(fields, 'id'),
+    agent: text(fields, 'agent'),
+    environment: text(fields, 'environment'),
+    intent: text(fields, 'intent'),
+    labels: labelsOf(text(fields, 'labels')),
+    createdAt: time(fields, 'createdAt'),
+    expiresAt: time(fields, 'expiresAt'),
+    state: oneOf(TASK_STATES, text(fields, 'state')),
+  };
+  if (fields.endedAt !== undefined) task.endedAt = time(fields, 'endedAt');
+  if (fields.endReason !== undefined) task.endReason = fields.endReason;
+  return task;
+}
+
+/** Key names; `tag` is the `{prefix}` hash tag every key starts with. */
+class LeaseKeys {
+  constructor(readonly tag: string) {}
+  task = (id: string): string => `${this.tag}:task:${id}`;
+  lease = (id: string): string => `${this.tag}:lease:${id}`;
+  agentTasks = (agent: string): string => `${this.tag}:agent-tasks:${agent}`;
+  agentIndex = (agent: string): string => `${this.tag}:idx:agent:${agent}`;
+  taskIndex = (taskId: string): string => `${this.tag}:idx:task:${taskId}`;
+  envIndex = (env: string): string => `${this.tag}:idx:env:${env}`;
+  get allLeases(): string {
+    return `${this.tag}:idx:all`;
+  }
+  get activeLeases(): string {
+    return `${this.tag}:active-leases`;
+  }
+  get activeTasks(): string {
+    return `${this.tag}:active-tasks`;
+  }
+  get revoked(): string {
+    return `${this.tag}:revoked`;
+  }
+}
+
+type ScriptArg = string | number;
+type ScriptCommand = (...args: ScriptArg[]) => Promise<unknown>;
+
+/** ioredis method name for a script; namespaced so it cannot clash with other users of the client. */
+const commandName = (name: ScriptName): string =>
+  'svbLease' + name.replace(/(^|-)([a-z])/g, (_m, _dash, c: string) => c.toUpperCase());
+
+function byExpiry(a: { expiresAt: number; id: string }, b: { expiresAt: number; id: string }): number {
+  return a.expiresAt - b.expiresAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+export class RedisLeaseStore implements LeaseStore {
+  readonly durable = true;
+  private readonly keys: LeaseKeys;
+  private readonly retentionMs: number;
+
+  /** Takes ownership of `redis`: close() quits it. Build it with createRedisClient. */
+  constructor(
+    private readonly redis: Redis,
+    opts: RedisLeaseStoreOptions = {},
+  ) {
+    const prefix = opts.prefix ?? 'svb';
+    // A brace in the prefix would move the hash tag and scatter keys over slots.
+    if (prefix === '' || /[{}]/.test(prefix)) throw invalidArgument('prefix', 'must be non-empty, without braces');
+    this.keys = new LeaseKeys(`{${prefix}}`);
+    this.retentionMs = requireRetentionSeconds(opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS) * 1000;
+    for (const [name, script] of loadLeaseScripts()) {
+      redis.defineCommand(commandName(name), script);
+    }
+  }
+
+  /** The hash tag every key of this store starts with, e.g. `{svb}`. */
+  get keyTag(): string {
+    return this.keys.tag;
+  }
+
+  async createTask(task: Task): Promise<void> {
+    validateNewTask(task);
+    const k = this.keys;
+    const reply = await this.run(
+      'create-task',
+      [k.task(task.id), k.activeTasks, k.agentTasks(task.agent)],
+      [task.id, task.expiresAt, ...taskToFields(task)],
+    );
+    interpretReply(reply, task.id);
+  }
+
+  async getTask(id: string): Promise<Task | undefined> {
+    const fields = await this.guard(() => this.redis.hgetall(this.keys.task(id)));
+    return Object.keys(fields).length === 0 ? undefined : taskFromFields(fields);
+  }
+
+  async endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined> {
+    validateEnd(TASK_END_STATES, state, at);
+    const k = this.keys;
+    const reply = await this.run(
+      'end-task',
+      [k.task(id), k.activeTasks],
+      [k.tag, id, state, reason, at, this.retentionMs],
+    );
+    const result = interpretReply(reply, id);
+    return result.kind === 'record' ? taskFromFields(result.fields) : undefined;
+  }
+
+  async countActiveTasks(agent: string, now: number): Promise<number> {
+    requireTime('now', now);
+    return this.guard(() => this.redis.zcount(this.keys.agentTasks(agent), `(${now}`, '+inf'));
+  }
+
+  async putLease(lease: Lease, now: number): Promise<PutLeaseResult> {
+    validateNewLease(lease);
+    requireTime('now', now);
+    const k = this.keys;
+    const reply = await this.run(
+      'put-lease',
+      [
+        k.task(lease.taskId),
+        k.lease(lease.id),
+        k.activeLeases,
+        k.agentIndex(lease.agent),
+        k.taskIndex(lease.taskId),
+        k.envIndex(lease.environment),
+        k.allLeases,
+      ],
+      [now, this.retentionMs, lease.id, lease.expiresAt, ...leaseToFields(lease)],
+    );
+    const result = interpretReply(reply, lease.id);
+    if (result.kind === 'code' && isPutLeaseResult(result.code)) return result.code;
+    throw malformed('unexpected reply from put-lease');
+  }
+
+  async getLease(id: string): Promise<Lease | undefined> {
+    const fields = await this.guard(() => this.redis.hgetall(this.keys.lease(id)));
+    return Object.keys(fields).length === 0 ? undefined : leaseFromFields(fields);
+  }
+
+  async listLeases(filter: LeaseFilter): Promise<Lease[]> {
+    const k = this.keys;
+    // Start from the narrowest index the filter names; the script checks the other criteria.
+    const index = filter.taskId
+      ? k.taskIndex(filter.taskId)
+      : filter.agent
+        ? k.agentIndex(filter.agent)
+        : filter.environment
+          ? k.envIndex(filter.environment)
+          : filter.state === 'active'
+            ? k.activeLeases
+            : k.allLeases;
+    const reply = await this.run(
+      'list-leases',
+      [index],
+      [k.tag, filter.agent ?? '', filter.taskId ?? '', filter.environment ?? '', filter.state ?? ''],
+    );
+    return listOf(reply)
+      .map((r) => leaseFromFields(fieldsOf(r)))
+      .sort(byExpiry);
+  }
+
+  async markLeaseEnded(
+    id: string,
+    state: 'revoked' | 'expired' | 'revoke_failed',
+    reason: string,
+    at: number,
+  ): Promise<Lease | undefined> {
+    validateEnd(LEASE_END_STATES, state, at);
+    const k = this.keys;
+    const reply = await this.run(
+      'mark-lease-ended',
+      [k.lease(id), k.activeLeases, k.revoked],
+      [id, state, reason, at, this.retentionMs],
+    );
+    const result = interpretReply(reply, id);
+    return result.kind === 'record' ? leaseFromFields(result.fields) : undefined;
+  }
+
+  async claimExpiredLeases(now: number, limit: number): Promise<Lease[]> {
+    requireTime('now', now);
+    requireLimit(limit);
+    if (limit === 0) return [];
+    const k = this.keys;
+    const reply = await this.run(
+      'claim-expired-leases',
+      [k.activeLeases, k.revoked],
+      [k.tag, now, limit, this.retentionMs, EXPIRED_REASON],
+    );
+    return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
+  }
+
+  async claimExpiredTasks(now: number, limit: number): Promise<Task[]> {
+    requireTime('now', now);
+    requireLimit(limit);
+    if (limit === 0) return [];
+    const k = this.keys;
+    const reply = await this.run(
+      'claim-expired-tasks',
+      [k.activeTasks],
+      [k.tag, now, limit, this.retentionMs, EXPIRED_REASON],
+    );
+    return listOf(reply).map((r) => taskFromFields(fieldsOf(r)));
+  }
+
+  async listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]> {
+    requireTime('now', now);
+    const k = this.keys;
+    const reply = await this.run('list-revoked-unexpired', [k.revoked], [k.tag, now, backend ?? '']);
+    return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
+  }
+
+  async ping(): Promise<void> {
+    await this.guard(() => this.redis.ping());
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.redis.quit();
+    } catch {
+      // Not connected (Redis down): there is nothing to flush, so just drop the socket and timers.
+      this.redis.disconnect();
+    }
+  }
+
+  private run(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
+    const command = (this.redis as unknown as Record<string, ScriptCommand | undefined>)[commandName(name)];
+    if (command === undefined) return Promise.reject(storeUnavailable(new Error(`script ${name} not defined`)));
+    return this.guard(() => command.call(this.redis, ...keys, ...args));
+  }
+
+  private async guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw isBrokerError(err) ? err : storeUnavailable(err);
+    }
+  }
+}

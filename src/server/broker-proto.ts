@@ -1,0 +1,90 @@
+/** Loads proto/svidbroker/v1/broker.proto and describes its messages for the handlers and the CLI. */
+import { loadPackageDefinition, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
+import { loadSync, type ServiceDefinition } from '@grpc/proto-loader';
+import { join } from 'node:path';
+import { protoDir } from '../package-root.js';
+
+export interface TimestampMsg {
+  seconds: string | number;
+  nanos: number;
+}
+export interface BeginTaskRequestMsg {
+  environment: string;
+  intent: string;
+  ttl_seconds: number;
+  labels: Record<string, string>;
+}
+export interface TaskMsg {
+  task_id: string;
+  agent: string;
+  environment: string;
+  expires_at: TimestampMsg | null;
+  intent: string;
+  labels: Record<string, string>;
+  created_at: TimestampMsg | null;
+  state: string;
+}
+export interface IssueCredentialRequestMsg {
+  task_id: string;
+  role: string;
+  ttl_seconds: number;
+  sensitivity: string;
+  change_type: string;
+  justification: string;
+  tool: string;
+}
+export interface CredentialMsg {
+  kind: string;
+  token: string;
+  data: Record<string, string>;
+  metadata: Record<string, string>;
+}
+export interface IssueCredentialResponseMsg {
+  lease_id: string;
+  expires_at: TimestampMsg | null;
+  credential: CredentialMsg | null;
+  role: string;
+  task_id: string;
+  environment: string;
+  policy_ids: string[];
+  ttl_seconds: number;
+}
+export interface EndTaskRequestMsg {
+  task_id: string;
+  reason: string;
+}
+export interface EndTaskResponseMsg {
+  task: TaskMsg | null;
+  revoked: Array<{ lease_id: string; role: string; state: string }>;
+}
+export interface GetTaskRequestMsg {
+  task_id: string;
+}
+
+export const PROTO_LOADER_OPTIONS = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+} as const;
+
+export function loadBrokerProto(): { service: ServiceDefinition; Client: ServiceClientConstructor } {
+  const def = loadSync(join(protoDir(), 'svidbroker/v1/broker.proto'), {
+    ...PROTO_LOADER_OPTIONS,
+    includeDirs: [protoDir()],
+  });
+  const pkg = loadPackageDefinition(def) as GrpcObject;
+  const ns = (pkg.svidbroker as GrpcObject).v1 as GrpcObject;
+  const Client = ns.CredentialBroker as ServiceClientConstructor;
+  return { service: Client.service as unknown as ServiceDefinition, Client };
+}
+
+export function toTimestamp(ms: number): TimestampMsg {
+  return { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 };
+}
+
+export function fromTimestamp(ts: TimestampMsg | null | undefined): number {
+  if (!ts) return 0;
+  return Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1_000_000);
+}

@@ -1,0 +1,99 @@
+/**
+ * The HTTP ops listener: JWKS for services that verify broker tokens, the list of revoked token
+ * ids they must refuse, health and readiness, Prometheus metrics. Nothing secret is served here.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { LeaseStore } from '../leases/types.js';
+
+export interface OpsHttpDeps {
+  jwks: () => { keys: Array<Record<string, unknown>> };
+  store: LeaseStore;
+  /** Throws (or rejects) with a reason when the broker cannot serve: no valid SVID, store down. */
+  ready: () => Promise<void>;
+  registry?: Registry;
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface RunningOpsHttp {
+  port: number;
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<RunningOpsHttp> {
+  const now = deps.now ?? Date.now;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'method not allowed' });
+    const path = (req.url ?? '/').split('?')[0];
+    switch (path) {
+      case '/.well-known/jwks.json':
+        // Short cache: keys rotate with an overlap, so a minute of staleness is safe.
+        return send(res, 200, deps.jwks(), { 'cache-control': 'public, max-age=60' });
+      case '/v1/revoked': {
+        const at = now();
+        const leases = await deps.store.listRevokedUnexpired(at, 'token');
+        return send(res, 200, {
+          generated_at: new Date(at).toISOString(),
+          revoked: leases.map((l) => ({
+            jti: l.backendRef,
+            exp: Math.floor(l.expiresAt / 1000),
+            revoked_at: l.revokedAt ? new Date(l.revokedAt).toISOString() : null,
+          })),
+        });
+      }
+      case '/healthz':
+        return send(res, 200, { status: 'ok' });
+      case '/readyz':
+        try {
+          await deps.ready();
+          return send(res, 200, { status: 'ready' });
+        } catch (err) {
+          return send(res, 503, { status: 'not ready', reason: (err as Error).message });
+        }
+      case '/metrics':
+        if (!deps.registry) return send(res, 404, { error: 'not found' });
+        return send(res, 200, await deps.registry.metrics(), { 'content-type': deps.registry.contentType });
+      default:
+        return send(res, 404, { error: 'not found' });
+    }
+  };
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      deps.logger.warn({ err: { message: (err as Error).message }, url: req.url }, 'ops request failed');
+      if (!res.headersSent) send(res, 503, { error: 'unavailable' });
+      else res.end();
+    });
+  });
+  const { host, port } = splitHostPort(listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+export function splitHostPort(listen: string): { host: string; port: number } {
+  const idx = listen.lastIndexOf(':');
+  const host = listen.slice(0, idx).replace(/^\[|\]$/g, '') || '0.0.0.0';
+  return { host, port: Number(listen.slice(idx + 1)) };
+}

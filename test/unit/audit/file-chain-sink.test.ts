@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileChainSink } from '../../../src/audit/file-chain-sink.js';
+import { GENESIS_HASH, verifyChain } from '../../../src/audit/hash-chain.js';
+import type { AuditEventInput, AuditRecord } from '../../../src/audit/types.js';
+import { isBrokerError } from '../../../src/errors.js';
+import { createFsSpy } from './fs-spy.js';
+
+const RFC3339_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+const issued = (n: number): AuditEventInput => ({
+  type: 'credential.issued',
+  agent: 'spiffe://example.org/agent/a',
+  lease_id: `lease-${n}`,
+});
+
+async function fileLines(path: string): Promise<string[]> {
+  const text = await readFile(path, 'utf8');
+  assert.ok(text.endsWith('\n'), 'file ends with a newline');
+  return text.slice(0, -1).split('\n');
+}
+
+function reasonOf(err: unknown): string {
+  return isBrokerError(err) ? err.reason : `not a BrokerError: ${String(err)}`;
+}
+
+describe('audit/file-chain-sink', () => {
+  let dir: string;
+  let path: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'svid-broker-audit-'));
+    path = join(dir, 'nested', 'deeper', 'audit.jsonl');
+  });
+
+  afterEach(async () => {
+    await chmod(dir, 0o700).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes one chained JSON line per record, creating the directory and a 0600 file', async () => {
+    const sink = await FileChainSink.open(path);
+    const records: AuditRecord[] = [];
+    for (let i = 0; i < 5; i += 1) records.push(await sink.write(issued(i)));
+    await sink.close();
+
+    const lines = await fileLines(path);
+    assert.equal(lines.length, 5);
+    assert.deepEqual(
+      lines.map((line) => JSON.parse(line)),
+      records,
+    );
+    assert.deepEqual(verifyChain(lines), { ok: true, count: 5, lastHash: records[4]?.hash });
+    assert.equal(records[0]?.prev_hash, GENESIS_HASH);
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    for (const record of records) {
+      assert.match(record.time, RFC3339_UTC_MS);
+      assert.match(record.id, UUID_V7);
+      assert.equal(record.type, 'credential.issued');
+      assert.equal(record.agent, 'spiffe://example.org/agent/a');
+    }
+    const ids = records.map((r) => r.id);
+    assert.deepEqual([...ids].sort(), ids, 'ids sort in write order');
+  });
+
+  it('uses the injected clock and id factory', async () => {
+    let n = 0;
+    const sink = await FileChainSink.open(path, {
+      now: () => new Date(Date.UTC(2030, 5, 1, 12, 0, 0, 7)),
+      idFactory: () => `fixed-${(n += 1)}`,
+    });
+    const record = await sink.write(issued(0));
+    await sink.close();
+    assert.equal(record.time, '2030-06-01T12:00:00.007Z');
+    assert.equal(record.id, 'fixed-1');
+  });
+
+  it('continues the chain across close and reopen', async () => {
+    const first = await FileChainSink.open(path);
+    let last: AuditRecord | undefined;
+    for (let i = 0; i < 3; i += 1) last = await first.write(issued(i));
+    await first.close();
+
+    const second = await FileChainSink.open(path);
+    const next = await second.write(issued(3));
+    await second.close();
+
+    assert.equal(next.prev_hash, last?.hash);
+    const lines = await fileLines(path);
+    assert.deepEqual(verifyChain(lines), { ok: true, count: 4, lastHash: next.hash });
+  });
+
+  it('group commit: 200 concurrent writes all resolve, in one valid chain, with fewer syncs than writes', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    const records = await Promise.all(Array.from({ length: 200 }, (_, i) => sink.write(issued(i))));
+    await sink.close();
+
+    const lines = await fileLines(path);
+    assert.equal(lines.length, 200);
+    assert.deepEqual(verifyChain(lines), { ok: true, count: 200, lastHash: records[199]?.hash });
+    // Chained in call order: line i is the record of the i-th call.
+    assert.deepEqual(
+      lines.map((line) => (JSON.parse(line) as AuditRecord).lease_id),
+      records.map((_, i) => `lease-${i}`),
+    );
+    assert.ok(spy.counts.datasyncs >= 1);
+    assert.ok(spy.counts.datasyncs < 200, `${spy.counts.datasyncs} syncs for 200 writes`);
+  });
+
+  it('group commit: writes arriving while a sync is in flight share the next sync', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    // Requests arriving on separate turns of the event loop, as from the network.
+    const pending: Array<Promise<AuditRecord>> = [];
+    for (let i = 0; i < 64; i += 1) {
+      pending.push(sink.write(issued(i)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(pending);
+    await sink.close();
+    assert.equal(verifyChain(await fileLines(path)).ok, true);
+    assert.ok(spy.counts.datasyncs < 64, `${spy.counts.datasyncs} syncs for 64 writes`);
+  });
+
+  it('resolves a write only after its sync', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    await sink.write(issued(0));
+    assert.equal(spy.counts.datasyncs, 1);
+    await sink.close();
+  });
+
+  it('fsync: false skips the sync', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem, fsync: false });
+    await Promise.all([sink.write(issued(0)), sink.write(issued(1))]);
+    await sink.close();
+    assert.equal(spy.counts.datasyncs, 0);
+    assert.equal(verifyChain(await fileLines(path)).ok, true);
+  });
+
+  it('fails closed on a write error: that batch and every later write reject', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    await sink.write(issued(0));
+    spy.faults.write = 'ENOSPC';
+    const results = await Promise.allSettled([sink.write(issued(1)), sink.write(issued(2))]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['rejected', 'rejected'],
+    );
+    delete spy.faults.write;
+    // The disk is fine again, but where the chain ends is not known: the sink stays failed.
+    await assert.rejects(sink.write(issued(3)), (err: unknown) => {
+      assert.equal(isBrokerError(err) && err.code, 'UNAVAILABLE');
+      assert.equal(reasonOf(err), 'audit_unavailable');
+      assert.doesNotMatch((err as Error).message, /audit\.jsonl/, 'the caller-facing message has no path');
+      assert.match(String(((err as Error).cause as Error).message), /ENOSPC/);
+      return true;
+    });
+    await sink.close();
+    assert.equal((await fileLines(path)).length, 1);
+  });
+
+  it('fails closed on a sync error, rejecting writes queued behind it too', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    spy.faults.datasync = 'EIO';
+    const first = sink.write(issued(0));
+    // Queued while the first flush is in flight.
+    await new Promise((resolve) => setImmediate(resolve));
+    const second = sink.write(issued(1));
+    const results = await Promise.allSettled([first, second]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['rejected', 'rejected'],
+    );
+    await assert.rejects(sink.write(issued(2)), (err: unknown) => reasonOf(err) === 'audit_unavailable');
+    await sink.close();
+  });
+
+  it('rejects writes after close; close flushes accepted writes and is idempotent', async () => {
+    const sink = await FileChainSink.open(path);
+    const accepted = sink.write(issued(0));
+    const closed = sink.close();
+    await assert.rejects(sink.write(issued(1)), (err: unknown) => reasonOf(err) === 'audit_closed');
+    await accepted;
+    await closed;
+    await sink.close();
+    assert.equal((await fileLines(path)).length, 1);
+  });
+
+  it('refuses to open when the directory cannot be created (a file is in the way)', async () => {
+    const blocker = join(dir, 'blocker');
+    await writeFile(blocker, 'not a directory');
+    await assert.rejects(FileChainSink.open(join(blocker, 'audit.jsonl')), (err: unknown) => {
+      assert.equal(reasonOf(err), 'audit_unavailable');
+      assert.match((err as Error).message, /cannot open/);
+      return true;
+    });
+  });
+
+  it('refuses to open in a read-only directory', async function () {
+    if (process.getuid?.() === 0) this.skip(); // root ignores directory permissions
+    const readOnly = join(dir, 'ro');
+    await mkdir(readOnly);
+    await chmod(readOnly, 0o500);
+    await assert.rejects(FileChainSink.open(join(readOnly, 'audit.jsonl')), /cannot open/);
+  });
+
+  it('refuses to continue after a crash-partial last line, and leaves the file untouched', async () => {
+    const sink = await FileChainSink.open(path);
+    for (let i = 0; i < 3; i += 1) await sink.write(issued(i));
+    await sink.close();
+    const { size: completeSize } = await stat(path);
+    await appendFile(path, '{"id":"0194254d-b4ae-7000-8000-00000000000","time":"2025-');
+    const { size: damagedSize } = await stat(path);
+
+    await assert.rejects(FileChainSink.open(path), (err: unknown) => {
+      assert.equal(reasonOf(err), 'audit_partial_record');
+      assert.match((err as Error).message, new RegExp(`truncate -s ${completeSize} `));
+      return true;
+    });
+    assert.equal((await stat(path)).size, damagedSize);
+
+    // The documented repair: cut at the offset given, then the chain continues.
+    await truncate(path, completeSize);
+    const reopened = await FileChainSink.open(path);
+    await reopened.write(issued(3));
+    await reopened.close();
+    assert.deepEqual(verifyChain(await fileLines(path)).ok, true);
+  });
+
+  it('refuses a file whose only content is a partial line', async () => {
+    await mkdir(join(dir, 'nested', 'deeper'), { recursive: true });
+    await writeFile(path, '{"id":"x"');
+    await assert.rejects(FileChainSink.open(path), /truncate -s 0 /);
+  });
+
+  it('refuses to continue from a tail record whose own hash does not verify', async () => {
+    const sink = await FileChainSink.open(path);
+    for (let i = 0; i < 3; i += 1) await sink.write(issued(i));
+    await sink.close();
+    const lines = await fileLines(path);
+    const tampered = JSON.parse(lines[2] ?? '') as Record<string, unknown>;
+    tampered.lease_id = 'lease-forged';
+    lines[2] = JSON.stringify(tampered);
+    await writeFile(path, `${lines.join('\n')}\n`);
+    await assert.rejects(FileChainSink.open(path), (err: unknown) => {
+      assert.equal(reasonOf(err), 'audit_chain_damaged');
+      assert.match((err as Error).message, /hash mismatch/);
+      return true;
+    });
+  });
+
+  it('finds the tail record across read chunks (records larger than one chunk)', async () => {
+    const big = 'x'.repeat(150 * 1024);
+    const sink = await FileChainSink.open(path);
+    await sink.write({ ...issued(0), blob: big });
+    const last = await sink.write({ ...issued(1), blob: big });
+    await sink.close();
+    const reopened = await FileChainSink.open(path);
+    const next = await reopened.write(issued(2));
+    await reopened.close();
+    assert.equal(next.prev_hash, last.hash);
+  });
+
+  it('rejects an event with a reserved field without breaking the chain', async () => {
+    const sink = await FileChainSink.open(path);
+    await sink.write(issued(0));
+    await assert.rejects(sink.write({ ...issued(1), hash: 'forged' }), /reserved field/);
+    await sink.write(issued(2));
+    await sink.close();
+    assert.deepEqual(verifyChain(await fileLines(path)).ok, true);
+  });
+});

@@ -1,0 +1,46 @@
+/** A ChainFileSystem over the real one that counts writes and syncs and can inject faults. */
+import {
+  nodeChainFileSystem,
+  type ChainFileHandle,
+  type ChainFileSystem,
+} from '../../../src/audit/file-chain-sink.js';
+
+export interface FsSpy {
+  fileSystem: ChainFileSystem;
+  counts: { writes: number; datasyncs: number };
+  /** Set to make every later write (or datasync) fail with this errno. */
+  faults: { write?: string; datasync?: string };
+}
+
+function errno(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: injected fault`), { code });
+}
+
+export function createFsSpy(): FsSpy {
+  const counts = { writes: 0, datasyncs: 0 };
+  const faults: FsSpy['faults'] = {};
+  const fileSystem: ChainFileSystem = {
+    mkdir: (path, options) => nodeChainFileSystem.mkdir(path, options),
+    async open(path, flags, mode) {
+      const inner = await nodeChainFileSystem.open(path, flags, mode);
+      const handle: ChainFileHandle = {
+        read: (buffer, offset, length, position) => inner.read(buffer, offset, length, position),
+        async write(buffer, offset, length) {
+          counts.writes += 1;
+          if (faults.write !== undefined) throw errno(faults.write);
+          return inner.write(buffer, offset, length);
+        },
+        stat: () => inner.stat(),
+        async datasync() {
+          counts.datasyncs += 1;
+          if (faults.datasync !== undefined) throw errno(faults.datasync);
+          return inner.datasync();
+        },
+        sync: () => inner.sync(),
+        close: () => inner.close(),
+      };
+      return handle;
+    },
+  };
+  return { fileSystem, counts, faults };
+}
