@@ -101,7 +101,8 @@ export function checkRecordLine(line: string, expectedPrevHash: string | undefin
   }
   const record = parsed as Record<string, unknown>;
   const id = typeof record.id === 'string' ? record.id : undefined;
-  const withId = (error: string): LineCheck => (id === undefined ? { ok: false, error } : { ok: false, id, error });
+  const withId = (error: string): LineCheck =>
+    id === undefined ? { ok: false, error } : { ok: false, id, error };
   for (const field of REQUIRED_FIELDS) {
     if (typeof record[field] !== 'string') return withId(`missing field ${field}`);
   }

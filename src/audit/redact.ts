@@ -52,7 +52,11 @@ function redactValue(value: unknown, seen: WeakSet<object>, depth: number): unkn
   try {
     if (Array.isArray(value)) return value.map((item) => redactValue(item, seen, depth + 1));
     if (value instanceof Map) {
-      return redactEntries([...value.entries()].map(([k, v]) => [String(k), v]), seen, depth);
+      return redactEntries(
+        [...value.entries()].map(([k, v]) => [String(k), v]),
+        seen,
+        depth,
+      );
     }
     if (value instanceof Set) return [...value].map((item) => redactValue(item, seen, depth + 1));
     const entries: Array<[string, unknown]> = Object.entries(value);

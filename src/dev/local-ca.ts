@@ -24,6 +24,7 @@ import {
   X509CertificateGenerator,
 } from '@peculiar/x509';
 import { base64url, calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
+import { invalidArgument } from '../errors.js';
 import { parseTrustDomain, requireWorkloadId } from '../identity/spiffe-id.js';
 import type { JwtBundle, X509Bundle, X509Svid } from '../identity/types.js';
 
@@ -91,6 +92,8 @@ export interface IssueX509Options {
   signWith?: LocalCa;
   /** Put the signer's intermediate in the chain, when it has one; default true. */
   includeIntermediate?: boolean;
+  /** Appended as is, e.g. an unknown critical extension. */
+  extraExtensions?: Extension[];
   hint?: string;
 }
 
@@ -176,7 +179,9 @@ export class LocalCa {
     const root = await LocalCa.createRoot(td, opts.caTtlSeconds ?? DEFAULT_ROOT_TTL_SECONDS);
     const intermediateOpts = LocalCa.intermediateOptions(opts);
     const intermediate =
-      intermediateOpts === undefined ? undefined : await LocalCa.createIntermediate(td, root, intermediateOpts);
+      intermediateOpts === undefined
+        ? undefined
+        : await LocalCa.createIntermediate(td, root, intermediateOpts);
     const jwtKey = await LocalCa.createJwtKey();
     return new LocalCa(td, opts, root, intermediate, jwtKey);
   }
@@ -206,10 +211,18 @@ export class LocalCa {
     return { cert, der: toDer(cert), keys };
   }
 
-  private static async createIntermediate(td: string, root: Authority, o: IntermediateOptions): Promise<Authority> {
+  private static async createIntermediate(
+    td: string,
+    root: Authority,
+    o: IntermediateOptions,
+  ): Promise<Authority> {
     const keys = await generateEcKeyPair(false);
     const now = new Date();
-    const notAfter = o.notAfter ?? new Date(Math.min(secondsFrom(now, DEFAULT_INTERMEDIATE_TTL_SECONDS).getTime(), root.cert.notAfter.getTime()));
+    const notAfter =
+      o.notAfter ??
+      new Date(
+        Math.min(secondsFrom(now, DEFAULT_INTERMEDIATE_TTL_SECONDS).getTime(), root.cert.notAfter.getTime()),
+      );
     const extensions: Extension[] = [
       await SubjectKeyIdentifierExtension.create(keys.publicKey),
       await AuthorityKeyIdentifierExtension.create(root.keys.publicKey),
@@ -219,7 +232,9 @@ export class LocalCa {
       extensions.push(new BasicConstraintsExtension(isCa, isCa ? (o.pathLength ?? 0) : undefined, true));
     }
     if (o.omitKeyUsage !== true) {
-      extensions.push(new KeyUsagesExtension(o.keyUsage ?? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true));
+      extensions.push(
+        new KeyUsagesExtension(o.keyUsage ?? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign, true),
+      );
     }
     const cert = await X509CertificateGenerator.create({
       subject: `CN=${td} intermediate, O=${ORGANIZATION}`,
@@ -325,7 +340,10 @@ export class LocalCa {
     if (o.uriSans === undefined) {
       const id = requireWorkloadId(spiffeId);
       if (!id.isMemberOf(this.trustDomain)) {
-        throw new Error(`LocalCa(${this.trustDomain}) cannot issue ${spiffeId}; use signWith to forge`);
+        throw invalidArgument(
+          'spiffe_id',
+          `LocalCa(${this.trustDomain}) cannot issue ${spiffeId}; use signWith to forge`,
+        );
       }
     }
     const { issuer, tail } = (o.signWith ?? this).signer(o.includeIntermediate ?? true);
@@ -336,7 +354,10 @@ export class LocalCa {
     const notAfter =
       o.notAfter ??
       new Date(
-        Math.min(secondsFrom(now, o.ttlSeconds ?? this.opts.ttlSeconds).getTime(), issuer.cert.notAfter.getTime()),
+        Math.min(
+          secondsFrom(now, o.ttlSeconds ?? this.opts.ttlSeconds).getTime(),
+          issuer.cert.notAfter.getTime(),
+        ),
       );
 
     const names: JsonGeneralName[] = [
@@ -348,14 +369,18 @@ export class LocalCa {
       await SubjectKeyIdentifierExtension.create(keys.publicKey),
       await AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
     ];
-    if (o.omitBasicConstraints !== true) extensions.push(new BasicConstraintsExtension(o.isCa ?? false, undefined, true));
+    if (o.omitBasicConstraints !== true)
+      extensions.push(new BasicConstraintsExtension(o.isCa ?? false, undefined, true));
     if (o.omitKeyUsage !== true) {
-      extensions.push(new KeyUsagesExtension(o.keyUsage ?? KeyUsageFlags.digitalSignature, o.keyUsageCritical ?? true));
+      extensions.push(
+        new KeyUsagesExtension(o.keyUsage ?? KeyUsageFlags.digitalSignature, o.keyUsageCritical ?? true),
+      );
     }
     const eku = o.extKeyUsage ?? [ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth];
     if (eku.length > 0) extensions.push(new ExtendedKeyUsageExtension(eku, false));
     // The SAN is critical only when the subject is empty (RFC 5280 4.2.1.6); ours never is.
     if (names.length > 0) extensions.push(new SubjectAlternativeNameExtension(names, false));
+    extensions.push(...(o.extraExtensions ?? []));
 
     const cert = await X509CertificateGenerator.create({
       subject: `CN=svid, O=${ORGANIZATION}`,
@@ -378,7 +403,10 @@ export class LocalCa {
   async mintJwtSvid(spiffeId: string, audience: string | string[], o: MintJwtOptions = {}): Promise<string> {
     const id = requireWorkloadId(spiffeId);
     if (!id.isMemberOf(this.trustDomain)) {
-      throw new Error(`LocalCa(${this.trustDomain}) cannot mint ${spiffeId}; use signWith to forge`);
+      throw invalidArgument(
+        'spiffe_id',
+        `LocalCa(${this.trustDomain}) cannot mint ${spiffeId}; use signWith to forge`,
+      );
     }
     const signingKey = (o.signWith ?? this).currentJwtKey;
     const alg = o.alg ?? 'ES256';

@@ -69,6 +69,18 @@ function hasSecurityHeader(metadata: grpc.Metadata): boolean {
   return values.length === 1 && values[0] === 'true';
 }
 
+function requireSecurityHeader(metadata: grpc.Metadata): void {
+  if (!hasSecurityHeader(metadata)) throw new StatusError(grpc.status.INVALID_ARGUMENT, MISSING_HEADER);
+}
+
+/** Runs an async unary handler body; StatusErrors keep their code, anything else becomes INTERNAL. */
+function respond<T>(callback: grpc.sendUnaryData<T>, work: () => Promise<T>): void {
+  work().then(
+    (response) => callback(null, response),
+    (err: unknown) => callback(toServiceError(err)),
+  );
+}
+
 function spiffeTd(td: string): string {
   return `spiffe://${td}`;
 }
@@ -105,7 +117,8 @@ function encodeX509BundlesResponse(identity: WorkloadIdentity): X509BundlesRespo
 
 function encodeJwtBundlesResponse(identity: WorkloadIdentity): JWTBundlesResponse {
   const bundles: Record<string, Uint8Array> = {};
-  for (const [td, jwks] of identity.jwtBundles) bundles[spiffeTd(td)] = Buffer.from(JSON.stringify(jwks), 'utf8');
+  for (const [td, jwks] of identity.jwtBundles)
+    bundles[spiffeTd(td)] = Buffer.from(JSON.stringify(jwks), 'utf8');
   return { bundles };
 }
 
@@ -127,10 +140,15 @@ async function verifyJwtSvid(
   const td = sub === undefined ? undefined : /^spiffe:\/\/([^/]+)\/./.exec(sub)?.[1];
   if (td === undefined) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'token has no SPIFFE ID subject');
   if (alg === undefined || !JWT_SVID_ALGS.includes(alg)) {
-    throw new StatusError(grpc.status.INVALID_ARGUMENT, `unsupported token signature algorithm ${String(alg)}`);
+    throw new StatusError(
+      grpc.status.INVALID_ARGUMENT,
+      `unsupported token signature algorithm ${String(alg)}`,
+    );
   }
   const jwk = identity.jwtBundles.get(td)?.keys.find((k) => k['use'] === 'jwt-svid' && k['kid'] === kid);
-  if (jwk === undefined) throw new StatusError(grpc.status.INVALID_ARGUMENT, `no JWT authority ${kid} for ${td}`);
+  if (jwk === undefined) {
+    throw new StatusError(grpc.status.INVALID_ARGUMENT, `no JWT authority ${kid} for ${td}`);
+  }
   // jose only accepts JWKs without `use` or with use "sig"; SPIFFE bundles say "jwt-svid".
   const { use: _use, ...bare } = jwk;
   try {
@@ -148,7 +166,8 @@ async function verifyJwtSvid(
 
 /** Serves one workload's identity over the Workload API on a Unix socket. */
 export class WorkloadApiServer {
-  private readonly streams = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  /** Open streams, each with the function that ends it and drops its provider subscription. */
+  private readonly streams = new Set<(status: Partial<grpc.StatusObject>) => void>();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -165,7 +184,9 @@ export class WorkloadApiServer {
   /** Binds `socketPath` (an absolute path or a `unix:///abs/path` URI) and starts serving. */
   static async start(socketPath: string, provider: WorkloadIdentityProvider): Promise<WorkloadApiServer> {
     const path = socketPath.startsWith('unix://') ? socketPath.slice('unix://'.length) : socketPath;
-    if (!isAbsolute(path)) throw new Error(`workload api server: socket path must be absolute: ${socketPath}`);
+    if (!isAbsolute(path)) {
+      throw new Error(`workload api server: socket path must be absolute: ${socketPath}`);
+    }
     // mode only applies to directories this call creates; an existing directory keeps its mode.
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     await removeStaleSocket(path);
@@ -190,10 +211,9 @@ export class WorkloadApiServer {
   }
 
   private async shutdown(): Promise<void> {
-    for (const call of this.streams) {
-      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'workload api server shutting down' });
+    for (const end of [...this.streams]) {
+      end({ code: grpc.status.UNAVAILABLE, details: 'workload api server shutting down' });
     }
-    this.streams.clear();
     await new Promise<void>((resolve) => {
       // Streams were ended above, so a graceful shutdown only waits for in-flight unary calls; the timer
       // is the backstop for a client that never reads its end of the stream.
@@ -214,36 +234,30 @@ export class WorkloadApiServer {
       FetchX509SVID: (call) => this.serveStream(call, provider, encodeX509SvidResponse),
       FetchX509Bundles: (call) => this.serveStream(call, provider, encodeX509BundlesResponse),
       FetchJWTBundles: (call) => this.serveStream(call, provider, encodeJwtBundlesResponse),
-      FetchJWTSVID: (call, callback) => {
-        void (async () => {
-          if (!hasSecurityHeader(call.metadata)) throw new StatusError(grpc.status.INVALID_ARGUMENT, MISSING_HEADER);
-          const audience = call.request.audience;
-          if (audience.length === 0) throw new StatusError(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+      FetchJWTSVID: (call, callback) =>
+        respond(callback, async () => {
+          requireSecurityHeader(call.metadata);
+          const { audience, spiffe_id: wanted } = call.request;
+          if (audience.length === 0) {
+            throw new StatusError(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
+          }
           const identity = provider.current();
-          const wanted = call.request.spiffe_id;
           const svid = wanted === '' ? identity.svids[0] : identity.svids.find((s) => s.spiffeId === wanted);
           if (svid === undefined) throw new StatusError(grpc.status.PERMISSION_DENIED, NO_IDENTITY);
           const token = await provider.mintJwtSvid(audience, wanted === '' ? undefined : wanted);
           return { svids: [{ spiffe_id: svid.spiffeId, svid: token, hint: svid.hint }] };
-        })().then(
-          (response) => callback(null, response),
-          (err: unknown) => callback(toServiceError(err)),
-        );
-      },
-      ValidateJWTSVID: (call, callback) => {
-        void (async () => {
-          if (!hasSecurityHeader(call.metadata)) throw new StatusError(grpc.status.INVALID_ARGUMENT, MISSING_HEADER);
-          if (call.request.audience === '') {
+        }),
+      ValidateJWTSVID: (call, callback) =>
+        respond(callback, async () => {
+          requireSecurityHeader(call.metadata);
+          const { audience, svid } = call.request;
+          if (audience === '') {
             throw new StatusError(grpc.status.INVALID_ARGUMENT, 'audience must be specified');
           }
-          if (call.request.svid === '') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
-          const { spiffeId, claims } = await verifyJwtSvid(provider.current(), call.request.audience, call.request.svid);
+          if (svid === '') throw new StatusError(grpc.status.INVALID_ARGUMENT, 'svid must be specified');
+          const { spiffeId, claims } = await verifyJwtSvid(provider.current(), audience, svid);
           return { spiffe_id: spiffeId, claims: toProtoStruct(claims) };
-        })().then(
-          (response) => callback(null, response),
-          (err: unknown) => callback(toServiceError(err)),
-        );
-      },
+        }),
     };
   }
 
@@ -264,14 +278,13 @@ export class WorkloadApiServer {
       call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'workload api server shutting down' });
       return;
     }
-    const tracked = call as grpc.ServerWritableStream<unknown, unknown>;
     let done = false;
     const finish = (status?: Partial<grpc.StatusObject>): void => {
       if (done) return;
       done = true;
       unsubscribe();
-      this.streams.delete(tracked);
-      if (status) call.emit('error', status);
+      this.streams.delete(finish);
+      if (status && !call.cancelled) call.emit('error', status);
     };
     const push = (): void => {
       if (done || call.cancelled) return;
@@ -289,7 +302,7 @@ export class WorkloadApiServer {
       call.write(encode(identity));
     };
     const unsubscribe = provider.onChange(push);
-    this.streams.add(tracked);
+    this.streams.add(finish);
     call.on('cancelled', () => finish());
     call.on('close', () => finish());
     push();

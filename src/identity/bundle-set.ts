@@ -32,7 +32,8 @@ function toJwks(trustDomain: string, input: JwtBundleInput): Jwks {
   let doc: unknown = input;
   if (typeof input === 'string' || input instanceof Uint8Array) {
     try {
-      const text = typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input);
+      const text =
+        typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input);
       doc = JSON.parse(text);
     } catch (err) {
       throw malformedBundle(trustDomain, 'JWT bundle is not valid JSON', err);
@@ -76,7 +77,10 @@ export class BundleSet implements X509BundleSource, JwtBundleSource {
   setX509Bundle(trustDomain: string, authorities: X509BundleInput): void {
     const td = parseTrustDomain(trustDomain);
     const list = authorities instanceof Uint8Array ? splitConcatenatedDer(authorities) : [...authorities];
-    this.x509.set(td, Object.freeze({ trustDomain: td, authorities: Object.freeze(list.map((a) => a.slice())) }));
+    this.x509.set(
+      td,
+      Object.freeze({ trustDomain: td, authorities: Object.freeze(list.map((a) => a.slice())) }),
+    );
   }
 
   setJwtBundle(trustDomain: string, jwks: JwtBundleInput): void {

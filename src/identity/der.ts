@@ -23,7 +23,9 @@ export function splitConcatenatedDer(data: Uint8Array): Uint8Array[] {
   while (offset < data.length) {
     const start = offset;
     if (data[offset] !== SEQUENCE_TAG) {
-      throw malformed(`expected SEQUENCE at offset ${offset}, found tag 0x${(data[offset] ?? 0).toString(16)}`);
+      throw malformed(
+        `expected SEQUENCE at offset ${offset}, found tag 0x${(data[offset] ?? 0).toString(16)}`,
+      );
     }
     offset += 1;
     const first = data[offset];

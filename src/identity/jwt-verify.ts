@@ -6,7 +6,14 @@
  * (`jku`, `x5u`, `jwk`, `x5c`) are never consulted. Signature checks are jose's `compactVerify`;
  * claim checks are done here so each failure maps to its own stable reason.
  */
-import { compactVerify, decodeJwt, decodeProtectedHeader, errors as joseErrors, importJWK, type JWK } from 'jose';
+import {
+  compactVerify,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  importJWK,
+  type JWK,
+} from 'jose';
 import { BrokerError, isBrokerError, unauthenticated } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from './spiffe-id.js';
 import type { JwtBundleSource } from './types.js';
@@ -67,7 +74,9 @@ export async function verifyJwtSvid(
   }
   const leeway = opts.leewaySeconds ?? DEFAULT_LEEWAY_SECONDS;
   if (!Number.isFinite(leeway) || leeway < 0) {
-    throw new BrokerError('INTERNAL', 'JWT-SVID leeway must be a non-negative number', { reason: 'bad_leeway' });
+    throw new BrokerError('INTERNAL', 'JWT-SVID leeway must be a non-negative number', {
+      reason: 'bad_leeway',
+    });
   }
   const nowSeconds = (opts.now ?? new Date()).getTime() / 1000;
 
@@ -84,17 +93,24 @@ export async function verifyJwtSvid(
   if (candidates.length === 0) {
     throw unauthenticated(
       'unknown_kid',
-      `no jwt-svid key with kid "${header.kid}" in the bundle of trust domain "${id.trustDomain}"`,
+      `no jwt-svid key with kid ${shown(header.kid)} in the bundle of trust domain "${id.trustDomain}"`,
     );
   }
 
   const payloadBytes = await verifySignature(token, header.alg, candidates);
   const claims = parsePayload(payloadBytes);
   // The key was chosen by the unverified sub; the verified one must be the same string.
-  if (claims.sub !== unverifiedSub) throw unauthenticated('malformed_jwt', 'token subject changed under verification');
+  if (claims.sub !== unverifiedSub)
+    throw unauthenticated('malformed_jwt', 'token subject changed under verification');
   const expiresAt = checkClaims(claims, expected, nowSeconds, leeway);
 
   return { spiffeId: id.toString(), trustDomain: id.trustDomain, path: id.path, claims, expiresAt };
+}
+
+/** Quotes an attacker-controlled header value for a message, bounded in length. */
+function shown(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 64 ? `${text.slice(0, 64)}...` : text;
 }
 
 function malformed(message: string, cause?: unknown): BrokerError {
@@ -104,7 +120,8 @@ function malformed(message: string, cause?: unknown): BrokerError {
 function checkCompactShape(token: string): void {
   if (typeof token !== 'string' || token.length === 0) throw malformed('token is empty');
   if (token.length > MAX_TOKEN_LENGTH) throw malformed(`token is longer than ${MAX_TOKEN_LENGTH} characters`);
-  if (token.trimStart().startsWith('{')) throw malformed('JWS JSON serialization is not accepted; use compact form');
+  if (token.trimStart().startsWith('{'))
+    throw malformed('JWS JSON serialization is not accepted; use compact form');
   const parts = token.split('.');
   if (parts.length === 5) throw malformed('encrypted tokens (JWE) are not accepted');
   if (parts.length !== 3) throw malformed('token is not a compact JWS (header.payload.signature)');
@@ -127,7 +144,7 @@ function readHeader(token: string): CheckedHeader {
   if (typeof alg !== 'string' || !JWT_SVID_ALGORITHMS.includes(alg)) {
     throw unauthenticated(
       'unsupported_alg',
-      `token alg ${JSON.stringify(alg)} is not allowed (allowed: ${JWT_SVID_ALGORITHMS.join(', ')})`,
+      `token alg ${shown(alg)} is not allowed (allowed: ${JWT_SVID_ALGORITHMS.join(', ')})`,
     );
   }
   if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') {
@@ -162,7 +179,10 @@ function parseSubject(sub: string): SpiffeId {
     throw unauthenticated('invalid_sub', `token sub is not a valid SPIFFE ID (${detail})`, err);
   }
   if (!id.isWorkloadId) {
-    throw unauthenticated('not_workload_id', `token sub ${id.toString()} has no path; JWT-SVIDs name workloads`);
+    throw unauthenticated(
+      'not_workload_id',
+      `token sub ${id.toString()} has no path; JWT-SVIDs name workloads`,
+    );
   }
   return id;
 }
@@ -250,7 +270,10 @@ function checkClaims(
   if (nbf !== undefined) {
     if (typeof nbf !== 'number' || !Number.isFinite(nbf)) throw malformed('token nbf is not a number');
     if (nowSeconds + leeway < nbf) {
-      throw unauthenticated('svid_not_yet_valid', `JWT-SVID is not valid before ${new Date(nbf * 1000).toISOString()}`);
+      throw unauthenticated(
+        'svid_not_yet_valid',
+        `JWT-SVID is not valid before ${new Date(nbf * 1000).toISOString()}`,
+      );
     }
   }
   return new Date(exp * 1000);

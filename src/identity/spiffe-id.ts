@@ -184,10 +184,14 @@ export function parseTrustDomain(input: string, field = 'trust_domain'): string 
   }
   const problem = typeof input === 'string' ? trustDomainProblem(input) : 'not a string';
   if (problem !== undefined) {
-    throw new BrokerError('INVALID_ARGUMENT', `${field}: invalid trust domain ${quote(String(input))}: ${problem}`, {
-      reason: 'invalid_trust_domain',
-      field,
-    });
+    throw new BrokerError(
+      'INVALID_ARGUMENT',
+      `${field}: invalid trust domain ${quote(String(input))}: ${problem}`,
+      {
+        reason: 'invalid_trust_domain',
+        field,
+      },
+    );
   }
   return input;
 }

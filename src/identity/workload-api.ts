@@ -43,7 +43,11 @@ export const DEFAULT_SPIRE_AGENT_SOCKET = 'unix:///tmp/spire-agent/public/api.so
 export class WorkloadApiError extends BrokerError {
   readonly grpcCode: grpc.status | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { reason: string; grpcCode?: grpc.status; cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { reason: string; grpcCode?: grpc.status; cause?: unknown },
+  ) {
     super(code, message, { reason: opts.reason, cause: opts.cause });
     this.name = 'WorkloadApiError';
     this.grpcCode = opts.grpcCode;
@@ -54,7 +58,12 @@ function isServiceError(err: unknown): err is grpc.ServiceError {
   return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
 }
 
-function fromGrpcStatus(prefix: string, code: grpc.status, details: string, cause?: unknown): WorkloadApiError {
+function fromGrpcStatus(
+  prefix: string,
+  code: grpc.status,
+  details: string,
+  cause?: unknown,
+): WorkloadApiError {
   const name = grpc.status[code] ?? String(code);
   return new WorkloadApiError(
     code === grpc.status.INVALID_ARGUMENT ? 'INVALID_ARGUMENT' : 'UNAVAILABLE',
@@ -64,7 +73,10 @@ function fromGrpcStatus(prefix: string, code: grpc.status, details: string, caus
 }
 
 function parseFailure(prefix: string, message: string, cause?: unknown): WorkloadApiError {
-  return new WorkloadApiError('UNAVAILABLE', `${prefix}: ${message}`, { reason: 'workload_api_bad_response', cause });
+  return new WorkloadApiError('UNAVAILABLE', `${prefix}: ${message}`, {
+    reason: 'workload_api_bad_response',
+    cause,
+  });
 }
 
 function closedError(prefix: string): WorkloadApiError {
@@ -76,10 +88,14 @@ function closedError(prefix: string): WorkloadApiError {
 // ---------------------------------------------------------------------------------------------------------
 
 function badEndpoint(value: string, why: string): BrokerError {
-  return new BrokerError('INVALID_ARGUMENT', `workload api: SPIFFE_ENDPOINT_SOCKET ${JSON.stringify(value)} ${why}`, {
-    reason: 'invalid_endpoint_socket',
-    field: 'SPIFFE_ENDPOINT_SOCKET',
-  });
+  return new BrokerError(
+    'INVALID_ARGUMENT',
+    `workload api: SPIFFE_ENDPOINT_SOCKET ${JSON.stringify(value)} ${why}`,
+    {
+      reason: 'invalid_endpoint_socket',
+      field: 'SPIFFE_ENDPOINT_SOCKET',
+    },
+  );
 }
 
 /**
@@ -87,7 +103,9 @@ function badEndpoint(value: string, why: string): BrokerError {
  * `tcp://IP:port` becomes `IP:port`. Relative unix paths, host names and other schemes are refused
  * rather than guessed at, since a wrong guess means talking to the wrong agent.
  */
-export function parseEndpointSocket(value: string | undefined = process.env['SPIFFE_ENDPOINT_SOCKET']): string {
+export function parseEndpointSocket(
+  value: string | undefined = process.env['SPIFFE_ENDPOINT_SOCKET'],
+): string {
   if (value === undefined || value === '') {
     throw badEndpoint(
       '',
@@ -158,7 +176,11 @@ export interface BackoffOptions {
   maxMs: number;
 }
 
-export const DEFAULT_BACKOFF: Readonly<BackoffOptions> = Object.freeze({ initialMs: 1000, stepMs: 1000, maxMs: 30_000 });
+export const DEFAULT_BACKOFF: Readonly<BackoffOptions> = Object.freeze({
+  initialMs: 1000,
+  stepMs: 1000,
+  maxMs: 30_000,
+});
 
 /** pino-compatible; the sources log reconnects and bad updates, never key material. */
 export interface WorkloadApiLogger {
@@ -194,7 +216,10 @@ interface WatchSpec<TMessage, TState> {
 }
 
 // The agent says these will not change on retry: a malformed request or an API it does not offer.
-const FATAL_CODES: ReadonlySet<grpc.status> = new Set([grpc.status.INVALID_ARGUMENT, grpc.status.UNIMPLEMENTED]);
+const FATAL_CODES: ReadonlySet<grpc.status> = new Set([
+  grpc.status.INVALID_ARGUMENT,
+  grpc.status.UNIMPLEMENTED,
+]);
 
 class StreamWatcher<TMessage, TState> {
   private state: TState | undefined;
@@ -212,7 +237,10 @@ class StreamWatcher<TMessage, TState> {
   private readonly logger: WorkloadApiLogger;
   private readonly onAbort = (): void => {
     this.settleFirst(
-      new WorkloadApiError('UNAVAILABLE', `${this.spec.name}: aborted`, { reason: 'aborted', cause: this.signal?.reason }),
+      new WorkloadApiError('UNAVAILABLE', `${this.spec.name}: aborted`, {
+        reason: 'aborted',
+        cause: this.signal?.reason,
+      }),
     );
     this.close();
   };
@@ -362,7 +390,10 @@ class StreamWatcher<TMessage, TState> {
     if (FATAL_CODES.has(status.code)) {
       // Retrying cannot help; keep the last good state for readers and tell listeners.
       this.stopped = true;
-      this.logger.error({ code: grpc.status[status.code], details: status.details }, `${this.spec.name}: watch stopped`);
+      this.logger.error(
+        { code: grpc.status[status.code], details: status.details },
+        `${this.spec.name}: watch stopped`,
+      );
       this.emitError(err, true);
       this.settleFirst(err);
       return;
@@ -423,7 +454,9 @@ function parseX509Svid(message: wire.X509SVID): X509Svid {
   if (message.x509_svid_key.length === 0) throw new Error(`SVID ${message.spiffe_id}: missing private key`);
   const privateKey = new Uint8Array(message.x509_svid_key);
   const key = createPrivateKey({ key: Buffer.from(privateKey), format: 'der', type: 'pkcs8' });
-  if (!leaf.checkPrivateKey(key)) throw new Error(`SVID ${message.spiffe_id}: private key does not match leaf`);
+  if (!leaf.checkPrivateKey(key)) {
+    throw new Error(`SVID ${message.spiffe_id}: private key does not match leaf`);
+  }
   return Object.freeze({
     spiffeId: message.spiffe_id,
     certChain: Object.freeze(certChain),
@@ -548,7 +581,9 @@ export function parseJwtBundles(response: wire.JWTBundlesResponse): ReadonlyMap<
 
 /** Contract: holds the current JWT bundles (JWKS per trust domain); every method throws after close(). */
 export class JwtBundleSourceClient implements JwtBundleSource {
-  private constructor(private readonly watcher: StreamWatcher<wire.JWTBundlesResponse, ReadonlyMap<string, JwtBundle>>) {}
+  private constructor(
+    private readonly watcher: StreamWatcher<wire.JWTBundlesResponse, ReadonlyMap<string, JwtBundle>>,
+  ) {}
 
   static async create(options: WorkloadSourceOptions): Promise<JwtBundleSourceClient> {
     const watcher = new StreamWatcher<wire.JWTBundlesResponse, ReadonlyMap<string, JwtBundle>>(
@@ -652,8 +687,12 @@ export async function fetchJwtSvid(
   spiffeId?: string,
   options: UnaryCallOptions = {},
 ): Promise<JwtSvidResult> {
-  const response = await callUnary<wire.JWTSVIDResponse>('fetchjwtsvid', endpoint, options, (client, opts, cb) =>
-    client.FetchJWTSVID({ audience, spiffe_id: spiffeId ?? '' }, workloadApiMetadata(), opts, cb),
+  const response = await callUnary<wire.JWTSVIDResponse>(
+    'fetchjwtsvid',
+    endpoint,
+    options,
+    (client, opts, cb) =>
+      client.FetchJWTSVID({ audience, spiffe_id: spiffeId ?? '' }, workloadApiMetadata(), opts, cb),
   );
   const svid = response.svids[0];
   if (svid === undefined) throw parseFailure('fetchjwtsvid', 'response carries no JWT-SVID');
@@ -674,8 +713,11 @@ export async function validateJwtSvid(
   svid: string,
   options: UnaryCallOptions = {},
 ): Promise<ValidatedJwtSvid> {
-  const response = await callUnary<wire.ValidateJWTSVIDResponse>('validatejwtsvid', endpoint, options, (client, opts, cb) =>
-    client.ValidateJWTSVID({ audience, svid }, workloadApiMetadata(), opts, cb),
+  const response = await callUnary<wire.ValidateJWTSVIDResponse>(
+    'validatejwtsvid',
+    endpoint,
+    options,
+    (client, opts, cb) => client.ValidateJWTSVID({ audience, svid }, workloadApiMetadata(), opts, cb),
   );
   return { spiffeId: response.spiffe_id, claims: fromProtoStruct(response.claims) };
 }

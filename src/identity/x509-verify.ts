@@ -60,6 +60,7 @@ const UNDERSTOOD_EXTENSIONS = new Set([
 
 /** Caps work on hostile input: SPIRE chains are leaf + at most a few intermediates. */
 const MAX_CHAIN_LENGTH = 10;
+const MAX_PATH_SEARCH_STEPS = 64;
 
 interface ParsedCert {
   readonly der: Uint8Array;
@@ -81,7 +82,10 @@ export async function verifyX509Svid(
 
   if (chain.length === 0) throw unauthenticated('no_certificate', 'no client certificate was presented');
   if (chain.length > MAX_CHAIN_LENGTH) {
-    throw unauthenticated('chain_too_long', `certificate chain has more than ${MAX_CHAIN_LENGTH} certificates`);
+    throw unauthenticated(
+      'chain_too_long',
+      `certificate chain has more than ${MAX_CHAIN_LENGTH} certificates`,
+    );
   }
   const presented = chain.map((der, i) => parseCertificate(der, i === 0 ? 'leaf' : `chain[${i}]`));
   const leaf = presented[0] as ParsedCert;
@@ -97,7 +101,13 @@ export async function verifyX509Svid(
   if (bundle === undefined || bundle.authorities.length === 0) {
     throw unauthenticated('untrusted_domain', `no X.509 bundle for trust domain "${id.trustDomain}"`);
   }
-  const roots = bundle.authorities.map((der, i) => parseCertificate(der, `bundle authority ${i}`));
+  const roots = parseAuthorities(bundle.authorities);
+  if (roots.length === 0) {
+    throw unauthenticated(
+      'untrusted_domain',
+      `the X.509 bundle of trust domain "${id.trustDomain}" has no usable authority`,
+    );
+  }
 
   const path = await buildPath(leaf, presented.slice(1), roots, now);
   return {
@@ -127,6 +137,22 @@ function parseCertificate(der: Uint8Array, what: string): ParsedCert {
   return { der, cert };
 }
 
+/**
+ * A bundle authority that does not parse is skipped rather than failing every verification:
+ * skipping can only make us trust less, and one bad entry should not lock every caller out.
+ */
+function parseAuthorities(authorities: readonly Uint8Array[]): ParsedCert[] {
+  const out: ParsedCert[] = [];
+  authorities.forEach((der, i) => {
+    try {
+      out.push(parseCertificate(der, `bundle authority ${i}`));
+    } catch {
+      // Deliberately ignored, see above.
+    }
+  });
+  return out;
+}
+
 function leafSpiffeId(cert: X509Certificate): SpiffeId {
   let uris: string[];
   try {
@@ -137,7 +163,10 @@ function leafSpiffeId(cert: X509Certificate): SpiffeId {
   }
   if (uris.length === 0) throw unauthenticated('no_uri_san', 'leaf certificate has no URI SAN (SPIFFE ID)');
   if (uris.length > 1) {
-    throw unauthenticated('multiple_uri_sans', `leaf certificate has ${uris.length} URI SANs; exactly one is allowed`);
+    throw unauthenticated(
+      'multiple_uri_sans',
+      `leaf certificate has ${uris.length} URI SANs; exactly one is allowed`,
+    );
   }
   let id: SpiffeId;
   try {
@@ -147,7 +176,10 @@ function leafSpiffeId(cert: X509Certificate): SpiffeId {
     throw unauthenticated('invalid_spiffe_id', `leaf URI SAN is not a valid SPIFFE ID (${detail})`, err);
   }
   if (!id.isWorkloadId) {
-    throw unauthenticated('not_workload_id', `leaf SPIFFE ID ${id.toString()} has no path; SVIDs name workloads`);
+    throw unauthenticated(
+      'not_workload_id',
+      `leaf SPIFFE ID ${id.toString()} has no path; SVIDs name workloads`,
+    );
   }
   return id;
 }
@@ -232,7 +264,8 @@ function checkValidity(cert: X509Certificate, now: Date, prefix: 'svid' | 'ca', 
 function checkSigningCert(cert: X509Certificate, now: Date, what: string, intermediatesBelow: number): void {
   checkExtensionsUnderstood(cert, what);
   const bc = readBasicConstraints(cert, what);
-  if (bc === null || !bc.ca) throw unauthenticated('issuer_not_ca', `${what} is not a CA (basicConstraints cA=false)`);
+  if (bc === null || !bc.ca)
+    throw unauthenticated('issuer_not_ca', `${what} is not a CA (basicConstraints cA=false)`);
   const ku = readKeyUsage(cert, what);
   if (ku === null || (ku.usages & KeyUsageFlags.keyCertSign) === 0) {
     throw unauthenticated('issuer_bad_key_usage', `${what} keyUsage lacks keyCertSign`);
@@ -241,15 +274,6 @@ function checkSigningCert(cert: X509Certificate, now: Date, what: string, interm
     throw unauthenticated('path_length_exceeded', `${what} pathLenConstraint ${bc.pathLength} is exceeded`);
   }
   checkValidity(cert, now, 'ca', what);
-}
-
-async function signedBy(child: X509Certificate, issuer: X509Certificate): Promise<boolean> {
-  try {
-    return await child.verify({ publicKey: issuer.publicKey, signatureOnly: true });
-  } catch {
-    // Unsupported or mismatched key algorithms surface as exceptions; either way, not signed.
-    return false;
-  }
 }
 
 /** Failure ranking: when no path validates, report the most specific thing that went wrong. */
@@ -268,7 +292,10 @@ function failureRank(err: BrokerError): number {
  * RFC 5280 path building: depth-first from the leaf through the presented intermediates until a
  * certificate is signed by one of `roots`. Each step requires issuer/subject name chaining and a
  * valid signature, and the signer must pass `checkSigningCert`. Backtracking matters during root
- * rotation, when old and new authorities may share a subject name.
+ * rotation, when old and new authorities share a subject name.
+ *
+ * Hostile chains can make the search explode (many same-name CAs that all sign each other), so
+ * signature results are cached per pair and the number of search steps is capped.
  */
 async function buildPath(
   leaf: ParsedCert,
@@ -281,41 +308,49 @@ async function buildPath(
     'certificate chain does not lead to an authority of the trust domain bundle',
   );
   const record = (err: unknown): void => {
-    if (isBrokerError(err) && failureRank(err) >= failureRank(best)) best = err;
-    else if (!isBrokerError(err)) throw err;
+    if (!isBrokerError(err)) throw err;
+    if (failureRank(err) >= failureRank(best)) best = err;
+  };
+  const signatures = new Map<ParsedCert, Map<ParsedCert, Promise<boolean>>>();
+  const signedBy = (child: ParsedCert, issuer: ParsedCert): Promise<boolean> => {
+    let byIssuer = signatures.get(child);
+    if (byIssuer === undefined) signatures.set(child, (byIssuer = new Map()));
+    let result = byIssuer.get(issuer);
+    if (result === undefined) byIssuer.set(issuer, (result = verifySignature(child.cert, issuer.cert)));
+    return result;
+  };
+  let steps = 0;
+
+  /** True when `issuer` validly signs the path's last certificate; records why not otherwise. */
+  const tryIssuer = async (
+    path: readonly ParsedCert[],
+    issuer: ParsedCert,
+    what: string,
+  ): Promise<boolean> => {
+    const current = path[path.length - 1] as ParsedCert;
+    if (issuer.cert.subject !== current.cert.issuer) return false;
+    if (!(await signedBy(current, issuer))) {
+      record(unauthenticated('bad_signature', 'certificate signature does not verify against its issuer'));
+      return false;
+    }
+    try {
+      checkSigningCert(issuer.cert, now, what, path.length - 1);
+      return true;
+    } catch (err) {
+      record(err);
+      return false;
+    }
   };
 
   const extend = async (path: ParsedCert[]): Promise<ParsedCert[] | undefined> => {
-    const current = (path[path.length - 1] as ParsedCert).cert;
-    const intermediatesBelow = path.length - 1;
-
+    if (++steps > MAX_PATH_SEARCH_STEPS) return undefined;
     for (const root of roots) {
-      if (root.cert.subject !== current.issuer) continue;
-      if (!(await signedBy(current, root.cert))) {
-        record(unauthenticated('bad_signature', 'certificate signature does not verify against its issuer'));
-        continue;
-      }
-      try {
-        checkSigningCert(root.cert, now, 'bundle authority', intermediatesBelow);
-        return [...path, root];
-      } catch (err) {
-        record(err);
-      }
+      if (await tryIssuer(path, root, 'bundle authority')) return [...path, root];
     }
-
     if (path.length >= MAX_CHAIN_LENGTH) return undefined;
     for (const candidate of intermediates) {
-      if (path.includes(candidate) || candidate.cert.subject !== current.issuer) continue;
-      if (!(await signedBy(current, candidate.cert))) {
-        record(unauthenticated('bad_signature', 'certificate signature does not verify against its issuer'));
-        continue;
-      }
-      try {
-        checkSigningCert(candidate.cert, now, 'intermediate certificate', intermediatesBelow);
-      } catch (err) {
-        record(err);
-        continue;
-      }
+      if (path.includes(candidate)) continue;
+      if (!(await tryIssuer(path, candidate, 'intermediate certificate'))) continue;
       const found = await extend([...path, candidate]);
       if (found !== undefined) return found;
     }
@@ -325,6 +360,15 @@ async function buildPath(
   const found = await extend([leaf]);
   if (found === undefined) throw best;
   return found;
+}
+
+async function verifySignature(child: X509Certificate, issuer: X509Certificate): Promise<boolean> {
+  try {
+    return await child.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+  } catch {
+    // Unsupported or mismatched key algorithms surface as exceptions; either way, not signed.
+    return false;
+  }
 }
 
 function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
@@ -353,8 +397,10 @@ export function splitConcatenatedDer(bytes: Uint8Array): Uint8Array[] {
     } else {
       const lengthBytes = first & 0x7f;
       // 0x80 is BER's indefinite length, not DER; more than 4 length bytes is beyond any certificate.
-      if (lengthBytes === 0 || lengthBytes > 4) throw malformedDer(`unsupported DER length at byte ${offset}`);
-      if (offset + 2 + lengthBytes > bytes.length) throw malformedDer(`truncated DER header at byte ${offset}`);
+      if (lengthBytes === 0 || lengthBytes > 4)
+        throw malformedDer(`unsupported DER length at byte ${offset}`);
+      if (offset + 2 + lengthBytes > bytes.length)
+        throw malformedDer(`truncated DER header at byte ${offset}`);
       contentLength = 0;
       for (let i = 0; i < lengthBytes; i++) {
         contentLength = contentLength * 256 + (bytes[offset + 2 + i] as number);
@@ -362,7 +408,8 @@ export function splitConcatenatedDer(bytes: Uint8Array): Uint8Array[] {
       headerLength += lengthBytes;
     }
     const end = offset + headerLength + contentLength;
-    if (end > bytes.length) throw malformedDer(`DER element at byte ${offset} runs past the end of the input`);
+    if (end > bytes.length)
+      throw malformedDer(`DER element at byte ${offset} runs past the end of the input`);
     out.push(bytes.slice(offset, end));
     offset = end;
   }

@@ -26,7 +26,8 @@ export function requireTime(field: string, value: unknown): void {
 
 /** Claim batch size; 0 claims nothing. */
 export function requireLimit(limit: number): void {
-  if (!Number.isSafeInteger(limit) || limit < 0) throw invalidArgument('limit', 'must be a non-negative integer');
+  if (!Number.isSafeInteger(limit) || limit < 0)
+    throw invalidArgument('limit', 'must be a non-negative integer');
 }
 
 export function requireRetentionSeconds(value: number): number {

@@ -60,7 +60,12 @@ export class MemoryLeaseStore implements LeaseStore {
     return task && structuredClone(task);
   }
 
-  async endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined> {
+  async endTask(
+    id: string,
+    state: 'ended' | 'expired',
+    reason: string,
+    at: number,
+  ): Promise<Task | undefined> {
     this.open();
     validateEnd(TASK_END_STATES, state, at);
     return this.endTaskNow(id, state, reason, at);
@@ -167,8 +172,10 @@ export class MemoryLeaseStore implements LeaseStore {
   private open(): void {
     if (this.closed) throw unavailable('lease_store_unavailable', 'lease store unavailable');
     const horizon = this.clock() - this.retentionMs;
-    for (const [id, t] of this.tasks) if (t.state !== 'active' && t.expiresAt <= horizon) this.tasks.delete(id);
-    for (const [id, l] of this.leases) if (l.state !== 'active' && l.expiresAt <= horizon) this.leases.delete(id);
+    for (const [id, t] of this.tasks)
+      if (t.state !== 'active' && t.expiresAt <= horizon) this.tasks.delete(id);
+    for (const [id, l] of this.leases)
+      if (l.state !== 'active' && l.expiresAt <= horizon) this.leases.delete(id);
   }
 
   private endTaskNow(id: string, state: Task['state'], reason: string, at: number): Task | undefined {

@@ -5,18 +5,18 @@
  * Keys (prefix `svb` by default; every key carries the one hash tag `{svb}`, so each multi-key
  * script touches a single slot and the store runs on Redis Cluster):
  *
- * | key                            | type | holds                                        | TTL                                        |
- * | ------------------------------ | ---- | -------------------------------------------- | ------------------------------------------ |
- * | `{svb}:task:<id>`              | hash | one task                                     | none while active; expiresAt + retention once ended/expired |
- * | `{svb}:lease:<id>`             | hash | one lease                                    | none while active; expiresAt + retention once revoked/expired/revoke_failed |
- * | `{svb}:active-tasks`           | zset | active task ids, scored by expiresAt         | none (members leave when the task ends)    |
- * | `{svb}:agent-tasks:<spiffeId>` | zset | an agent's active task ids, by expiresAt     | none (Redis drops it when empty)           |
- * | `{svb}:active-leases`          | zset | active lease ids, scored by expiresAt        | none (members leave when the lease ends)   |
- * | `{svb}:revoked`                | zset | revoked lease ids, scored by expiresAt       | none (members pruned once expiresAt passes) |
- * | `{svb}:idx:agent:<spiffeId>`   | zset | an agent's lease ids (all states), by expiresAt | newest member's expiresAt + retention    |
- * | `{svb}:idx:task:<taskId>`      | zset | a task's lease ids (all states), by expiresAt | newest member's expiresAt + retention     |
- * | `{svb}:idx:env:<env>`          | zset | an environment's lease ids, by expiresAt     | newest member's expiresAt + retention      |
- * | `{svb}:idx:all`                | zset | every lease id, by expiresAt                 | newest member's expiresAt + retention      |
+ * | key | type | holds | TTL |
+ * | --- | --- | --- | --- |
+ * | `{svb}:task:<id>` | hash | one task | none while active; expiresAt + retention once ended/expired |
+ * | `{svb}:lease:<id>` | hash | one lease | none while active; expiresAt + retention once revoked/expired/revoke_failed |
+ * | `{svb}:active-tasks` | zset | active task ids by expiresAt | none; a task leaves when it ends |
+ * | `{svb}:agent-tasks:<spiffeId>` | zset | one agent's active task ids by expiresAt | none; Redis drops it when empty |
+ * | `{svb}:active-leases` | zset | active lease ids by expiresAt | none; a lease leaves when it ends |
+ * | `{svb}:revoked` | zset | revoked lease ids by expiresAt | none; members pruned once their expiresAt passes |
+ * | `{svb}:idx:agent:<spiffeId>` | zset | one agent's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
+ * | `{svb}:idx:task:<taskId>` | zset | one task's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
+ * | `{svb}:idx:env:<env>` | zset | one environment's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
+ * | `{svb}:idx:all` | zset | every lease id by expiresAt | newest member's expiresAt + retention |
  *
  * Retention defaults to 7 days, so history can be listed during an incident. Active records carry
  * no TTL: an active lease must never vanish before it was revoked or claimed by the reaper. Index
@@ -180,12 +180,7 @@ const SCRIPT_CODES = new Map<number, ScriptCode>([
   [-7, 'lease_not_found'],
   [-8, 'lease_not_active'],
 ]);
-type ScriptCode =
-  | PutLeaseResult
-  | 'lease_exists'
-  | 'task_exists'
-  | 'lease_not_found'
-  | 'lease_not_active';
+type ScriptCode = PutLeaseResult | 'lease_exists' | 'task_exists' | 'lease_not_found' | 'lease_not_active';
 
 const PUT_LEASE_RESULTS: readonly PutLeaseResult[] = [
   'ok',
@@ -404,7 +399,8 @@ export class RedisLeaseStore implements LeaseStore {
   ) {
     const prefix = opts.prefix ?? 'svb';
     // A brace in the prefix would move the hash tag and scatter keys over slots.
-    if (prefix === '' || /[{}]/.test(prefix)) throw invalidArgument('prefix', 'must be non-empty, without braces');
+    if (prefix === '' || /[{}]/.test(prefix))
+      throw invalidArgument('prefix', 'must be non-empty, without braces');
     this.keys = new LeaseKeys(`{${prefix}}`);
     this.retentionMs = requireRetentionSeconds(opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS) * 1000;
     for (const [name, script] of loadLeaseScripts()) {
@@ -433,7 +429,12 @@ export class RedisLeaseStore implements LeaseStore {
     return Object.keys(fields).length === 0 ? undefined : taskFromFields(fields);
   }
 
-  async endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined> {
+  async endTask(
+    id: string,
+    state: 'ended' | 'expired',
+    reason: string,
+    at: number,
+  ): Promise<Task | undefined> {
     validateEnd(TASK_END_STATES, state, at);
     const k = this.keys;
     const reply = await this.run(
@@ -564,7 +565,8 @@ export class RedisLeaseStore implements LeaseStore {
 
   private run(name: ScriptName, keys: string[], args: ScriptArg[]): Promise<unknown> {
     const command = (this.redis as unknown as Record<string, ScriptCommand | undefined>)[commandName(name)];
-    if (command === undefined) return Promise.reject(storeUnavailable(new Error(`script ${name} not defined`)));
+    if (command === undefined)
+      return Promise.reject(storeUnavailable(new Error(`script ${name} not defined`)));
     return this.guard(() => command.call(this.redis, ...keys, ...args));
   }
 

@@ -77,7 +77,8 @@ export function readPolicyBundle(
     }
   }
 
-  const policies: Record<string, string> = {};
+  // Null prototype: an `@id("__proto__")` must be a key like any other.
+  const policies: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [id, policy] of byId) policies[id] = policy.text;
 
   if (schemaFile !== undefined && byId.size > 0) {

@@ -18,7 +18,11 @@ function buildChain(n: number): string[] {
   const lines: string[] = [];
   let prev = GENESIS_HASH;
   for (let i = 0; i < n; i += 1) {
-    const event: AuditEventInput = { type: 'credential.issued', agent: `spiffe://example.org/agent/${i}`, n: i };
+    const event: AuditEventInput = {
+      type: 'credential.issued',
+      agent: `spiffe://example.org/agent/${i}`,
+      n: i,
+    };
     const record = sealRecord(prev, event, `id-${i}`, new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString());
     prev = record.hash;
     lines.push(JSON.stringify(record));
@@ -57,7 +61,12 @@ describe('audit/hash-chain', () => {
   });
 
   it('the first record links to the genesis hash', () => {
-    const record = sealRecord(GENESIS_HASH, { type: 'broker.started', agent: '' }, 'id-0', '2025-01-01T00:00:00.000Z');
+    const record = sealRecord(
+      GENESIS_HASH,
+      { type: 'broker.started', agent: '' },
+      'id-0',
+      '2025-01-01T00:00:00.000Z',
+    );
     assert.equal(record.prev_hash, GENESIS_HASH);
     assert.match(record.hash, /^[0-9a-f]{64}$/);
   });
@@ -84,7 +93,13 @@ describe('audit/hash-chain', () => {
     const record = JSON.parse(lines[4] ?? '') as Record<string, unknown>;
     record.agent = 'spiffe://example.org/someone-else';
     lines[4] = JSON.stringify(record);
-    assert.deepEqual(verifyChain(lines), { ok: false, count: 4, line: 5, id: 'id-4', error: 'hash mismatch' });
+    assert.deepEqual(verifyChain(lines), {
+      ok: false,
+      count: 4,
+      line: 5,
+      id: 'id-4',
+      error: 'hash mismatch',
+    });
   });
 
   it('a tampered hash is reported (at that line as hash mismatch)', () => {
@@ -151,7 +166,10 @@ describe('audit/hash-chain', () => {
         /reserved field/,
       );
     }
-    assert.throws(() => sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', n: 1n }, 'id', 't'), /JSON/);
+    assert.throws(
+      () => sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', n: 1n }, 'id', 't'),
+      /JSON/,
+    );
   });
 
   it('the hash covers what the line shows: undefined members are dropped before hashing', () => {

@@ -32,10 +32,16 @@ describe('audit/memory-sink', () => {
   it('rejects after close and after failWrites', async () => {
     const failing = new MemoryAuditSink();
     failing.failWrites(new Error('disk gone'));
-    await assert.rejects(failing.write(begun), (err: unknown) => isBrokerError(err) && err.code === 'UNAVAILABLE');
+    await assert.rejects(
+      failing.write(begun),
+      (err: unknown) => isBrokerError(err) && err.code === 'UNAVAILABLE',
+    );
     const closed = new MemoryAuditSink();
     await closed.close();
-    await assert.rejects(closed.write(begun), (err: unknown) => isBrokerError(err) && err.reason === 'audit_closed');
+    await assert.rejects(
+      closed.write(begun),
+      (err: unknown) => isBrokerError(err) && err.reason === 'audit_closed',
+    );
   });
 });
 

@@ -11,7 +11,10 @@ describe('audit/redact', () => {
       key_id: 'k2',
       token_type: 'Bearer',
       credential: { kind: 'jwt', token: 'eyJ...' },
-      nested: [{ apiKey: 'a', Authorization: 'Bearer x', ok: 1 }, { client_secret: 's', password: 'p' }],
+      nested: [
+        { apiKey: 'a', Authorization: 'Bearer x', ok: 1 },
+        { client_secret: 's', password: 'p' },
+      ],
       headers: { authorization: 'Bearer y', 'x-request-id': 'r' },
       privateKey: new Uint8Array([1, 2, 3]),
       when: new Date(Date.UTC(2025, 0, 1)),
@@ -23,7 +26,10 @@ describe('audit/redact', () => {
       key_id: 'k2',
       token_type: 'Bearer',
       credential: REDACTED,
-      nested: [{ apiKey: REDACTED, Authorization: REDACTED, ok: 1 }, { client_secret: REDACTED, password: REDACTED }],
+      nested: [
+        { apiKey: REDACTED, Authorization: REDACTED, ok: 1 },
+        { client_secret: REDACTED, password: REDACTED },
+      ],
       headers: { authorization: REDACTED, 'x-request-id': 'r' },
       privateKey: REDACTED,
       when: '2025-01-01T00:00:00.000Z',

@@ -18,7 +18,8 @@ describe('audit/uuid-v7', () => {
     for (let i = 0; i < 10_000; i += 1) ids.push(next());
     clock -= 5_000;
     for (let i = 0; i < 10; i += 1) ids.push(next());
-    for (let i = 1; i < ids.length; i += 1) assert.ok((ids[i - 1] ?? '') < (ids[i] ?? ''), `ids[${i}] increases`);
+    for (let i = 1; i < ids.length; i += 1)
+      assert.ok((ids[i - 1] ?? '') < (ids[i] ?? ''), `ids[${i}] increases`);
     assert.equal(new Set(ids).size, ids.length);
   });
 });

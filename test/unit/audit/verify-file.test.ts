@@ -29,7 +29,10 @@ describe('audit/verify-file', () => {
     assert.equal(result.count, 100);
     const lastLine = (await readFile(path, 'utf8')).trimEnd().split('\n').at(-1) ?? '';
     assert.equal(result.ok && result.lastHash, (JSON.parse(lastLine) as { hash: string }).hash);
-    assert.equal(formatVerifyResult(result), `ok: 100 records, chain intact, last hash ${result.ok && result.lastHash}`);
+    assert.equal(
+      formatVerifyResult(result),
+      `ok: 100 records, chain intact, last hash ${result.ok && result.lastHash}`,
+    );
   });
 
   it('reports the first broken line with the record id', async () => {
@@ -50,12 +53,18 @@ describe('audit/verify-file', () => {
     await writeFile(path, '{"id":"trunc', { flag: 'a' });
     const result = await verifyAuditFile(path);
     assert.deepEqual(result, { ok: false, count: 100, line: 101, error: 'unparseable json' });
-    assert.equal(formatVerifyResult(result), 'BROKEN at line 101: unparseable json (100 valid records before it)');
+    assert.equal(
+      formatVerifyResult(result),
+      'BROKEN at line 101: unparseable json (100 valid records before it)',
+    );
   });
 
   it('an empty file is an intact empty chain', async () => {
     await writeFile(path, '');
-    assert.equal(formatVerifyResult(await verifyAuditFile(path)), `ok: 0 records, chain intact, last hash ${'0'.repeat(64)}`);
+    assert.equal(
+      formatVerifyResult(await verifyAuditFile(path)),
+      `ok: 0 records, chain intact, last hash ${'0'.repeat(64)}`,
+    );
   });
 
   it('rejects for a missing file', async () => {

@@ -176,6 +176,16 @@ describe('CedarPolicyEngine', () => {
     }
   });
 
+  it('treats any @id as a plain key, even __proto__', () => {
+    const engine = CedarPolicyEngine.load({
+      policyDir: policyDir({
+        'a.cedar': '@id("__proto__") permit (principal, action == Action::"BeginTask", resource);',
+      }),
+      schemaPath: SHIPPED_SCHEMA,
+    });
+    assert.deepEqual(engine.authorize(beginTaskRequest(DEMO_AGENT, 'dev')).policyIds, ['__proto__']);
+  });
+
   it('keeps each engine on its own preparsed set when several are loaded', () => {
     const permitAll = CedarPolicyEngine.load({
       policyDir: policyDir({ 'p.cedar': 'permit (principal, action, resource);' }),

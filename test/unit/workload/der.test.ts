@@ -56,7 +56,8 @@ describe('splitConcatenatedDer', () => {
     it(`rejects ${what}`, () => {
       assert.throws(
         () => splitConcatenatedDer(bytes),
-        (err: unknown) => isBrokerError(err) && err.reason === 'malformed_der' && err.message.startsWith('der: '),
+        (err: unknown) =>
+          isBrokerError(err) && err.reason === 'malformed_der' && err.message.startsWith('der: '),
       );
     });
   }

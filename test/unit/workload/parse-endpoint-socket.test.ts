@@ -26,7 +26,7 @@ describe('parseEndpointSocket', () => {
     ['unix:///', /absolute path/],
     ['unix:///tmp/a.sock?x=1', /query or fragment/],
     ['unix:///tmp/a.sock#frag', /query or fragment/],
-    ['unix://user@/tmp/a.sock', /user info/],
+    ['unix://user@host/tmp/a.sock', /user info/],
     ['tcp://localhost:8081', /IP address/],
     ['tcp://127.0.0.1', /port/],
     ['tcp://127.0.0.1:8081/path', /path/],
@@ -36,7 +36,8 @@ describe('parseEndpointSocket', () => {
     it(`rejects ${JSON.stringify(input)}`, () => {
       assert.throws(
         () => parseEndpointSocket(input),
-        (err: unknown) => isBrokerError(err) && err.reason === 'invalid_endpoint_socket' && message.test(err.message),
+        (err: unknown) =>
+          isBrokerError(err) && err.reason === 'invalid_endpoint_socket' && message.test(err.message),
       );
     });
   }

@@ -1,0 +1,152 @@
+/**
+ * Ends what has run out of time: claims expired tasks and leases from the store and hands each to
+ * the broker. All state is in the store, so a reaper started after a restart picks up whatever
+ * expired while nothing ran, and several replicas can reap at once: a claim is atomic, so each
+ * task or lease is handed to exactly one of them.
+ *
+ * A claim moves the record to `expired` before its callback runs, so a callback that fails (or a
+ * crash in between) is not retried. That is acceptable because the credential has reached its
+ * expiresAt by then, and an expired task's leases all expire no later than the task, so they are
+ * claimed on their own even if onTaskExpired never ran.
+ */
+import type { Lease, LeaseStore, Task } from './types.js';
+
+/** The subset of a pino logger the reaper uses. */
+export interface ReaperLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface LeaseReaperOptions {
+  store: LeaseStore;
+  /** Revokes an expired lease's credential at its backend. */
+  revoke: (lease: Lease) => Promise<void>;
+  /** Called once per expired task (the broker revokes the task's remaining leases). */
+  onTaskExpired: (task: Task) => Promise<void>;
+  intervalMs: number;
+  /** Records claimed per store call. */
+  batchSize: number;
+  logger: ReaperLogger;
+  now?: () => number;
+}
+
+export interface SweepResult {
+  tasksExpired: number;
+  leasesExpired: number;
+  /** Callbacks (onTaskExpired, revoke) that failed; logged, not retried. */
+  failures: number;
+}
+
+export class LeaseReaper {
+  private readonly opts: LeaseReaperOptions;
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<SweepResult> | undefined;
+  private running = false;
+  private stopping = false;
+
+  constructor(opts: LeaseReaperOptions) {
+    if (!Number.isSafeInteger(opts.intervalMs) || opts.intervalMs <= 0) {
+      throw new RangeError('reaper: intervalMs must be a positive integer');
+    }
+    if (!Number.isSafeInteger(opts.batchSize) || opts.batchSize <= 0) {
+      throw new RangeError('reaper: batchSize must be a positive integer');
+    }
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Sweeps at once (to catch up on what expired while nothing ran), then every intervalMs. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = false;
+    void this.tick();
+  }
+
+  /** Stops scheduling and waits for the sweep in flight, which ends after its current batch. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.inFlight?.catch(() => undefined);
+  }
+
+  /**
+   * Claims and handles everything that expired by now. A sweep already in flight is joined rather
+   * than doubled. Rejects only if the store fails; callback failures are logged and counted.
+   */
+  sweepOnce(): Promise<SweepResult> {
+    if (!this.inFlight) {
+      this.inFlight = this.sweep().finally(() => {
+        this.inFlight = undefined;
+      });
+    }
+    return this.inFlight;
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const result = await this.sweepOnce();
+      if (result.tasksExpired + result.leasesExpired + result.failures > 0) {
+        this.opts.logger.info({ ...result }, 'reaper sweep');
+      }
+    } catch (err) {
+      // The store is down: nothing was claimed, so the next sweep finds the same records.
+      this.opts.logger.error({ err }, 'reaper sweep failed');
+    }
+    if (this.running) {
+      this.timer = setTimeout(() => void this.tick(), this.opts.intervalMs);
+      // The reaper alone must not keep the process alive.
+      this.timer.unref();
+    }
+  }
+
+  private async sweep(): Promise<SweepResult> {
+    const { store, batchSize, logger } = this.opts;
+    // One `now` for the whole sweep: records that expire meanwhile wait for the next one, so the
+    // loops below always end.
+    const now = this.now();
+    const result: SweepResult = { tasksExpired: 0, leasesExpired: 0, failures: 0 };
+
+    // Tasks first, so the broker revokes a task's leases as part of ending the task; any it
+    // misses are claimed below as expired leases anyway.
+    for (let full = true; full && !this.stopping;) {
+      const tasks = await store.claimExpiredTasks(now, batchSize);
+      full = tasks.length === batchSize;
+      result.tasksExpired += tasks.length;
+      await this.each(tasks, this.opts.onTaskExpired, (task, err) => {
+        result.failures++;
+        logger.warn({ err, taskId: task.id, agent: task.agent }, 'handling an expired task failed');
+      });
+    }
+
+    for (let full = true; full && !this.stopping;) {
+      const leases = await store.claimExpiredLeases(now, batchSize);
+      full = leases.length === batchSize;
+      result.leasesExpired += leases.length;
+      await this.each(leases, this.opts.revoke, (lease, err) => {
+        result.failures++;
+        logger.warn(
+          { err, leaseId: lease.id, backend: lease.backend, agent: lease.agent, taskId: lease.taskId },
+          'revoking an expired lease failed',
+        );
+      });
+    }
+    return result;
+  }
+
+  /** Runs `handle` on every item concurrently; one failure does not stop the others. */
+  private async each<T>(
+    items: T[],
+    handle: (item: T) => Promise<void>,
+    onFailure: (item: T, err: unknown) => void,
+  ): Promise<void> {
+    const outcomes = await Promise.allSettled(items.map(async (item) => handle(item)));
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'rejected') onFailure(items[i] as T, outcome.reason);
+    });
+  }
+}
