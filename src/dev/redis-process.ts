@@ -2,8 +2,9 @@
  * Runs a private `redis-server` (Debian's) on a free loopback port with its own data dir: the dev
  * stack's lease store, and the tests' real Redis.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { createServer, createConnection } from 'node:net';
 
 export interface RedisProcess {
@@ -18,10 +19,23 @@ export interface RedisProcess {
   restart(): Promise<void>;
 }
 
+/** The absolute path of an executable on PATH, or undefined. */
+export function onPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, command);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this dir
+    }
+  }
+  return undefined;
+}
+
 export function findRedisServer(): string | undefined {
-  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
-  const path = r.stdout.trim();
-  return r.status === 0 && path ? path : undefined;
+  return onPath('redis-server');
 }
 
 export function freePort(): Promise<number> {
@@ -36,9 +50,11 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** One raw PING, so waiting for the server does not depend on a Redis client. */
 function ping(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
     const done = (ok: boolean): void => {
       sock.destroy();
       resolve(ok);
@@ -46,7 +62,11 @@ function ping(port: number): Promise<boolean> {
     sock.setTimeout(500, () => done(false));
     sock.once('error', () => done(false));
     sock.once('connect', () => sock.write('PING\r\n'));
-    sock.once('data', (d) => done(d.toString().startsWith('+PONG')));
+    sock.on('data', (d: Buffer) => {
+      reply += d.toString('utf8');
+      // -LOADING while the append-only file is replayed; wait for +PONG.
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
   });
 }
 
@@ -119,7 +139,7 @@ export async function spawnRedisServer(opts: {
     async restart() {
       if (child.exitCode === null && child.signalCode === null) {
         const done = exited();
-        child.kill('SIGKILL');
+        child.kill('SIGTERM');
         await done;
       }
       await start();

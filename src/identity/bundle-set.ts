@@ -5,7 +5,7 @@
 import { BrokerError } from '../errors.js';
 import { parseTrustDomain } from './spiffe-id.js';
 import type { JwtBundle, JwtBundleSource, X509Bundle, X509BundleSource } from './types.js';
-import { splitConcatenatedDer } from './x509-verify.js';
+import { splitConcatenatedDer } from './der.js';
 
 /** A JWKS document as carried by a SPIFFE JWT bundle. */
 export interface Jwks {

@@ -375,46 +375,8 @@ function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
-function malformedDer(message: string): BrokerError {
-  return new BrokerError('INVALID_ARGUMENT', message, { reason: 'malformed_der' });
-}
-
-/**
- * Splits concatenated DER structures (the Workload API's chain and bundle encoding) by reading each
- * top-level SEQUENCE header. Throws INVALID_ARGUMENT `malformed_der` on truncated or non-DER input.
- */
-export function splitConcatenatedDer(bytes: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let offset = 0;
-  while (offset < bytes.length) {
-    if (bytes[offset] !== 0x30) throw malformedDer(`expected a DER SEQUENCE at byte ${offset}`);
-    if (offset + 2 > bytes.length) throw malformedDer(`truncated DER header at byte ${offset}`);
-    const first = bytes[offset + 1] as number;
-    let headerLength = 2;
-    let contentLength: number;
-    if (first < 0x80) {
-      contentLength = first;
-    } else {
-      const lengthBytes = first & 0x7f;
-      // 0x80 is BER's indefinite length, not DER; more than 4 length bytes is beyond any certificate.
-      if (lengthBytes === 0 || lengthBytes > 4)
-        throw malformedDer(`unsupported DER length at byte ${offset}`);
-      if (offset + 2 + lengthBytes > bytes.length)
-        throw malformedDer(`truncated DER header at byte ${offset}`);
-      contentLength = 0;
-      for (let i = 0; i < lengthBytes; i++) {
-        contentLength = contentLength * 256 + (bytes[offset + 2 + i] as number);
-      }
-      headerLength += lengthBytes;
-    }
-    const end = offset + headerLength + contentLength;
-    if (end > bytes.length)
-      throw malformedDer(`DER element at byte ${offset} runs past the end of the input`);
-    out.push(bytes.slice(offset, end));
-    offset = end;
-  }
-  return out;
-}
+// One DER splitter for the whole identity package (Workload API chains and bundles).
+export { splitConcatenatedDer } from './der.js';
 
 /** Encodes one or more DER blocks as PEM (Node TLS wants PEM); a chain becomes consecutive blocks. */
 export function derToPem(der: Uint8Array | readonly Uint8Array[], label = 'CERTIFICATE'): string {

@@ -41,8 +41,9 @@ export function callConnection(call: object): CallConnection | undefined {
 
 /** The chain as presented (leaf first), without a self-signed root Node may have appended from its CA list. */
 export function presentedChain(socket: PeerSocket): Uint8Array[] {
-  const leaf = socket.getPeerCertificate(true);
-  if (!leaf || !('raw' in leaf) || !leaf.raw) return [];
+  const peer = socket.getPeerCertificate(true);
+  if (!peer || !('raw' in peer) || !peer.raw) return [];
+  const leaf = peer as DetailedPeerCertificate;
   const chain: Uint8Array[] = [];
   const seen = new Set<string>();
   let cur: DetailedPeerCertificate | PeerCertificate | undefined = leaf;
