@@ -95,7 +95,11 @@ export class BrokerClient {
           { checkServerIdentity },
         )
       : grpcCredentials.createSsl(roots, null, null, { checkServerIdentity });
-    this.raw = new Client(opts.address, creds) as unknown as RawBrokerClient;
+    // The broker is identified by its SPIFFE ID (checkServerIdentity), not a DNS name; a fixed
+    // SNI keeps Node from warning when the address is an IP.
+    this.raw = new Client(opts.address, creds, {
+      'grpc.ssl_target_name_override': 'svid-broker',
+    }) as unknown as RawBrokerClient;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
   }
 

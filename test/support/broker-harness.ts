@@ -1,0 +1,256 @@
+/**
+ * A whole broker for integration tests: a LocalCa serving the real Workload API on Unix sockets
+ * (one per workload), a real redis-server (shared, fresh key prefix per harness), a real gRPC server
+ * on port 0, and helpers to connect as any workload.
+ */
+import 'reflect-metadata';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { AuditSink } from '../../src/audit/types.js';
+import { BrokerClient, type BrokerClientOptions } from '../../src/client/broker-client.js';
+import { parseConfig } from '../../src/config/load-config.js';
+import { CaWorkloadIdentity } from '../../src/dev/ca-workload-identity.js';
+import { devRoles } from '../../src/dev/dev-stack.js';
+import { LocalCa } from '../../src/dev/local-ca.js';
+import { WorkloadApiServer } from '../../src/dev/workload-api-server.js';
+import { X509Source, fetchJwtSvid } from '../../src/identity/workload-api.js';
+import type { LeaseStore } from '../../src/leases/types.js';
+import { createLogger, startBroker, type RunningBroker } from '../../src/main.js';
+import { packageRoot } from '../../src/package-root.js';
+import { randomPrefix, sharedRedis } from './redis-server.js';
+
+export const TRUST_DOMAIN = 'example.org';
+export const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
+export const DEMO_AGENT = `spiffe://${TRUST_DOMAIN}/agents/demo`;
+export const OTHER_AGENT = `spiffe://${TRUST_DOMAIN}/agents/other`;
+
+/** Collects every log line the broker writes, so tests can search them for secrets. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    cb();
+  }
+  text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export interface WorkloadSpec {
+  spiffeId: string;
+  /** CA that issues this workload's SVID; default the harness CA. */
+  ca?: LocalCa;
+  /** CAs whose bundles this workload also receives as federated. */
+  federatesWith?: LocalCa[];
+}
+
+export interface HarnessOptions {
+  /** Extra workloads by name (broker, demo and other always exist). */
+  workloads?: Record<string, WorkloadSpec>;
+  /** CAs the broker federates with. */
+  brokerFederatesWith?: LocalCa[];
+  /** Extra Cedar policy text, added as `test.cedar` beside the shipped policies. */
+  extraPolicies?: string;
+  /** Config keys merged over the harness defaults (roles are merged with the dev roles). */
+  config?: Record<string, unknown>;
+  store?: LeaseStore | 'redis' | 'memory';
+  audit?: AuditSink;
+  svidTtlSeconds?: number;
+  caOptions?: Parameters<typeof LocalCa.create>[1];
+  now?: () => number;
+}
+
+export interface Harness {
+  readonly dir: string;
+  readonly ca: LocalCa;
+  readonly broker: RunningBroker;
+  readonly logs: LogCapture;
+  readonly logger: Logger;
+  readonly auditFile: string;
+  readonly redisPrefix: string;
+  readonly identities: Record<string, CaWorkloadIdentity>;
+  readonly endpoints: Record<string, string>;
+  readonly address: string;
+  readonly httpBase: string;
+  /** A client authenticated as the workload (mTLS by default). Closed by harness.close(). */
+  client(workload: string, opts?: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>>): Promise<BrokerClient>;
+  /** A client that sends the workload's JWT-SVID (audience: the broker ID) without a client certificate. */
+  jwtClient(workload: string, audience?: string): Promise<BrokerClient>;
+  httpJson(path: string): Promise<{ status: number; body: unknown }>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'svb-it-'));
+  const closers: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
+  const close = async (): Promise<void> => {
+    for (const fn of closers.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch {
+        // keep closing the rest
+      }
+    }
+  };
+  try {
+    const ca = await LocalCa.create(TRUST_DOMAIN, opts.caOptions);
+    const specs: Record<string, WorkloadSpec> = {
+      broker: { spiffeId: BROKER_ID, federatesWith: opts.brokerFederatesWith ?? [] },
+      demo: { spiffeId: DEMO_AGENT },
+      other: { spiffeId: OTHER_AGENT },
+      ...opts.workloads,
+    };
+    const identities: Record<string, CaWorkloadIdentity> = {};
+    const endpoints: Record<string, string> = {};
+    for (const [name, spec] of Object.entries(specs)) {
+      const identity = await CaWorkloadIdentity.create({
+        ca: spec.ca ?? ca,
+        spiffeId: spec.spiffeId,
+        x509TtlSeconds: opts.svidTtlSeconds ?? 3600,
+        federatesWith: spec.federatesWith ?? [],
+      });
+      closers.push(() => identity.stop());
+      const server = await WorkloadApiServer.start(join(dir, `${name}.sock`), identity);
+      closers.push(() => server.close());
+      identities[name] = identity;
+      endpoints[name] = `unix://${join(dir, `${name}.sock`)}`;
+    }
+
+    const policyDir = join(dir, 'policies');
+    mkdirSync(policyDir);
+    for (const f of readdirSync(join(packageRoot(), 'policies'))) {
+      if (f.endsWith('.cedar') || f.endsWith('.cedarschema')) copyFileSync(join(packageRoot(), 'policies', f), join(policyDir, f));
+    }
+    if (opts.extraPolicies) writeFileSync(join(policyDir, 'test.cedar'), opts.extraPolicies);
+
+    const redisPrefix = randomPrefix();
+    const storeKind = typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
+    const redisUrl = storeKind === 'redis' ? (await sharedRedis()).url : 'redis://127.0.0.1:1';
+    const auditFile = join(dir, 'audit.jsonl');
+    const extra = opts.config ?? {};
+    const config = parseConfig({
+      listen: '127.0.0.1:0',
+      httpListen: '127.0.0.1:0',
+      workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 5000 },
+      redis: { url: redisUrl, prefix: redisPrefix, store: storeKind === 'memory' ? 'memory' : 'redis' },
+      policy: { dir: policyDir },
+      audit: { file: auditFile, fsync: true },
+      reaper: { intervalMs: 100, batchSize: 100 },
+      log: { level: 'debug' },
+      ...extra,
+      roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
+    });
+
+    const logs = new LogCapture();
+    const logger = createLogger('debug', logs);
+    const broker = await startBroker({
+      config,
+      logger,
+      ...(typeof opts.store === 'object' ? { store: opts.store } : {}),
+      ...(opts.audit ? { audit: opts.audit } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    closers.push(() => broker.close());
+
+    const address = `127.0.0.1:${broker.grpcPort}`;
+    const httpBase = `http://127.0.0.1:${broker.httpPort}`;
+
+    const sourceFor = async (workload: string): Promise<X509Source> => {
+      const endpoint = endpoints[workload];
+      if (!endpoint) throw new Error(`no workload ${workload}`);
+      const source = await X509Source.create({ endpoint, timeoutMs: 5000 });
+      closers.push(() => source.close());
+      return source;
+    };
+
+    const harness: Harness = {
+      dir,
+      ca,
+      broker,
+      logs,
+      logger,
+      auditFile,
+      redisPrefix,
+      identities,
+      endpoints,
+      address,
+      httpBase,
+      async client(workload, clientOpts = {}) {
+        const source = await sourceFor(workload);
+        const svid = source.getX509Svid();
+        const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
+        if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
+        const client = new BrokerClient({ address, svid, serverBundle, brokerId: BROKER_ID, ...clientOpts });
+        closers.push(() => client.close());
+        return client;
+      },
+      async jwtClient(workload, audience = BROKER_ID) {
+        const endpoint = endpoints[workload] as string;
+        return harness.client(workload, {
+          auth: { kind: 'jwt', token: async () => (await fetchJwtSvid(endpoint, [audience])).token },
+        });
+      },
+      async httpJson(path) {
+        const res = await fetch(`${httpBase}${path}`);
+        const text = await res.text();
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // not JSON (metrics)
+        }
+        return { status: res.status, body };
+      },
+      close,
+    };
+    return harness;
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** Reads the audit file as parsed records. */
+export async function readAudit(file: string): Promise<Array<Record<string, unknown>>> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile(file, 'utf8');
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Polls until `check` returns a truthy value or the timeout passes. */
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** The gRPC status code and trailing metadata of a failed call. */
+export async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: string; metadata: Record<string, string> }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = err as { code: number; details: string; metadata?: { getMap(): Record<string, unknown> } };
+    const map = e.metadata?.getMap() ?? {};
+    return {
+      code: e.code,
+      details: e.details,
+      metadata: Object.fromEntries(Object.entries(map).map(([k, v]) => [k, String(v)])),
+    };
+  }
+  throw new Error('expected the call to fail');
+}
