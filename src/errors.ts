@@ -48,8 +48,11 @@ export const invalidArgument = (field: string, message: string): BrokerError =>
 export const unauthenticated = (reason: string, message: string, cause?: unknown): BrokerError =>
   new BrokerError('UNAUTHENTICATED', message, { reason, cause });
 
-export const permissionDenied = (message: string, policies: string[], reason = 'policy_denied'): BrokerError =>
-  new BrokerError('PERMISSION_DENIED', message, { policies, reason });
+export const permissionDenied = (
+  message: string,
+  policies: string[],
+  reason = 'policy_denied',
+): BrokerError => new BrokerError('PERMISSION_DENIED', message, { policies, reason });
 
 export const failedPrecondition = (reason: string, message: string): BrokerError =>
   new BrokerError('FAILED_PRECONDITION', message, { reason });

@@ -95,14 +95,25 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     let x509: X509Source;
     let jwt: JwtBundleSourceClient;
     try {
-      x509 = await X509Source.create({ endpoint, logger, timeoutMs: config.workloadApi.firstUpdateTimeoutMs });
+      x509 = await X509Source.create({
+        endpoint,
+        logger,
+        timeoutMs: config.workloadApi.firstUpdateTimeoutMs,
+      });
       cleanups.push(() => x509.close());
-      jwt = await JwtBundleSourceClient.create({ endpoint, logger, timeoutMs: config.workloadApi.firstUpdateTimeoutMs });
+      jwt = await JwtBundleSourceClient.create({
+        endpoint,
+        logger,
+        timeoutMs: config.workloadApi.firstUpdateTimeoutMs,
+      });
       cleanups.push(() => jwt.close());
     } catch (err) {
-      throw new StartupError(`cannot get an SVID from the Workload API at ${endpoint}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new StartupError(
+        `cannot get an SVID from the Workload API at ${endpoint}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
     }
     const spiffeId = (): string => x509.getX509Svid().spiffeId;
     const ownTrustDomain = (): string => parseSpiffeId(spiffeId()).trustDomain;
@@ -123,11 +134,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       } else {
         const redis = createRedisClient(config.redis.url);
         cleanups.push(() => void redis.disconnect());
-        store = new RedisLeaseStore(redis, { prefix: config.redis.prefix, retentionSeconds: config.redis.retentionSeconds });
+        store = new RedisLeaseStore(redis, {
+          prefix: config.redis.prefix,
+          retentionSeconds: config.redis.retentionSeconds,
+        });
         try {
           await store.ping();
         } catch (err) {
-          throw new StartupError(`cannot reach Redis at ${redactUrl(config.redis.url)}: ${(err as Error).message}`);
+          throw new StartupError(
+            `cannot reach Redis at ${redactUrl(config.redis.url)}: ${(err as Error).message}`,
+          );
         }
       }
       const built = store;
@@ -162,7 +178,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     for (const role of roles.values()) {
       const backend = backends.get(role.backend);
       if (!backend) {
-        problems.push(`roles.${role.name}: unknown backend "${role.backend}" (available: ${[...backends.keys()].join(', ')})`);
+        problems.push(
+          `roles.${role.name}: unknown backend "${role.backend}" (available: ${[...backends.keys()].join(', ')})`,
+        );
         continue;
       }
       for (const p of backend.validateRole(role)) problems.push(`roles.${role.name}: ${p}`);
@@ -253,7 +271,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     reaper.start();
     cleanups.push(() => reaper.stop());
 
-    x509.onUpdate(() => logger.info({ spiffeId: spiffeId(), trustDomain: ownTrustDomain() }, 'SVID or bundles rotated'));
+    x509.onUpdate(() =>
+      logger.info({ spiffeId: spiffeId(), trustDomain: ownTrustDomain() }, 'SVID or bundles rotated'),
+    );
     logger.info({ grpc: grpc.port, http: http.port, spiffeId: spiffeId() }, 'svid-broker serving');
 
     let closed = false;

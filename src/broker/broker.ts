@@ -98,12 +98,18 @@ export class Broker {
     const environment = input.environment;
     if (!environment) throw invalidArgument('environment', 'is required');
     if (!this.deps.environments.includes(environment)) {
-      throw invalidArgument('environment', `unknown environment (configured: ${this.deps.environments.join(', ')})`);
+      throw invalidArgument(
+        'environment',
+        `unknown environment (configured: ${this.deps.environments.join(', ')})`,
+      );
     }
     const intent = boundedText(input.intent, 'intent', LIMITS.intent);
     const labels = validLabels(input.labels);
     const requested = optionalTtl(input.ttlSeconds);
-    const ttlSeconds = Math.min(requested || this.deps.tasks.defaultTtlSeconds, this.deps.tasks.maxTtlSeconds);
+    const ttlSeconds = Math.min(
+      requested || this.deps.tasks.defaultTtlSeconds,
+      this.deps.tasks.maxTtlSeconds,
+    );
 
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
@@ -176,7 +182,8 @@ export class Broker {
     const task = await this.ownTask(caller, taskId);
     const now = this.now();
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
-    if (remainingSeconds < MIN_CREDENTIAL_SECONDS) throw failedPrecondition('task_expired', 'task has expired');
+    if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
+      throw failedPrecondition('task_expired', 'task has expired');
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
 
@@ -238,7 +245,9 @@ export class Broker {
         stage: 'backend',
         error: isBrokerError(err) ? err.reason : 'backend_error',
       });
-      throw isBrokerError(err) ? err : unavailable('backend_unavailable', `backend "${role.backend}" is unavailable`);
+      throw isBrokerError(err)
+        ? err
+        : unavailable('backend_unavailable', `backend "${role.backend}" is unavailable`);
     }
 
     const lease: Lease = {
@@ -266,7 +275,12 @@ export class Broker {
       put = await this.deps.store.putLease(lease, this.now());
     } catch (err) {
       await undo('lease write failure');
-      await this.auditDenial({ type: 'credential.failed', ...requestFields, lease: leaseId, stage: 'lease_store' });
+      await this.auditDenial({
+        type: 'credential.failed',
+        ...requestFields,
+        lease: leaseId,
+        stage: 'lease_store',
+      });
       throw isBrokerError(err) ? err : unavailable('lease_store_unavailable', 'lease store unavailable', err);
     }
     if (put !== 'ok') {
@@ -288,7 +302,9 @@ export class Broker {
       // No record, no credential: end the lease, revoke at the backend.
       await this.deps.store
         .markLeaseEnded(leaseId, 'revoked', 'audit_unavailable', this.now())
-        .catch((e: unknown) => this.deps.logger.error({ err: safeErr(e), lease: leaseId }, 'lease end failed'));
+        .catch((e: unknown) =>
+          this.deps.logger.error({ err: safeErr(e), lease: leaseId }, 'lease end failed'),
+        );
       await undo('audit failure');
       throw auditUnavailable(err);
     }
@@ -348,7 +364,10 @@ export class Broker {
       await backend?.revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt });
     } catch (err) {
       ok = false;
-      this.deps.logger.error({ err: safeErr(err), lease: lease.id }, 'backend revoke of expired lease failed');
+      this.deps.logger.error(
+        { err: safeErr(err), lease: lease.id },
+        'backend revoke of expired lease failed',
+      );
     }
     await this.deps.audit.write({
       type: ok ? 'lease.expired' : 'lease.revoke_failed',
@@ -399,7 +418,8 @@ export class Broker {
   private async ownTask(caller: Caller, taskId: string): Promise<Task> {
     const task = await this.deps.store.getTask(taskId);
     if (!task) throw notFound('task_not_found', 'task not found');
-    if (task.agent !== caller.spiffeId) throw failedPrecondition('task_not_yours', 'task belongs to another agent');
+    if (task.agent !== caller.spiffeId)
+      throw failedPrecondition('task_not_yours', 'task belongs to another agent');
     if (task.state !== 'active') throw failedPrecondition('task_ended', `task is ${task.state}`);
     if (task.expiresAt <= this.now()) throw failedPrecondition('task_expired', 'task has expired');
     return task;
@@ -427,7 +447,11 @@ function decisionFields(decision: PolicyDecision): Record<string, unknown> {
 
 function denialError(decision: PolicyDecision, what: string): BrokerError {
   if (decision.policyIds.length === 0) {
-    return permissionDenied(`${what} denied: no policy permits this request (default deny)`, [], 'default_deny');
+    return permissionDenied(
+      `${what} denied: no policy permits this request (default deny)`,
+      [],
+      'default_deny',
+    );
   }
   const reasons = decision.reasons.length ? `: ${decision.reasons.join('; ')}` : '';
   return permissionDenied(

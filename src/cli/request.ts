@@ -85,7 +85,8 @@ export async function runRequest(args: string[]): Promise<number> {
   const ttl = Number(values.ttl);
   const taskTtl = Number(values['task-ttl']);
   if (!Number.isInteger(ttl) || ttl < 0) throw new Error('--ttl must be a whole number of seconds');
-  if (!Number.isInteger(taskTtl) || taskTtl < 0) throw new Error('--task-ttl must be a whole number of seconds');
+  if (!Number.isInteger(taskTtl) || taskTtl < 0)
+    throw new Error('--task-ttl must be a whole number of seconds');
 
   const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
   try {

@@ -72,8 +72,10 @@ export function checkBrokerIdentity(
   } catch {
     return new Error(`broker certificate URI SAN is not a SPIFFE ID: ${uri}`);
   }
-  if (id.trustDomain !== trustDomain) return new Error(`broker is in trust domain ${id.trustDomain}, expected ${trustDomain}`);
-  if (brokerId && id.toString() !== brokerId) return new Error(`broker is ${id.toString()}, expected ${brokerId}`);
+  if (id.trustDomain !== trustDomain)
+    return new Error(`broker is in trust domain ${id.trustDomain}, expected ${trustDomain}`);
+  if (brokerId && id.toString() !== brokerId)
+    return new Error(`broker is ${id.toString()}, expected ${brokerId}`);
   return undefined;
 }
 

@@ -53,7 +53,9 @@ function deepFreeze<T>(value: T): T {
 export function parseConfig(raw: unknown, source = 'config'): Readonly<BrokerConfig> {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+    const problems = result.error.issues.map(
+      (i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`,
+    );
     throw new ConfigError(source, problems);
   }
   return deepFreeze(result.data);
@@ -78,7 +80,8 @@ export function loadConfig(opts: { file?: string; env?: Env } = {}): Readonly<Br
       throw new ConfigError(file, [`not valid YAML: ${(err as Error).message}`]);
     }
     if (parsed !== null && parsed !== undefined) {
-      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError(file, ['expected a mapping']);
+      if (typeof parsed !== 'object' || Array.isArray(parsed))
+        throw new ConfigError(file, ['expected a mapping']);
       raw = parsed as Record<string, unknown>;
     }
   }

@@ -58,12 +58,21 @@ export const configSchema = z
           .regex(/^[A-Za-z0-9_.-]+$/)
           .default('svb'),
         /** Ended tasks and leases stay listable this long, then Redis drops them. */
-        retentionSeconds: z.number().int().positive().default(7 * 86_400),
+        retentionSeconds: z
+          .number()
+          .int()
+          .positive()
+          .default(7 * 86_400),
         /** `memory` is for the dev stack only: not durable, not shared between replicas. */
         store: z.enum(['redis', 'memory']).default('redis'),
       })
       .strict()
-      .default({ url: 'redis://127.0.0.1:6379', prefix: 'svb', retentionSeconds: 7 * 86_400, store: 'redis' }),
+      .default({
+        url: 'redis://127.0.0.1:6379',
+        prefix: 'svb',
+        retentionSeconds: 7 * 86_400,
+        store: 'redis',
+      }),
     policy: z
       .object({
         dir: z.string().default('policies'),
@@ -86,7 +95,10 @@ export const configSchema = z
       })
       .strict()
       .default({ defaultTtlSeconds: 900, maxTtlSeconds: 3600 }),
-    environments: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/)).min(1).default(['dev', 'staging', 'prod']),
+    environments: z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/))
+      .min(1)
+      .default(['dev', 'staging', 'prod']),
     roles: z.record(roleName, roleSchema).default({}),
     backends: z
       .object({
@@ -110,7 +122,9 @@ export const configSchema = z
       .strict()
       .default({ intervalMs: 1000, batchSize: 100 }),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
       .strict()
       .default({ level: 'info' }),
   })

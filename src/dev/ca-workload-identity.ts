@@ -47,8 +47,11 @@ export class CaWorkloadIdentity implements WorkloadIdentityProvider {
   }
 
   async mintJwtSvid(audience: string[], spiffeId?: string): Promise<string> {
-    if (spiffeId && spiffeId !== this.opts.spiffeId) throw new Error(`no identity ${spiffeId} for this workload`);
-    return this.opts.ca.mintJwtSvid(this.opts.spiffeId, audience, { ttlSeconds: this.opts.jwtTtlSeconds ?? 300 });
+    if (spiffeId && spiffeId !== this.opts.spiffeId)
+      throw new Error(`no identity ${spiffeId} for this workload`);
+    return this.opts.ca.mintJwtSvid(this.opts.spiffeId, audience, {
+      ttlSeconds: this.opts.jwtTtlSeconds ?? 300,
+    });
   }
 
   onChange(listener: () => void): () => void {
@@ -58,7 +61,9 @@ export class CaWorkloadIdentity implements WorkloadIdentityProvider {
 
   /** Issues a fresh SVID now and schedules the next rotation; also called when bundles change. */
   async rotate(): Promise<void> {
-    this.svid = await this.opts.ca.issueX509Svid(this.opts.spiffeId, { ttlSeconds: this.opts.x509TtlSeconds });
+    this.svid = await this.opts.ca.issueX509Svid(this.opts.spiffeId, {
+      ttlSeconds: this.opts.x509TtlSeconds,
+    });
     this.notify();
     this.schedule();
   }

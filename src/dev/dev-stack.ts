@@ -80,7 +80,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     const ttl = opts.svidTtlSeconds ?? 600;
     const identities = {} as Record<DevWorkloadName, CaWorkloadIdentity>;
     const endpoints = {} as Record<DevWorkloadName, string>;
-    for (const [name, w] of Object.entries(DEV_WORKLOADS) as Array<[DevWorkloadName, (typeof DEV_WORKLOADS)[DevWorkloadName]]>) {
+    for (const [name, w] of Object.entries(DEV_WORKLOADS) as Array<
+      [DevWorkloadName, (typeof DEV_WORKLOADS)[DevWorkloadName]]
+    >) {
       const identity = await CaWorkloadIdentity.create({ ca, spiffeId: w.spiffeId, x509TtlSeconds: ttl });
       closers.push(() => identity.stop());
       const socketPath = join(dir, w.socket);

@@ -43,7 +43,8 @@ export interface LeaseFilter {
 }
 
 /** Result codes of putLease, from the Lua script's named negative codes. */
-export type PutLeaseResult = 'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task';
+export type PutLeaseResult =
+  'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task';
 
 /**
  * Contract: durable, shared by every broker replica. Every state transition is atomic and happens

@@ -51,7 +51,8 @@ export function presentedChain(socket: PeerSocket): Uint8Array[] {
     const fp = cur.fingerprint256;
     if (seen.has(fp)) break;
     seen.add(fp);
-    const selfSigned = cur.subject && cur.issuer && JSON.stringify(cur.subject) === JSON.stringify(cur.issuer);
+    const selfSigned =
+      cur.subject && cur.issuer && JSON.stringify(cur.subject) === JSON.stringify(cur.issuer);
     if (chain.length > 0 && selfSigned) break;
     chain.push(new Uint8Array(cur.raw));
     cur = 'issuerCertificate' in cur ? cur.issuerCertificate : undefined;
@@ -132,7 +133,8 @@ export class Authenticator {
 
   private async fromJwt(header: string): Promise<Caller> {
     const match = /^Bearer ([A-Za-z0-9_\-.=]+)$/.exec(header);
-    if (!match) throw unauthenticated('bad_authorization_header', 'authorization header must be "Bearer <jwt>"');
+    if (!match)
+      throw unauthenticated('bad_authorization_header', 'authorization header must be "Bearer <jwt>"');
     try {
       const verified = await verifyJwtSvid(match[1] as string, this.opts.jwtBundles, this.opts.audiences(), {
         now: new Date(this.now()),

@@ -69,7 +69,8 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   const { service } = loadBrokerProto();
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 });
 
-  const unary = <Req, Res>(method: string, fn: (caller: Caller, req: Req) => Promise<Res>): handleUnaryCall<Req, Res> =>
+  const unary =
+    <Req, Res>(method: string, fn: (caller: Caller, req: Req) => Promise<Res>): handleUnaryCall<Req, Res> =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const stop = deps.metrics?.latency.startTimer({ method });
       const done = (code: string): void => {
@@ -179,7 +180,12 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   };
 }
 
-async function auditAuthDenied(deps: GrpcServerDeps, err: unknown, method: string, peer: string): Promise<void> {
+async function auditAuthDenied(
+  deps: GrpcServerDeps,
+  err: unknown,
+  method: string,
+  peer: string,
+): Promise<void> {
   try {
     await deps.audit.write({
       type: 'auth.denied',
@@ -190,6 +196,9 @@ async function auditAuthDenied(deps: GrpcServerDeps, err: unknown, method: strin
       message: isBrokerError(err) ? err.message : 'authentication failed',
     });
   } catch (auditErr) {
-    deps.logger.error({ err: { message: (auditErr as Error).message } }, 'audit write failed for auth.denied');
+    deps.logger.error(
+      { err: { message: (auditErr as Error).message } },
+      'audit write failed for auth.denied',
+    );
   }
 }

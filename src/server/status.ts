@@ -31,11 +31,17 @@ export function toServiceError(err: unknown, logger: Logger, method: string): Pa
     if (err.field) metadata.set(STATUS_METADATA.field, err.field);
     if (err.policies.length) metadata.set(STATUS_METADATA.policies, err.policies.join(','));
     if (err.code === 'INTERNAL' || err.code === 'UNAVAILABLE') {
-      logger.warn({ method, code: err.code, reason: err.reason, cause: causeMessage(err.cause) }, err.message);
+      logger.warn(
+        { method, code: err.code, reason: err.reason, cause: causeMessage(err.cause) },
+        err.message,
+      );
     }
     return { code: CODES[err.code], details: err.message, metadata };
   }
-  logger.error({ method, err: { message: err instanceof Error ? err.message : String(err) } }, 'unexpected error');
+  logger.error(
+    { method, err: { message: err instanceof Error ? err.message : String(err) } },
+    'unexpected error',
+  );
   metadata.set(STATUS_METADATA.reason, 'internal');
   return { code: status.INTERNAL, details: 'internal error', metadata };
 }

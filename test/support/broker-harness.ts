@@ -61,6 +61,8 @@ export interface HarnessOptions {
   svidTtlSeconds?: number;
   caOptions?: Parameters<typeof LocalCa.create>[1];
   now?: () => number;
+  /** Reuse another harness's Redis key prefix (a broker "restart" on the same data); default a fresh one. */
+  redisPrefix?: string;
 }
 
 export interface Harness {
@@ -126,7 +128,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     }
     if (opts.extraPolicies) writeFileSync(join(policyDir, 'test.cedar'), opts.extraPolicies);
 
-    const redisPrefix = randomPrefix();
+    const redisPrefix = opts.redisPrefix ?? randomPrefix();
     const storeKind = typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
     const redisUrl = storeKind === 'redis' ? (await sharedRedis()).url : 'redis://127.0.0.1:1';
     const auditFile = join(dir, 'audit.jsonl');
