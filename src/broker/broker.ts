@@ -312,7 +312,9 @@ export class Broker {
     return {
       leaseId,
       expiresAt: lease.expiresAt,
-      ttlSeconds: Math.max(0, Math.round((lease.expiresAt - now) / 1000)),
+      // Backends round expiry down to whole seconds (JWT exp), so round up: this equals exp - iat,
+      // never 0 for an issued credential, never role max - 1 when the full role max was granted.
+      ttlSeconds: Math.max(0, Math.ceil((lease.expiresAt - now) / 1000)),
       credential: issued.credential,
       role: role.name,
       taskId: task.id,

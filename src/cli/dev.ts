@@ -19,9 +19,15 @@ export async function runDev(opts: { dir?: string; listen?: string; httpListen?:
     await stack.close();
     throw err;
   }
-  const rel = (p: string): string => relative(process.cwd(), p) || '.';
-  const sock = (name: keyof typeof stack.endpoints): string =>
-    `unix://$PWD/${rel(stack.endpoints[name].slice('unix://'.length))}`;
+  // Paths under the current directory print relative (short, copy-pasteable); others absolute.
+  const rel = (p: string): string => {
+    const r = relative(process.cwd(), p);
+    return r === '' ? '.' : r.startsWith('..') ? p : r;
+  };
+  const sock = (name: keyof typeof stack.endpoints): string => {
+    const r = rel(stack.endpoints[name].slice('unix://'.length));
+    return r.startsWith('/') ? `unix://${r}` : `unix://$PWD/${r}`;
+  };
   const addr = `localhost:${broker.grpcPort}`;
   // Inside the checkout the package is not on PATH; show a command that works from here.
   const cli = import.meta.url.includes('/dist/') ? 'node dist/src/cli/main.js' : 'npx tsx src/cli/main.ts';

@@ -1,0 +1,122 @@
+/**
+ * The broker under benchmark, in its own process so its RSS and CPU are its own: a LocalCa serving
+ * the real Workload API (one Unix socket per workload), a private redis-server, and the broker
+ * started through startBroker() with the production defaults (fsync'd audit file, reaper every
+ * second, log level warn: nothing is logged per request at info either).
+ *
+ * Started by bench/run.ts as `node --import tsx bench/broker-process.ts [config-overrides-json]`.
+ * Prints one JSON line on stdout once serving ({ pid, grpcPort, httpPort, endpoints, ... }), then
+ * shuts everything down when its stdin closes (so a driver that dies never leaves it behind).
+ */
+import 'reflect-metadata';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../src/config/load-config.js';
+import { CaWorkloadIdentity } from '../src/dev/ca-workload-identity.js';
+import { devRoles } from '../src/dev/dev-stack.js';
+import { LocalCa } from '../src/dev/local-ca.js';
+import { spawnRedisServer } from '../src/dev/redis-process.js';
+import { WorkloadApiServer } from '../src/dev/workload-api-server.js';
+import { createLogger, startBroker } from '../src/main.js';
+import { packageRoot } from '../src/package-root.js';
+
+export const TRUST_DOMAIN = 'example.org';
+export const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
+export const DEMO_AGENT = `spiffe://${TRUST_DOMAIN}/agents/demo`;
+
+/** What the process prints on stdout once it serves. */
+export interface BrokerProcessInfo {
+  pid: number;
+  grpcPort: number;
+  httpPort: number;
+  /** `unix:///...` Workload API endpoint per workload name (broker, demo). */
+  endpoints: Record<string, string>;
+  auditFile: string;
+}
+
+async function main(): Promise<void> {
+  const overrides = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>;
+  const dir = mkdtempSync(join(tmpdir(), 'svb-bench-'));
+  const closers: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
+  const close = async (): Promise<void> => {
+    for (const fn of closers.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch {
+        // keep closing the rest
+      }
+    }
+  };
+  const logger = createLogger((overrides.logLevel as string | undefined) ?? 'warn');
+  try {
+    const redis = await spawnRedisServer({ dir: join(dir, 'redis') });
+    closers.push(() => redis.stop());
+
+    const ca = await LocalCa.create(TRUST_DOMAIN);
+    const endpoints: Record<string, string> = {};
+    for (const [name, spiffeId] of [
+      ['broker', BROKER_ID],
+      ['demo', DEMO_AGENT],
+    ] as const) {
+      const identity = await CaWorkloadIdentity.create({ ca, spiffeId, x509TtlSeconds: 3600 });
+      closers.push(() => identity.stop());
+      const socket = join(dir, `${name}.sock`);
+      const server = await WorkloadApiServer.start(socket, identity);
+      closers.push(() => server.close());
+      endpoints[name] = `unix://${socket}`;
+    }
+
+    const policyDir = join(dir, 'policies');
+    mkdirSync(policyDir);
+    for (const f of readdirSync(join(packageRoot(), 'policies'))) {
+      if (f.endsWith('.cedar') || f.endsWith('.cedarschema')) {
+        copyFileSync(join(packageRoot(), 'policies', f), join(policyDir, f));
+      }
+    }
+
+    const auditFile = join(dir, 'audit', 'audit.jsonl');
+    const config = parseConfig({
+      listen: '127.0.0.1:0',
+      httpListen: '127.0.0.1:0',
+      workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 10_000 },
+      redis: { url: redis.url, prefix: 'bench', store: 'redis' },
+      policy: { dir: policyDir },
+      audit: { file: auditFile, fsync: overrides.fsync !== false },
+      log: { level: (overrides.logLevel as string | undefined) ?? 'warn' },
+      roles: devRoles(),
+    });
+    const broker = await startBroker({ config, logger });
+    closers.push(() => broker.close());
+
+    const info: BrokerProcessInfo = {
+      pid: process.pid,
+      grpcPort: broker.grpcPort,
+      httpPort: broker.httpPort,
+      endpoints,
+      auditFile,
+    };
+    process.stdout.write(`${JSON.stringify(info)}\n`);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    // process.exit (not a natural exit) so --cpu-prof / --heap-prof write their files either way.
+    void close().finally(() => process.exit(0));
+  };
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  console.error(`broker-process: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});
