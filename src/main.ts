@@ -169,7 +169,10 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const keys = await SigningKeyRing.create({
       overlapSeconds: config.backends.token.keyOverlapSeconds ?? maxRoleTtl + 300,
     });
-    keys.startAutoRotation(opts.keyRotationSeconds ?? config.backends.token.keyRotationSeconds);
+    keys.startAutoRotation(opts.keyRotationSeconds ?? config.backends.token.keyRotationSeconds, (err) =>
+      // The current key keeps signing; the next tick tries again.
+      logger.error({ err: { message: (err as Error).message } }, 'signing key rotation failed'),
+    );
     cleanups.push(() => keys.stop());
     const backends = new Map<string, CredentialBackend>([
       ['token', createTokenBackend({ issuer: spiffeId, keys })],

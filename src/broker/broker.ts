@@ -334,7 +334,7 @@ export class Broker {
     const ended = await this.deps.store.endTask(taskId, 'ended', reason, this.now());
     if (!ended) throw failedPrecondition('task_ended', 'task is no longer active');
     const revoked = await this.revokeTaskLeases(ended, 'task_ended');
-    await this.deps.audit.write({
+    await this.auditAfterRevocation({
       type: 'task.ended',
       agent: caller.spiffeId,
       task: taskId,
@@ -348,7 +348,7 @@ export class Broker {
   /** Reaper callback: the task was already moved to `expired` by the store. */
   async onTaskExpired(task: Task): Promise<void> {
     const revoked = await this.revokeTaskLeases(task, 'task_expired');
-    await this.deps.audit.write({
+    await this.auditAfterRevocation({
       type: 'task.ended',
       agent: task.agent,
       task: task.id,
@@ -371,7 +371,7 @@ export class Broker {
         'backend revoke of expired lease failed',
       );
     }
-    await this.deps.audit.write({
+    await this.auditAfterRevocation({
       type: ok ? 'lease.expired' : 'lease.revoke_failed',
       agent: lease.agent,
       lease: lease.id,
@@ -405,7 +405,7 @@ export class Broker {
     }
     const ended = await this.deps.store.markLeaseEnded(lease.id, state, reason, this.now());
     if (!ended) return undefined;
-    await this.deps.audit.write({
+    await this.auditAfterRevocation({
       type: state === 'revoked' ? 'lease.revoked' : 'lease.revoke_failed',
       agent: lease.agent,
       lease: lease.id,
@@ -425,6 +425,18 @@ export class Broker {
     if (task.state !== 'active') throw failedPrecondition('task_ended', `task is ${task.state}`);
     if (task.expiresAt <= this.now()) throw failedPrecondition('task_expired', 'task has expired');
     return task;
+  }
+
+  /**
+   * Revocations are never undone because the audit trail is down (revoking is the safe direction);
+   * the failure is logged loudly, and issuance stays blocked while the sink is failed.
+   */
+  private async auditAfterRevocation(event: AuditEventInput): Promise<void> {
+    try {
+      await this.deps.audit.write(event);
+    } catch (err) {
+      this.deps.logger.error({ err: safeErr(err), event }, 'audit write failed after a revocation');
+    }
   }
 
   /** Denials are audited too; if the audit trail is down the request is still denied. */
@@ -449,6 +461,15 @@ function decisionFields(decision: PolicyDecision): Record<string, unknown> {
 
 function denialError(decision: PolicyDecision, what: string): BrokerError {
   if (decision.policyIds.length === 0) {
+    // No deciding policy: either nothing permits it (default deny) or the request did not fit the
+    // schema, which the engine reports in `errors` (details go to the audit record, not the caller).
+    if (decision.errors.length) {
+      return permissionDenied(
+        `${what} denied: the request does not fit the policy schema`,
+        [],
+        'policy_invalid_request',
+      );
+    }
     return permissionDenied(
       `${what} denied: no policy permits this request (default deny)`,
       [],
