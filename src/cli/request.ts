@@ -26,12 +26,15 @@ async function connect(opts: { auth: string; brokerId: string | undefined }): Pr
     const serverBundle = source.getX509BundleForTrustDomain(brokerTd);
     if (!serverBundle) throw new Error(`no trust bundle for the broker's trust domain "${brokerTd}"`);
     if (opts.auth !== 'x509' && opts.auth !== 'jwt') throw new Error('--auth must be x509 or jwt');
+    // The expected broker and the JWT audience are one ID, defaulted together: a JWT-SVID minted for
+    // the broker must only go to a server proving it is the broker, or any workload of the trust
+    // domain answering at SVID_BROKER_ADDR could replay it to the real one.
     const audience = brokerId ?? `spiffe://${ownTd}/broker`;
     const client = new BrokerClient({
       address: process.env.SVID_BROKER_ADDR || DEFAULT_ADDR,
       svid,
       serverBundle,
-      ...(brokerId ? { brokerId } : {}),
+      brokerId: audience,
       auth:
         opts.auth === 'jwt'
           ? { kind: 'jwt', token: async () => (await fetchJwtSvid(endpoint, [audience])).token }

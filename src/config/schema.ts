@@ -129,26 +129,42 @@ export const configSchema = z
       .default({ level: 'info' }),
   })
   .strict()
-  .superRefine((cfg, ctx) => {
-    if (cfg.tasks.defaultTtlSeconds > cfg.tasks.maxTtlSeconds) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['tasks', 'defaultTtlSeconds'],
-        message: 'must not exceed tasks.maxTtlSeconds',
-      });
-    }
-    for (const [name, role] of Object.entries(cfg.roles)) {
-      for (const env of role.environments) {
-        if (!cfg.environments.includes(env)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['roles', name, 'environments'],
-            message: `unknown environment "${env}" (configured: ${cfg.environments.join(', ')})`,
-          });
+  // Runs even when other fields failed (`when`), so one pass lists every problem; the value may then
+  // hold raw, unvalidated input, hence the type guards.
+  .superRefine(
+    (cfg, ctx) => {
+      const tasks = cfg.tasks as { defaultTtlSeconds?: unknown; maxTtlSeconds?: unknown } | undefined;
+      if (
+        typeof tasks?.defaultTtlSeconds === 'number' &&
+        typeof tasks.maxTtlSeconds === 'number' &&
+        tasks.defaultTtlSeconds > tasks.maxTtlSeconds
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tasks', 'defaultTtlSeconds'],
+          message: 'must not exceed tasks.maxTtlSeconds',
+        });
+      }
+      const environments: unknown = cfg.environments;
+      const envsValid = Array.isArray(environments) && environments.every((e) => typeof e === 'string');
+      if (!envsValid) return;
+      if (typeof cfg.roles !== 'object' || cfg.roles === null) return;
+      for (const [name, role] of Object.entries(cfg.roles)) {
+        const roleEnvs: unknown = (role as { environments?: unknown } | null)?.environments;
+        if (!Array.isArray(roleEnvs)) continue;
+        for (const env of roleEnvs) {
+          if (typeof env === 'string' && !environments.includes(env)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['roles', name, 'environments'],
+              message: `unknown environment "${env}" (configured: ${environments.join(', ')})`,
+            });
+          }
         }
       }
-    }
-  });
+    },
+    { when: () => true },
+  );
 
 export type BrokerConfig = z.infer<typeof configSchema>;
 export type RoleConfig = z.infer<typeof roleSchema>;

@@ -82,7 +82,11 @@ describe('integration: issuance', function () {
 
   describe('issue over mTLS', () => {
     it('returns a token that verifies against the JWKS with the expected claims, a lease and audit records', async () => {
-      const task = await demo.beginTask({ environment: 'dev', intent: 'read the demo api', ttl_seconds: 1200 });
+      const task = await demo.beginTask({
+        environment: 'dev',
+        intent: 'read the demo api',
+        ttl_seconds: 1200,
+      });
       assert.equal(task.agent, DEMO_AGENT);
       assert.equal(task.environment, 'dev');
       assert.equal(task.state, 'active');
@@ -90,7 +94,11 @@ describe('integration: issuance', function () {
 
       const before = Date.now();
       // More than the role max (900): bounded to the role max.
-      const issued = await demo.issueCredential({ task_id: task.task_id, role: 'token/demo', ttl_seconds: 5000 });
+      const issued = await demo.issueCredential({
+        task_id: task.task_id,
+        role: 'token/demo',
+        ttl_seconds: 5000,
+      });
       assert.equal(issued.ttl_seconds, 900);
       assert.equal(issued.role, 'token/demo');
       assert.equal(issued.task_id, task.task_id);
@@ -101,7 +109,11 @@ describe('integration: issuance', function () {
       assert.equal(issued.credential?.metadata.aud, 'demo-api');
       assert.equal(issued.credential?.metadata.scope, 'demo:read');
 
-      const { claims, kid } = await verifyAccessToken(token, { jwks: await jwks(), issuer: BROKER_ID, audience: 'demo-api' });
+      const { claims, kid } = await verifyAccessToken(token, {
+        jwks: await jwks(),
+        issuer: BROKER_ID,
+        audience: 'demo-api',
+      });
       assert.equal(kid, issued.credential?.metadata.kid);
       assert.equal(claims.iss, BROKER_ID);
       assert.equal(claims.sub, DEMO_AGENT);
@@ -150,7 +162,10 @@ describe('integration: issuance', function () {
       assert.match(String(rec.policy_digest), /\S{16,}/);
       const auditText = await readFile(h.auditFile, 'utf8');
       assert.ok(!auditText.includes(token), 'the token is in the audit file');
-      assert.ok(!auditText.includes(token.split('.')[2] as string), 'the token signature is in the audit file');
+      assert.ok(
+        !auditText.includes(token.split('.')[2] as string),
+        'the token signature is in the audit file',
+      );
       assert.ok(!h.logs.text().includes(token), 'the token is in the logs');
     });
 
@@ -213,7 +228,8 @@ describe('integration: issuance', function () {
       const a = await demo.issueCredential({ task_id: task.task_id, role: 'token/demo' });
       const b = await demo.issueCredential({ task_id: task.task_id, role: 'token/demo', ttl_seconds: 60 });
       const expOf = async (token: string): Promise<number> =>
-        (await verifyAccessToken(token, { jwks: await jwks(), issuer: BROKER_ID, audience: 'demo-api' })).claims.exp;
+        (await verifyAccessToken(token, { jwks: await jwks(), issuer: BROKER_ID, audience: 'demo-api' }))
+          .claims.exp;
       const expA = await expOf(a.credential?.token ?? '');
       const expB = await expOf(b.credential?.token ?? '');
 
@@ -235,7 +251,9 @@ describe('integration: issuance', function () {
 
       const revoked = await h.httpJson('/v1/revoked');
       assert.equal(revoked.status, 200);
-      const list = (revoked.body as { revoked: Array<{ jti: string; exp: number; revoked_at: string | null }> }).revoked;
+      const list = (
+        revoked.body as { revoked: Array<{ jti: string; exp: number; revoked_at: string | null }> }
+      ).revoked;
       assert.equal(list.find((r) => r.jti === a.lease_id)?.exp, expA);
       assert.equal(list.find((r) => r.jti === b.lease_id)?.exp, expB);
       assert.ok(list.every((r) => typeof r.revoked_at === 'string'));
@@ -344,7 +362,9 @@ describe('integration: issuance', function () {
       assert.equal(err.metadata[REASON], 'default_deny');
       assert.equal(err.metadata[POLICIES], undefined);
       const audit = await readAudit(h.auditFile);
-      const rec = audit.find((r) => r.type === 'credential.denied' && r.role === 'token/other' && r.task === taskId);
+      const rec = audit.find(
+        (r) => r.type === 'credential.denied' && r.role === 'token/other' && r.task === taskId,
+      );
       assert.ok(rec, 'credential.denied audited');
       assert.equal(rec.decision, 'deny');
       assert.deepEqual(rec.policy_ids, []);
@@ -392,7 +412,11 @@ describe('integration: issuance', function () {
       assert.ok(inTask.ttl_seconds <= 2);
       // In parallel: a lease whose own TTL (role max 1 s) ends long before its task.
       const longTask = await demo.beginTask({ environment: 'dev' });
-      const short = await demo.issueCredential({ task_id: longTask.task_id, role: 'token/short', ttl_seconds: 600 });
+      const short = await demo.issueCredential({
+        task_id: longTask.task_id,
+        role: 'token/short',
+        ttl_seconds: 600,
+      });
       assert.equal(short.ttl_seconds, 1);
 
       const task = await eventually(async () => {

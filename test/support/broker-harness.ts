@@ -78,7 +78,10 @@ export interface Harness {
   readonly address: string;
   readonly httpBase: string;
   /** A client authenticated as the workload (mTLS by default). Closed by harness.close(). */
-  client(workload: string, opts?: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>>): Promise<BrokerClient>;
+  client(
+    workload: string,
+    opts?: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>>,
+  ): Promise<BrokerClient>;
   /** A client that sends the workload's JWT-SVID (audience: the broker ID) without a client certificate. */
   jwtClient(workload: string, audience?: string): Promise<BrokerClient>;
   httpJson(path: string): Promise<{ status: number; body: unknown }>;
@@ -124,12 +127,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const policyDir = join(dir, 'policies');
     mkdirSync(policyDir);
     for (const f of readdirSync(join(packageRoot(), 'policies'))) {
-      if (f.endsWith('.cedar') || f.endsWith('.cedarschema')) copyFileSync(join(packageRoot(), 'policies', f), join(policyDir, f));
+      if (f.endsWith('.cedar') || f.endsWith('.cedarschema'))
+        copyFileSync(join(packageRoot(), 'policies', f), join(policyDir, f));
     }
     if (opts.extraPolicies) writeFileSync(join(policyDir, 'test.cedar'), opts.extraPolicies);
 
     const redisPrefix = opts.redisPrefix ?? randomPrefix();
-    const storeKind = typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
+    const storeKind =
+      typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
     const redisUrl = storeKind === 'redis' ? (await sharedRedis()).url : 'redis://127.0.0.1:1';
     const auditFile = join(dir, 'audit.jsonl');
     const extra = opts.config ?? {};
@@ -226,7 +231,10 @@ export async function readAudit(file: string): Promise<Array<Record<string, unkn
 }
 
 /** Polls until `check` returns a truthy value or the timeout passes. */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, timeoutMs = 5000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 5000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -242,7 +250,9 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
 }
 
 /** The gRPC status code and trailing metadata of a failed call. */
-export async function grpcError(p: Promise<unknown>): Promise<{ code: number; details: string; metadata: Record<string, string> }> {
+export async function grpcError(
+  p: Promise<unknown>,
+): Promise<{ code: number; details: string; metadata: Record<string, string> }> {
   try {
     await p;
   } catch (err) {
