@@ -3,6 +3,7 @@
  * `serve`, `dev` and the integration tests all start the broker through startBroker().
  */
 import 'reflect-metadata';
+import { setFlagsFromString } from 'node:v8';
 import { pino, type Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FileChainSink } from './audit/file-chain-sink.js';
@@ -27,6 +28,13 @@ import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
+
+// The broker's live heap is small (about 25 MB under load: `npm run bench -- --rss-detail`), but
+// V8's default old-space growth let the heap reach two to three times that between major GCs,
+// which alone took the broker's peak RSS past 200 MB under load. Growing the limit by half the
+// live size instead kept the peak near 170 MB with no measurable cost in throughput or latency.
+// V8 reads this whenever it sets the next GC limit, so setting it at startup is enough.
+setFlagsFromString('--heap-growing-percent=50');
 
 export class StartupError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {

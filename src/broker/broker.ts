@@ -21,7 +21,7 @@ import {
   unavailable,
 } from '../errors.js';
 import type { Caller } from '../identity/types.js';
-import type { Lease, LeaseStore, Task } from '../leases/types.js';
+import type { Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
 import type { PolicyDecision, PolicyEngine } from '../policy/types.js';
 import {
   LIMITS,
@@ -187,8 +187,7 @@ export class Broker {
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
 
-    const taskLeases = await this.deps.store.listLeases({ taskId });
-    const taskRoles = [...new Set(taskLeases.map((l) => l.role))].sort();
+    const { count: taskCredentialCount, roles: taskRoles } = await this.taskLeaseSummary(taskId);
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
       action: 'IssueCredential',
@@ -203,7 +202,7 @@ export class Broker {
         authMethod: caller.authMethod,
         taskAgeSeconds: Math.max(0, Math.floor((now - task.createdAt) / 1000)),
         taskRoles,
-        taskCredentialCount: taskLeases.length,
+        taskCredentialCount,
       },
     });
     const requestFields = {
@@ -415,6 +414,14 @@ export class Broker {
       reason,
     });
     return { leaseId: lease.id, role: lease.role, state };
+  }
+
+  /** What the task holds so far: the store's tally when it keeps one, else by listing its leases. */
+  private async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary> {
+    const tallied = await this.deps.store.taskLeaseSummary?.(taskId);
+    if (tallied !== undefined) return tallied;
+    const leases = await this.deps.store.listLeases({ taskId });
+    return { count: leases.length, roles: [...new Set(leases.map((l) => l.role))].sort() };
   }
 
   private async ownTask(caller: Caller, taskId: string): Promise<Task> {

@@ -7,7 +7,7 @@
  *
  * | key | type | holds | TTL |
  * | --- | --- | --- | --- |
- * | `{svb}:task:<id>` | hash | one task | none while active; expiresAt + retention once ended/expired |
+ * | `{svb}:task:<id>` | hash | one task, and its lease tally (`leaseCount`, `leaseRole:<role>`) | none while active; expiresAt + retention once ended/expired |
  * | `{svb}:lease:<id>` | hash | one lease | none while active; expiresAt + retention once revoked/expired/revoke_failed |
  * | `{svb}:active-tasks` | zset | active task ids by expiresAt | none; a task leaves when it ends |
  * | `{svb}:agent-tasks:<spiffeId>` | zset | one agent's active task ids by expiresAt | none; Redis drops it when empty |
@@ -45,7 +45,16 @@ import {
   validateNewLease,
   validateNewTask,
 } from './lease-records.js';
-import type { Lease, LeaseFilter, LeaseState, LeaseStore, PutLeaseResult, Task, TaskState } from './types.js';
+import type {
+  Lease,
+  LeaseFilter,
+  LeaseState,
+  LeaseStore,
+  PutLeaseResult,
+  Task,
+  TaskLeaseSummary,
+  TaskState,
+} from './types.js';
 
 // The Lua scripts ship as files next to this module. `npm run build` compiles to dist/src/leases/
 // and does not copy non-TS files by itself: the build must copy src/leases/lua/ to
@@ -318,7 +327,26 @@ function taskToFields(task: Task): string[] {
     String(task.expiresAt),
     'state',
     'active',
+    // The lease tally put-lease keeps (taskLeaseSummary); its presence marks a task as tallied.
+    LEASE_COUNT_FIELD,
+    '0',
   ];
+}
+
+const LEASE_COUNT_FIELD = 'leaseCount';
+const LEASE_ROLE_FIELD = 'leaseRole:';
+
+/** The tally put-lease keeps in the task hash; undefined for a task written before it existed. */
+function leaseSummaryFromFields(fields: Record<string, string>): TaskLeaseSummary | undefined {
+  const raw = fields[LEASE_COUNT_FIELD];
+  if (raw === undefined) return undefined;
+  const count = Number(raw);
+  if (!Number.isSafeInteger(count) || count < 0) throw malformed(`field ${LEASE_COUNT_FIELD} is not a count`);
+  const roles = Object.keys(fields)
+    .filter((f) => f.startsWith(LEASE_ROLE_FIELD))
+    .map((f) => f.slice(LEASE_ROLE_FIELD.length))
+    .sort();
+  return { count, roles };
 }
 
 function labelsOf(raw: string): Record<string, string> {
@@ -471,6 +499,11 @@ export class RedisLeaseStore implements LeaseStore {
     const result = interpretReply(reply, lease.id);
     if (result.kind === 'code' && isPutLeaseResult(result.code)) return result.code;
     throw malformed('unexpected reply from put-lease');
+  }
+
+  async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
+    const fields = await this.guard(() => this.redis.hgetall(this.keys.task(taskId)));
+    return leaseSummaryFromFields(fields);
   }
 
   async getLease(id: string): Promise<Lease | undefined> {

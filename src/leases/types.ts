@@ -42,6 +42,14 @@ export interface LeaseFilter {
   state?: LeaseState;
 }
 
+/** What a task has been issued so far, for the policy context (taskCredentialCount, taskRoles). */
+export interface TaskLeaseSummary {
+  /** Leases recorded for the task, in every state. */
+  count: number;
+  /** Their distinct roles, sorted. */
+  roles: string[];
+}
+
 /** Result codes of putLease, from the Lua script's named negative codes. */
 export type PutLeaseResult =
   'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task';
@@ -64,6 +72,12 @@ export interface LeaseStore {
   putLease(lease: Lease, now: number): Promise<PutLeaseResult>;
   getLease(id: string): Promise<Lease | undefined>;
   listLeases(filter: LeaseFilter): Promise<Lease[]>;
+  /**
+   * A task's lease count and roles from a tally kept as leases are put, in O(roles) instead of
+   * listing every lease (which made IssueCredential O(leases of the task)). Optional: undefined
+   * (or no method) means "no tally for this task"; the caller then summarizes listLeases({ taskId }).
+   */
+  taskLeaseSummary?(taskId: string): Promise<TaskLeaseSummary | undefined>;
   /** Atomically moves an active lease to `revoked`/`expired`/`revoke_failed`; returns the updated lease, or undefined if it was not active. */
   markLeaseEnded(
     id: string,

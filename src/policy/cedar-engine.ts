@@ -12,6 +12,7 @@ import {
   type EntityJson,
   type StatefulAuthorizationCall,
 } from '@cedar-policy/cedar-wasm/nodejs';
+import { setFlagsFromString } from 'node:v8';
 import type { RoleDefinition } from '../credentials/backend.js';
 import { readPolicyBundle, type PolicyBundle } from './policy-bundle.js';
 import { PolicyLoadError, type PolicyProblem } from './policy-load-error.js';
@@ -26,6 +27,21 @@ import {
   toCedarContext,
 } from './request-entities.js';
 import type { PolicyDecision, PolicyEngine, PolicyRequest } from './types.js';
+
+// Works around a V8 bug that aborted the broker under load (bench/run.ts, about one run in five):
+// TurboFan inlines JS->Wasm calls, and cedar-wasm's entry points return an externref, which
+// V8 11.3/12.x cannot rebuild when the calling function is lazily deoptimized while the call is on
+// the stack ("Fatal error: unreachable code" in Deoptimizer::DoComputeBuiltinContinuation; the
+// deoptimizer's TranslatedValueForWasmReturnKind knows only numeric return kinds). The wasm calls
+// back into JS, which can invalidate the caller's optimized code at exactly that moment. Without
+// the inlining, the call goes through the ordinary JS-to-Wasm wrapper and the deopt is safe. It
+// must be set before the first authorize() is optimized, so it is set when this module loads.
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+// The 4 MB module tiers up to TurboFan on background threads as soon as the policies are
+// validated; with one thread per core, each thread's malloc arena keeps its compiler garbage, about
+// 40 MB of RSS for good. One compilation thread keeps that to one arena and decides no faster or
+// slower afterwards (bench/cedar-micro.ts).
+setFlagsFromString('--wasm-num-compilation-tasks=1');
 
 /** The reason given when no permit matched; the broker shows it to the caller. */
 export const DEFAULT_DENY_REASON = 'no policy permits this request';

@@ -13,6 +13,8 @@ import { verifyX509Svid } from '../identity/x509-verify.js';
 
 interface PeerSocket {
   getPeerCertificate(detailed: true): DetailedPeerCertificate | PeerCertificate | Record<string, never>;
+  /** TLSSocket: refuses TLS 1.2 renegotiation, so the peer certificate is fixed for the socket's life. */
+  disableRenegotiation?(): void;
 }
 
 /** The HTTP/2 session the call arrived on; stable per connection, so verdicts can be cached on it. */
@@ -77,6 +79,8 @@ interface CachedVerdict {
   generation: number;
   notAfter: number;
   leafFingerprint: string;
+  /** Renegotiation was off before the chain was read: the verdict holds without re-reading it. */
+  pinned: boolean;
 }
 
 export class Authenticator {
@@ -90,6 +94,16 @@ export class Authenticator {
 
   async authenticate(call: object, metadata: Metadata): Promise<Caller> {
     const conn = callConnection(call);
+    if (conn) {
+      // Fast path: reading the peer chain (getPeerCertificate(true)) costs more than the rest of
+      // a cached lookup, so a pinned connection's verdict is served without it.
+      const cached = this.cache.get(conn.session);
+      if (cached?.pinned && cached.generation === this.opts.generation() && cached.notAfter > this.now()) {
+        return cached.caller;
+      }
+      // Before the chain is read: from here on the peer cannot swap certificates by renegotiating.
+      conn.socket.disableRenegotiation?.();
+    }
     const chain = conn ? presentedChain(conn.socket) : [];
     if (chain.length > 0 && conn) return this.fromX509(conn, chain);
     const header = metadata.get('authorization')[0];
@@ -124,6 +138,7 @@ export class Authenticator {
         generation: this.opts.generation(),
         notAfter: leafNotAfter(verified.verifiedChain),
         leafFingerprint: fp,
+        pinned: typeof conn.socket.disableRenegotiation === 'function',
       });
       return caller;
     } catch (err) {

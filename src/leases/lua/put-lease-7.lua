@@ -18,6 +18,11 @@
     ARGV[4] lease expiresAt (epoch ms)
     ARGV[5..] field, value, ... of the lease hash (state is `active`)
 
+  The task hash also keeps a tally of its leases, `leaseCount` and one `leaseRole:<role>` count
+  per role, so the policy context (taskCredentialCount, taskRoles) costs one small read instead of
+  listing every lease. A task written before the tally existed has no `leaseCount` and stays
+  untallied (readers list its leases instead).
+
   Output:
      1 ok
     -1 task_not_found
@@ -52,6 +57,14 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 
 redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+if redis.call('HEXISTS', KEYS[1], 'leaseCount') == 1 then
+  redis.call('HINCRBY', KEYS[1], 'leaseCount', 1)
+  for i = 5, #ARGV - 1, 2 do
+    if ARGV[i] == 'role' then
+      redis.call('HINCRBY', KEYS[1], 'leaseRole:' .. ARGV[i + 1], 1)
+    end
+  end
+end
 -- No TTL while active: an active lease must not vanish before it was revoked or claimed.
 redis.call('ZADD', KEYS[3], expiresAt, id)
 

@@ -1,0 +1,624 @@
+/**
+ * `npm run bench`: IssueCredential (token backend, real Redis, Cedar, fsync'd audit file) against a
+ * no-op mTLS unary call, in the same run, at concurrency 1 and 64, side by side.
+ *
+ * Layout: the broker runs in a child process (bench/broker-process.ts) so its RSS and CPU are its
+ * own; this process is only the load driver. The broker is compiled with tsc into a temporary
+ * directory first and runs as plain JavaScript, as it is deployed (`npm run build`): under tsx its
+ * RSS would include the loader's hooks thread, a second V8 isolate of about 30 MB.
+ *
+ * The baseline is the broker server's own `grpc.health.v1.Health/Check`: the same process, the same
+ * gRPC server, the same TLS setup (the broker's SVID, client certificates requested), over the very
+ * same client channels, and it runs no broker code at all. So the ratio issuance/baseline is what the broker's work costs on
+ * top of a bare mTLS grpc-js round trip on this machine. Both scenarios go through the same client
+ * code path (Client.makeUnaryRequest with proto-loader (de)serializers and a deadline).
+ *
+ * Each worker (one per unit of concurrency) is pinned to one of `--channels` HTTP/2 connections
+ * and holds its own task, begun before measuring. Baseline and issuance are interleaved in
+ * `--rounds` rounds after a warm-up of each; figures are printed, never asserted.
+ *
+ * Options: --duration=S (seconds per scenario and concurrency, split over the rounds; default 5)
+ *          --warmup=S (default 1) --rounds=N (default 2) --conc=1,64 --channels=4
+ *          --leases-per-task=N (begin a fresh task every N issuances per worker; default 0 = never)
+ *          --no-fsync (audit without fsync, to see what the disk costs)
+ *          --profile[=DIR] (broker under --cpu-prof; .cpuprofile files land in DIR, default
+ *            $TMPDIR/svb-bench-profiles; summarize one with `npx tsx bench/profile-summary.ts FILE`)
+ *          --rss-detail (at the end, where the broker's RSS is: V8 heap spaces and the largest mappings)
+ *          --tsx (run the broker from source under tsx instead of compiling it; quicker to iterate)
+ *          --node-arg=ARG (repeatable: extra node/V8 flag for the broker process, e.g. --node-arg=--trace-deopt)
+ *          --broker-stdout=FILE (what the broker prints on stdout besides its ports; default: this stderr)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import {
+  copyFileSync,
+  cpSync,
+  createWriteStream,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Channel, Client, Metadata, credentials, type ServiceError } from '@grpc/grpc-js';
+import type { MethodDefinition } from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+import type { PeerCertificate } from 'node:tls';
+import { checkBrokerIdentity } from '../src/client/broker-client.js';
+import { X509Source } from '../src/identity/workload-api.js';
+import { derToPem } from '../src/identity/x509-verify.js';
+import {
+  loadBrokerProto,
+  type BeginTaskRequestMsg,
+  type IssueCredentialRequestMsg,
+  type IssueCredentialResponseMsg,
+  type TaskMsg,
+} from '../src/server/broker-proto.js';
+import type { BrokerProcessInfo } from './broker-process.js';
+
+const TRUST_DOMAIN = 'example.org';
+const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
+const CALL_TIMEOUT_MS = 10_000;
+
+// ---------------------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------------------
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  rounds: number;
+  concurrencies: number[];
+  channels: number;
+  leasesPerTask: number;
+  fsync: boolean;
+  profileDir: string | undefined;
+  nodeArgs: string[];
+  brokerStdout: string | undefined;
+  tsx: boolean;
+  rssDetail: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const opts: Options = {
+    durationS: 5,
+    warmupS: 1,
+    rounds: 2,
+    concurrencies: [1, 64],
+    channels: 4,
+    leasesPerTask: 0,
+    fsync: true,
+    profileDir: undefined,
+    nodeArgs: [],
+    brokerStdout: undefined,
+    tsx: false,
+    rssDetail: false,
+  };
+  const num = (name: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isFinite(n) || n < 0)
+      throw new Error(`--${name} needs a non-negative number`);
+    return n;
+  };
+  for (const arg of argv) {
+    const bare = arg.replace(/^--/, '');
+    const eq = bare.indexOf('=');
+    const name = eq < 0 ? bare : bare.slice(0, eq);
+    const value = eq < 0 ? undefined : bare.slice(eq + 1);
+    switch (name) {
+      case 'duration':
+        opts.durationS = num(name, value);
+        break;
+      case 'warmup':
+        opts.warmupS = num(name, value);
+        break;
+      case 'rounds':
+        opts.rounds = Math.max(1, Math.floor(num(name, value)));
+        break;
+      case 'conc':
+        opts.concurrencies = (value ?? '').split(',').map((c) => Math.max(1, Math.floor(num(name, c))));
+        break;
+      case 'channels':
+        opts.channels = Math.max(1, Math.floor(num(name, value)));
+        break;
+      case 'leases-per-task':
+        opts.leasesPerTask = Math.floor(num(name, value));
+        break;
+      case 'no-fsync':
+        opts.fsync = false;
+        break;
+      case 'profile':
+        opts.profileDir = value ?? join(tmpdir(), 'svb-bench-profiles');
+        break;
+      case 'node-arg':
+        if (!value) throw new Error('--node-arg needs a value');
+        opts.nodeArgs.push(value);
+        break;
+      case 'broker-stdout':
+        opts.brokerStdout = value;
+        break;
+      case 'tsx':
+        opts.tsx = true;
+        break;
+      case 'rss-detail':
+        opts.rssDetail = true;
+        break;
+      default:
+        throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
+    }
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The broker child process
+// ---------------------------------------------------------------------------------------------------------
+
+interface BrokerChild {
+  info: BrokerProcessInfo;
+  stop(): Promise<void>;
+}
+
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+
+/**
+ * Compiles bench/broker-process.ts and what it imports into a temporary directory laid out like the
+ * package (package.json, proto/, policies/ and node_modules/ linked, Lua scripts copied, as
+ * `npm run build` does), so packageRoot() and module resolution work as in dist/. Returns the
+ * entry script and the directory to remove afterwards.
+ */
+function buildBroker(): { script: string; dir: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'svb-bench-build-'));
+  try {
+    const tsconfig = join(dir, 'tsconfig.json');
+    writeFileSync(
+      tsconfig,
+      JSON.stringify({
+        extends: join(REPO, 'tsconfig.json'),
+        compilerOptions: {
+          outDir: dir,
+          rootDir: REPO,
+          types: ['node'],
+          typeRoots: [join(REPO, 'node_modules', '@types')],
+          sourceMap: false,
+          noEmit: false,
+        },
+        include: [],
+        files: [join(REPO, 'bench', 'broker-process.ts')],
+      }),
+    );
+    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+    const run = spawnSync(process.execPath, [tsc, '-p', tsconfig], { encoding: 'utf8' });
+    if (run.status !== 0) throw new Error(`tsc failed:\n${run.stdout}${run.stderr}`);
+    cpSync(join(REPO, 'src', 'leases', 'lua'), join(dir, 'src', 'leases', 'lua'), { recursive: true });
+    copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+    for (const link of ['node_modules', 'proto', 'policies']) symlinkSync(join(REPO, link), join(dir, link));
+    return { script: join(dir, 'bench', 'broker-process.js'), dir };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function startBrokerChild(opts: Options): Promise<BrokerChild> {
+  let script = fileURLToPath(new URL('./broker-process.ts', import.meta.url));
+  let buildDir: string | undefined;
+  const nodeArgs: string[] = [];
+  if (opts.tsx) nodeArgs.push('--import', 'tsx');
+  else ({ script, dir: buildDir } = buildBroker());
+  if (opts.profileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`);
+  nodeArgs.push(...opts.nodeArgs);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...nodeArgs, script, JSON.stringify({ fsync: opts.fsync })],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const removeBuild = (): void => {
+    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+  };
+  void exited.then(removeBuild);
+  const info = await new Promise<BrokerProcessInfo>((resolve, reject) => {
+    // The info line is the one JSON object; V8 tracing flags may print around it.
+    const other = opts.brokerStdout ? createWriteStream(opts.brokerStdout) : process.stderr;
+    const lines = createInterface({ input: child.stdout! });
+    let found = false;
+    lines.on('line', (line) => {
+      if (found || !line.startsWith('{"pid":')) {
+        other.write(`${line}\n`);
+        return;
+      }
+      found = true;
+      try {
+        resolve(JSON.parse(line) as BrokerProcessInfo);
+      } catch (err) {
+        reject(new Error(`broker process printed ${JSON.stringify(line)}: ${(err as Error).message}`));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`broker process exited with code ${code} before serving`)));
+  });
+  return {
+    info,
+    async stop() {
+      // Closing stdin asks the child to shut down; SIGKILL if it does not within 10 s.
+      child.stdin?.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Resident set size now and at peak (VmHWM), in bytes, from /proc (Linux). */
+function procRss(pid: number): { rss: number; peak: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string): number =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+    return { rss: kb('VmRSS') * 1024, peak: kb('VmHWM') * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system) the process has used so far, in ms, from /proc/<pid>/stat. */
+function procCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
+
+/** The V8 heap spaces (from /metrics) and the largest resident mappings (from /proc/<pid>/smaps). */
+async function printRssDetail(pid: number, httpPort: number): Promise<void> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
+  console.log('\nbroker memory detail:');
+  for (const m of text.matchAll(/^nodejs_heap_space_size_total_bytes\{space="([^"]+)"\} (\S+)$/gm)) {
+    console.log(`  V8 ${m[1]}: ${mb(Number(m[2]))}`);
+  }
+  for (const name of ['nodejs_heap_size_used_bytes', 'nodejs_external_memory_bytes']) {
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    if (m) console.log(`  ${name}: ${mb(Number(m[1]))}`);
+  }
+  const regions: Array<{ head: string; kb: number }> = [];
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) regions.push({ head: line, kb: 0 });
+    else if (line.startsWith('Rss:') && regions.length > 0) {
+      (regions[regions.length - 1] as { kb: number }).kb = Number(line.split(/\s+/)[1]);
+    }
+  }
+  const total = regions.reduce((n, r) => n + r.kb, 0);
+  console.log(`  mappings: ${regions.length}, resident ${mb(total * 1024)}; largest:`);
+  for (const r of regions.sort((a, b) => b.kb - a.kb).slice(0, 12)) {
+    const parts = r.head.split(/\s+/);
+    console.log(`  ${mb(r.kb * 1024).padStart(9)}  ${parts[0]} ${parts[1]} ${parts.slice(5).join(' ')}`);
+  }
+}
+
+async function metricsRss(httpPort: number): Promise<number | undefined> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  const text = await res.text();
+  const m = /^process_resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Client side: N channels, the same credentials and the same call path for both scenarios
+// ---------------------------------------------------------------------------------------------------------
+
+type AnyMethod = MethodDefinition<object, object>;
+
+class Connections {
+  readonly clients: Client[];
+
+  constructor(address: string, source: X509Source, count: number) {
+    const svid = source.getX509Svid();
+    const bundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
+    if (!bundle) throw new Error(`the demo workload holds no bundle for ${TRUST_DOMAIN}`);
+    // Exactly what BrokerClient builds for mTLS.
+    const creds = credentials.createSsl(
+      Buffer.from(bundle.authorities.map((d) => derToPem(d)).join('')),
+      Buffer.from(derToPem(svid.privateKey, 'PRIVATE KEY')),
+      Buffer.from(svid.certChain.map((d) => derToPem(d)).join('')),
+      {
+        checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+          checkBrokerIdentity(cert, TRUST_DOMAIN, BROKER_ID),
+      },
+    );
+    this.clients = Array.from({ length: count }, () => {
+      // A local subchannel pool per channel: otherwise equal channels share one connection.
+      const channel = new Channel(address, creds, {
+        'grpc.ssl_target_name_override': 'svid-broker',
+        'grpc.use_local_subchannel_pool': 1,
+      });
+      return new Client(address, creds, { channelOverride: channel });
+    });
+  }
+
+  call<Res>(worker: number, method: AnyMethod, req: object): Promise<Res> {
+    const client = this.clients[worker % this.clients.length] as Client;
+    return new Promise<Res>((resolve, reject) => {
+      client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        req,
+        new Metadata(),
+        { deadline: Date.now() + CALL_TIMEOUT_MS },
+        (err: ServiceError | null, res?: object) => (err ? reject(err) : resolve(res as Res)),
+      );
+    });
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------------------------------------
+
+type Op = (worker: number) => Promise<void>;
+
+interface Sample {
+  latenciesMs: number[];
+  count: number;
+  elapsedMs: number;
+  brokerCpuMs: number;
+  driverCpuMs: number;
+}
+
+/** `concurrency` closed-loop workers call `op` until `durationMs` has passed. */
+async function runFor(concurrency: number, durationMs: number, op: Op, brokerPid: number): Promise<Sample> {
+  const latenciesMs: number[] = [];
+  const cpu0 = procCpuMs(brokerPid);
+  const driver0 = process.cpuUsage();
+  const start = performance.now();
+  const end = start + durationMs;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, worker) => {
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        await op(worker);
+        latenciesMs.push(performance.now() - t0);
+      }
+    }),
+  );
+  const elapsedMs = performance.now() - start;
+  const driver = process.cpuUsage(driver0);
+  return {
+    latenciesMs,
+    count: latenciesMs.length,
+    elapsedMs,
+    brokerCpuMs: procCpuMs(brokerPid) - cpu0,
+    driverCpuMs: (driver.user + driver.system) / 1000,
+  };
+}
+
+interface Result {
+  scenario: string;
+  concurrency: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  brokerCpuUsPerReq: number;
+  driverCpuUsPerReq: number;
+  count: number;
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i] as number;
+}
+
+function summarize(scenario: string, concurrency: number, samples: Sample[]): Result {
+  const all = Float64Array.from(samples.flatMap((s) => s.latenciesMs)).sort();
+  const count = samples.reduce((n, s) => n + s.count, 0);
+  const elapsedMs = samples.reduce((n, s) => n + s.elapsedMs, 0);
+  return {
+    scenario,
+    concurrency,
+    rps: (count * 1000) / elapsedMs,
+    p50: quantile(all, 0.5),
+    p99: quantile(all, 0.99),
+    brokerCpuUsPerReq: (samples.reduce((n, s) => n + s.brokerCpuMs, 0) * 1000) / count,
+    driverCpuUsPerReq: (samples.reduce((n, s) => n + s.driverCpuMs, 0) * 1000) / count,
+    count,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const began = performance.now();
+  const broker = await startBrokerChild(opts);
+  let source: X509Source | undefined;
+  let conns: Connections | undefined;
+  let failure: unknown;
+  try {
+    const { info } = broker;
+    source = await X509Source.create({ endpoint: info.endpoints.demo as string, timeoutMs: 10_000 });
+    conns = new Connections(`127.0.0.1:${info.grpcPort}`, source, opts.channels);
+    const c = conns;
+
+    const { service } = loadBrokerProto();
+    const beginTask = service.BeginTask as unknown as AnyMethod;
+    const issueCredential = service.IssueCredential as unknown as AnyMethod;
+    const healthCheck = healthService.Check as unknown as AnyMethod;
+
+    // One task per worker, begun outside the measurement; `--leases-per-task` rotates them.
+    const maxWorkers = Math.max(...opts.concurrencies);
+    const tasks: string[] = [];
+    const issuedOnTask: number[] = [];
+    const newTask = async (worker: number): Promise<string> => {
+      const req: Partial<BeginTaskRequestMsg> = {
+        environment: 'dev',
+        intent: `bench worker ${worker}`,
+        ttl_seconds: 3600,
+        labels: { bench: 'run' },
+      };
+      const task = await c.call<TaskMsg>(worker, beginTask, req);
+      tasks[worker] = task.task_id;
+      issuedOnTask[worker] = 0;
+      return task.task_id;
+    };
+    await Promise.all(Array.from({ length: maxWorkers }, (_, w) => newTask(w)));
+
+    let errors = 0;
+    let firstError: unknown;
+    const guarded =
+      (op: Op): Op =>
+      async (worker) => {
+        try {
+          await op(worker);
+        } catch (err) {
+          errors++;
+          firstError ??= err;
+        }
+      };
+
+    const baseline: Op = guarded(async (worker) => {
+      await c.call(worker, healthCheck, { service: '' });
+    });
+    const issuance: Op = guarded(async (worker) => {
+      if (opts.leasesPerTask > 0 && (issuedOnTask[worker] ?? 0) >= opts.leasesPerTask) await newTask(worker);
+      const req: Partial<IssueCredentialRequestMsg> = {
+        task_id: tasks[worker] as string,
+        role: 'token/demo',
+        ttl_seconds: 300,
+        sensitivity: 'internal',
+        change_type: 'read',
+        justification: 'benchmark',
+        tool: 'bench',
+      };
+      const res = await c.call<IssueCredentialResponseMsg>(worker, issueCredential, req);
+      if (!res.credential?.token) throw new Error('IssueCredential returned no token');
+      issuedOnTask[worker] = (issuedOnTask[worker] ?? 0) + 1;
+    });
+
+    // RSS: once idle after startup, sampled every 100 ms under load, at the end, and the kernel's peak.
+    const rssIdle = procRss(info.pid)?.rss;
+    let rssLoadMax = 0;
+    const sampler = setInterval(() => {
+      rssLoadMax = Math.max(rssLoadMax, procRss(info.pid)?.rss ?? 0);
+    }, 100);
+    const results: Result[] = [];
+    const roundMs = (opts.durationS * 1000) / opts.rounds;
+    for (const concurrency of opts.concurrencies) {
+      // Warm-up: connections, JIT, Redis scripts, the wasm module, the audit file.
+      await runFor(concurrency, opts.warmupS * 1000, baseline, info.pid);
+      await runFor(concurrency, opts.warmupS * 1000, issuance, info.pid);
+      const samples: { baseline: Sample[]; issuance: Sample[] } = { baseline: [], issuance: [] };
+      for (let round = 0; round < opts.rounds; round++) {
+        samples.baseline.push(await runFor(concurrency, roundMs, baseline, info.pid));
+        samples.issuance.push(await runFor(concurrency, roundMs, issuance, info.pid));
+      }
+      results.push(summarize('baseline', concurrency, samples.baseline));
+      results.push(summarize('issuance', concurrency, samples.issuance));
+    }
+    if (errors > 0) {
+      throw new Error(
+        `${errors} call(s) failed; first: ${(firstError as Error).message ?? String(firstError)}`,
+      );
+    }
+
+    clearInterval(sampler);
+    const rssNow = await metricsRss(info.httpPort);
+    const proc = procRss(info.pid);
+    const leasesIssued = results.filter((r) => r.scenario === 'issuance').reduce((n, r) => n + r.count, 0);
+    const rss = { idle: rssIdle, loadMax: rssLoadMax || undefined, end: rssNow, peak: proc?.peak };
+    report(opts, results, rss, leasesIssued, performance.now() - began);
+    if (opts.rssDetail) await printRssDetail(info.pid, info.httpPort);
+  } catch (err) {
+    failure = err;
+  } finally {
+    conns?.close();
+    source?.close();
+    await broker.stop();
+  }
+  if (failure !== undefined) throw failure;
+  if (opts.profileDir) console.log(`\nbroker CPU profile written to ${opts.profileDir}`);
+}
+
+function report(
+  opts: Options,
+  results: Result[],
+  rss: { idle?: number; loadMax?: number; end?: number; peak?: number },
+  leasesIssued: number,
+  totalMs: number,
+): void {
+  const pad = (s: string, n: number): string => s.padStart(n);
+  const fx = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  console.log(
+    `\nsvid-broker bench: ${opts.channels} mTLS channels, ${opts.durationS} s per scenario in ${opts.rounds} ` +
+      `interleaved rounds, audit fsync ${opts.fsync ? 'on' : 'off'}` +
+      (opts.leasesPerTask > 0
+        ? `, a fresh task every ${opts.leasesPerTask} leases`
+        : ', one task per worker'),
+  );
+  console.log('baseline = grpc.health.v1.Health/Check on the broker server (no-op mTLS unary call)');
+  console.log('issuance = IssueCredential token/demo (Cedar, ES256 JWT, Redis lease, hash-chained audit)\n');
+  console.log(
+    `${'scenario'.padEnd(10)}${pad('conc', 6)}${pad('req/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}` +
+      `${pad('broker cpu us/req', 19)}${pad('driver cpu us/req', 19)}`,
+  );
+  for (const r of results) {
+    console.log(
+      `${r.scenario.padEnd(10)}${pad(String(r.concurrency), 6)}${pad(fx(r.rps, 0), 10)}${pad(fx(r.p50), 9)}` +
+        `${pad(fx(r.p99), 9)}${pad(fx(r.brokerCpuUsPerReq, 0), 19)}${pad(fx(r.driverCpuUsPerReq, 0), 19)}`,
+    );
+  }
+  console.log('');
+  const verdicts: string[] = [];
+  const mb = (b: number | undefined): string =>
+    b === undefined ? 'n/a' : `${(b / 1024 / 1024).toFixed(1)} MB`;
+  for (const concurrency of opts.concurrencies) {
+    const b = results.find((r) => r.scenario === 'baseline' && r.concurrency === concurrency);
+    const i = results.find((r) => r.scenario === 'issuance' && r.concurrency === concurrency);
+    if (!b || !i) continue;
+    const tput = i.rps / b.rps;
+    const p50 = i.p50 / b.p50;
+    const p99 = i.p99 / b.p99;
+    console.log(
+      `ratio (issuance/baseline) at concurrency ${concurrency}: throughput ${fx(tput)}x, p50 ${fx(p50)}x, p99 ${fx(p99)}x`,
+    );
+    if (concurrency === 64) {
+      verdicts.push(`${tput >= 0.5 ? 'PASS' : 'MISS'} throughput at 64 >= 0.5x baseline (${fx(tput)}x)`);
+      verdicts.push(`${p99 <= 3 ? 'PASS' : 'MISS'} p99 at 64 <= 3x baseline (${fx(p99)}x)`);
+    }
+  }
+  const peak = rss.peak ?? rss.loadMax ?? rss.end;
+  console.log(
+    `broker RSS: ${mb(rss.idle)} idle after startup, ${mb(rss.loadMax)} max under load (sampled), ` +
+      `${mb(rss.end)} at the end (process_resident_memory_bytes), peak ${mb(rss.peak)} (VmHWM)`,
+  );
+  if (peak !== undefined) {
+    verdicts.push(`${peak < 200 * 1024 * 1024 ? 'PASS' : 'MISS'} broker RSS < 200 MB (peak ${mb(peak)})`);
+  }
+  console.log(`leases issued during the run: ${leasesIssued}; whole run ${fx(totalMs / 1000, 1)} s\n`);
+  console.log('targets (informational):');
+  for (const v of verdicts) console.log(`  ${v}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});
