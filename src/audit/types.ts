@@ -4,6 +4,7 @@ export type AuditEventType =
   | 'task.begun'
   | 'task.ended'
   | 'task.denied'
+  | 'task.failed'
   | 'credential.issued'
   | 'credential.denied'
   | 'credential.failed'

@@ -94,7 +94,25 @@ export class Broker {
     this.newId = deps.newId ?? randomUUID;
   }
 
+  /** Every attempt leaves an audit record: refusals the steps below did not record are recorded here. */
   async beginTask(caller: Caller, input: BeginTaskInput): Promise<Task> {
+    const attempt: Attempt = { audited: false };
+    try {
+      return await this.begin(caller, input, attempt);
+    } catch (err) {
+      if (!attempt.audited) {
+        await this.auditDenial({
+          type: refusalType(err, 'task.denied', 'task.failed'),
+          agent: caller.spiffeId,
+          environment: clip(input.environment),
+          ...refusalFields(err),
+        });
+      }
+      throw err;
+    }
+  }
+
+  private async begin(caller: Caller, input: BeginTaskInput, attempt: Attempt): Promise<Task> {
     const environment = input.environment;
     if (!environment) throw invalidArgument('environment', 'is required');
     if (!this.deps.environments.includes(environment)) {
@@ -118,14 +136,17 @@ export class Broker {
       context: { environment, ttlSeconds, intent, authMethod: caller.authMethod },
     });
     if (decision.decision !== 'allow') {
-      await this.auditDenial({
-        type: 'task.denied',
-        agent: caller.spiffeId,
-        environment,
-        intent,
-        ttl_seconds: ttlSeconds,
-        ...decisionFields(decision),
-      });
+      await this.auditDenial(
+        {
+          type: 'task.denied',
+          agent: caller.spiffeId,
+          environment,
+          intent,
+          ttl_seconds: ttlSeconds,
+          ...decisionFields(decision),
+        },
+        attempt,
+      );
       throw denialError(decision, `BeginTask in "${environment}"`);
     }
 
@@ -157,6 +178,7 @@ export class Broker {
     } catch (err) {
       // An unrecorded task must not be usable.
       await this.deps.store.endTask(task.id, 'ended', 'audit_unavailable', this.now()).catch(() => undefined);
+      attempt.audited = true; // the trail itself is down: nothing more can be recorded
       throw auditUnavailable(err);
     }
     return task;
@@ -167,6 +189,24 @@ export class Broker {
   }
 
   async issueCredential(caller: Caller, input: IssueCredentialInput): Promise<IssuedLease> {
+    const attempt: Attempt = { audited: false };
+    try {
+      return await this.issue(caller, input, attempt);
+    } catch (err) {
+      if (!attempt.audited) {
+        await this.auditDenial({
+          type: refusalType(err, 'credential.denied', 'credential.failed'),
+          agent: caller.spiffeId,
+          task: clip(input.taskId),
+          role: clip(input.role),
+          ...refusalFields(err),
+        });
+      }
+      throw err;
+    }
+  }
+
+  private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssuedLease> {
     const taskId = requireTaskId(input.taskId);
     const roleName = requireRoleName(input.role);
     const requestedTtl = optionalTtl(input.ttlSeconds);
@@ -218,7 +258,10 @@ export class Broker {
       auth_method: caller.authMethod,
     };
     if (decision.decision !== 'allow') {
-      await this.auditDenial({ type: 'credential.denied', ...requestFields, ...decisionFields(decision) });
+      await this.auditDenial(
+        { type: 'credential.denied', ...requestFields, ...decisionFields(decision) },
+        attempt,
+      );
       throw denialError(decision, `IssueCredential for "${role.name}"`);
     }
 
@@ -237,13 +280,16 @@ export class Broker {
       });
     } catch (err) {
       this.deps.logger.error({ err: safeErr(err), lease: leaseId, role: role.name }, 'backend issue failed');
-      await this.auditDenial({
-        type: 'credential.failed',
-        ...requestFields,
-        lease: leaseId,
-        stage: 'backend',
-        error: isBrokerError(err) ? err.reason : 'backend_error',
-      });
+      await this.auditDenial(
+        {
+          type: 'credential.failed',
+          ...requestFields,
+          lease: leaseId,
+          stage: 'backend',
+          error: isBrokerError(err) ? err.reason : 'backend_error',
+        },
+        attempt,
+      );
       throw isBrokerError(err)
         ? err
         : unavailable('backend_unavailable', `backend "${role.backend}" is unavailable`);
@@ -274,17 +320,23 @@ export class Broker {
       put = await this.deps.store.putLease(lease, this.now());
     } catch (err) {
       await undo('lease write failure');
-      await this.auditDenial({
-        type: 'credential.failed',
-        ...requestFields,
-        lease: leaseId,
-        stage: 'lease_store',
-      });
+      await this.auditDenial(
+        {
+          type: 'credential.failed',
+          ...requestFields,
+          lease: leaseId,
+          stage: 'lease_store',
+        },
+        attempt,
+      );
       throw isBrokerError(err) ? err : unavailable('lease_store_unavailable', 'lease store unavailable', err);
     }
     if (put !== 'ok') {
       await undo(`lease rejected (${put})`);
-      await this.auditDenial({ type: 'credential.failed', ...requestFields, lease: leaseId, stage: put });
+      await this.auditDenial(
+        { type: 'credential.failed', ...requestFields, lease: leaseId, stage: put },
+        attempt,
+      );
       throw failedPrecondition(put, taskProblem(put));
     }
 
@@ -305,6 +357,7 @@ export class Broker {
           this.deps.logger.error({ err: safeErr(e), lease: leaseId }, 'lease end failed'),
         );
       await undo('audit failure');
+      attempt.audited = true; // the trail itself is down: nothing more can be recorded
       throw auditUnavailable(err);
     }
 
@@ -418,7 +471,7 @@ export class Broker {
 
   /** What the task holds so far: the store's tally when it keeps one, else by listing its leases. */
   private async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary> {
-    const tallied = await this.deps.store.taskLeaseSummary?.(taskId);
+    const tallied = await this.deps.store.taskLeaseSummary(taskId);
     if (tallied !== undefined) return tallied;
     const leases = await this.deps.store.listLeases({ taskId });
     return { count: leases.length, roles: [...new Set(leases.map((l) => l.role))].sort() };
@@ -447,13 +500,33 @@ export class Broker {
   }
 
   /** Denials are audited too; if the audit trail is down the request is still denied. */
-  private async auditDenial(event: AuditEventInput): Promise<void> {
+  private async auditDenial(event: AuditEventInput, attempt?: Attempt): Promise<void> {
+    if (attempt) attempt.audited = true;
     try {
       await this.deps.audit.write(event);
     } catch (err) {
       this.deps.logger.error({ err: safeErr(err), type: event.type }, 'audit write failed for a denial');
     }
   }
+}
+
+interface Attempt {
+  audited: boolean;
+}
+
+/** Untrusted request text in an audit record: bounded, whatever the caller sent. */
+function clip(value: string, max = 256): string {
+  return value.length > max ? `${value.slice(0, max)}…` : value;
+}
+
+/** Outages are failures; everything else the broker refused is a denial. */
+function refusalType<D extends string, F extends string>(err: unknown, denied: D, failed: F): D | F {
+  return isBrokerError(err) && err.code !== 'UNAVAILABLE' && err.code !== 'INTERNAL' ? denied : failed;
+}
+
+function refusalFields(err: unknown): Record<string, unknown> {
+  if (!isBrokerError(err)) return { code: 'INTERNAL', reason: 'internal' };
+  return { code: err.code, reason: err.reason, ...(err.field ? { field: err.field } : {}) };
 }
 
 function decisionFields(decision: PolicyDecision): Record<string, unknown> {

@@ -21,7 +21,7 @@ import {
   validateNewLease,
   validateNewTask,
 } from './lease-records.js';
-import type { Lease, LeaseFilter, LeaseStore, PutLeaseResult, Task } from './types.js';
+import type { Lease, LeaseFilter, LeaseStore, PutLeaseResult, Task, TaskLeaseSummary } from './types.js';
 
 export interface MemoryLeaseStoreOptions {
   /** How long ended records stay listable after their expiresAt. Default 7 days. */
@@ -58,6 +58,13 @@ export class MemoryLeaseStore implements LeaseStore {
     this.open();
     const task = this.tasks.get(id);
     return task && structuredClone(task);
+  }
+
+  async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
+    this.open();
+    if (!this.tasks.has(taskId)) return undefined;
+    const leases = [...this.leases.values()].filter((l) => l.taskId === taskId);
+    return { count: leases.length, roles: [...new Set(leases.map((l) => l.role))].sort() };
   }
 
   async endTask(

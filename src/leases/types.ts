@@ -74,10 +74,11 @@ export interface LeaseStore {
   listLeases(filter: LeaseFilter): Promise<Lease[]>;
   /**
    * A task's lease count and roles from a tally kept as leases are put, in O(roles) instead of
-   * listing every lease (which made IssueCredential O(leases of the task)). Optional: undefined
-   * (or no method) means "no tally for this task"; the caller then summarizes listLeases({ taskId }).
+   * listing every lease (which made IssueCredential O(leases of the task)). Undefined means the
+   * task is unknown to the tally (not found, or written before the tally existed); the caller then
+   * summarizes listLeases({ taskId }).
    */
-  taskLeaseSummary?(taskId: string): Promise<TaskLeaseSummary | undefined>;
+  taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined>;
   /** Atomically moves an active lease to `revoked`/`expired`/`revoke_failed`; returns the updated lease, or undefined if it was not active. */
   markLeaseEnded(
     id: string,

@@ -23,7 +23,14 @@ import { unavailable } from '../../src/errors.js';
 import type { X509Svid } from '../../src/identity/types.js';
 import { derToPem } from '../../src/identity/x509-verify.js';
 import { MemoryLeaseStore } from '../../src/leases/memory-lease-store.js';
-import type { Lease, LeaseFilter, LeaseStore, PutLeaseResult, Task } from '../../src/leases/types.js';
+import type {
+  Lease,
+  LeaseFilter,
+  LeaseStore,
+  PutLeaseResult,
+  Task,
+  TaskLeaseSummary,
+} from '../../src/leases/types.js';
 import { loadBrokerProto } from '../../src/server/broker-proto.js';
 import {
   BROKER_ID,
@@ -85,6 +92,9 @@ class FlakyLeaseStore implements LeaseStore {
   }
   getLease(id: string): Promise<Lease | undefined> {
     return this.inner.getLease(id);
+  }
+  taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
+    return this.inner.taskLeaseSummary(taskId);
   }
   listLeases(filter: LeaseFilter): Promise<Lease[]> {
     return this.inner.listLeases(filter);
@@ -170,6 +180,14 @@ describe('integration: failures', function () {
         [before.lease_id],
       );
       assert.equal(ofType(audit, 'task.begun').length, 1);
+      // ...and both refused attempts were recorded as failures, with the reason.
+      const failedIssue = ofType(audit, 'credential.failed').at(-1);
+      assert.equal(failedIssue?.code, 'UNAVAILABLE');
+      assert.equal(failedIssue?.reason, 'lease_store_unavailable');
+      assert.equal(failedIssue?.role, 'token/demo');
+      const failedBegin = ofType(audit, 'task.failed').at(-1);
+      assert.equal(failedBegin?.reason, 'lease_store_unavailable');
+      assert.equal(failedBegin?.environment, 'dev');
 
       await redis.restart();
       await eventually(async () => (await h.httpJson('/readyz')).status === 200, 10_000);

@@ -63,6 +63,22 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         assert.equal(await store.getTask('no-such-task'), undefined);
       });
 
+      it('tallies the leases of a task, every state counted, roles distinct and sorted', async () => {
+        const task = await activeTask();
+        assert.deepEqual(await store.taskLeaseSummary(task.id), { count: 0, roles: [] });
+        const first = await activeLease(task, { role: 'vault/db' });
+        await activeLease(task, { role: 'token/demo' });
+        await activeLease(task, { role: 'vault/db' });
+        await store.markLeaseEnded(first.id, 'revoked', 'test', now + 1);
+        assert.deepEqual(await store.taskLeaseSummary(task.id), {
+          count: 3,
+          roles: ['token/demo', 'vault/db'],
+        });
+        const other = await activeTask();
+        assert.deepEqual(await store.taskLeaseSummary(other.id), { count: 0, roles: [] });
+        assert.equal(await store.taskLeaseSummary('no-such-task'), undefined);
+      });
+
       it('refuses a second task with the same id, keeping the first', async () => {
         const task = await activeTask();
         await rejectsWith(

@@ -3,12 +3,12 @@
  * src/policy/cedar-engine.ts): a TurboFan function with an inlined JS->Wasm call returning an
  * externref is lazily deoptimized while that call is on the stack.
  *
- *   node --import tsx bench/wasm-deopt-repro.ts               # Node 20: "Fatal error ... unreachable code"
- *   node --import tsx bench/wasm-deopt-repro.ts --workaround  # loads cedar-engine.ts first: survives
+ *   node --import tsx test/support/wasm-deopt-repro.ts               # Node 20: "Fatal error ... unreachable code"
+ *   node --import tsx test/support/wasm-deopt-repro.ts --workaround  # loads cedar-engine.ts first: survives
  *
  * Exits 0 and prints "survived" when the process lives through the deopt.
  */
-if (process.argv.includes('--workaround')) await import('../src/policy/cedar-engine.js');
+if (process.argv.includes('--workaround')) await import('../../src/policy/cedar-engine.js');
 
 // (module (import "m" "cb" (func (param externref) (result externref)))
 //         (func (export "f") (param externref) (result externref) local.get 0 call 0))
