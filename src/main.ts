@@ -8,7 +8,7 @@ import { pino, type Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
-import type { AuditSink } from './audit/types.js';
+import type { AuditEventInput, AuditSink } from './audit/types.js';
 import { Broker } from './broker/broker.js';
 import { roleDefinitions } from './config/load-config.js';
 import type { BrokerConfig } from './config/schema.js';
@@ -23,7 +23,19 @@ import { MemoryLeaseStore } from './leases/memory-lease-store.js';
 import { LeaseReaper } from './leases/reaper.js';
 import { createRedisClient, RedisLeaseStore } from './leases/redis-lease-store.js';
 import type { LeaseStore } from './leases/types.js';
-import { CedarPolicyEngine } from './policy/cedar-engine.js';
+import { AgentCatalog } from './policy/agent-catalog.js';
+import { formatPolicyProblem } from './policy/policy-load-error.js';
+import { PolicyManager } from './policy/policy-manager.js';
+import { MemoryApprovalStore } from './approvals/memory-approval-store.js';
+import { MemoryBreakGlassStore } from './approvals/memory-break-glass-store.js';
+import { RedisApprovalStore } from './approvals/redis-approval-store.js';
+import { RedisBreakGlassStore } from './approvals/redis-break-glass-store.js';
+import type { ApprovalStore, BreakGlassStore } from './approvals/types.js';
+import { MemoryBudgetStore } from './budgets/memory-budget-store.js';
+import { RedisBudgetStore } from './budgets/redis-budget-store.js';
+import type { BudgetStore } from './budgets/types.js';
+import { BrokerAdmin } from './broker/admin.js';
+import type { Redis } from 'ioredis';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
@@ -63,6 +75,9 @@ export interface RunningBroker {
   readonly store: LeaseStore;
   readonly keys: SigningKeyRing;
   readonly reaper: LeaseReaper;
+  readonly admin: BrokerAdmin;
+  /** Re-reads the policy directory (what SIGHUP does); a bad set keeps the current one. */
+  reloadPolicy(): { ok: boolean; digest: string };
   close(): Promise<void>;
 }
 
@@ -127,21 +142,55 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const ownTrustDomain = (): string => parseSpiffeId(spiffeId()).trustDomain;
     logger.info({ spiffeId: spiffeId() }, 'broker SVID received');
 
-    // 2. Policy: parsed, validated and preparsed once.
-    const policy = CedarPolicyEngine.load({
+    // 2. Policy: parsed, validated and preparsed once; reloaded on file change and SIGHUP, and a
+    // bad set never replaces a good one. Reload events go to the audit trail (built below).
+    const catalog = new AgentCatalog(
+      config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })),
+    );
+    const agentGroups = (id: string): string[] => catalog.groupsOf(id);
+    let auditForReloads: AuditSink | undefined;
+    const policyEvent = (event: AuditEventInput): void => {
+      auditForReloads
+        ?.write(event)
+        .catch((err: unknown) =>
+          logger.error({ err: { message: (err as Error).message }, type: event.type }, 'audit write failed'),
+        );
+    };
+    const policies = PolicyManager.load({
       policyDir: config.policy.dir,
       ...(config.policy.schema ? { schemaPath: config.policy.schema } : {}),
+      agentGroups,
+      watch: config.policy.watch,
+      onReloaded: (digest, previousDigest) => {
+        logger.info({ digest, previousDigest }, 'policy set reloaded');
+        policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
+      },
+      onReloadFailed: (problems) => {
+        const list = problems.map((p) => (typeof p === 'string' ? p : formatPolicyProblem(p)));
+        logger.error({ problems: list }, 'policy reload failed: keeping the previous set');
+        policyEvent({
+          type: 'policy.reload_failed',
+          agent: '',
+          errors: list,
+          kept_digest: policies.current.digest,
+        });
+      },
     });
-    logger.info({ digest: policy.digest, dir: config.policy.dir }, 'policy set loaded');
+    cleanups.push(() => policies.close());
+    logger.info({ digest: policies.current.digest, dir: config.policy.dir }, 'policy set loaded');
 
-    // 3. Leases.
+    // 3. Shared state: leases, approvals, break-glass grants, budgets (Redis, or memory in dev).
+    let redis: Redis | undefined;
+    if (config.redis.store === 'redis') {
+      const client = createRedisClient(config.redis.url);
+      redis = client;
+      cleanups.push(() => void client.disconnect());
+    }
     let store = opts.store;
     if (!store) {
-      if (config.redis.store === 'memory') {
+      if (!redis) {
         store = new MemoryLeaseStore();
       } else {
-        const redis = createRedisClient(config.redis.url);
-        cleanups.push(() => void redis.disconnect());
         store = new RedisLeaseStore(redis, {
           prefix: config.redis.prefix,
           retentionSeconds: config.redis.retentionSeconds,
@@ -157,6 +206,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       const built = store;
       cleanups.push(() => built.close());
     }
+    const storeOpts = { prefix: config.redis.prefix, retentionSeconds: config.redis.retentionSeconds };
+    const approvals: ApprovalStore = redis
+      ? new RedisApprovalStore(redis, storeOpts)
+      : new MemoryApprovalStore();
+    const breakGlass: BreakGlassStore = redis
+      ? new RedisBreakGlassStore(redis, storeOpts)
+      : new MemoryBreakGlassStore();
+    const budgets: BudgetStore = redis
+      ? new RedisBudgetStore(redis, { prefix: config.redis.prefix })
+      : new MemoryBudgetStore();
     if (!store.durable) {
       logger.warn(
         'LEASE STORE IS IN-PROCESS MEMORY: leases are NOT durable and NOT shared; a restart forgets every lease. Dev only.',
@@ -170,6 +229,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       const built = audit;
       cleanups.push(() => built.close());
     }
+    auditForReloads = audit;
 
     // 5. Backends and the role catalog, validated together.
     const roles = roleDefinitions(config);
@@ -201,12 +261,28 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     // 6. The use cases.
     const broker = new Broker({
       store,
-      policy: () => policy,
+      policy: () => policies.current,
       audit,
+      approvals,
+      approvalTtlSeconds: config.approvals.ttlSeconds,
+      breakGlass,
+      budgets,
+      budgetLimits: config.budgets,
+      agentGroups,
       backends,
       roles,
       environments: config.environments,
       tasks: config.tasks,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    const admin = new BrokerAdmin({
+      approvals,
+      breakGlass,
+      policy: () => policies.current,
+      roles,
+      audit,
+      breakGlassMaxTtlSeconds: config.breakGlass.maxTtlSeconds,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
@@ -246,7 +322,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     };
 
     const grpc: RunningGrpcServer = await startGrpcServer(
-      { broker, authenticator, certificates, audit, logger, metrics },
+      {
+        broker,
+        admin,
+        approvalPollMs: config.approvals.pollMs,
+        authenticator,
+        certificates,
+        audit,
+        logger,
+        metrics,
+      },
       config.listen,
     );
     cleanups.push(() => grpc.shutdown());
@@ -296,6 +381,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       store,
       keys,
       reaper,
+      admin,
+      reloadPolicy: () => {
+        const r = policies.reload();
+        return { ok: r.ok, digest: r.digest };
+      },
       async close() {
         if (closed) return;
         closed = true;

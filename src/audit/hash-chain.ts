@@ -29,6 +29,13 @@ type Canonicalize = (input: unknown) => string | undefined;
 const canonicalize: Canonicalize =
   typeof canonicalizeExport === 'function' ? canonicalizeExport : canonicalizeExport.default;
 
+/** RFC 8785 canonical JSON of a JSON value (throws on values JSON cannot represent). */
+export function canonicalJson(value: unknown): string {
+  const text = canonicalize(value);
+  if (text === undefined) throw new Error('canonicalJson: value has no JSON representation');
+  return text;
+}
+
 /** `Omit<AuditRecord, 'hash'>` would collapse to the index signature, so spelled out. */
 export type RecordWithoutHash = AuditEventInput & { id: string; time: string; prev_hash: string };
 

@@ -11,6 +11,16 @@ export type AuditEventType =
   | 'lease.revoked'
   | 'lease.expired'
   | 'lease.revoke_failed'
+  | 'approval.requested'
+  | 'approval.approved'
+  | 'approval.denied'
+  | 'approval.decision_refused'
+  | 'breakglass.granted'
+  | 'breakglass.reviewed'
+  | 'breakglass.denied'
+  | 'budget.exceeded'
+  | 'policy.reloaded'
+  | 'policy.reload_failed'
   | 'broker.started'
   | 'broker.stopped';
 

@@ -22,7 +22,19 @@ import {
 } from '../errors.js';
 import type { Caller } from '../identity/types.js';
 import type { Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
+import type { ApprovalRequest, ApprovalStore, BreakGlassStore } from '../approvals/types.js';
+import type { BudgetStore } from '../budgets/types.js';
+import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { PolicyDecision, PolicyEngine } from '../policy/types.js';
+import { approvalDigest } from './approval-digest.js';
+import { decisionFields, denialError } from './decisions.js';
+import {
+  budgetError,
+  budgetFields,
+  budgetScopesFor,
+  type BudgetConfig,
+  type BudgetScopes,
+} from './budget-scopes.js';
 import {
   LIMITS,
   boundedText,
@@ -61,7 +73,19 @@ export interface IssuedLease {
   taskId: string;
   environment: string;
   policyIds: string[];
+  breakGlass: boolean;
 }
+
+/** IssueCredential either issues or parks the request for human approval. */
+export type IssueOutcome =
+  | ({ status: 'issued' } & IssuedLease)
+  | {
+      status: 'pending_approval';
+      approval: ApprovalRequest;
+      role: string;
+      taskId: string;
+      environment: string;
+    };
 
 export interface RevokedLeaseSummary {
   leaseId: string;
@@ -78,6 +102,14 @@ export interface BrokerDeps {
   roles: ReadonlyMap<string, RoleDefinition>;
   environments: readonly string[];
   tasks: { defaultTtlSeconds: number; maxTtlSeconds: number };
+  approvals: ApprovalStore;
+  /** Seconds a pending approval waits for humans. */
+  approvalTtlSeconds: number;
+  breakGlass: BreakGlassStore;
+  budgets: BudgetStore;
+  budgetLimits: BudgetConfig;
+  /** The agent catalog: AgentGroups of a SPIFFE ID (also given to policy). */
+  agentGroups: (spiffeId: string) => readonly string[];
   logger: Logger;
   now?: () => number;
   newId?: () => string;
@@ -151,8 +183,24 @@ export class Broker {
     }
 
     const now = this.now();
+    const taskId = this.newId();
+    const scopes = this.budgetScopes(caller.spiffeId, taskId);
+    const budget = await this.deps.budgets.reserveTask(scopes.task, taskId, now + ttlSeconds * 1000, now);
+    if (!budget.ok) {
+      await this.auditDenial(
+        {
+          type: 'budget.exceeded',
+          agent: caller.spiffeId,
+          environment,
+          ttl_seconds: ttlSeconds,
+          ...budgetFields(budget),
+        },
+        attempt,
+      );
+      throw budgetError(budget);
+    }
     const task: Task = {
-      id: this.newId(),
+      id: taskId,
       agent: caller.spiffeId,
       environment,
       intent,
@@ -161,7 +209,12 @@ export class Broker {
       expiresAt: now + ttlSeconds * 1000,
       state: 'active',
     };
-    await this.deps.store.createTask(task);
+    try {
+      await this.deps.store.createTask(task);
+    } catch (err) {
+      await this.deps.budgets.releaseTask(scopes.taskNames, taskId).catch(() => undefined);
+      throw err;
+    }
     try {
       await this.deps.audit.write({
         type: 'task.begun',
@@ -188,7 +241,7 @@ export class Broker {
     return this.ownTask(caller, requireTaskId(taskId));
   }
 
-  async issueCredential(caller: Caller, input: IssueCredentialInput): Promise<IssuedLease> {
+  async issueCredential(caller: Caller, input: IssueCredentialInput): Promise<IssueOutcome> {
     const attempt: Attempt = { audited: false };
     try {
       return await this.issue(caller, input, attempt);
@@ -206,7 +259,7 @@ export class Broker {
     }
   }
 
-  private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssuedLease> {
+  private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssueOutcome> {
     const taskId = requireTaskId(input.taskId);
     const roleName = requireRoleName(input.role);
     const requestedTtl = optionalTtl(input.ttlSeconds);
@@ -228,7 +281,24 @@ export class Broker {
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
 
     const { count: taskCredentialCount, roles: taskRoles } = await this.taskLeaseSummary(taskId);
-    const decision = this.deps.policy().authorize({
+    // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
+    // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
+    const digest = approvalDigest({
+      agent: caller.spiffeId,
+      taskId: task.id,
+      role: role.name,
+      environment: task.environment,
+      ttlSeconds: requestedTtl || role.maxTtlSeconds,
+      sensitivity,
+      changeType,
+      justification,
+    });
+    const [grant, open] = await Promise.all([
+      this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
+      this.deps.approvals.findOpenByDigest(digest, now),
+    ]);
+    const approved = open?.state === 'approved';
+    const gated = decideWithApprovalGate(this.deps.policy(), {
       principal: caller.spiffeId,
       action: 'IssueCredential',
       resource: { type: 'Role', role },
@@ -239,12 +309,17 @@ export class Broker {
         changeType,
         tool,
         justification,
+        intent: task.intent,
         authMethod: caller.authMethod,
         taskAgeSeconds: Math.max(0, Math.floor((now - task.createdAt) / 1000)),
         taskRoles,
         taskCredentialCount,
+        approved,
+        approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
+        breakGlass: grant !== undefined,
       },
     });
+    const decision = gated.decision;
     const requestFields = {
       agent: caller.spiffeId,
       task: task.id,
@@ -256,16 +331,94 @@ export class Broker {
       tool,
       justification,
       auth_method: caller.authMethod,
+      ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
     };
-    if (decision.decision !== 'allow') {
+    if (gated.outcome === 'deny') {
       await this.auditDenial(
         { type: 'credential.denied', ...requestFields, ...decisionFields(decision) },
         attempt,
       );
       throw denialError(decision, `IssueCredential for "${role.name}"`);
     }
+    if (gated.outcome === 'approval_required') {
+      // The same request while one is open answers with that one: no duplicate approvals.
+      if (open?.state === 'pending') {
+        attempt.audited = true; // recorded when it was first requested
+        return {
+          status: 'pending_approval',
+          approval: open,
+          role: role.name,
+          taskId: task.id,
+          environment: task.environment,
+        };
+      }
+      const approval: ApprovalRequest = {
+        id: this.newId(),
+        digest,
+        requester: caller.spiffeId,
+        taskId: task.id,
+        role: role.name,
+        environment: task.environment,
+        ttlSeconds: requestedTtl || role.maxTtlSeconds,
+        sensitivity,
+        changeType,
+        justification,
+        tool,
+        required: gated.approvalsRequired,
+        policyIds: decision.policyIds,
+        createdAt: now,
+        // Never past the task: an approval for a dead task is worthless.
+        expiresAt: Math.min(now + this.deps.approvalTtlSeconds * 1000, task.expiresAt),
+        state: 'pending',
+        approvals: [],
+      };
+      await this.deps.approvals.create(approval);
+      await this.deps.audit.write({
+        type: 'approval.requested',
+        ...requestFields,
+        approval: approval.id,
+        approvals_required: approval.required,
+        approval_expires_at: new Date(approval.expiresAt).toISOString(),
+        ...decisionFields(decision),
+      });
+      attempt.audited = true;
+      return {
+        status: 'pending_approval',
+        approval,
+        role: role.name,
+        taskId: task.id,
+        environment: task.environment,
+      };
+    }
+    // Allowed. An approval that was there is spent now, whether or not this decision needed it:
+    // single use means the next identical request asks again.
+    let approvalUsed: ApprovalRequest | undefined;
+    if (approved && open) {
+      approvalUsed = await this.deps.approvals.consume(open.id, digest, now);
+      if (!approvalUsed) throw failedPrecondition('approval_consumed', 'the approval was already used');
+    }
+    const approvalFields = approvalUsed
+      ? { approval: approvalUsed.id, approvers: approvalUsed.approvals.map((a) => a.approver) }
+      : {};
 
     const leaseId = this.newId();
+    const scopes = this.budgetScopes(caller.spiffeId, task.id);
+    const budget = await this.deps.budgets.reserveCredential(
+      scopes.credential,
+      leaseId,
+      Math.min(now + ttlSeconds * 1000, task.expiresAt),
+      now,
+    );
+    if (!budget.ok) {
+      await this.auditDenial({ type: 'budget.exceeded', ...requestFields, ...budgetFields(budget) }, attempt);
+      throw budgetError(budget);
+    }
+    const releaseBudget = (): Promise<void> =>
+      this.deps.budgets
+        .releaseLease(scopes.names, leaseId)
+        .catch((err: unknown) =>
+          this.deps.logger.warn({ err: safeErr(err), lease: leaseId }, 'budget release failed'),
+        );
     let issued;
     try {
       issued = await backend.issue({
@@ -280,6 +433,7 @@ export class Broker {
       });
     } catch (err) {
       this.deps.logger.error({ err: safeErr(err), lease: leaseId, role: role.name }, 'backend issue failed');
+      await releaseBudget();
       await this.auditDenial(
         {
           type: 'credential.failed',
@@ -308,6 +462,7 @@ export class Broker {
       state: 'active',
     };
     const undo = async (why: string): Promise<void> => {
+      await releaseBudget();
       await backend
         .revoke({ leaseId, backendRef: issued.backendRef, expiresAt: lease.expiresAt })
         .catch((err: unknown) =>
@@ -344,6 +499,7 @@ export class Broker {
       await this.deps.audit.write({
         type: 'credential.issued',
         ...requestFields,
+        ...approvalFields,
         lease: leaseId,
         backend: role.backend,
         expires_at: new Date(lease.expiresAt).toISOString(),
@@ -361,7 +517,16 @@ export class Broker {
       throw auditUnavailable(err);
     }
 
+    if (grant) {
+      await this.deps.breakGlass
+        .recordUse(grant.id)
+        .catch((err: unknown) =>
+          this.deps.logger.warn({ err: safeErr(err), grant: grant.id }, 'break-glass use count failed'),
+        );
+    }
     return {
+      status: 'issued',
+      breakGlass: grant !== undefined,
       leaseId,
       expiresAt: lease.expiresAt,
       // Backends round expiry down to whole seconds (JWT exp), so round up: this equals exp - iat,
@@ -375,6 +540,66 @@ export class Broker {
     };
   }
 
+  /**
+   * Waits for the caller's pending approval; once approved, issues the credential through the same
+   * path as IssueCredential (which spends the approval). Polls the shared store, so an approval
+   * decided on any replica is seen.
+   */
+  async awaitApproval(
+    caller: Caller,
+    input: { approvalId: string },
+    opts: { pollMs: number; signal: AbortSignal; onProgress: (approval: ApprovalRequest) => void },
+  ): Promise<Extract<IssueOutcome, { status: 'issued' }>> {
+    const approvalId = requireTaskId(input.approvalId, 'approval_id');
+    let lastSeen = -1;
+    for (;;) {
+      if (opts.signal.aborted) throw failedPrecondition('cancelled', 'the wait was cancelled');
+      const approval = await this.deps.approvals.get(approvalId, this.now());
+      if (!approval) throw notFound('approval_not_found', 'approval not found');
+      if (approval.requester !== caller.spiffeId) {
+        throw failedPrecondition('approval_not_yours', 'the approval belongs to another agent');
+      }
+      switch (approval.state) {
+        case 'denied':
+          throw permissionDenied(
+            `request denied by ${approval.denial?.approver ?? 'an approver'}: ${approval.denial?.reason ?? ''}`,
+            approval.policyIds,
+            'approval_denied',
+          );
+        case 'expired':
+          throw failedPrecondition(
+            'approval_expired',
+            'the approval request expired before enough approvals',
+          );
+        case 'consumed':
+          throw failedPrecondition('approval_consumed', 'the approval was already used');
+        case 'approved': {
+          const outcome = await this.issueCredential(caller, {
+            taskId: approval.taskId,
+            role: approval.role,
+            ttlSeconds: approval.ttlSeconds,
+            sensitivity: approval.sensitivity,
+            changeType: approval.changeType,
+            justification: approval.justification,
+            tool: approval.tool,
+          });
+          if (outcome.status === 'issued') return outcome;
+          // Policy changed under us and wants a new approval: report it rather than loop.
+          throw failedPrecondition(
+            'approval_required_again',
+            `a new approval is needed: ${outcome.approval.id}`,
+          );
+        }
+        case 'pending':
+          if (approval.approvals.length !== lastSeen) {
+            lastSeen = approval.approvals.length;
+            opts.onProgress(approval);
+          }
+          await sleep(opts.pollMs, opts.signal);
+      }
+    }
+  }
+
   async endTask(
     caller: Caller,
     input: { taskId: string; reason: string },
@@ -386,6 +611,7 @@ export class Broker {
     const ended = await this.deps.store.endTask(taskId, 'ended', reason, this.now());
     if (!ended) throw failedPrecondition('task_ended', 'task is no longer active');
     const revoked = await this.revokeTaskLeases(ended, 'task_ended');
+    await this.releaseTaskBudget(ended);
     await this.auditAfterRevocation({
       type: 'task.ended',
       agent: caller.spiffeId,
@@ -400,6 +626,7 @@ export class Broker {
   /** Reaper callback: the task was already moved to `expired` by the store. */
   async onTaskExpired(task: Task): Promise<void> {
     const revoked = await this.revokeTaskLeases(task, 'task_expired');
+    await this.releaseTaskBudget(task);
     await this.auditAfterRevocation({
       type: 'task.ended',
       agent: task.agent,
@@ -412,6 +639,7 @@ export class Broker {
 
   /** Reaper callback: the lease was already moved to `expired` by the store; make sure the backend agrees. */
   async onLeaseExpired(lease: Lease): Promise<void> {
+    await this.releaseLeaseBudget(lease);
     const backend = this.deps.backends.get(lease.backend);
     let ok = true;
     try {
@@ -457,6 +685,7 @@ export class Broker {
     }
     const ended = await this.deps.store.markLeaseEnded(lease.id, state, reason, this.now());
     if (!ended) return undefined;
+    await this.releaseLeaseBudget(lease);
     await this.auditAfterRevocation({
       type: state === 'revoked' ? 'lease.revoked' : 'lease.revoke_failed',
       agent: lease.agent,
@@ -475,6 +704,28 @@ export class Broker {
     if (tallied !== undefined) return tallied;
     const leases = await this.deps.store.listLeases({ taskId });
     return { count: leases.length, roles: [...new Set(leases.map((l) => l.role))].sort() };
+  }
+
+  private budgetScopes(agent: string, taskId: string): BudgetScopes {
+    return budgetScopesFor(this.deps.budgetLimits, agent, this.deps.agentGroups(agent), taskId);
+  }
+
+  // Budgets also free themselves at expiry; an early release only returns the place sooner, so a
+  // failure is logged, not raised.
+  private async releaseLeaseBudget(lease: Lease): Promise<void> {
+    await this.deps.budgets
+      .releaseLease(this.budgetScopes(lease.agent, lease.taskId).names, lease.id)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ err: safeErr(err), lease: lease.id }, 'budget release failed'),
+      );
+  }
+
+  private async releaseTaskBudget(task: Task): Promise<void> {
+    await this.deps.budgets
+      .releaseTask(this.budgetScopes(task.agent, task.id).taskNames, task.id)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ err: safeErr(err), task: task.id }, 'budget release failed'),
+      );
   }
 
   private async ownTask(caller: Caller, taskId: string): Promise<Task> {
@@ -510,6 +761,18 @@ export class Broker {
   }
 }
 
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 interface Attempt {
   audited: boolean;
 }
@@ -527,40 +790,6 @@ function refusalType<D extends string, F extends string>(err: unknown, denied: D
 function refusalFields(err: unknown): Record<string, unknown> {
   if (!isBrokerError(err)) return { code: 'INTERNAL', reason: 'internal' };
   return { code: err.code, reason: err.reason, ...(err.field ? { field: err.field } : {}) };
-}
-
-function decisionFields(decision: PolicyDecision): Record<string, unknown> {
-  return {
-    decision: decision.decision,
-    policy_ids: decision.policyIds,
-    policy_digest: decision.policyDigest,
-    ...(decision.reasons.length ? { policy_reasons: decision.reasons } : {}),
-    ...(decision.errors.length ? { policy_errors: decision.errors } : {}),
-  };
-}
-
-function denialError(decision: PolicyDecision, what: string): BrokerError {
-  if (decision.policyIds.length === 0) {
-    // No deciding policy: either nothing permits it (default deny) or the request did not fit the
-    // schema, which the engine reports in `errors` (details go to the audit record, not the caller).
-    if (decision.errors.length) {
-      return permissionDenied(
-        `${what} denied: the request does not fit the policy schema`,
-        [],
-        'policy_invalid_request',
-      );
-    }
-    return permissionDenied(
-      `${what} denied: no policy permits this request (default deny)`,
-      [],
-      'default_deny',
-    );
-  }
-  const reasons = decision.reasons.length ? `: ${decision.reasons.join('; ')}` : '';
-  return permissionDenied(
-    `${what} denied by policy ${decision.policyIds.map((id) => `"${id}"`).join(', ')}${reasons}`,
-    decision.policyIds,
-  );
 }
 
 function taskProblem(code: string): string {

@@ -2,7 +2,7 @@
 import { relative } from 'node:path';
 import { startDevStack } from '../dev/dev-stack.js';
 import { createLogger, startBroker } from '../main.js';
-import { untilSignal } from './serve.js';
+import { onReloadSignal, untilSignal } from './serve.js';
 
 export async function runDev(opts: { dir?: string; listen?: string; httpListen?: string }): Promise<number> {
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
@@ -52,6 +52,11 @@ Try it (in another terminal, from this directory):
   SPIFFE_ENDPOINT_SOCKET=${sock('agent')} SVID_BROKER_ADDR=${addr} ${cli} request --env dev --role token/demo --auth jwt
   # refused by policy: token/demo is not allowed in prod
   SPIFFE_ENDPOINT_SOCKET=${sock('agent')} SVID_BROKER_ADDR=${addr} ${cli} request --env prod --role token/demo
+  # needs a human: a destructive deploy in prod goes pending (exit 3), then waits with --wait
+  SPIFFE_ENDPOINT_SOCKET=${sock('agent')} SVID_BROKER_ADDR=${addr} ${cli} request --env prod --role token/deploy --change-type destructive --justification "roll back release 42" --wait
+  # ...while the security engineer (another terminal) lists and approves it
+  SPIFFE_ENDPOINT_SOCKET=${sock('security')} SVID_BROKER_ADDR=${addr} ${cli} approvals list
+  SPIFFE_ENDPOINT_SOCKET=${sock('security')} SVID_BROKER_ADDR=${addr} ${cli} approvals approve <approval_id> --reason "rollback agreed in #incident"
   # end the task: revokes its credentials and lists them
   SPIFFE_ENDPOINT_SOCKET=${sock('agent')} SVID_BROKER_ADDR=${addr} ${cli} task end <task_id>
   # verify tokens: JWKS and revoked token ids
@@ -61,6 +66,7 @@ Try it (in another terminal, from this directory):
 
 Ctrl-C stops everything.
 `);
+  onReloadSignal(broker, (msg) => logger.info(msg));
   return untilSignal(
     async () => {
       await broker.close();

@@ -8,7 +8,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { PolicyLoadError } from '../policy/policy-load-error.js';
 import { StartupError } from '../main.js';
+import { runApprovals, runBreakGlass } from './admin.js';
 import { runAuditVerify } from './audit-verify.js';
+import { runPolicyTest, runPolicyValidate } from './policy.js';
 import { runDev } from './dev.js';
 import { runRequest, runTaskEnd } from './request.js';
 import { runServe } from './serve.js';
@@ -19,12 +21,21 @@ commands:
   serve                     run the broker (config: SVID_BROKER_CONFIG, env overrides; see README)
   dev                       run the embedded dev stack: local CA + Workload API sockets, Redis, broker
   request --env ENV --role BACKEND/NAME [--ttl S] [--intent TEXT] [--task ID]
-          [--sensitivity S] [--change-type T] [--justification TEXT] [--tool NAME]
+          [--sensitivity S] [--change-type T] [--justification TEXT] [--tool NAME] [--wait]
           [--auth x509|jwt] [--broker-id SPIFFE_ID]
-                            begin a task (unless --task) and get a credential; prints JSON
+                            begin a task (unless --task) and get a credential; prints JSON.
+                            A request that needs approval exits 3 with its approval id, or with
+                            --wait waits for the approvers and prints the credential
   task end TASK_ID [--reason TEXT]
                             end a task: revokes every credential issued in it; prints what it revoked
   audit verify FILE         check the audit file's hash chain; reports the first broken record
+  approvals list [--state S] [--json]
+  approvals approve|deny APPROVAL_ID --reason TEXT [--json]
+                            decide a pending request (as the approver's identity)
+  breakglass grant --agent ID --role R [--role R] [--task ID] --reason TEXT --ttl SECONDS [--json]
+  breakglass list [--json] | breakglass review GRANT_ID --note TEXT
+  policy validate DIR [--schema FILE]
+  policy test DIR CASES.yaml  run policy cases; exits non-zero on any failure
 
 environment: SPIFFE_ENDPOINT_SOCKET (Workload API), SVID_BROKER_ADDR (broker host:port, default localhost:8443)`;
 
@@ -52,6 +63,23 @@ export async function main(argv: string[]): Promise<number> {
     case 'audit':
       if (rest[0] === 'verify' && rest[1]) return runAuditVerify(rest[1]);
       break;
+    case 'approvals':
+      return runApprovals(rest);
+    case 'breakglass':
+      return runBreakGlass(rest);
+    case 'policy': {
+      const { values, positionals } = parseArgs({
+        args: rest.slice(1),
+        allowPositionals: true,
+        options: { schema: { type: 'string' } },
+      });
+      if (rest[0] === 'validate' && positionals[0]) {
+        return runPolicyValidate(positionals[0], values.schema ? { schema: values.schema } : {});
+      }
+      if (rest[0] === 'test' && positionals[0] && positionals[1])
+        return runPolicyTest(positionals[0], positionals[1]);
+      break;
+    }
     case undefined:
     case 'help':
     case '--help':

@@ -3,57 +3,11 @@
  * Workload API at SPIFFE_ENDPOINT_SOCKET; the broker address from SVID_BROKER_ADDR.
  */
 import { parseArgs } from 'node:util';
-import { BrokerClient } from '../client/broker-client.js';
-import { parseSpiffeId } from '../identity/spiffe-id.js';
-import { X509Source, fetchJwtSvid, parseEndpointSocket } from '../identity/workload-api.js';
-import { fromTimestamp, type TaskMsg } from '../server/broker-proto.js';
+import { fromTimestamp, type IssueCredentialResponseMsg, type TaskMsg } from '../server/broker-proto.js';
+import { connect } from './connect.js';
 
-const DEFAULT_ADDR = 'localhost:8443';
-
-interface Connection {
-  client: BrokerClient;
-  close(): void;
-}
-
-async function connect(opts: { auth: string; brokerId: string | undefined }): Promise<Connection> {
-  const endpoint = parseEndpointSocket(process.env.SPIFFE_ENDPOINT_SOCKET);
-  const source = await X509Source.create({ endpoint, timeoutMs: 10_000 });
-  try {
-    const svid = source.getX509Svid();
-    const ownTd = parseSpiffeId(svid.spiffeId).trustDomain;
-    const brokerId = opts.brokerId ?? process.env.SVID_BROKER_ID;
-    const brokerTd = brokerId ? parseSpiffeId(brokerId).trustDomain : ownTd;
-    const serverBundle = source.getX509BundleForTrustDomain(brokerTd);
-    if (!serverBundle) throw new Error(`no trust bundle for the broker's trust domain "${brokerTd}"`);
-    if (opts.auth !== 'x509' && opts.auth !== 'jwt') throw new Error('--auth must be x509 or jwt');
-    // The expected broker and the JWT audience are one ID, defaulted together: a JWT-SVID minted for
-    // the broker must only go to a server proving it is the broker, or any workload of the trust
-    // domain answering at SVID_BROKER_ADDR could replay it to the real one.
-    const audience = brokerId ?? `spiffe://${ownTd}/broker`;
-    const client = new BrokerClient({
-      address: process.env.SVID_BROKER_ADDR || DEFAULT_ADDR,
-      svid,
-      serverBundle,
-      brokerId: audience,
-      auth:
-        opts.auth === 'jwt'
-          ? { kind: 'jwt', token: async () => (await fetchJwtSvid(endpoint, [audience])).token }
-          : { kind: 'x509' },
-    });
-    return {
-      client,
-      close: () => {
-        client.close();
-        source.close();
-      },
-    };
-  } catch (err) {
-    source.close();
-    throw err;
-  }
-}
-
-const iso = (ts: Parameters<typeof fromTimestamp>[0]): string => new Date(fromTimestamp(ts)).toISOString();
+export const iso = (ts: Parameters<typeof fromTimestamp>[0]): string =>
+  new Date(fromTimestamp(ts)).toISOString();
 
 function taskJson(task: TaskMsg): Record<string, unknown> {
   return {
@@ -81,6 +35,7 @@ export async function runRequest(args: string[]): Promise<number> {
       tool: { type: 'string', default: 'svid-broker-cli' },
       auth: { type: 'string', default: 'x509' },
       'broker-id': { type: 'string' },
+      wait: { type: 'boolean', default: false },
     },
   });
   if (!values.role) throw new Error('--role is required (e.g. --role token/demo)');
@@ -100,7 +55,7 @@ export async function runRequest(args: string[]): Promise<number> {
           intent: values.intent || `svid-broker request ${values.role}`,
           ttl_seconds: taskTtl,
         });
-    const issued = await conn.client.issueCredential({
+    let issued = await conn.client.issueCredential({
       task_id: task.task_id,
       role: values.role,
       ttl_seconds: ttl,
@@ -109,21 +64,58 @@ export async function runRequest(args: string[]): Promise<number> {
       justification: values.justification,
       tool: values.tool,
     });
-    const out = {
-      task: taskJson(task),
-      lease_id: issued.lease_id,
-      role: issued.role,
-      environment: issued.environment,
-      expires_at: iso(issued.expires_at),
-      ttl_seconds: issued.ttl_seconds,
-      policy_ids: issued.policy_ids,
-      credential: issued.credential,
-    };
+    if (issued.status === 'PENDING_APPROVAL') {
+      const pending = {
+        status: 'pending_approval',
+        approval_id: issued.approval_id,
+        approvals_required: issued.approvals_required,
+        approvals_received: issued.approvals_received,
+        approval_expires_at: iso(issued.approval_expires_at),
+        policy_ids: issued.policy_ids,
+        task: taskJson(task),
+      };
+      if (!values.wait) {
+        // Exit 3: not an error, not a credential. Re-run with the same flags and --task once approved.
+        console.log(JSON.stringify(pending, null, 2));
+        console.error(
+          `pending approval ${issued.approval_id}: needs ${issued.approvals_required} approval(s); ` +
+            'an approver runs `svid-broker approvals approve ' +
+            issued.approval_id +
+            ' --reason TEXT`',
+        );
+        return 3;
+      }
+      console.error(
+        `pending approval ${issued.approval_id}: waiting for ${issued.approvals_required} approval(s) ` +
+          `(until ${pending.approval_expires_at})`,
+      );
+      issued = await conn.client.awaitApproval(issued.approval_id, (p) =>
+        console.error(
+          `approval ${issued.approval_id}: ${p.approvals_received}/${p.approvals_required} approvals`,
+        ),
+      );
+    }
+    const out = credentialJson(task, issued);
     console.log(JSON.stringify(out, null, 2));
     return 0;
   } finally {
     conn.close();
   }
+}
+
+function credentialJson(task: TaskMsg, issued: IssueCredentialResponseMsg): Record<string, unknown> {
+  return {
+    status: 'issued',
+    task: taskJson(task),
+    lease_id: issued.lease_id,
+    role: issued.role,
+    environment: issued.environment,
+    expires_at: iso(issued.expires_at),
+    ttl_seconds: issued.ttl_seconds,
+    policy_ids: issued.policy_ids,
+    ...(issued.break_glass ? { break_glass: true } : {}),
+    credential: issued.credential,
+  };
 }
 
 export async function runTaskEnd(args: string[]): Promise<number> {

@@ -23,9 +23,18 @@ export function untilSignal(stop: () => Promise<void>, log: (msg: string) => voi
   });
 }
 
+/** SIGHUP re-reads the policy directory; a bad set keeps the current one (and is audited). */
+export function onReloadSignal(running: RunningBroker, log: (msg: string) => void): void {
+  process.on('SIGHUP', () => {
+    const r = running.reloadPolicy();
+    log(r.ok ? `SIGHUP: policy set ${r.digest}` : `SIGHUP: policy reload failed, still serving ${r.digest}`);
+  });
+}
+
 export async function runServe(config: Readonly<BrokerConfig>): Promise<number> {
   const logger = createLogger(config.log.level);
   const running: RunningBroker = await startBroker({ config, logger });
+  onReloadSignal(running, (msg) => logger.info(msg));
   return untilSignal(
     () => running.close(),
     (msg) => logger.info(msg),

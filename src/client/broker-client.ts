@@ -8,7 +8,10 @@ import {
   Metadata,
   credentials as grpcCredentials,
   type CallOptions,
+  type ChannelCredentials,
   type Client,
+  type ClientReadableStream,
+  type ServiceClientConstructor,
   type ServiceError,
 } from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
@@ -24,6 +27,16 @@ import {
   type IssueCredentialRequestMsg,
   type IssueCredentialResponseMsg,
   type TaskMsg,
+  type AwaitApprovalRequestMsg,
+  type AwaitApprovalResponseMsg,
+  type BreakGlassGrantMsg,
+  type BreakGlassRequestMsg,
+  type DecideApprovalRequestMsg,
+  type DecideApprovalResponseMsg,
+  type ListApprovalsRequestMsg,
+  type ListApprovalsResponseMsg,
+  type ListBreakGlassResponseMsg,
+  type ReviewBreakGlassRequestMsg,
 } from '../server/broker-proto.js';
 
 export interface BrokerClientOptions {
@@ -52,6 +65,19 @@ interface RawBrokerClient extends Client {
   IssueCredential: Unary<Partial<IssueCredentialRequestMsg>, IssueCredentialResponseMsg>;
   EndTask: Unary<Partial<EndTaskRequestMsg>, EndTaskResponseMsg>;
   GetTask: Unary<Partial<GetTaskRequestMsg>, TaskMsg>;
+  AwaitApproval(
+    req: Partial<AwaitApprovalRequestMsg>,
+    metadata: Metadata,
+    options: CallOptions,
+  ): ClientReadableStream<AwaitApprovalResponseMsg>;
+}
+
+interface RawAdminClient extends Client {
+  ListApprovals: Unary<Partial<ListApprovalsRequestMsg>, ListApprovalsResponseMsg>;
+  DecideApproval: Unary<Partial<DecideApprovalRequestMsg>, DecideApprovalResponseMsg>;
+  BreakGlass: Unary<Partial<BreakGlassRequestMsg>, BreakGlassGrantMsg>;
+  ListBreakGlass: Unary<Record<string, never>, ListBreakGlassResponseMsg>;
+  ReviewBreakGlass: Unary<Partial<ReviewBreakGlassRequestMsg>, BreakGlassGrantMsg>;
 }
 
 /** Returns an Error when the server's certificate is not the SVID we expect. */
@@ -79,30 +105,63 @@ export function checkBrokerIdentity(
   return undefined;
 }
 
-export class BrokerClient {
-  private readonly raw: RawBrokerClient;
-  private readonly timeoutMs: number;
+/** The channel credentials both clients use: mTLS with the SVID, or server-auth TLS for JWT callers. */
+function channelCredentials(opts: BrokerClientOptions): ChannelCredentials {
+  const roots = Buffer.from(opts.serverBundle.authorities.map((d) => derToPem(d)).join(''));
+  const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined =>
+    checkBrokerIdentity(cert, opts.serverBundle.trustDomain, opts.brokerId);
+  const mtls = (opts.auth?.kind ?? 'x509') === 'x509';
+  return mtls
+    ? grpcCredentials.createSsl(
+        roots,
+        Buffer.from(derToPem(opts.svid.privateKey, 'PRIVATE KEY')),
+        Buffer.from(opts.svid.certChain.map((d) => derToPem(d)).join('')),
+        { checkServerIdentity },
+      )
+    : grpcCredentials.createSsl(roots, null, null, { checkServerIdentity });
+}
 
-  constructor(private readonly opts: BrokerClientOptions) {
-    const { Client } = loadBrokerProto();
-    const roots = Buffer.from(opts.serverBundle.authorities.map((d) => derToPem(d)).join(''));
-    const checkServerIdentity = (_host: string, cert: PeerCertificate): Error | undefined =>
-      checkBrokerIdentity(cert, opts.serverBundle.trustDomain, opts.brokerId);
-    const mtls = (opts.auth?.kind ?? 'x509') === 'x509';
-    const creds = mtls
-      ? grpcCredentials.createSsl(
-          roots,
-          Buffer.from(derToPem(opts.svid.privateKey, 'PRIVATE KEY')),
-          Buffer.from(opts.svid.certChain.map((d) => derToPem(d)).join('')),
-          { checkServerIdentity },
-        )
-      : grpcCredentials.createSsl(roots, null, null, { checkServerIdentity });
-    // The broker is identified by its SPIFFE ID (checkServerIdentity), not a DNS name; a fixed
-    // SNI keeps Node from warning when the address is an IP.
-    this.raw = new Client(opts.address, creds, {
-      'grpc.ssl_target_name_override': 'svid-broker',
-    }) as unknown as RawBrokerClient;
+// The broker is identified by its SPIFFE ID (checkServerIdentity), not a DNS name; a fixed SNI
+// keeps Node from warning when the address is an IP.
+const CHANNEL_OPTIONS = { 'grpc.ssl_target_name_override': 'svid-broker' };
+
+/** Shared by both clients: per-call auth metadata and deadline. */
+abstract class AuthenticatedClient<Raw extends Client> {
+  protected readonly raw: Raw;
+  protected readonly timeoutMs: number;
+
+  protected constructor(
+    protected readonly opts: BrokerClientOptions,
+    Ctor: ServiceClientConstructor,
+  ) {
+    this.raw = new Ctor(opts.address, channelCredentials(opts), CHANNEL_OPTIONS) as unknown as Raw;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  protected async metadata(): Promise<Metadata> {
+    const metadata = new Metadata();
+    const auth = this.opts.auth;
+    if (auth?.kind === 'jwt') metadata.set('authorization', `Bearer ${await auth.token()}`);
+    return metadata;
+  }
+
+  protected async call<Req, Res>(method: Unary<Req, Res>, req: Req): Promise<Res> {
+    const metadata = await this.metadata();
+    return new Promise<Res>((resolve, reject) => {
+      method.call(this.raw, req, metadata, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res as Res),
+      );
+    });
+  }
+}
+
+export class BrokerClient extends AuthenticatedClient<RawBrokerClient> {
+  constructor(opts: BrokerClientOptions) {
+    super(opts, loadBrokerProto().Client);
   }
 
   beginTask(req: Partial<BeginTaskRequestMsg>): Promise<TaskMsg> {
@@ -118,18 +177,53 @@ export class BrokerClient {
     return this.call(this.raw.GetTask, req);
   }
 
-  close(): void {
-    this.raw.close();
-  }
-
-  private async call<Req, Res>(method: Unary<Req, Res>, req: Req): Promise<Res> {
-    const metadata = new Metadata();
-    const auth = this.opts.auth;
-    if (auth?.kind === 'jwt') metadata.set('authorization', `Bearer ${await auth.token()}`);
-    return new Promise<Res>((resolve, reject) => {
-      method.call(this.raw, req, metadata, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
-        err ? reject(err) : resolve(res as Res),
+  /**
+   * Waits for an approval (no deadline unless `timeoutMs` is given) and resolves with the issued
+   * credential; `onProgress` sees each change in the number of approvals.
+   */
+  async awaitApproval(
+    approvalId: string,
+    onProgress: (msg: AwaitApprovalResponseMsg) => void = () => undefined,
+    timeoutMs?: number,
+  ): Promise<IssueCredentialResponseMsg> {
+    const metadata = await this.metadata();
+    return new Promise((resolve, reject) => {
+      const stream = this.raw.AwaitApproval(
+        { approval_id: approvalId },
+        metadata,
+        timeoutMs ? { deadline: Date.now() + timeoutMs } : {},
+      );
+      let issued: IssueCredentialResponseMsg | undefined;
+      stream.on('data', (msg: AwaitApprovalResponseMsg) => {
+        if (msg.issued) issued = msg.issued;
+        else onProgress(msg);
+      });
+      stream.on('error', reject);
+      stream.on('end', () =>
+        issued ? resolve(issued) : reject(new Error('the broker ended the wait without a credential')),
       );
     });
+  }
+}
+
+export class BrokerAdminClient extends AuthenticatedClient<RawAdminClient> {
+  constructor(opts: BrokerClientOptions) {
+    super(opts, loadBrokerProto().AdminClient);
+  }
+
+  listApprovals(req: Partial<ListApprovalsRequestMsg> = {}): Promise<ListApprovalsResponseMsg> {
+    return this.call(this.raw.ListApprovals, req);
+  }
+  decideApproval(req: Partial<DecideApprovalRequestMsg>): Promise<DecideApprovalResponseMsg> {
+    return this.call(this.raw.DecideApproval, req);
+  }
+  breakGlass(req: Partial<BreakGlassRequestMsg>): Promise<BreakGlassGrantMsg> {
+    return this.call(this.raw.BreakGlass, req);
+  }
+  listBreakGlass(): Promise<ListBreakGlassResponseMsg> {
+    return this.call(this.raw.ListBreakGlass, {});
+  }
+  reviewBreakGlass(req: Partial<ReviewBreakGlassRequestMsg>): Promise<BreakGlassGrantMsg> {
+    return this.call(this.raw.ReviewBreakGlass, req);
   }
 }

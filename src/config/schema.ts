@@ -27,6 +27,14 @@ export const roleSchema = z
   })
   .catchall(z.unknown());
 
+const budgetLimits = z
+  .object({
+    credentialsPerMinute: z.number().int().positive().optional(),
+    activeLeases: z.number().int().positive().optional(),
+    openTasks: z.number().int().positive().optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listen: listenAddress.default('0.0.0.0:8443'),
@@ -78,9 +86,11 @@ export const configSchema = z
         dir: z.string().default('policies'),
         /** Defaults to `<dir>/schema.cedarschema`. */
         schema: z.string().optional(),
+        /** Reload when a file in the directory changes (SIGHUP always reloads). */
+        watch: z.boolean().default(true),
       })
       .strict()
-      .default({ dir: 'policies' }),
+      .default({ dir: 'policies', watch: true }),
     audit: z
       .object({
         file: z.string().default('svid-broker-audit.jsonl'),
@@ -100,6 +110,44 @@ export const configSchema = z
       .min(1)
       .default(['dev', 'staging', 'prod']),
     roles: z.record(roleName, roleSchema).default({}),
+    /** The agent catalog: SPIFFE ID patterns (exact, `/*` one segment, `/**` subtree) to AgentGroups. */
+    agents: z
+      .array(
+        z
+          .object({
+            pattern: z.string().startsWith('spiffe://'),
+            groups: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)).min(1),
+          })
+          .strict(),
+      )
+      .default([]),
+    approvals: z
+      .object({
+        /** How long a pending approval waits for humans before it expires. */
+        ttlSeconds: z.number().int().positive().max(86_400).default(900),
+        /** How often AwaitApproval re-reads the shared store. */
+        pollMs: z.number().int().positive().max(10_000).default(250),
+      })
+      .strict()
+      .default({ ttlSeconds: 900, pollMs: 250 }),
+    breakGlass: z
+      .object({
+        /** Hard cap on a grant's lifetime; longer requests are refused. */
+        maxTtlSeconds: z.number().int().positive().max(86_400).default(3600),
+      })
+      .strict()
+      .default({ maxTtlSeconds: 3600 }),
+    budgets: z
+      .object({
+        /** Limits per AgentGroup, shared by every agent in the group. */
+        groups: z.record(z.string(), budgetLimits).default({}),
+        /** Limits per agent, for agents that belong to no group. */
+        ungrouped: budgetLimits.optional(),
+        /** Limits per task (credentialsPerMinute, activeLeases). */
+        task: budgetLimits.optional(),
+      })
+      .strict()
+      .default({ groups: {} }),
     backends: z
       .object({
         token: z

@@ -49,17 +49,53 @@ export interface DevStack {
   close(): Promise<void>;
 }
 
+/** The dev role catalog: every role the example policies in policies/ talk about. */
 export function devRoles(): Record<string, Record<string, unknown>> {
+  const token = (
+    audience: string,
+    scope: string,
+    extra: Record<string, unknown>,
+  ): Record<string, unknown> => ({
+    maxTtlSeconds: 900,
+    sensitivity: 'internal',
+    environments: [],
+    audience,
+    scope,
+    ...extra,
+  });
   return {
-    'token/demo': {
+    'token/demo': token('demo-api', 'demo:read', {
       description: 'Demo API read token for the demo agent',
-      maxTtlSeconds: 900,
-      sensitivity: 'internal',
       environments: ['dev'],
-      audience: 'demo-api',
-      scope: 'demo:read',
-    },
+    }),
+    'token/deploy': token('deploy-api', 'deploy:write', {
+      description: 'Deploy API token; destructive changes in prod need an approval',
+      sensitivity: 'confidential',
+      environments: ['staging', 'prod'],
+    }),
+    'token/admin': token('admin-api', 'admin', {
+      description: 'Prod admin token; every issuance needs two approvers',
+      sensitivity: 'confidential',
+      environments: ['prod'],
+    }),
+    'token/logs-read': token('logs-api', 'logs:read', { description: 'Read logs' }),
+    'token/secrets-read': token('secrets-api', 'secrets:read', {
+      description: 'Read secrets; in prod never in a task that read logs',
+      sensitivity: 'confidential',
+    }),
+    'token/customer-data': token('customer-api', 'customer:read', {
+      description: 'Customer records: restricted, break-glass never applies',
+      sensitivity: 'restricted',
+    }),
   };
+}
+
+/** The dev agent catalog: agents and security engineers by SPIFFE ID pattern. */
+export function devAgents(): Array<{ pattern: string; groups: string[] }> {
+  return [
+    { pattern: `spiffe://${DEV_TRUST_DOMAIN}/agents/*`, groups: ['agents'] },
+    { pattern: `spiffe://${DEV_TRUST_DOMAIN}/security/*`, groups: ['security'] },
+  ];
 }
 
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
@@ -112,6 +148,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         audit: { file: join(dir, 'audit.jsonl') },
         tasks: { defaultTtlSeconds: 900, maxTtlSeconds: 3600 },
         roles: devRoles(),
+        agents: devAgents(),
         log: { level: 'info' },
       },
       'dev stack',

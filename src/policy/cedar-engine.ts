@@ -10,16 +10,19 @@ import {
   type AuthorizationAnswer,
   type CheckParseAnswer,
   type EntityJson,
+  type EntityUidJson,
   type StatefulAuthorizationCall,
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { setFlagsFromString } from 'node:v8';
 import type { RoleDefinition } from '../credentials/backend.js';
-import { readPolicyBundle, type PolicyBundle } from './policy-bundle.js';
+import { readPolicyBundle, type PolicyBundle, type PolicyBundleResult } from './policy-bundle.js';
 import { PolicyLoadError, type PolicyProblem } from './policy-load-error.js';
 import {
   MalformedPolicyRequestError,
   agentEntities,
   agentUid,
+  brokerEntities,
+  brokerUid,
   environmentEntities,
   environmentUid,
   roleEntities,
@@ -75,9 +78,11 @@ export class CedarPolicyEngine implements PolicyEngine {
   private readonly psetId: string;
   private readonly schemaName: string;
   private readonly reasons: ReadonlyMap<string, string>;
+  private readonly approvals: ReadonlyMap<string, number>;
   private readonly agentGroups: (spiffeId: string) => readonly string[];
   /** Role entities depend only on the role; cached for frozen roles, whose content cannot change. */
   private readonly roleEntityCache = new WeakMap<RoleDefinition, EntityJson[]>();
+  private readonly ids: readonly string[];
 
   private constructor(
     bundle: PolicyBundle,
@@ -87,7 +92,9 @@ export class CedarPolicyEngine implements PolicyEngine {
     this.digest = bundle.digest;
     this.warnings = warnings;
     this.reasons = bundle.reasons;
+    this.approvals = bundle.approvals;
     this.agentGroups = agentGroups;
+    this.ids = Object.freeze(Object.keys(bundle.policies));
     // Content-addressed ids: engines over different bundles never share a cache slot, so a
     // reload can build the new engine beside the old one and swap. The wasm cache has no evict,
     // so equal bundles sharing a slot also bounds what repeated reloads leave behind.
@@ -99,9 +106,26 @@ export class CedarPolicyEngine implements PolicyEngine {
 
   /** Reads, validates and preparses a policy directory; throws PolicyLoadError listing every problem. */
   static load(options: CedarEngineOptions): CedarPolicyEngine {
-    const { bundle, problems, warnings } = readPolicyBundle(options.policyDir, options.schemaPath);
-    if (bundle === undefined) throw new PolicyLoadError(options.policyDir, problems);
-    return new CedarPolicyEngine(bundle, warnings, options.agentGroups ?? (() => []));
+    return CedarPolicyEngine.fromBundle(options, readPolicyBundle(options.policyDir, options.schemaPath));
+  }
+
+  /**
+   * An engine over a bundle already read, so a reload can compare digests before paying for
+   * preparsing. Throws PolicyLoadError when the read found problems.
+   */
+  static fromBundle(options: CedarEngineOptions, read: PolicyBundleResult): CedarPolicyEngine {
+    if (read.bundle === undefined) throw new PolicyLoadError(options.policyDir, read.problems);
+    return new CedarPolicyEngine(read.bundle, read.warnings, options.agentGroups ?? (() => []));
+  }
+
+  /** Policy ids in the set, in file order. */
+  get policyIds(): readonly string[] {
+    return this.ids;
+  }
+
+  approvalsRequired(policyId: string): number {
+    // Load refused anything but a positive integer, so this can never be 0.
+    return this.approvals.get(policyId) ?? 1;
   }
 
   authorize(req: PolicyRequest): PolicyDecision {
@@ -118,9 +142,22 @@ export class CedarPolicyEngine implements PolicyEngine {
 
   private toCall(req: PolicyRequest): StatefulAuthorizationCall {
     const resource = req.resource;
-    const resourceUid = resource.type === 'Role' ? roleUid(resource.role) : environmentUid(resource.id);
-    const resourceEntities =
-      resource.type === 'Role' ? this.roleEntitiesOf(resource.role) : environmentEntities(resource.id);
+    let resourceUid: EntityUidJson;
+    let resourceEntities: EntityJson[];
+    switch (resource.type) {
+      case 'Role':
+        resourceUid = roleUid(resource.role);
+        resourceEntities = this.roleEntitiesOf(resource.role);
+        break;
+      case 'Environment':
+        resourceUid = environmentUid(resource.id);
+        resourceEntities = environmentEntities(resource.id);
+        break;
+      case 'Broker':
+        resourceUid = brokerUid();
+        resourceEntities = brokerEntities();
+        break;
+    }
     return {
       principal: agentUid(req.principal),
       action: { type: 'Action', id: req.action },

@@ -25,6 +25,8 @@ export interface PolicyBundle {
   readonly policies: Readonly<Record<string, string>>;
   /** Policy id -> its `@reason("...")` text, for the policies that have one. */
   readonly reasons: ReadonlyMap<string, string>;
+  /** Policy id -> its `@approvals("N")` count (a positive integer), for the policies that have one. */
+  readonly approvals: ReadonlyMap<string, number>;
   /** The policy files read, in the order they were read (relative names). */
   readonly files: readonly string[];
 }
@@ -49,6 +51,7 @@ interface ParsedPolicy {
   /** Byte offset of the policy in its file (Cedar's source locations are byte offsets). */
   byteOffset: number | undefined;
   reason: string | undefined;
+  approvals: number | undefined;
 }
 
 /** Reads and validates `policyDir`; never throws for problems in the files themselves. */
@@ -92,13 +95,18 @@ export function readPolicyBundle(
   }
 
   const reasons = new Map<string, string>();
-  for (const [id, policy] of byId) if (policy.reason !== undefined) reasons.set(id, policy.reason);
+  const approvals = new Map<string, number>();
+  for (const [id, policy] of byId) {
+    if (policy.reason !== undefined) reasons.set(id, policy.reason);
+    if (policy.approvals !== undefined) approvals.set(id, policy.approvals);
+  }
   return {
     bundle: {
       digest: digestOf(schemaFile, files),
       schemaText: schemaFile.text,
       policies,
       reasons,
+      approvals,
       files: files.map((f) => f.name),
     },
     problems,
@@ -194,15 +202,34 @@ function parsePolicyFile(file: SourceFile, problems: PolicyProblem[]): ParsedPol
       problems.push({ ...where, message: `${name} needs a non-empty value, e.g. ${name}("...")` });
       return;
     }
-    parsed.push({
-      id: id ?? `${file.name}:${index}`,
-      file,
-      text,
-      byteOffset,
-      reason: reason ?? undefined,
-    });
+    const policyId = id ?? `${file.name}:${index}`;
+    const approvals = parseApprovals(annotations['approvals']);
+    if (typeof approvals === 'string') {
+      problems.push({ ...where, policyId, message: approvals });
+      return;
+    }
+    parsed.push({ id: policyId, file, text, byteOffset, reason: reason ?? undefined, approvals });
   });
   return parsed;
+}
+
+/** The largest `@approvals` count accepted: more approvers than any team has is a typo. */
+export const MAX_APPROVALS = 100;
+
+/**
+ * `@approvals("N")`: the count of distinct approvers the policy needs, or a problem. Only a
+ * plain positive integer is accepted: a gate configured with zero approvers must not become a
+ * free pass, and "1.5", "-1", "0x2" or "two" are mistakes to report, not values to round.
+ */
+function parseApprovals(value: string | null | undefined): number | undefined | string {
+  if (value === undefined) return undefined;
+  const shown = value === null ? 'no value' : JSON.stringify(value);
+  if (value === null || !/^[1-9][0-9]*$/.test(value)) {
+    return `@approvals needs a positive integer, e.g. @approvals("2"), got ${shown}: zero or a non-number would make the approval meaningless`;
+  }
+  const n = Number(value);
+  if (n > MAX_APPROVALS) return `@approvals(${shown}) is more than ${MAX_APPROVALS} approvers`;
+  return n;
 }
 
 /**

@@ -53,6 +53,8 @@ export function roleEntities(role: RoleDefinition): EntityJson[] {
         backend: role.backend,
         sensitivity: role.sensitivity,
         environments: [...role.environments],
+        maxTtlSeconds: role.maxTtlSeconds,
+        description: role.description,
       },
       parents: [backend],
     },
@@ -66,6 +68,17 @@ export function environmentUid(name: string): EntityUidJson {
 
 export function environmentEntities(name: string): EntityJson[] {
   return [{ uid: environmentUid(name), attrs: {}, parents: [] }];
+}
+
+/** There is one broker; admin actions name it as their resource. */
+export const BROKER_ENTITY_ID = 'svid-broker';
+
+export function brokerUid(): EntityUidJson {
+  return { type: 'Broker', id: BROKER_ENTITY_ID };
+}
+
+export function brokerEntities(): EntityJson[] {
+  return [{ uid: brokerUid(), attrs: {}, parents: [] }];
 }
 
 /** Cedar JSON reads these keys as entity references or extension calls, not as data. */

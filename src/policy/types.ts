@@ -1,7 +1,18 @@
 /** Policy seam. */
 import type { RoleDefinition } from '../credentials/backend.js';
 
-export type PolicyAction = 'BeginTask' | 'IssueCredential';
+export type PolicyAction =
+  | 'BeginTask'
+  | 'IssueCredential'
+  | 'DecideApproval'
+  | 'BreakGlass'
+  | 'ListLeases'
+  | 'RevokeLeases'
+  | 'Quarantine'
+  | 'WatchAudit';
+
+/** The admin actions, whose resource is the broker itself (`Broker::"svid-broker"`) unless noted. */
+export const ADMIN_ACTIONS = ['ListLeases', 'RevokeLeases', 'Quarantine', 'WatchAudit'] as const;
 
 /** A Cedar context value: what we put in requests. */
 export type ContextValue = string | number | boolean | ContextValue[] | { [k: string]: ContextValue };
@@ -10,8 +21,11 @@ export interface PolicyRequest {
   /** Caller SPIFFE ID; principal is Agent::"<id>". */
   principal: string;
   action: PolicyAction;
-  /** For IssueCredential: the role; for BeginTask: the environment name. */
-  resource: { type: 'Role'; role: RoleDefinition } | { type: 'Environment'; id: string };
+  /**
+   * IssueCredential, DecideApproval, BreakGlass: the role; BeginTask: the environment;
+   * ListLeases, RevokeLeases, Quarantine, WatchAudit: the broker.
+   */
+  resource: { type: 'Role'; role: RoleDefinition } | { type: 'Environment'; id: string } | { type: 'Broker' };
   context: Record<string, ContextValue>;
 }
 
@@ -31,4 +45,19 @@ export interface PolicyDecision {
 export interface PolicyEngine {
   readonly digest: string;
   authorize(req: PolicyRequest): PolicyDecision;
+  /**
+   * The `@approvals("N")` annotation of a policy (validated at load: a positive integer), or 1
+   * when the policy has none or is unknown.
+   */
+  approvalsRequired(policyId: string): number;
 }
+
+/**
+ * The outcome of an IssueCredential check with the approval gate: allowed as is, denied, or
+ * denied now but allowed once `approvalsRequired` distinct humans approve (derived from policy:
+ * the same request is evaluated again with `approved == true`).
+ */
+export type GatedDecision =
+  | { outcome: 'allow'; decision: PolicyDecision }
+  | { outcome: 'deny'; decision: PolicyDecision }
+  | { outcome: 'approval_required'; decision: PolicyDecision; approvalsRequired: number };

@@ -48,6 +48,89 @@ export interface IssueCredentialResponseMsg {
   environment: string;
   policy_ids: string[];
   ttl_seconds: number;
+  status: 'ISSUE_STATUS_UNSPECIFIED' | 'ISSUED' | 'PENDING_APPROVAL';
+  approval_id: string;
+  approvals_required: number;
+  approvals_received: number;
+  approval_expires_at: TimestampMsg | null;
+  break_glass: boolean;
+}
+export interface AwaitApprovalRequestMsg {
+  approval_id: string;
+}
+export interface AwaitApprovalResponseMsg {
+  state: string;
+  approvals_received: number;
+  approvals_required: number;
+  issued: IssueCredentialResponseMsg | null;
+}
+export interface ApprovalDecisionMsg {
+  approver: string;
+  reason: string;
+  at: TimestampMsg | null;
+}
+export interface ApprovalMsg {
+  approval_id: string;
+  requester: string;
+  task_id: string;
+  role: string;
+  environment: string;
+  ttl_seconds: number;
+  sensitivity: string;
+  change_type: string;
+  justification: string;
+  tool: string;
+  approvals_required: number;
+  approvals: ApprovalDecisionMsg[];
+  denial: ApprovalDecisionMsg | null;
+  state: string;
+  created_at: TimestampMsg | null;
+  expires_at: TimestampMsg | null;
+  policy_ids: string[];
+}
+export interface ListApprovalsRequestMsg {
+  state: string;
+}
+export interface ListApprovalsResponseMsg {
+  approvals: ApprovalMsg[];
+}
+export interface DecideApprovalRequestMsg {
+  approval_id: string;
+  approve: boolean;
+  reason: string;
+}
+export interface DecideApprovalResponseMsg {
+  approval: ApprovalMsg | null;
+  outcome: string;
+}
+export interface BreakGlassRequestMsg {
+  agent: string;
+  task_id: string;
+  roles: string[];
+  reason: string;
+  ttl_seconds: number;
+}
+export interface BreakGlassGrantMsg {
+  grant_id: string;
+  granted_by: string;
+  agent: string;
+  task_id: string;
+  roles: string[];
+  reason: string;
+  created_at: TimestampMsg | null;
+  expires_at: TimestampMsg | null;
+  uses: number;
+  reviewed: boolean;
+  reviewed_by: string;
+  reviewed_at: TimestampMsg | null;
+  review_note: string;
+}
+export interface ListBreakGlassResponseMsg {
+  grants: BreakGlassGrantMsg[];
+}
+export interface ReviewBreakGlassRequestMsg {
+  grant_id: string;
+  note: string;
 }
 export interface EndTaskRequestMsg {
   task_id: string;
@@ -69,7 +152,14 @@ export const PROTO_LOADER_OPTIONS = {
   oneofs: true,
 } as const;
 
-export function loadBrokerProto(): { service: ServiceDefinition; Client: ServiceClientConstructor } {
+export interface BrokerProto {
+  service: ServiceDefinition;
+  Client: ServiceClientConstructor;
+  adminService: ServiceDefinition;
+  AdminClient: ServiceClientConstructor;
+}
+
+export function loadBrokerProto(): BrokerProto {
   const def = loadSync(join(protoDir(), 'svidbroker/v1/broker.proto'), {
     ...PROTO_LOADER_OPTIONS,
     includeDirs: [protoDir()],
@@ -77,7 +167,13 @@ export function loadBrokerProto(): { service: ServiceDefinition; Client: Service
   const pkg = loadPackageDefinition(def) as GrpcObject;
   const ns = (pkg.svidbroker as GrpcObject).v1 as GrpcObject;
   const Client = ns.CredentialBroker as ServiceClientConstructor;
-  return { service: Client.service as unknown as ServiceDefinition, Client };
+  const AdminClient = ns.BrokerAdmin as ServiceClientConstructor;
+  return {
+    service: Client.service as unknown as ServiceDefinition,
+    Client,
+    adminService: AdminClient.service as unknown as ServiceDefinition,
+    AdminClient,
+  };
 }
 
 export function toTimestamp(ms: number): TimestampMsg {

@@ -8,6 +8,7 @@ import {
   type handleUnaryCall,
   type sendUnaryData,
   type ServerUnaryCall,
+  type ServerWritableStream,
   type ServiceError,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -15,7 +16,9 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { Counter, Histogram } from 'prom-client';
 import type { AuditSink } from '../audit/types.js';
-import type { Broker } from '../broker/broker.js';
+import type { ApprovalDecisionRecord, ApprovalRequest, BreakGlassGrant } from '../approvals/types.js';
+import type { BrokerAdmin } from '../broker/admin.js';
+import type { Broker, IssueOutcome } from '../broker/broker.js';
 import { isBrokerError } from '../errors.js';
 import type { Caller } from '../identity/types.js';
 import type { Task } from '../leases/types.js';
@@ -30,14 +33,30 @@ import {
   type IssueCredentialRequestMsg,
   type IssueCredentialResponseMsg,
   type TaskMsg,
+  type ApprovalDecisionMsg,
+  type ApprovalMsg,
+  type AwaitApprovalRequestMsg,
+  type AwaitApprovalResponseMsg,
+  type BreakGlassGrantMsg,
+  type BreakGlassRequestMsg,
+  type DecideApprovalRequestMsg,
+  type DecideApprovalResponseMsg,
+  type ListApprovalsRequestMsg,
+  type ListApprovalsResponseMsg,
+  type ListBreakGlassResponseMsg,
+  type ReviewBreakGlassRequestMsg,
 } from './broker-proto.js';
 import { toServiceError } from './status.js';
 import type { SvidCertificateProvider } from './svid-certificate-provider.js';
 
 export const BROKER_SERVICE = 'svidbroker.v1.CredentialBroker';
+export const ADMIN_SERVICE = 'svidbroker.v1.BrokerAdmin';
 
 export interface GrpcServerDeps {
   broker: Broker;
+  admin: BrokerAdmin;
+  /** How often AwaitApproval re-reads the approval store. */
+  approvalPollMs: number;
   authenticator: Authenticator;
   certificates: SvidCertificateProvider;
   audit: AuditSink;
@@ -66,7 +85,7 @@ export function taskToMsg(task: Task): TaskMsg {
 
 export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Promise<RunningGrpcServer> {
   const { broker, logger } = deps;
-  const { service } = loadBrokerProto();
+  const { service, adminService } = loadBrokerProto();
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 });
 
   const unary =
@@ -111,28 +130,56 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     ),
     IssueCredential: unary<IssueCredentialRequestMsg, IssueCredentialResponseMsg>(
       'IssueCredential',
-      async (caller, req) => {
-        const issued = await broker.issueCredential(caller, {
-          taskId: req.task_id,
-          role: req.role,
-          ttlSeconds: req.ttl_seconds,
-          sensitivity: req.sensitivity,
-          changeType: req.change_type,
-          justification: req.justification,
-          tool: req.tool,
-        });
-        return {
-          lease_id: issued.leaseId,
-          expires_at: toTimestamp(issued.expiresAt),
-          credential: issued.credential,
-          role: issued.role,
-          task_id: issued.taskId,
-          environment: issued.environment,
-          policy_ids: issued.policyIds,
-          ttl_seconds: issued.ttlSeconds,
-        };
-      },
+      async (caller, req) =>
+        outcomeToMsg(
+          await broker.issueCredential(caller, {
+            taskId: req.task_id,
+            role: req.role,
+            ttlSeconds: req.ttl_seconds,
+            sensitivity: req.sensitivity,
+            changeType: req.change_type,
+            justification: req.justification,
+            tool: req.tool,
+          }),
+        ),
     ),
+    AwaitApproval: (call: ServerWritableStream<AwaitApprovalRequestMsg, AwaitApprovalResponseMsg>) => {
+      const method = 'AwaitApproval';
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      void (async () => {
+        let caller: Caller;
+        try {
+          caller = await deps.authenticator.authenticate(call, call.metadata);
+        } catch (err) {
+          await auditAuthDenied(deps, err, method, call.getPeer());
+          call.destroy(toServiceError(err, logger, method) as ServiceError);
+          return;
+        }
+        try {
+          const issued = await broker.awaitApproval(
+            caller,
+            { approvalId: call.request.approval_id },
+            {
+              pollMs: deps.approvalPollMs,
+              signal: abort.signal,
+              onProgress: (a) =>
+                call.write({
+                  state: a.state,
+                  approvals_received: a.approvals.length,
+                  approvals_required: a.required,
+                  issued: null,
+                }),
+            },
+          );
+          const msg = outcomeToMsg(issued);
+          call.write({ state: 'issued', approvals_received: 0, approvals_required: 0, issued: msg });
+          call.end();
+        } catch (err) {
+          if (!abort.signal.aborted) call.destroy(toServiceError(err, logger, method) as ServiceError);
+        }
+      })();
+    },
     EndTask: unary<EndTaskRequestMsg, EndTaskResponseMsg>('EndTask', async (caller, req) => {
       const { task, revoked } = await broker.endTask(caller, { taskId: req.task_id, reason: req.reason });
       return {
@@ -146,7 +193,55 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   };
   server.addService(service, impl);
 
-  const health = new HealthImplementation({ '': 'SERVING', [BROKER_SERVICE]: 'SERVING' });
+  const admin = deps.admin;
+  const adminImpl: UntypedServiceImplementation = {
+    ListApprovals: unary<ListApprovalsRequestMsg, ListApprovalsResponseMsg>(
+      'ListApprovals',
+      async (caller, req) => ({
+        approvals: (await admin.listApprovals(caller, { state: req.state })).map(approvalToMsg),
+      }),
+    ),
+    DecideApproval: unary<DecideApprovalRequestMsg, DecideApprovalResponseMsg>(
+      'DecideApproval',
+      async (caller, req) => {
+        const { approval, outcome } = await admin.decideApproval(caller, {
+          approvalId: req.approval_id,
+          approve: req.approve,
+          reason: req.reason,
+        });
+        return { approval: approvalToMsg(approval), outcome };
+      },
+    ),
+    BreakGlass: unary<BreakGlassRequestMsg, BreakGlassGrantMsg>('BreakGlass', async (caller, req) =>
+      grantToMsg(
+        await admin.grantBreakGlass(caller, {
+          agent: req.agent,
+          taskId: req.task_id,
+          roles: req.roles ?? [],
+          reason: req.reason,
+          ttlSeconds: req.ttl_seconds,
+        }),
+      ),
+    ),
+    ListBreakGlass: unary<Record<string, never>, ListBreakGlassResponseMsg>(
+      'ListBreakGlass',
+      async (caller) => ({
+        grants: (await admin.listBreakGlass(caller)).map(grantToMsg),
+      }),
+    ),
+    ReviewBreakGlass: unary<ReviewBreakGlassRequestMsg, BreakGlassGrantMsg>(
+      'ReviewBreakGlass',
+      async (caller, req) =>
+        grantToMsg(await admin.reviewBreakGlass(caller, { grantId: req.grant_id, note: req.note })),
+    ),
+  };
+  server.addService(adminService, adminImpl);
+
+  const health = new HealthImplementation({
+    '': 'SERVING',
+    [BROKER_SERVICE]: 'SERVING',
+    [ADMIN_SERVICE]: 'SERVING',
+  });
   health.addToServer(server);
 
   // The one provider object serves both roles; grpc-js swaps its secure context on each update.
@@ -165,6 +260,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     async shutdown(graceMs = 10_000) {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(BROKER_SERVICE, 'NOT_SERVING');
+      health.setStatus(ADMIN_SERVICE, 'NOT_SERVING');
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
@@ -177,6 +273,88 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         });
       });
     },
+  };
+}
+
+function outcomeToMsg(outcome: IssueOutcome): IssueCredentialResponseMsg {
+  if (outcome.status === 'pending_approval') {
+    const a = outcome.approval;
+    return {
+      lease_id: '',
+      expires_at: null,
+      credential: null,
+      role: outcome.role,
+      task_id: outcome.taskId,
+      environment: outcome.environment,
+      policy_ids: a.policyIds,
+      ttl_seconds: a.ttlSeconds,
+      status: 'PENDING_APPROVAL',
+      approval_id: a.id,
+      approvals_required: a.required,
+      approvals_received: a.approvals.length,
+      approval_expires_at: toTimestamp(a.expiresAt),
+      break_glass: false,
+    };
+  }
+  return {
+    lease_id: outcome.leaseId,
+    expires_at: toTimestamp(outcome.expiresAt),
+    credential: outcome.credential,
+    role: outcome.role,
+    task_id: outcome.taskId,
+    environment: outcome.environment,
+    policy_ids: outcome.policyIds,
+    ttl_seconds: outcome.ttlSeconds,
+    status: 'ISSUED',
+    approval_id: '',
+    approvals_required: 0,
+    approvals_received: 0,
+    approval_expires_at: null,
+    break_glass: outcome.breakGlass,
+  };
+}
+
+function decisionToMsg(d: ApprovalDecisionRecord): ApprovalDecisionMsg {
+  return { approver: d.approver, reason: d.reason, at: toTimestamp(d.at) };
+}
+
+export function approvalToMsg(a: ApprovalRequest): ApprovalMsg {
+  return {
+    approval_id: a.id,
+    requester: a.requester,
+    task_id: a.taskId,
+    role: a.role,
+    environment: a.environment,
+    ttl_seconds: a.ttlSeconds,
+    sensitivity: a.sensitivity,
+    change_type: a.changeType,
+    justification: a.justification,
+    tool: a.tool,
+    approvals_required: a.required,
+    approvals: a.approvals.map(decisionToMsg),
+    denial: a.denial ? decisionToMsg(a.denial) : null,
+    state: a.state,
+    created_at: toTimestamp(a.createdAt),
+    expires_at: toTimestamp(a.expiresAt),
+    policy_ids: a.policyIds,
+  };
+}
+
+export function grantToMsg(g: BreakGlassGrant): BreakGlassGrantMsg {
+  return {
+    grant_id: g.id,
+    granted_by: g.grantedBy,
+    agent: g.agent,
+    task_id: g.taskId ?? '',
+    roles: g.roles,
+    reason: g.reason,
+    created_at: toTimestamp(g.createdAt),
+    expires_at: toTimestamp(g.expiresAt),
+    uses: g.uses,
+    reviewed: g.reviewed,
+    reviewed_by: g.reviewedBy ?? '',
+    reviewed_at: g.reviewedAt ? toTimestamp(g.reviewedAt) : null,
+    review_note: g.reviewNote ?? '',
   };
 }
 

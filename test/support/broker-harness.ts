@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../../src/audit/types.js';
-import { BrokerClient, type BrokerClientOptions } from '../../src/client/broker-client.js';
+import { BrokerAdminClient, BrokerClient, type BrokerClientOptions } from '../../src/client/broker-client.js';
 import { parseConfig } from '../../src/config/load-config.js';
 import { CaWorkloadIdentity } from '../../src/dev/ca-workload-identity.js';
-import { devRoles } from '../../src/dev/dev-stack.js';
+import { devAgents, devRoles } from '../../src/dev/dev-stack.js';
 import { LocalCa } from '../../src/dev/local-ca.js';
 import { WorkloadApiServer } from '../../src/dev/workload-api-server.js';
 import { X509Source, fetchJwtSvid } from '../../src/identity/workload-api.js';
@@ -26,6 +26,8 @@ export const TRUST_DOMAIN = 'example.org';
 export const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
 export const DEMO_AGENT = `spiffe://${TRUST_DOMAIN}/agents/demo`;
 export const OTHER_AGENT = `spiffe://${TRUST_DOMAIN}/agents/other`;
+export const SECURITY = `spiffe://${TRUST_DOMAIN}/security/oncall`;
+export const SECURITY_2 = `spiffe://${TRUST_DOMAIN}/security/second`;
 
 /** Collects every log line the broker writes, so tests can search them for secrets. */
 export class LogCapture extends Writable {
@@ -82,6 +84,8 @@ export interface Harness {
     workload: string,
     opts?: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>>,
   ): Promise<BrokerClient>;
+  /** An admin client (BrokerAdmin service) authenticated as the workload over mTLS. */
+  adminClient(workload: string): Promise<BrokerAdminClient>;
   /** A client that sends the workload's JWT-SVID (audience: the broker ID) without a client certificate. */
   jwtClient(workload: string, audience?: string): Promise<BrokerClient>;
   httpJson(path: string): Promise<{ status: number; body: unknown }>;
@@ -106,6 +110,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       broker: { spiffeId: BROKER_ID, federatesWith: opts.brokerFederatesWith ?? [] },
       demo: { spiffeId: DEMO_AGENT },
       other: { spiffeId: OTHER_AGENT },
+      security: { spiffeId: SECURITY },
+      security2: { spiffeId: SECURITY_2 },
       ...opts.workloads,
     };
     const identities: Record<string, CaWorkloadIdentity> = {};
@@ -149,6 +155,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       log: { level: 'debug' },
       ...extra,
       roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
+      agents: (extra.agents as unknown[] | undefined) ?? devAgents(),
     });
 
     const logs = new LogCapture();
@@ -191,6 +198,19 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
         if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
         const client = new BrokerClient({ address, svid, serverBundle, brokerId: BROKER_ID, ...clientOpts });
+        closers.push(() => client.close());
+        return client;
+      },
+      async adminClient(workload) {
+        const source = await sourceFor(workload);
+        const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
+        if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
+        const client = new BrokerAdminClient({
+          address,
+          svid: source.getX509Svid(),
+          serverBundle,
+          brokerId: BROKER_ID,
+        });
         closers.push(() => client.close());
         return client;
       },

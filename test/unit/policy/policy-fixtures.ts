@@ -4,11 +4,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RoleDefinition } from '../../../src/credentials/backend.js';
-import type { ContextValue, PolicyRequest } from '../../../src/policy/types.js';
+import type { ADMIN_ACTIONS, ContextValue, PolicyRequest } from '../../../src/policy/types.js';
 
 export const SHIPPED_POLICY_DIR = fileURLToPath(new URL('../../../policies/', import.meta.url));
 export const SHIPPED_SCHEMA = path.join(SHIPPED_POLICY_DIR, 'schema.cedarschema');
 export const DEMO_AGENT = 'spiffe://example.org/agents/demo';
+export const SECURITY_ONCALL = 'spiffe://example.org/security/oncall';
+export const OTHER_AGENT = 'spiffe://example.org/agents/builder';
+export const SHIPPED_CASES = path.join(SHIPPED_POLICY_DIR, 'cases.yaml');
+
+/** The agent catalog of the dev stack. */
+export const DEV_CATALOG = [
+  { pattern: 'spiffe://example.org/agents/*', groups: ['agents'] },
+  { pattern: 'spiffe://example.org/security/*', groups: ['security'] },
+];
 
 /** Temp dirs made by `policyDir`, removed by `removePolicyDirs` (call it from `after`). */
 const made: string[] = [];
@@ -50,6 +59,10 @@ export function issueContext(overrides: Record<string, ContextValue> = {}): Reco
     taskAgeSeconds: 10,
     taskRoles: [],
     taskCredentialCount: 0,
+    intent: 'unit test',
+    approved: false,
+    approvalCount: 0,
+    breakGlass: false,
     ...overrides,
   };
 }
@@ -65,6 +78,43 @@ export function issueRequest(
     resource: { type: 'Role', role: forRole },
     context: issueContext(context),
   };
+}
+
+export function decideApprovalRequest(
+  principal: string,
+  forRole: RoleDefinition,
+  context: Record<string, ContextValue> = {},
+): PolicyRequest {
+  return {
+    principal,
+    action: 'DecideApproval',
+    resource: { type: 'Role', role: forRole },
+    context: {
+      environment: 'prod',
+      requester: DEMO_AGENT,
+      changeType: 'destructive',
+      sensitivity: forRole.sensitivity,
+      ttlSeconds: 900,
+      ...context,
+    },
+  };
+}
+
+export function breakGlassRequest(
+  principal: string,
+  forRole: RoleDefinition,
+  context: Record<string, ContextValue> = {},
+): PolicyRequest {
+  return {
+    principal,
+    action: 'BreakGlass',
+    resource: { type: 'Role', role: forRole },
+    context: { target: DEMO_AGENT, ttlSeconds: 3600, reason: 'INC-1: prod is down', ...context },
+  };
+}
+
+export function adminRequest(principal: string, action: (typeof ADMIN_ACTIONS)[number]): PolicyRequest {
+  return { principal, action, resource: { type: 'Broker' }, context: {} };
 }
 
 export function beginTaskRequest(principal: string, environment: string): PolicyRequest {

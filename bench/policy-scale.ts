@@ -1,0 +1,219 @@
+/**
+ * Policy decision latency as the policy set grows: CedarPolicyEngine.authorize on one allowed
+ * IssueCredential request at 10, 100 and 1000 policies, beside the shipped example set (plain,
+ * and through the approval gate on a request that goes pending, which costs two evaluations).
+ *
+ * The generated sets validate against the shipped schema and look like a real catalog: one permit
+ * per agent and role, plus the shipped kinds of forbid (environments, approvals, chaining,
+ * break-glass). Cedar evaluates every policy whose scope could match, so cost grows with the set.
+ *
+ * `npx tsx bench/policy-scale.ts`, or through `npm run bench`. Figures are printed, never asserted.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { RoleDefinition } from '../src/credentials/backend.js';
+import { decideWithApprovalGate } from '../src/policy/approval-gate.js';
+import { CedarPolicyEngine } from '../src/policy/cedar-engine.js';
+import type { ContextValue, PolicyRequest } from '../src/policy/types.js';
+
+const SHIPPED_DIR = fileURLToPath(new URL('../policies/', import.meta.url));
+const SHIPPED_SCHEMA = path.join(SHIPPED_DIR, 'schema.cedarschema');
+const SIZES = [10, 100, 1000] as const;
+/** Measuring time per scenario, split over interleaved rounds so a noisy neighbour hits all alike. */
+const BUDGET_MS = 2000;
+const ROUNDS = 3;
+const WARMUP_DECISIONS = 300;
+/** Distinct requests cycled through, spread over the set (cache effects would otherwise flatter). */
+const REQUESTS_PER_SET = 16;
+
+interface Scenario {
+  name: string;
+  policies: number;
+  loadMs: number;
+  /** One decision; returns whether it came out as expected, so a broken set cannot look fast. */
+  decide: (i: number) => boolean;
+}
+
+export async function runPolicyScaleBench(): Promise<string[]> {
+  const dirs: string[] = [];
+  try {
+    const scenarios = [...shippedScenarios(), ...SIZES.map((n) => generatedScenario(n, dirs))];
+    for (const s of scenarios) {
+      for (let i = 0; i < WARMUP_DECISIONS; i++) {
+        if (!s.decide(i)) throw new Error(`policy-scale: ${s.name} decided unexpectedly`);
+      }
+    }
+    const samples = scenarios.map(() => [] as number[]);
+    const elapsed = scenarios.map(() => 0);
+    for (let round = 0; round < ROUNDS; round++) {
+      scenarios.forEach((s, k) => {
+        const roundStart = performance.now();
+        const until = roundStart + BUDGET_MS / ROUNDS;
+        const into = samples[k] ?? [];
+        for (let i = 0; performance.now() < until; i++) {
+          const t0 = performance.now();
+          s.decide(i);
+          into.push(performance.now() - t0);
+        }
+        elapsed[k] = (elapsed[k] ?? 0) + (performance.now() - roundStart);
+      });
+    }
+
+    const lines = [
+      'policy decision latency: CedarPolicyEngine.authorize, an allowed IssueCredential request, schema-validated',
+      `  ${'set'.padEnd(34)} ${'policies'.padStart(8)} ${'load ms'.padStart(8)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'decisions/s'.padStart(12)}`,
+    ];
+    scenarios.forEach((s, k) => {
+      const sorted = [...(samples[k] ?? [])].sort((a, b) => a - b);
+      const rate = (sorted.length / (elapsed[k] ?? 1)) * 1000;
+      lines.push(
+        `  ${s.name.padEnd(34)} ${String(s.policies).padStart(8)} ${s.loadMs.toFixed(0).padStart(8)} ` +
+          `${micros(percentile(sorted, 0.5)).padStart(8)} ${micros(percentile(sorted, 0.99)).padStart(8)} ` +
+          `${rate.toFixed(0).padStart(12)}`,
+      );
+    });
+    return lines;
+  } finally {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function shippedScenarios(): Scenario[] {
+  const t0 = performance.now();
+  const engine = CedarPolicyEngine.load({ policyDir: SHIPPED_DIR });
+  const loadMs = performance.now() - t0;
+  const demo = 'spiffe://example.org/agents/demo';
+  const allowed = issue(demo, role('token/demo', ['dev']), { environment: 'dev' });
+  const pending = issue(demo, role('token/deploy', ['staging', 'prod']), {
+    environment: 'prod',
+    changeType: 'destructive',
+  });
+  return [
+    {
+      name: 'shipped examples',
+      policies: engine.policyIds.length,
+      loadMs,
+      decide: () => engine.authorize(allowed).decision === 'allow',
+    },
+    {
+      name: 'shipped, approval gate (pending)',
+      policies: engine.policyIds.length,
+      loadMs,
+      decide: () => decideWithApprovalGate(engine, pending).outcome === 'approval_required',
+    },
+  ];
+}
+
+/** The shipped kinds of forbid; the rest of the set is permits, one per agent and role. */
+const FORBIDS = [
+  `@id("bench-forbid-environments")
+forbid (principal, action == Action::"IssueCredential", resource is Role)
+when { !resource.environments.isEmpty() && !resource.environments.contains(context.environment) };`,
+  `@id("bench-forbid-destructive") @approvals("2")
+forbid (principal, action == Action::"IssueCredential", resource is Role)
+when { context.environment == "prod" && ["destructive", "admin"].contains(context.changeType) }
+unless { context.approved };`,
+  `@id("bench-forbid-chaining")
+forbid (principal, action == Action::"IssueCredential", resource is Role)
+when { context.environment == "prod" && resource in Backend::"vault" && context.taskRoles.containsAny(["token/logs-read"]) };`,
+  `@id("bench-forbid-restricted-break-glass")
+forbid (principal, action == Action::"IssueCredential", resource is Role)
+when { context.breakGlass && resource.sensitivity == "restricted" };`,
+];
+
+function generatedScenario(size: number, dirs: string[]): Scenario {
+  const permits = size - FORBIDS.length;
+  const dir = mkdtempSync(path.join(tmpdir(), 'svb-policy-scale-'));
+  dirs.push(dir);
+  const text = Array.from(
+    { length: permits },
+    (_, i) => `@id("bench-permit-${i}")
+@reason("agent ${i} may use role ${i} for up to 15 minutes")
+permit (
+  principal == Agent::"${agentOf(i)}",
+  action == Action::"IssueCredential",
+  resource == Role::"token/r${i}"
+)
+when { context.environment == "prod" && context.ttlSeconds <= 900 && context.authMethod == "x509" };`,
+  );
+  writeFileSync(path.join(dir, 'permits.cedar'), `${text.join('\n\n')}\n`);
+  writeFileSync(path.join(dir, 'forbids.cedar'), `${FORBIDS.join('\n\n')}\n`);
+
+  const t0 = performance.now();
+  const engine = CedarPolicyEngine.load({ policyDir: dir, schemaPath: SHIPPED_SCHEMA });
+  const loadMs = performance.now() - t0;
+  const requests = Array.from({ length: REQUESTS_PER_SET }, (_, k) => {
+    const i = Math.floor(((k + 0.5) * permits) / REQUESTS_PER_SET);
+    return issue(agentOf(i), role(`token/r${i}`, ['prod']), { environment: 'prod' });
+  });
+  return {
+    name: 'generated',
+    policies: engine.policyIds.length,
+    loadMs,
+    decide: (i) => engine.authorize(requests[i % requests.length] as PolicyRequest).decision === 'allow',
+  };
+}
+
+function agentOf(i: number): string {
+  return `spiffe://bench.example/agents/a${i}`;
+}
+
+/** Frozen, as the config layer freezes roles, so the engine's role entity cache applies. */
+function role(name: string, environments: string[]): RoleDefinition {
+  Object.freeze(environments);
+  return Object.freeze({
+    name,
+    backend: name.slice(0, name.indexOf('/')),
+    maxTtlSeconds: 900,
+    sensitivity: 'internal',
+    environments,
+    description: 'bench role',
+    settings: {},
+  });
+}
+
+function issue(
+  principal: string,
+  forRole: RoleDefinition,
+  context: Record<string, ContextValue>,
+): PolicyRequest {
+  return {
+    principal,
+    action: 'IssueCredential',
+    resource: { type: 'Role', role: forRole },
+    context: {
+      environment: 'dev',
+      ttlSeconds: 900,
+      sensitivity: 'internal',
+      changeType: 'write',
+      tool: 'bench',
+      justification: 'policy-scale bench',
+      intent: 'bench',
+      authMethod: 'x509',
+      taskAgeSeconds: 10,
+      taskRoles: [],
+      taskCredentialCount: 0,
+      approved: false,
+      approvalCount: 0,
+      breakGlass: false,
+      ...context,
+    },
+  };
+}
+
+function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+}
+
+function micros(ms: number): string {
+  return (ms * 1000).toFixed(1);
+}
+
+const invokedPath = process.argv[1];
+if (invokedPath !== undefined && import.meta.url === pathToFileURL(invokedPath).href) {
+  for (const line of await runPolicyScaleBench()) console.log(line);
+}

@@ -1,0 +1,271 @@
+/**
+ * Administrative use cases: deciding approvals and break-glass. Every call is authorized by
+ * policy (DecideApproval, BreakGlass, WatchAudit), audited, and refused closed.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type {
+  ApprovalRequest,
+  ApprovalState,
+  ApprovalStore,
+  BreakGlassGrant,
+  BreakGlassStore,
+} from '../approvals/types.js';
+import type { AuditEventInput, AuditSink } from '../audit/types.js';
+import type { RoleDefinition } from '../credentials/backend.js';
+import { failedPrecondition, invalidArgument, notFound, permissionDenied, unavailable } from '../errors.js';
+import { parseSpiffeId } from '../identity/spiffe-id.js';
+import type { Caller } from '../identity/types.js';
+import type { PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
+import { decisionFields, denialError } from './decisions.js';
+import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
+
+const APPROVAL_STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'consumed', 'expired'];
+
+export interface BrokerAdminDeps {
+  approvals: ApprovalStore;
+  breakGlass: BreakGlassStore;
+  policy: () => PolicyEngine;
+  roles: ReadonlyMap<string, RoleDefinition>;
+  audit: AuditSink;
+  breakGlassMaxTtlSeconds: number;
+  logger: Logger;
+  now?: () => number;
+  newId?: () => string;
+}
+
+export class BrokerAdmin {
+  private readonly now: () => number;
+  private readonly newId: () => string;
+
+  constructor(private readonly deps: BrokerAdminDeps) {
+    this.now = deps.now ?? Date.now;
+    this.newId = deps.newId ?? randomUUID;
+  }
+
+  /** Requests in a state (default pending) that the caller may decide. */
+  async listApprovals(caller: Caller, input: { state: string }): Promise<ApprovalRequest[]> {
+    const state = (input.state || 'pending') as ApprovalState;
+    if (!APPROVAL_STATES.includes(state)) {
+      throw invalidArgument('state', `must be one of ${APPROVAL_STATES.join(', ')}`);
+    }
+    const all = await this.deps.approvals.list({ state }, this.now());
+    return all.filter((a) => {
+      const role = this.deps.roles.get(a.role);
+      return role !== undefined && this.authorizeDecide(caller, a, role).decision === 'allow';
+    });
+  }
+
+  async decideApproval(
+    caller: Caller,
+    input: { approvalId: string; approve: boolean; reason: string },
+  ): Promise<{ approval: ApprovalRequest; outcome: 'recorded' | 'approved' | 'denied' }> {
+    const approvalId = requireTaskId(input.approvalId, 'approval_id');
+    const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
+    if (!reason) throw invalidArgument('reason', 'is required');
+    const now = this.now();
+    const request = await this.deps.approvals.get(approvalId, now);
+    if (!request) throw notFound('approval_not_found', 'approval not found');
+    const role = this.deps.roles.get(request.role);
+    if (!role) throw failedPrecondition('role_removed', `role "${request.role}" is no longer configured`);
+
+    const base = {
+      agent: caller.spiffeId,
+      approval: request.id,
+      requester: request.requester,
+      task: request.taskId,
+      role: request.role,
+      environment: request.environment,
+      approve: input.approve,
+      reason,
+    };
+    if (request.requester === caller.spiffeId) {
+      await this.record({ type: 'approval.decision_refused', ...base, refusal: 'self_approval' });
+      throw permissionDenied('the requester cannot decide its own request', [], 'self_approval');
+    }
+    const decision = this.authorizeDecide(caller, request, role);
+    if (decision.decision !== 'allow') {
+      await this.record({
+        type: 'approval.decision_refused',
+        ...base,
+        refusal: 'policy',
+        ...decisionFields(decision),
+      });
+      throw denialError(decision, `DecideApproval for "${request.role}"`);
+    }
+
+    const { outcome, request: after } = await this.deps.approvals.decide(approvalId, {
+      approver: caller.spiffeId,
+      approve: input.approve,
+      reason,
+      at: now,
+    });
+    switch (outcome) {
+      case 'approved':
+      case 'recorded':
+      case 'denied': {
+        if (!after) throw unavailable('approval_store_inconsistent', 'approval store returned no record');
+        await this.record({
+          type: outcome === 'denied' ? 'approval.denied' : 'approval.approved',
+          ...base,
+          outcome,
+          approvals_received: after.approvals.length,
+          approvals_required: after.required,
+          ...decisionFields(decision),
+        });
+        return { approval: after, outcome };
+      }
+      case 'not_found':
+        throw notFound('approval_not_found', 'approval not found');
+      case 'self_approval':
+        throw permissionDenied('the requester cannot decide its own request', [], 'self_approval');
+      case 'duplicate_approver':
+        throw failedPrecondition(
+          'duplicate_approver',
+          'you already approved this request; another approver is needed',
+        );
+      case 'expired':
+        throw failedPrecondition('approval_expired', 'the approval request has expired');
+      case 'not_pending':
+        throw failedPrecondition('approval_not_pending', `the approval request is already ${request.state}`);
+    }
+  }
+
+  async grantBreakGlass(
+    caller: Caller,
+    input: { agent: string; taskId: string; roles: string[]; reason: string; ttlSeconds: number },
+  ): Promise<BreakGlassGrant> {
+    let agent: string;
+    try {
+      agent = parseSpiffeId(input.agent, 'agent').toString();
+    } catch {
+      throw invalidArgument('agent', 'must be the SPIFFE ID of an agent');
+    }
+    const taskId = input.taskId ? requireTaskId(input.taskId) : undefined;
+    if (input.roles.length === 0) throw invalidArgument('roles', 'name at least one role');
+    const roles = [...new Set(input.roles.map((r) => requireRoleName(r)))];
+    for (const r of roles) if (!this.deps.roles.has(r)) throw invalidArgument('roles', `unknown role "${r}"`);
+    const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
+    if (!reason) throw invalidArgument('reason', 'is required: say why the glass is broken');
+    const max = this.deps.breakGlassMaxTtlSeconds;
+    if (!Number.isInteger(input.ttlSeconds) || input.ttlSeconds <= 0) {
+      throw invalidArgument('ttl_seconds', `is required (1 to ${max})`);
+    }
+    if (input.ttlSeconds > max)
+      throw invalidArgument('ttl_seconds', `must be at most ${max} (the break-glass cap)`);
+
+    const base = {
+      agent: caller.spiffeId,
+      target: agent,
+      ...(taskId ? { task: taskId } : {}),
+      roles,
+      reason,
+      ttl_seconds: input.ttlSeconds,
+      severity: 'critical',
+    };
+    for (const r of roles) {
+      const decision = this.deps.policy().authorize({
+        principal: caller.spiffeId,
+        action: 'BreakGlass',
+        resource: { type: 'Role', role: this.deps.roles.get(r) as RoleDefinition },
+        context: { target: agent, ttlSeconds: input.ttlSeconds, reason },
+      });
+      if (decision.decision !== 'allow') {
+        await this.record({ type: 'breakglass.denied', ...base, role: r, ...decisionFields(decision) });
+        throw denialError(decision, `BreakGlass for "${r}"`);
+      }
+    }
+    const now = this.now();
+    const grant: BreakGlassGrant = {
+      id: this.newId(),
+      grantedBy: caller.spiffeId,
+      agent,
+      ...(taskId ? { taskId } : {}),
+      roles,
+      reason,
+      createdAt: now,
+      expiresAt: now + input.ttlSeconds * 1000,
+      uses: 0,
+      reviewed: false,
+    };
+    await this.deps.breakGlass.grant(grant);
+    // A grant nobody can account for must not stand: no record, no grant.
+    await this.deps.audit
+      .write({
+        type: 'breakglass.granted',
+        ...base,
+        grant: grant.id,
+        expires_at: new Date(grant.expiresAt).toISOString(),
+      })
+      .catch(async (err: unknown) => {
+        await this.deps.breakGlass
+          .review(grant.id, caller.spiffeId, 'voided: audit unavailable', this.now())
+          .catch(() => undefined);
+        throw unavailable('audit_unavailable', 'audit trail unavailable: break-glass refused', err);
+      });
+    return grant;
+  }
+
+  async listBreakGlass(caller: Caller): Promise<BreakGlassGrant[]> {
+    this.authorizeAudit(caller, 'ListBreakGlass');
+    return this.deps.breakGlass.listUnreviewed();
+  }
+
+  async reviewBreakGlass(caller: Caller, input: { grantId: string; note: string }): Promise<BreakGlassGrant> {
+    const grantId = requireTaskId(input.grantId, 'grant_id');
+    const note = boundedText(input.note.trim(), 'note', LIMITS.reason);
+    if (!note) throw invalidArgument('note', 'is required: record what the review found');
+    this.authorizeAudit(caller, 'ReviewBreakGlass');
+    const reviewed = await this.deps.breakGlass.review(grantId, caller.spiffeId, note, this.now());
+    if (!reviewed) throw notFound('grant_not_found', 'break-glass grant not found');
+    await this.record({
+      type: 'breakglass.reviewed',
+      agent: caller.spiffeId,
+      grant: grantId,
+      target: reviewed.agent,
+      uses: reviewed.uses,
+      note,
+    });
+    return reviewed;
+  }
+
+  private authorizeDecide(caller: Caller, request: ApprovalRequest, role: RoleDefinition): PolicyDecision {
+    const req: PolicyRequest = {
+      principal: caller.spiffeId,
+      action: 'DecideApproval',
+      resource: { type: 'Role', role },
+      context: {
+        environment: request.environment,
+        requester: request.requester,
+        changeType: request.changeType,
+        sensitivity: request.sensitivity,
+        ttlSeconds: request.ttlSeconds,
+      },
+    };
+    return this.deps.policy().authorize(req);
+  }
+
+  /** Reviewing break-glass use is audit work: the WatchAudit admin action governs it. */
+  private authorizeAudit(caller: Caller, what: string): void {
+    const decision = this.deps.policy().authorize({
+      principal: caller.spiffeId,
+      action: 'WatchAudit',
+      resource: { type: 'Broker' },
+      context: {},
+    });
+    if (decision.decision !== 'allow') throw denialError(decision, what);
+  }
+
+  /** Admin records must be written: an unrecorded admin action is refused. */
+  private async record(event: AuditEventInput): Promise<void> {
+    try {
+      await this.deps.audit.write(event);
+    } catch (err) {
+      this.deps.logger.error(
+        { err: { message: (err as Error).message }, type: event.type },
+        'admin audit write failed',
+      );
+      throw unavailable('audit_unavailable', 'audit trail unavailable: admin action refused', err);
+    }
+  }
+}

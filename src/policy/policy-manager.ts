@@ -1,0 +1,142 @@
+/**
+ * Hot reload of the policy set. A new set is read, validated and preparsed beside the one in
+ * service and replaces it only when all of that succeeded: a bad set keeps the old one serving.
+ *
+ * `reload()` is synchronous from reading the files to the swap, so two reloads (a SIGHUP and a
+ * file change, say) can never interleave, and every request sees either the old engine or the
+ * new one. Callers read `current` per request and keep what they got for that request.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import { CedarPolicyEngine, type CedarEngineOptions } from './cedar-engine.js';
+import { DEFAULT_SCHEMA_FILE, readPolicyBundle } from './policy-bundle.js';
+import { PolicyLoadError, type PolicyProblem } from './policy-load-error.js';
+
+/** Quiet period after the last file event before reloading: an editor or a ConfigMap update
+ * writes several files, and reloading halfway would report a transient failure (or a set that
+ * is valid but incomplete). */
+export const DEFAULT_WATCH_DEBOUNCE_MS = 200;
+
+export interface PolicyManagerOptions extends CedarEngineOptions {
+  /** A new set took effect. Not called when a reload found the same content. */
+  onReloaded?: (digest: string, previousDigest: string) => void;
+  /** A reload was refused; the set in service is unchanged. */
+  onReloadFailed?: (problems: PolicyProblem[]) => void;
+  /** The file watcher stopped (e.g. the directory was removed); reload() still works. */
+  onWatchError?: (err: Error) => void;
+  /** Reload when a file in the policy directory (or the schema file) changes. */
+  watch?: boolean;
+  debounceMs?: number;
+}
+
+export interface PolicyReloadResult {
+  ok: boolean;
+  /** The digest in service after the reload (unchanged when it failed or found the same content). */
+  digest: string;
+  /** True when a new set took effect. */
+  changed: boolean;
+  /** Why the reload was refused (only when ok is false). */
+  problems?: PolicyProblem[];
+}
+
+export class PolicyManager {
+  private engine: CedarPolicyEngine;
+  private readonly watchers: FSWatcher[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly options: PolicyManagerOptions,
+    initial: CedarPolicyEngine,
+  ) {
+    this.engine = initial;
+  }
+
+  /** Loads the initial set (throws PolicyLoadError when it is invalid) and starts watching. */
+  static load(options: PolicyManagerOptions): PolicyManager {
+    const manager = new PolicyManager(options, CedarPolicyEngine.load(options));
+    if (options.watch === true) manager.startWatching();
+    return manager;
+  }
+
+  /**
+   * The engine in service. Still answers after close(), so requests draining during shutdown
+   * are decided by the last good set.
+   */
+  get current(): CedarPolicyEngine {
+    return this.engine;
+  }
+
+  /** Reads the directory again; swaps in the new set only if it is valid and different. */
+  reload(): PolicyReloadResult {
+    if (this.closed) throw new Error('policy: reload after the policy manager was closed');
+    const previous = this.engine;
+    let next: CedarPolicyEngine;
+    try {
+      const read = readPolicyBundle(this.options.policyDir, this.options.schemaPath);
+      // Same content, same digest: nothing to do, and nothing to announce.
+      if (read.bundle?.digest === previous.digest) {
+        return { ok: true, digest: previous.digest, changed: false };
+      }
+      next = CedarPolicyEngine.fromBundle(this.options, read);
+    } catch (err) {
+      const problems = problemsOf(err, this.options.policyDir);
+      this.options.onReloadFailed?.(problems);
+      return { ok: false, digest: previous.digest, changed: false, problems };
+    }
+    this.engine = next;
+    this.options.onReloaded?.(next.digest, previous.digest);
+    return { ok: true, digest: next.digest, changed: true };
+  }
+
+  /** Stops watching. Idempotent; reload() fails afterwards, `current` keeps answering. */
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const w of this.watchers.splice(0)) w.close();
+  }
+
+  private startWatching(): void {
+    const dir = path.resolve(this.options.policyDir);
+    const schema = path.resolve(this.options.schemaPath ?? path.join(dir, DEFAULT_SCHEMA_FILE));
+    // Any change in the directory may matter: a ConfigMap update swaps a `..data` symlink rather
+    // than touching the *.cedar names, and an editor saves through a temporary file and rename.
+    this.watchDir(dir, () => true);
+    const schemaDir = path.dirname(schema);
+    if (schemaDir !== dir) {
+      // The directory, not the file: a watch on a file follows its inode, which an atomic
+      // replace (rename over it) leaves behind.
+      const name = path.basename(schema);
+      this.watchDir(schemaDir, (f) => f === null || f === name || f.startsWith('..'));
+    }
+  }
+
+  private watchDir(dir: string, relevant: (filename: string | null) => boolean): void {
+    // Not persistent: the server keeps the process alive, a watcher alone should not.
+    const watcher = watch(dir, { persistent: false }, (_event, filename) => {
+      if (relevant(filename === null ? null : filename.toString())) this.scheduleReload();
+    });
+    watcher.on('error', (err: Error) => {
+      watcher.close();
+      this.options.onWatchError?.(err);
+    });
+    this.watchers.push(watcher);
+  }
+
+  private scheduleReload(): void {
+    if (this.closed) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.closed) this.reload();
+    }, this.options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS);
+    this.timer.unref();
+  }
+}
+
+function problemsOf(err: unknown, dir: string): PolicyProblem[] {
+  if (err instanceof PolicyLoadError) return [...err.problems];
+  // Not a problem in the files (a cedar-wasm failure while preparsing): still refused, and said.
+  return [{ file: dir, message: err instanceof Error ? err.message : String(err) }];
+}
