@@ -2,6 +2,8 @@
  * The PolicyEngine over Cedar. The policy set and schema are parsed once at load, into the wasm
  * module's cache, and every request refers to them by id: handing Cedar the policy text per call
  * costs about three times as much (bench/cedar-micro.ts).
+ *
+ * An engine never changes once built; a reload builds a new one beside it (policy-manager.ts).
  */
 import {
   preparsePolicySet,

@@ -1,6 +1,7 @@
 /**
- * Why a policy set was refused. Loading happens at startup (and on a future reload), never on a
- * caller's request, so this is a plain Error for operators rather than a caller-facing BrokerError.
+ * Why a policy set was refused. Loading happens at startup and on reload (policy-manager.ts),
+ * never on a caller's request, so this is a plain Error for operators rather than a caller-facing
+ * BrokerError.
  */
 
 /** One problem with a policy directory. `line`/`column` are 1-based and point into `file`. */

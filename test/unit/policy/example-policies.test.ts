@@ -39,9 +39,7 @@ const ADMIN = frozen(role('token/admin', { environments: ['prod'], sensitivity: 
 const LOGS = frozen(role('token/logs-read'));
 const SECRETS = frozen(role('token/secrets-read', { sensitivity: 'confidential' }));
 const VAULT_DB = frozen(role('vault/db-readonly', { sensitivity: 'confidential' }));
-const SIGNING_KEYS = frozen(
-  role('token/signing-keys', { environments: ['prod'], sensitivity: 'restricted' }),
-);
+const CUSTOMER_DATA = frozen(role('token/customer-data', { sensitivity: 'restricted' }));
 
 type Expect =
   | { outcome: 'allow' | 'deny'; policies: string[] }
@@ -220,7 +218,7 @@ const CASES: Case[] = [
   },
   {
     name: 'break-glass, restricted role',
-    request: issueRequest(OTHER_AGENT, SIGNING_KEYS, { ...prod, breakGlass: true }),
+    request: issueRequest(OTHER_AGENT, CUSTOMER_DATA, { ...prod, breakGlass: true }),
     expect: deny('break-glass-never-restricted'),
   },
   {
@@ -259,7 +257,7 @@ const CASES: Case[] = [
   },
   {
     name: 'no grant for a restricted role',
-    request: breakGlassRequest(SECURITY_ONCALL, SIGNING_KEYS),
+    request: breakGlassRequest(SECURITY_ONCALL, CUSTOMER_DATA),
     expect: deny(),
   },
   {

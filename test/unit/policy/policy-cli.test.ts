@@ -1,6 +1,11 @@
+// @peculiar/x509 (under the dev stack) needs reflect-metadata loaded before it is evaluated.
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { runPolicyTest, runPolicyValidate } from '../../../src/cli/policy.js';
+import { devAgents, devRoles } from '../../../src/dev/dev-stack.js';
 import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
 import {
   SHIPPED_CASES,
@@ -54,7 +59,8 @@ describe('svid-broker policy (CLI)', () => {
 
     it('prints every problem with its file and line, and exits 1', async () => {
       const dir = policyDir({
-        'a.cedar': '@id("a")\npermit (principal, action, resource) when { context.nope };\n',
+        'a.cedar':
+          '@id("a")\npermit (principal, action == Action::"BeginTask", resource) when { context.nope };\n',
         'b.cedar': '\n@id("b") @approvals("0")\nforbid (principal, action, resource);\n',
       });
       const { code, out, err } = await capture(() => runPolicyValidate(dir, { schema: SHIPPED_SCHEMA }));
@@ -76,6 +82,23 @@ describe('svid-broker policy (CLI)', () => {
       assert.ok(passes >= 40, `only ${passes} cases`);
       assert.equal(out.at(-1), `${passes} passed, 0 failed`);
       assert.equal(code, 0);
+    });
+
+    it('describes the dev stack: the same agent catalog, and its roles as configured', () => {
+      const file = parseYaml(readFileSync(SHIPPED_CASES, 'utf8')) as {
+        agents: unknown;
+        roles: Record<string, Record<string, unknown>>;
+      };
+      assert.deepEqual(file.agents, devAgents());
+      const dev = devRoles();
+      for (const [name, r] of Object.entries(dev)) {
+        const described = file.roles[name];
+        assert.ok(described, `cases.yaml does not describe the dev role ${name}`);
+        for (const key of ['sensitivity', 'maxTtlSeconds'] as const) {
+          assert.deepEqual(described[key], r[key], `${name}.${key}`);
+        }
+        assert.deepEqual(described['environments'] ?? [], r['environments'], `${name}.environments`);
+      }
     });
 
     it('prints FAIL with what differed, counts it, and exits 1', async () => {
