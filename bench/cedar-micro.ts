@@ -56,6 +56,10 @@ const request: PolicyRequest = {
     taskAgeSeconds: 10,
     taskRoles: [],
     taskCredentialCount: 0,
+    intent: 'bench',
+    approved: false,
+    approvalCount: 0,
+    breakGlass: false,
   },
 };
 

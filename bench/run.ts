@@ -28,6 +28,7 @@
  *          --node-arg=ARG (repeatable: extra node/V8 flag for the broker process, e.g. --node-arg=--trace-deopt)
  *          --broker-stdout=FILE (what the broker prints on stdout besides its ports; default: this stderr)
  */
+import { runPolicyScaleBench } from './policy-scale.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   copyFileSync,
@@ -618,7 +619,15 @@ function report(
   for (const v of verdicts) console.log(`  ${v}`);
 }
 
-main().catch((err: unknown) => {
-  console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
-  process.exit(1);
-});
+async function policyScale(): Promise<void> {
+  if (process.argv.includes('--no-policy-scale')) return;
+  console.log('\npolicy decision latency by policy set size (engine only, same run):');
+  for (const line of await runPolicyScaleBench()) console.log(line);
+}
+
+main()
+  .then(policyScale)
+  .catch((err: unknown) => {
+    console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  });

@@ -165,8 +165,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         logger.info({ digest, previousDigest }, 'policy set reloaded');
         policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
       },
+      onWatchError: (err) =>
+        logger.error(
+          { err: { message: (err as Error).message } },
+          'policy watch failed: SIGHUP still reloads',
+        ),
       onReloadFailed: (problems) => {
-        const list = problems.map((p) => (typeof p === 'string' ? p : formatPolicyProblem(p)));
+        const list = problems.map((p) => formatPolicyProblem(p));
         logger.error({ problems: list }, 'policy reload failed: keeping the previous set');
         policyEvent({
           type: 'policy.reload_failed',

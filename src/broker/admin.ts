@@ -141,6 +141,9 @@ export class BrokerAdmin {
     } catch {
       throw invalidArgument('agent', 'must be the SPIFFE ID of an agent');
     }
+    // Cedar cannot compare context.target with the principal, so the two-person rule is here.
+    if (agent === caller.spiffeId)
+      throw permissionDenied('break-glass cannot be granted to yourself', [], 'self_grant');
     const taskId = input.taskId ? requireTaskId(input.taskId) : undefined;
     if (input.roles.length === 0) throw invalidArgument('roles', 'name at least one role');
     const roles = [...new Set(input.roles.map((r) => requireRoleName(r)))];

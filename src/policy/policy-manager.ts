@@ -22,7 +22,10 @@ export interface PolicyManagerOptions extends CedarEngineOptions {
   onReloaded?: (digest: string, previousDigest: string) => void;
   /** A reload was refused; the set in service is unchanged. */
   onReloadFailed?: (problems: PolicyProblem[]) => void;
-  /** The file watcher stopped (e.g. the directory was removed); reload() still works. */
+  /**
+   * The file watcher stopped (e.g. the directory was removed; reload() still works), or a
+   * reload it started threw from one of the callbacks above.
+   */
   onWatchError?: (err: Error) => void;
   /** Reload when a file in the policy directory (or the schema file) changes. */
   watch?: boolean;
@@ -113,10 +116,18 @@ export class PolicyManager {
   }
 
   private watchDir(dir: string, relevant: (filename: string | null) => boolean): void {
-    // Not persistent: the server keeps the process alive, a watcher alone should not.
-    const watcher = watch(dir, { persistent: false }, (_event, filename) => {
-      if (relevant(filename === null ? null : filename.toString())) this.scheduleReload();
-    });
+    let watcher: FSWatcher;
+    try {
+      // Not persistent: the server keeps the process alive, a watcher alone should not.
+      watcher = watch(dir, { persistent: false }, (_event, filename) => {
+        if (relevant(filename === null ? null : filename.toString())) this.scheduleReload();
+      });
+    } catch (err) {
+      // Out of inotify watches, say: reload on SIGHUP still works, so say so rather than not start.
+      if (this.options.onWatchError === undefined) throw err;
+      this.options.onWatchError(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
     watcher.on('error', (err: Error) => {
       watcher.close();
       this.options.onWatchError?.(err);
@@ -129,7 +140,13 @@ export class PolicyManager {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.closed) this.reload();
+      if (this.closed) return;
+      try {
+        this.reload();
+      } catch (err) {
+        // Only a throwing callback gets here; from a timer it would take the process down.
+        this.options.onWatchError?.(err instanceof Error ? err : new Error(String(err)));
+      }
     }, this.options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS);
     this.timer.unref();
   }

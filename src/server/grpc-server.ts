@@ -153,7 +153,9 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
           caller = await deps.authenticator.authenticate(call, call.metadata);
         } catch (err) {
           await auditAuthDenied(deps, err, method, call.getPeer());
-          call.destroy(toServiceError(err, logger, method) as ServiceError);
+          // grpc-js sends a stream's status from its 'error' event; destroy() would drop it and
+          // leave the client waiting forever.
+          call.emit('error', toServiceError(err, logger, method));
           return;
         }
         try {
@@ -176,7 +178,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
           call.write({ state: 'issued', approvals_received: 0, approvals_required: 0, issued: msg });
           call.end();
         } catch (err) {
-          if (!abort.signal.aborted) call.destroy(toServiceError(err, logger, method) as ServiceError);
+          if (!abort.signal.aborted) call.emit('error', toServiceError(err, logger, method));
         }
       })();
     },

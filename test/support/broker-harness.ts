@@ -286,3 +286,19 @@ export async function grpcError(
   }
   throw new Error('expected the call to fail');
 }
+
+/**
+ * A BreakGlassStore on the harness's Redis data (shared redis-server, same key prefix), for tests
+ * that must plant a grant no policy would let BrokerAdmin create. Close it when done.
+ */
+export async function breakGlassStoreFor(
+  h: Pick<Harness, 'redisPrefix'>,
+): Promise<{ store: import('../../src/approvals/types.js').BreakGlassStore; close(): void }> {
+  const { RedisBreakGlassStore } = await import('../../src/approvals/redis-break-glass-store.js');
+  const { createRedisClient } = await import('../../src/leases/redis-lease-store.js');
+  const redis = createRedisClient((await sharedRedis()).url);
+  return {
+    store: new RedisBreakGlassStore(redis, { prefix: h.redisPrefix }),
+    close: () => redis.disconnect(),
+  };
+}

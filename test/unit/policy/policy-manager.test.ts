@@ -192,6 +192,24 @@ describe('PolicyManager', () => {
       assert.notEqual(manager.current.digest, old);
     });
 
+    it('hands a throwing callback to onWatchError instead of crashing the process', async () => {
+      const dir = dirWith(ALLOW_DEV);
+      const watchErrors: Error[] = [];
+      const manager = manage({
+        policyDir: dir,
+        watch: true,
+        debounceMs: 20,
+        onReloaded: () => {
+          throw new Error('callback failed');
+        },
+        onWatchError: (err) => watchErrors.push(err),
+      });
+      writeFileSync(path.join(dir, 'main.cedar'), ALLOW_PROD);
+      await eventually(() => watchErrors.length > 0, 'the callback error');
+      assert.equal(watchErrors[0]?.message, 'callback failed');
+      assert.equal(beginsIn(manager, 'prod'), true, 'the new set took effect before the callback');
+    });
+
     it('stops watching on close()', async () => {
       const dir = dirWith(ALLOW_DEV);
       const events = recorder();
