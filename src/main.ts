@@ -148,9 +148,10 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })),
     );
     const agentGroups = (id: string): string[] => catalog.groupsOf(id);
-    let auditForReloads: AuditSink | undefined;
+    // Filled once the audit sink exists (step 4); reloads only happen after startup.
+    const reloadAudit: { sink?: AuditSink } = {};
     const policyEvent = (event: AuditEventInput): void => {
-      auditForReloads
+      reloadAudit.sink
         ?.write(event)
         .catch((err: unknown) =>
           logger.error({ err: { message: (err as Error).message }, type: event.type }, 'audit write failed'),
@@ -234,7 +235,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       const built = audit;
       cleanups.push(() => built.close());
     }
-    auditForReloads = audit;
+    reloadAudit.sink = audit;
 
     // 5. Backends and the role catalog, validated together.
     const roles = roleDefinitions(config);

@@ -25,7 +25,7 @@ import type { Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.
 import type { ApprovalRequest, ApprovalStore, BreakGlassStore } from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
-import type { PolicyDecision, PolicyEngine } from '../policy/types.js';
+import type { PolicyEngine } from '../policy/types.js';
 import { approvalDigest } from './approval-digest.js';
 import { decisionFields, denialError } from './decisions.js';
 import {

@@ -19,7 +19,7 @@ import type { AuditSink } from '../audit/types.js';
 import type { ApprovalDecisionRecord, ApprovalRequest, BreakGlassGrant } from '../approvals/types.js';
 import type { BrokerAdmin } from '../broker/admin.js';
 import type { Broker, IssueOutcome } from '../broker/broker.js';
-import { isBrokerError } from '../errors.js';
+import { isBrokerError, unavailable } from '../errors.js';
 import type { Caller } from '../identity/types.js';
 import type { Task } from '../leases/types.js';
 import type { Authenticator } from './authenticate.js';
@@ -117,6 +117,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       })();
     };
 
+  const waits = new Set<() => void>();
   const impl: UntypedServiceImplementation = {
     BeginTask: unary<BeginTaskRequestMsg, TaskMsg>('BeginTask', async (caller, req) =>
       taskToMsg(
@@ -147,6 +148,23 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       const method = 'AwaitApproval';
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
+      // Shutdown ends open waits with UNAVAILABLE (the approval is in Redis: the agent waits again
+      // on another replica) instead of holding the drain for its whole grace period.
+      const onShutdown = (): void => {
+        if (abort.signal.aborted) return;
+        abort.abort();
+        call.emit(
+          'error',
+          toServiceError(
+            unavailable('shutting_down', 'broker shutting down: call AwaitApproval again'),
+            logger,
+            method,
+          ),
+        );
+      };
+      waits.add(onShutdown);
+      call.on('finish', () => waits.delete(onShutdown));
+      call.on('close', () => waits.delete(onShutdown));
       void (async () => {
         let caller: Caller;
         try {
@@ -261,6 +279,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     health,
     async shutdown(graceMs = 10_000) {
       health.setStatus('', 'NOT_SERVING');
+      for (const end of [...waits]) end();
       health.setStatus(BROKER_SERVICE, 'NOT_SERVING');
       health.setStatus(ADMIN_SERVICE, 'NOT_SERVING');
       await new Promise<void>((resolve) => {

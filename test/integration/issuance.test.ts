@@ -389,7 +389,9 @@ describe('integration: issuance', function () {
     });
 
     it('PERMISSION_DENIED for BeginTask in an environment no policy permits', async () => {
-      const err = await failing(demo.beginTask({ environment: 'prod' }));
+      // Only the demo agent may work in prod (begin-task-demo-prod); any other agent is default-denied.
+      const other = await h.client('other');
+      const err = await failing(other.beginTask({ environment: 'prod' }));
       assert.equal(err.code, status.PERMISSION_DENIED);
       assert.match(err.details, /default deny/);
     });

@@ -141,7 +141,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const redisPrefix = opts.redisPrefix ?? randomPrefix();
     const storeKind =
       typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
-    const redisUrl = storeKind === 'redis' ? (await sharedRedis()).url : 'redis://127.0.0.1:1';
+    // An injected lease store still leaves approvals, break-glass and budgets on the shared Redis.
+    const redisUrl = storeKind === 'memory' ? 'redis://127.0.0.1:1' : (await sharedRedis()).url;
     const auditFile = join(dir, 'audit.jsonl');
     const extra = opts.config ?? {};
     const config = parseConfig({
