@@ -196,7 +196,9 @@ function buildBroker(): { script: string; dir: string } {
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     const run = spawnSync(process.execPath, [tsc, '-p', tsconfig], { encoding: 'utf8' });
     if (run.status !== 0) throw new Error(`tsc failed:\n${run.stdout}${run.stderr}`);
-    cpSync(join(REPO, 'src', 'leases', 'lua'), join(dir, 'src', 'leases', 'lua'), { recursive: true });
+    for (const part of ['leases', 'approvals', 'budgets']) {
+      cpSync(join(REPO, 'src', part, 'lua'), join(dir, 'src', part, 'lua'), { recursive: true });
+    }
     copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
     for (const link of ['node_modules', 'proto', 'policies']) symlinkSync(join(REPO, link), join(dir, link));
     return { script: join(dir, 'bench', 'broker-process.js'), dir };
