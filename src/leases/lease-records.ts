@@ -3,9 +3,10 @@
  * the same inputs with the same errors.
  */
 import { BrokerError, failedPrecondition, invalidArgument } from '../errors.js';
-import type { Lease, LeaseState, Task, TaskState } from './types.js';
+import type { Lease, LeaseEndState, RevokeOutcome, Task, TaskState } from './types.js';
 
-export const LEASE_END_STATES: readonly LeaseState[] = ['revoked', 'expired', 'revoke_failed'];
+export const LEASE_END_STATES: readonly LeaseEndState[] = ['revoking', 'revoked', 'expired', 'revoke_failed'];
+export const REVOKE_OUTCOMES: readonly RevokeOutcome[] = ['revoked', 'revoke_failed'];
 export const TASK_END_STATES: readonly TaskState[] = ['ended', 'expired'];
 
 /** Reason recorded on leases and tasks that a reaper claims. */

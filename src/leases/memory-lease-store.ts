@@ -12,6 +12,7 @@ import {
   EXPIRED_REASON,
   LEASE_END_STATES,
   leaseExists,
+  REVOKE_OUTCOMES,
   requireLimit,
   requireRetentionSeconds,
   requireTime,
@@ -21,7 +22,16 @@ import {
   validateNewLease,
   validateNewTask,
 } from './lease-records.js';
-import type { Lease, LeaseFilter, LeaseStore, PutLeaseResult, Task, TaskLeaseSummary } from './types.js';
+import type {
+  Lease,
+  LeaseEndState,
+  LeaseFilter,
+  LeaseStore,
+  PutLeaseResult,
+  RevokeOutcome,
+  Task,
+  TaskLeaseSummary,
+} from './types.js';
 
 export interface MemoryLeaseStoreOptions {
   /** How long ended records stay listable after their expiresAt. Default 7 days. */
@@ -38,6 +48,8 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly durable = false;
   private readonly tasks = new Map<string, Task>();
   private readonly leases = new Map<string, Lease>();
+  /** Ids on the deny list (the Redis store's `revoked` zset): leases revoked or being revoked. */
+  private readonly denied = new Set<string>();
   private readonly retentionMs: number;
   private readonly clock: () => number;
   private closed = false;
@@ -125,13 +137,28 @@ export class MemoryLeaseStore implements LeaseStore {
 
   async markLeaseEnded(
     id: string,
-    state: 'revoked' | 'expired' | 'revoke_failed',
+    state: LeaseEndState,
     reason: string,
     at: number,
   ): Promise<Lease | undefined> {
     this.open();
     validateEnd(LEASE_END_STATES, state, at);
     return this.endLeaseNow(id, state, reason, at);
+  }
+
+  async markRevokeOutcome(
+    id: string,
+    outcome: RevokeOutcome,
+    reason: string,
+    at: number,
+  ): Promise<Lease | undefined> {
+    this.open();
+    validateEnd(REVOKE_OUTCOMES, outcome, at);
+    const lease = this.leases.get(id);
+    if (!lease || lease.state !== 'revoking') return undefined;
+    // Stays on the deny list, as in mark-revoke-outcome-1.lua.
+    Object.assign(lease, { state: outcome, revokeReason: reason, revokedAt: at });
+    return structuredClone(lease);
   }
 
   async claimExpiredLeases(now: number, limit: number): Promise<Lease[]> {
@@ -160,7 +187,7 @@ export class MemoryLeaseStore implements LeaseStore {
     this.open();
     requireTime('now', now);
     return [...this.leases.values()]
-      .filter((l) => l.state === 'revoked' && l.expiresAt > now && (!backend || l.backend === backend))
+      .filter((l) => this.denied.has(l.id) && l.expiresAt > now && (!backend || l.backend === backend))
       .sort(byExpiry)
       .map((l) => structuredClone(l));
   }
@@ -173,6 +200,7 @@ export class MemoryLeaseStore implements LeaseStore {
     this.closed = true;
     this.tasks.clear();
     this.leases.clear();
+    this.denied.clear();
   }
 
   /** Fails like a closed Redis client would, and drops what Redis would have expired by now. */
@@ -181,8 +209,13 @@ export class MemoryLeaseStore implements LeaseStore {
     const horizon = this.clock() - this.retentionMs;
     for (const [id, t] of this.tasks)
       if (t.state !== 'active' && t.expiresAt <= horizon) this.tasks.delete(id);
-    for (const [id, l] of this.leases)
-      if (l.state !== 'active' && l.expiresAt <= horizon) this.leases.delete(id);
+    // A lease being revoked keeps its record until its outcome is set, as in Redis (no TTL).
+    for (const [id, l] of this.leases) {
+      if (l.state !== 'active' && l.state !== 'revoking' && l.expiresAt <= horizon) {
+        this.leases.delete(id);
+        this.denied.delete(id);
+      }
+    }
   }
 
   private endTaskNow(id: string, state: Task['state'], reason: string, at: number): Task | undefined {
@@ -196,6 +229,7 @@ export class MemoryLeaseStore implements LeaseStore {
     const lease = this.leases.get(id);
     if (!lease || lease.state !== 'active') return undefined;
     Object.assign(lease, { state, revokeReason: reason, revokedAt: at });
+    if (state === 'revoked' || state === 'revoking') this.denied.add(id);
     return structuredClone(lease);
   }
 }

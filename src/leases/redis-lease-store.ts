@@ -8,11 +8,11 @@
  * | key | type | holds | TTL |
  * | --- | --- | --- | --- |
  * | `{svb}:task:<id>` | hash | one task, and its lease tally (`leaseCount`, `leaseRole:<role>`) | none while active; expiresAt + retention once ended/expired |
- * | `{svb}:lease:<id>` | hash | one lease | none while active; expiresAt + retention once revoked/expired/revoke_failed |
+ * | `{svb}:lease:<id>` | hash | one lease | none while active or revoking; expiresAt + retention once revoked/expired/revoke_failed |
  * | `{svb}:active-tasks` | zset | active task ids by expiresAt | none; a task leaves when it ends |
  * | `{svb}:agent-tasks:<spiffeId>` | zset | one agent's active task ids by expiresAt | none; Redis drops it when empty |
  * | `{svb}:active-leases` | zset | active lease ids by expiresAt | none; a lease leaves when it ends |
- * | `{svb}:revoked` | zset | revoked lease ids by expiresAt | none; members pruned once their expiresAt passes |
+ * | `{svb}:revoked` | zset | deny list: lease ids revoked or being revoked, by expiresAt | none; members pruned once their expiresAt passes |
  * | `{svb}:idx:agent:<spiffeId>` | zset | one agent's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:task:<taskId>` | zset | one task's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:env:<env>` | zset | one environment's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
@@ -36,6 +36,7 @@ import {
   EXPIRED_REASON,
   LEASE_END_STATES,
   leaseExists,
+  REVOKE_OUTCOMES,
   requireLimit,
   requireRetentionSeconds,
   requireTime,
@@ -47,10 +48,12 @@ import {
 } from './lease-records.js';
 import type {
   Lease,
+  LeaseEndState,
   LeaseFilter,
   LeaseState,
   LeaseStore,
   PutLeaseResult,
+  RevokeOutcome,
   Task,
   TaskLeaseSummary,
   TaskState,
@@ -69,6 +72,7 @@ const SCRIPT_NAMES = [
   'end-task',
   'put-lease',
   'mark-lease-ended',
+  'mark-revoke-outcome',
   'claim-expired-leases',
   'claim-expired-tasks',
   'list-leases',
@@ -188,8 +192,15 @@ const SCRIPT_CODES = new Map<number, ScriptCode>([
   [-6, 'task_exists'],
   [-7, 'lease_not_found'],
   [-8, 'lease_not_active'],
+  [-9, 'lease_not_revoking'],
 ]);
-type ScriptCode = PutLeaseResult | 'lease_exists' | 'task_exists' | 'lease_not_found' | 'lease_not_active';
+type ScriptCode =
+  | PutLeaseResult
+  | 'lease_exists'
+  | 'task_exists'
+  | 'lease_not_found'
+  | 'lease_not_active'
+  | 'lease_not_revoking';
 
 const PUT_LEASE_RESULTS: readonly PutLeaseResult[] = [
   'ok',
@@ -245,7 +256,7 @@ function listOf(reply: unknown): unknown[] {
   return reply;
 }
 
-const LEASE_STATES: readonly LeaseState[] = ['active', 'revoked', 'expired', 'revoke_failed'];
+const LEASE_STATES: readonly LeaseState[] = ['active', 'revoking', 'revoked', 'expired', 'revoke_failed'];
 const TASK_STATES: readonly TaskState[] = ['active', 'ended', 'expired'];
 
 function text(fields: Record<string, string>, name: string): string {
@@ -535,7 +546,7 @@ export class RedisLeaseStore implements LeaseStore {
 
   async markLeaseEnded(
     id: string,
-    state: 'revoked' | 'expired' | 'revoke_failed',
+    state: LeaseEndState,
     reason: string,
     at: number,
   ): Promise<Lease | undefined> {
@@ -545,6 +556,22 @@ export class RedisLeaseStore implements LeaseStore {
       'mark-lease-ended',
       [k.lease(id), k.activeLeases, k.revoked],
       [id, state, reason, at, this.retentionMs],
+    );
+    const result = interpretReply(reply, id);
+    return result.kind === 'record' ? leaseFromFields(result.fields) : undefined;
+  }
+
+  async markRevokeOutcome(
+    id: string,
+    outcome: RevokeOutcome,
+    reason: string,
+    at: number,
+  ): Promise<Lease | undefined> {
+    validateEnd(REVOKE_OUTCOMES, outcome, at);
+    const reply = await this.run(
+      'mark-revoke-outcome',
+      [this.keys.lease(id)],
+      [outcome, reason, at, this.retentionMs],
     );
     const result = interpretReply(reply, id);
     return result.kind === 'record' ? leaseFromFields(result.fields) : undefined;

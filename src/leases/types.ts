@@ -2,7 +2,18 @@
  * Lease seam. All times are epoch milliseconds.
  */
 export type TaskState = 'active' | 'ended' | 'expired';
-export type LeaseState = 'active' | 'revoked' | 'expired' | 'revoke_failed';
+/**
+ * `revoking`: the broker has ended the lease (it left the active index and is on the deny list) but
+ * the backend has not yet confirmed the revocation; a durable queue finishes it, moving the lease to
+ * `revoked` or, once retries are spent, `revoke_failed` (markRevokeOutcome).
+ */
+export type LeaseState = 'active' | 'revoking' | 'revoked' | 'expired' | 'revoke_failed';
+
+/** States markLeaseEnded moves an active lease to. */
+export type LeaseEndState = 'revoking' | 'revoked' | 'expired' | 'revoke_failed';
+
+/** Final states of a lease that was `revoking`. */
+export type RevokeOutcome = 'revoked' | 'revoke_failed';
 
 export interface Task {
   id: string;
@@ -79,10 +90,22 @@ export interface LeaseStore {
    * summarizes listLeases({ taskId }).
    */
   taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined>;
-  /** Atomically moves an active lease to `revoked`/`expired`/`revoke_failed`; returns the updated lease, or undefined if it was not active. */
-  markLeaseEnded(
+  /**
+   * Atomically moves an active lease to `revoking`/`revoked`/`expired`/`revoke_failed`; returns the
+   * updated lease, or undefined if it was not active. `revoking` and `revoked` put the lease on the
+   * deny list (listRevokedUnexpired) at once.
+   */
+  markLeaseEnded(id: string, state: LeaseEndState, reason: string, at: number): Promise<Lease | undefined>;
+  /**
+   * Atomically moves a `revoking` lease to its outcome, once: `revoked` when the backend confirmed,
+   * `revoke_failed` when retries were spent. `reason` and `at` replace revokeReason and revokedAt.
+   * Returns the updated lease, or undefined if it was not `revoking`. The lease stays on the deny
+   * list either way: a credential the broker set out to revoke is refused downstream even if the
+   * backend never confirmed.
+   */
+  markRevokeOutcome(
     id: string,
-    state: 'revoked' | 'expired' | 'revoke_failed',
+    outcome: RevokeOutcome,
     reason: string,
     at: number,
   ): Promise<Lease | undefined>;
@@ -90,7 +113,10 @@ export interface LeaseStore {
   claimExpiredLeases(now: number, limit: number): Promise<Lease[]>;
   /** Claims up to `limit` active tasks with expiresAt <= now, moving them to `expired`. */
   claimExpiredTasks(now: number, limit: number): Promise<Task[]>;
-  /** Revoked (not expired) leases whose credential is still within its lifetime at `now`, optionally for one backend. */
+  /**
+   * Leases on the deny list (`revoked`, `revoking`, and `revoke_failed` reached from `revoking`)
+   * whose credential is still within its lifetime at `now`, optionally for one backend.
+   */
   listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]>;
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -101,11 +101,19 @@ class FlakyLeaseStore implements LeaseStore {
   }
   markLeaseEnded(
     id: string,
-    state: 'revoked' | 'expired' | 'revoke_failed',
+    state: 'revoking' | 'revoked' | 'expired' | 'revoke_failed',
     reason: string,
     at: number,
   ): Promise<Lease | undefined> {
     return this.inner.markLeaseEnded(id, state, reason, at);
+  }
+  markRevokeOutcome(
+    id: string,
+    outcome: 'revoked' | 'revoke_failed',
+    reason: string,
+    at: number,
+  ): Promise<Lease | undefined> {
+    return this.inner.markRevokeOutcome(id, outcome, reason, at);
   }
   claimExpiredLeases(now: number, limit: number): Promise<Lease[]> {
     return this.inner.claimExpiredLeases(now, limit);

@@ -1,6 +1,8 @@
 --[[
-  Lists revoked leases whose credential is still within its lifetime (expiresAt > now), for a
-  deny list, and prunes the entries whose lifetime has passed.
+  Lists the leases on the deny list whose credential is still within its lifetime
+  (expiresAt > now), and prunes the entries whose lifetime has passed. The deny list holds leases
+  that were `revoked` or `revoking`; a `revoking` lease stays on it whichever outcome it reaches
+  (`revoked`, or `revoke_failed` when the backend never confirmed: it may still be live).
 
   Input:
     KEYS[1] revoked leases     {prefix}:revoked (zset id -> expiresAt)
@@ -30,7 +32,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
     for i = 1, #lease, 2 do
       fields[lease[i]] = lease[i + 1]
     end
-    if fields.state == 'revoked' and (backend == '' or fields.backend == backend) then
+    local denied = fields.state == 'revoked' or fields.state == 'revoking' or fields.state == 'revoke_failed'
+    if denied and (backend == '' or fields.backend == backend) then
       found[#found + 1] = lease
     end
   end

@@ -1,6 +1,8 @@
 --[[
-  Moves an active lease to `revoked`, `expired` or `revoke_failed`, exactly once: of concurrent
-  callers, one gets the lease back and the others get lease_not_active.
+  Moves an active lease to `revoking`, `revoked`, `expired` or `revoke_failed`, exactly once: of
+  concurrent callers, one gets the lease back and the others get lease_not_active. `revoking` and
+  `revoked` leases go on the deny list; a `revoking` lease keeps no TTL until its outcome is set
+  (mark-revoke-outcome).
 
   Input:
     KEYS[1] lease key          {prefix}:lease:<id>
@@ -8,10 +10,10 @@
     KEYS[3] revoked leases     {prefix}:revoked (zset id -> expiresAt)
 
     ARGV[1] lease id
-    ARGV[2] new state: revoked | expired | revoke_failed
+    ARGV[2] new state: revoking | revoked | expired | revoke_failed
     ARGV[3] reason
     ARGV[4] at (epoch ms)
-    ARGV[5] retention (ms): the ended hash is dropped at expiresAt + retention
+    ARGV[5] retention (ms): the ended hash is dropped at expiresAt + retention (not while revoking)
 
   Output:
     the updated lease hash as a flat array, or

@@ -249,7 +249,7 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
     });
 
     describe('markLeaseEnded', () => {
-      for (const state of ['revoked', 'expired', 'revoke_failed'] as const) {
+      for (const state of ['revoking', 'revoked', 'expired', 'revoke_failed'] as const) {
         it(`moves an active lease to ${state} once`, async () => {
           const lease = await activeLease(await activeTask());
           const ended = await store.markLeaseEnded(lease.id, state, 'why', now + 7);
@@ -268,12 +268,12 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         const lease = await activeLease(await activeTask());
         const replicas = await Promise.all([1, 2, 3].map(() => h.replica()));
         const all = [store, ...replicas];
-        const states = ['revoked', 'expired', 'revoke_failed'] as const;
+        const states = ['revoking', 'revoked', 'expired', 'revoke_failed'] as const;
         const results = await Promise.all(
           Array.from({ length: 20 }, (_, i) =>
             (all[i % all.length] as LeaseStore).markLeaseEnded(
               lease.id,
-              states[i % 3] as (typeof states)[number],
+              states[i % states.length] as (typeof states)[number],
               `caller-${i}`,
               now + i,
             ),
@@ -282,6 +282,107 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         const winners = results.filter((r) => r !== undefined);
         assert.equal(winners.length, 1);
         assert.deepEqual(await store.getLease(lease.id), winners[0]);
+      });
+    });
+
+    describe('markRevokeOutcome', () => {
+      async function revokingLease(overrides: Partial<Lease> = {}): Promise<Lease> {
+        const lease = await activeLease(await activeTask(), overrides);
+        const revoking = await store.markLeaseEnded(lease.id, 'revoking', 'task_ended', now + 1);
+        assert.deepEqual(revoking, {
+          ...lease,
+          state: 'revoking',
+          revokeReason: 'task_ended',
+          revokedAt: now + 1,
+        });
+        return lease;
+      }
+
+      for (const outcome of ['revoked', 'revoke_failed'] as const) {
+        it(`moves a revoking lease to ${outcome} once`, async () => {
+          const lease = await revokingLease();
+          const done = await store.markRevokeOutcome(lease.id, outcome, 'task_ended', now + 9);
+          assert.deepEqual(done, {
+            ...lease,
+            state: outcome,
+            revokeReason: 'task_ended',
+            revokedAt: now + 9,
+          });
+          assert.deepEqual(await store.getLease(lease.id), done);
+          assert.equal(await store.markRevokeOutcome(lease.id, 'revoked', 'again', now + 10), undefined);
+          assert.equal(await store.markLeaseEnded(lease.id, 'revoked', 'again', now + 10), undefined);
+          assert.deepEqual(await store.getLease(lease.id), done);
+        });
+      }
+
+      it('answers undefined for a lease that is not revoking, changing nothing', async () => {
+        const task = await activeTask();
+        const active = await activeLease(task);
+        assert.equal(await store.markRevokeOutcome(active.id, 'revoked', 'x', now + 2), undefined);
+        assert.deepEqual(await store.getLease(active.id), active);
+        for (const state of ['revoked', 'expired', 'revoke_failed'] as const) {
+          const lease = await activeLease(task);
+          const ended = await store.markLeaseEnded(lease.id, state, 'why', now + 1);
+          assert.equal(await store.markRevokeOutcome(lease.id, 'revoke_failed', 'x', now + 2), undefined);
+          assert.deepEqual(await store.getLease(lease.id), ended);
+        }
+        assert.equal(await store.markRevokeOutcome('no-such-lease', 'revoked', 'x', now), undefined);
+      });
+
+      it('refuses an outcome other than revoked or revoke_failed', async () => {
+        const lease = await revokingLease();
+        await rejectsWith(
+          store.markRevokeOutcome(lease.id, 'expired' as 'revoked', 'x', now + 2),
+          'INVALID_ARGUMENT',
+        );
+        assert.equal((await store.getLease(lease.id))?.state, 'revoking');
+      });
+
+      it('hands a revoking lease to exactly one of 20 concurrent callers', async () => {
+        const lease = await revokingLease();
+        const replicas = await Promise.all([1, 2, 3].map(() => h.replica()));
+        const all = [store, ...replicas];
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            (all[i % all.length] as LeaseStore).markRevokeOutcome(
+              lease.id,
+              i % 2 ? 'revoked' : 'revoke_failed',
+              `caller-${i}`,
+              now + i,
+            ),
+          ),
+        );
+        const winners = results.filter((r) => r !== undefined);
+        assert.equal(winners.length, 1);
+        assert.deepEqual(await store.getLease(lease.id), winners[0]);
+      });
+
+      it('a revoking lease has left the active index: not listed as active, never claimed as expired', async () => {
+        const lease = await revokingLease({ expiresAt: now + 1000 });
+        assert.deepEqual(await store.listLeases({ state: 'active' }), []);
+        assert.deepEqual(ids(await store.listLeases({ state: 'revoking' })), [lease.id]);
+        assert.deepEqual(await store.claimExpiredLeases(now + 5000, 10), []);
+        assert.equal((await store.getLease(lease.id))?.state, 'revoking');
+      });
+
+      it('keeps a lease on the deny list from revoking on, whatever the outcome', async () => {
+        const task = await activeTask();
+        const toRevoked = await activeLease(task, { expiresAt: now + 5000 });
+        const toFailed = await activeLease(task, {
+          expiresAt: now + 5000,
+          backend: 'vault',
+          role: 'vault/db',
+        });
+        const pending = await activeLease(task, { expiresAt: now + 1000 });
+        for (const l of [toRevoked, toFailed, pending]) {
+          await store.markLeaseEnded(l.id, 'revoking', 'task_ended', now + 1);
+        }
+        assert.deepEqual(ids(await store.listRevokedUnexpired(now + 2)), ids([toRevoked, toFailed, pending]));
+        await store.markRevokeOutcome(toRevoked.id, 'revoked', 'task_ended', now + 3);
+        await store.markRevokeOutcome(toFailed.id, 'revoke_failed', 'task_ended', now + 3);
+        assert.deepEqual(ids(await store.listRevokedUnexpired(now + 4)), ids([toRevoked, toFailed, pending]));
+        assert.deepEqual(ids(await store.listRevokedUnexpired(now + 4, 'vault')), [toFailed.id]);
+        assert.deepEqual(ids(await store.listRevokedUnexpired(now + 1000)), ids([toRevoked, toFailed]));
       });
     });
 
@@ -442,6 +543,20 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         assert.deepEqual(ids(await s.listLeases({ agent: task.agent })), [future.id]);
         assert.deepEqual(ids(await s.listLeases({})), [future.id]);
         assert.deepEqual(ids(await s.listRevokedUnexpired(now)), [future.id]);
+      });
+
+      it('keeps a revoking lease past expiresAt + retention until its outcome is set', async () => {
+        const s = short.store;
+        const task = makeTask(now - 60_000, { expiresAt: now + 60_000 });
+        await s.createTask(task);
+        const lease = makeLease(task, now - 60_000, { expiresAt: now - 1000 });
+        assert.equal(await s.putLease(lease, now - 30_000), 'ok');
+        assert.equal((await s.markLeaseEnded(lease.id, 'revoking', 'task_ended', now))?.state, 'revoking');
+        assert.equal((await s.getLease(lease.id))?.state, 'revoking');
+        assert.deepEqual(ids(await s.listLeases({ taskId: task.id })), [lease.id]);
+        const done = await s.markRevokeOutcome(lease.id, 'revoked', 'task_ended', now + 1);
+        assert.equal(done?.state, 'revoked', 'the caller still sees the record');
+        assert.equal(await s.getLease(lease.id), undefined);
       });
     });
 

@@ -17,7 +17,8 @@ import {
 const AGENTS = ['spiffe://example.org/agent/a', 'spiffe://example.org/agent/b'];
 const ENVS = ['staging', 'prod'];
 const BACKENDS = ['token', 'vault'];
-const LEASE_END = ['revoked', 'expired', 'revoke_failed'] as const;
+const LEASE_END = ['revoking', 'revoked', 'expired', 'revoke_failed'] as const;
+const REVOKE_OUTCOMES = ['revoked', 'revoke_failed'] as const;
 const TASK_END = ['ended', 'expired'] as const;
 
 const pick = <T>(items: readonly T[]): fc.Arbitrary<T> => fc.constantFrom(...items);
@@ -51,6 +52,14 @@ const step = fc.oneof(
     }),
   ),
   w(2, fc.record({ op: fc.constant('markLeaseEnded' as const), lease: leaseNo, state: pick(LEASE_END) })),
+  w(
+    2,
+    fc.record({
+      op: fc.constant('markRevokeOutcome' as const),
+      lease: leaseNo,
+      outcome: pick(REVOKE_OUTCOMES),
+    }),
+  ),
   w(1, fc.record({ op: fc.constant('endTask' as const), task: taskNo, state: pick(TASK_END) })),
   w(2, fc.record({ op: fc.constant('claimExpiredLeases' as const), limit: fc.integer({ min: 0, max: 3 }) })),
   w(1, fc.record({ op: fc.constant('claimExpiredTasks' as const), limit: fc.integer({ min: 0, max: 3 }) })),
@@ -105,6 +114,8 @@ async function apply(store: LeaseStore, s: Step, now: number, base: number): Pro
     }
     case 'markLeaseEnded':
       return store.markLeaseEnded(`lease-${s.lease}`, s.state, 'why', now);
+    case 'markRevokeOutcome':
+      return store.markRevokeOutcome(`lease-${s.lease}`, s.outcome, 'outcome', now);
     case 'endTask':
       return store.endTask(taskId(s.task), s.state, 'why', now);
     case 'claimExpiredLeases':

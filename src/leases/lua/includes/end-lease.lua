@@ -16,11 +16,16 @@ local function endLease(leaseKey, activeLeasesKey, revokedKey, id, state, reason
   local expiresAt = tonumber(fields[2])
   redis.call('HSET', leaseKey, 'state', state, 'revokeReason', reason, 'revokedAt', at)
   redis.call('ZREM', activeLeasesKey, id)
-  if state == 'revoked' then
-    -- Only revoked credentials belong on a deny list; an expired one is dead anyway.
+  if state == 'revoked' or state == 'revoking' then
+    -- Only credentials the broker revokes belong on a deny list (one being revoked already is);
+    -- an expired one is dead anyway.
     redis.call('ZADD', revokedKey, expiresAt, id)
   end
   local record = redis.call('HGETALL', leaseKey)
-  redis.call('PEXPIREAT', leaseKey, expiresAt + retentionMs)
+  if state ~= 'revoking' then
+    -- A lease still being revoked keeps its record until mark-revoke-outcome sets the TTL, so a
+    -- pending revocation can never lose its lease.
+    redis.call('PEXPIREAT', leaseKey, expiresAt + retentionMs)
+  end
   return record
 end

@@ -1,0 +1,275 @@
+/**
+ * Works the revocation queue: claims due jobs, asks each lease's backend to revoke, and records
+ * the outcome in the lease store (`revoking` -> `revoked`, or `revoke_failed` once `maxAttempts`
+ * are spent, with an audit event). Failed attempts are rescheduled with exponential backoff and
+ * jitter. All state lives in the queue, so a worker started after a restart resumes whatever was
+ * pending, and several replicas can run workers at once (a claim goes to exactly one of them).
+ *
+ * Order of the final steps, chosen so that a crash at any point loses nothing: audit, then the
+ * lease transition, then complete(). A crash in between leaves the job claimed; it comes back after
+ * the visibility timeout and runs again (revokes are idempotent, the transition happens once; at
+ * worst the audit event is written twice, never not at all).
+ */
+import type { CredentialBackend } from '../credentials/backend.js';
+import { isBrokerError } from '../errors.js';
+import { boundedError, type ClaimedRevocation, type RevocationQueue } from './revocation-queue.js';
+import type { Lease, LeaseStore, RevokeOutcome } from './types.js';
+
+/** The subset of a pino logger the worker uses. */
+export interface RevocationWorkerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** What the worker reports to the audit trail; shaped to be handed to AuditSink.write as is. */
+export type RevocationAuditEvent = {
+  type: 'lease.revoked' | 'lease.revoke_failed';
+  /** The lease's agent, or '' when the lease record is gone. */
+  agent: string;
+  lease: string;
+  task?: string;
+  role?: string;
+  environment?: string;
+  backend: string;
+  reason: string;
+  attempts: number;
+  /** The last attempt's error message (never a secret), for revoke_failed. */
+  error?: string;
+};
+
+export interface BackoffOptions {
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface RevocationWorkerOptions extends BackoffOptions {
+  queue: RevocationQueue;
+  backends: ReadonlyMap<string, CredentialBackend>;
+  store: LeaseStore;
+  /**
+   * Records an outcome the queue reached: `lease.revoked` after a retry succeeded,
+   * `lease.revoke_failed` when attempts ran out. A rejection leaves the job to come back after the
+   * visibility timeout, so the event is not lost.
+   */
+  audit?: (event: RevocationAuditEvent) => Promise<void>;
+  /** Attempts in all (the broker's inline one included) before a lease is marked revoke_failed. */
+  maxAttempts: number;
+  /** How often the worker looks for due jobs. */
+  intervalMs: number;
+  /** Jobs claimed per queue call. Default 50. */
+  batchSize?: number;
+  logger: RevocationWorkerLogger;
+  now?: () => number;
+  /** Source of jitter in [0, 1). Default Math.random. */
+  random?: () => number;
+}
+
+export interface DrainResult {
+  revoked: number;
+  retried: number;
+  failed: number;
+  /** Jobs left claimed because the store, the queue or the audit trail failed; they come back. */
+  deferred: number;
+}
+
+/**
+ * Delay before the attempt after `attempts` failed ones: base * 2^(attempts-1), capped at max,
+ * with "equal jitter" (half fixed, half random), so retries from many leases spread out while the
+ * delay still grows with every failure.
+ */
+export function revocationBackoff(attempts: number, opts: BackoffOptions, random: () => number): number {
+  const exponent = Math.max(0, attempts - 1);
+  const ceiling = Math.min(opts.maxDelayMs, opts.baseDelayMs * 2 ** Math.min(exponent, 52));
+  const half = ceiling / 2;
+  return Math.round(half + random() * half);
+}
+
+function positiveInteger(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(`revocation worker: ${name} must be a positive integer`);
+  }
+}
+
+/** An error's message, safe to store and audit: backends keep secrets out of their errors. */
+function errorMessage(err: unknown): string {
+  if (isBrokerError(err)) return boundedError(`${err.reason}: ${err.message}`);
+  return boundedError(err instanceof Error ? err.message : String(err));
+}
+
+export class RevocationWorker {
+  private readonly opts: RevocationWorkerOptions;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly batchSize: number;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<DrainResult> | undefined;
+  private running = false;
+  private stopping = false;
+
+  constructor(opts: RevocationWorkerOptions) {
+    positiveInteger('maxAttempts', opts.maxAttempts);
+    positiveInteger('baseDelayMs', opts.baseDelayMs);
+    positiveInteger('maxDelayMs', opts.maxDelayMs);
+    positiveInteger('intervalMs', opts.intervalMs);
+    positiveInteger('batchSize', opts.batchSize ?? 50);
+    if (opts.maxDelayMs < opts.baseDelayMs) {
+      throw new RangeError('revocation worker: maxDelayMs must be >= baseDelayMs');
+    }
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.batchSize = opts.batchSize ?? 50;
+  }
+
+  /** Drains at once (to resume what was pending before a restart), then every intervalMs. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.stopping = false;
+    void this.tick();
+  }
+
+  /** Stops scheduling and waits for the drain in flight, which ends after its current batch. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.inFlight?.catch(() => undefined);
+  }
+
+  /**
+   * Claims and works every job due now. A drain already in flight is joined rather than doubled.
+   * Rejects only if the queue cannot be read; a failing job is counted, not thrown.
+   */
+  drainOnce(): Promise<DrainResult> {
+    if (!this.inFlight) {
+      this.inFlight = this.drain().finally(() => {
+        this.inFlight = undefined;
+      });
+    }
+    return this.inFlight;
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      const result = await this.drainOnce();
+      if (result.revoked + result.retried + result.failed + result.deferred > 0) {
+        this.opts.logger.info({ ...result }, 'revocation queue drained');
+      }
+    } catch (err) {
+      // The queue is down: nothing was claimed, so the next drain finds the same jobs.
+      this.opts.logger.error({ err: errorMessage(err) }, 'revocation queue drain failed');
+    }
+    if (this.running) {
+      this.timer = setTimeout(() => void this.tick(), this.opts.intervalMs);
+      // The worker alone must not keep the process alive.
+      this.timer.unref();
+    }
+  }
+
+  private async drain(): Promise<DrainResult> {
+    // One `now` per drain: retries rescheduled meanwhile land after it, so the loop always ends.
+    const now = this.now();
+    const result: DrainResult = { revoked: 0, retried: 0, failed: 0, deferred: 0 };
+    for (let full = true; full && !this.stopping;) {
+      const jobs = await this.opts.queue.claimDue(now, this.batchSize);
+      full = jobs.length === this.batchSize;
+      const outcomes = await Promise.all(jobs.map((job) => this.work(job, now)));
+      for (const outcome of outcomes) result[outcome]++;
+    }
+    return result;
+  }
+
+  /** One attempt at one job; never throws. */
+  private async work(job: ClaimedRevocation, now: number): Promise<keyof DrainResult> {
+    const { queue, store, logger } = this.opts;
+    const attempts = job.attempts + 1;
+    let error: string | undefined;
+    try {
+      const backend = this.opts.backends.get(job.backend);
+      if (!backend) throw new Error(`backend "${job.backend}" is not configured`);
+      await backend.revoke({ leaseId: job.leaseId, backendRef: job.backendRef, expiresAt: job.expiresAt });
+    } catch (err) {
+      error = errorMessage(err);
+    }
+
+    try {
+      if (error === undefined) {
+        const lease = await this.recordOutcome(job, 'revoked');
+        // Undefined: another worker (or the broker) already recorded the outcome; nothing to add.
+        if (lease) {
+          await this.audit({
+            type: 'lease.revoked',
+            agent: lease.agent,
+            lease: lease.id,
+            task: lease.taskId,
+            role: lease.role,
+            environment: lease.environment,
+            backend: job.backend,
+            reason: job.reason,
+            attempts,
+          });
+        }
+        await queue.complete(job.leaseId, job.claim);
+        logger.info({ leaseId: job.leaseId, backend: job.backend, attempts }, 'queued revocation succeeded');
+        return 'revoked';
+      }
+
+      if (attempts < this.opts.maxAttempts) {
+        const runAt = now + revocationBackoff(attempts, this.opts, this.random);
+        await queue.retry(job.leaseId, runAt, attempts, error, job.claim);
+        logger.warn(
+          { leaseId: job.leaseId, backend: job.backend, attempts, runAt, err: error },
+          'revocation failed; retry scheduled',
+        );
+        return 'retried';
+      }
+
+      const lease = await store.getLease(job.leaseId);
+      await this.audit({
+        type: 'lease.revoke_failed',
+        agent: lease?.agent ?? '',
+        lease: job.leaseId,
+        ...(lease ? { task: lease.taskId, role: lease.role, environment: lease.environment } : {}),
+        backend: job.backend,
+        reason: job.reason,
+        attempts,
+        error,
+      });
+      await this.recordOutcome(job, 'revoke_failed');
+      await queue.complete(job.leaseId, job.claim);
+      logger.error(
+        { leaseId: job.leaseId, backend: job.backend, attempts, err: error },
+        'revocation failed for good: lease marked revoke_failed',
+      );
+      return 'failed';
+    } catch (err) {
+      logger.error(
+        { leaseId: job.leaseId, backend: job.backend, err: errorMessage(err) },
+        'recording a revocation outcome failed; the job comes back after its visibility timeout',
+      );
+      return 'deferred';
+    }
+  }
+
+  /**
+   * Moves the lease to the outcome. A job is the durable intent to revoke, so a lease still
+   * `active` (the broker queued the job, then died before marking the lease `revoking`) is ended
+   * here too, going through `revoking` so it lands on the deny list. Undefined when the lease had
+   * already reached an end state some other way (expired, or another worker recorded it).
+   */
+  private async recordOutcome(job: ClaimedRevocation, outcome: RevokeOutcome): Promise<Lease | undefined> {
+    const { store } = this.opts;
+    const at = this.now();
+    const lease = await store.markRevokeOutcome(job.leaseId, outcome, job.reason, at);
+    if (lease) return lease;
+    if (!(await store.markLeaseEnded(job.leaseId, 'revoking', job.reason, at))) return undefined;
+    return store.markRevokeOutcome(job.leaseId, outcome, job.reason, at);
+  }
+
+  private async audit(event: RevocationAuditEvent): Promise<void> {
+    await this.opts.audit?.(event);
+  }
+}
