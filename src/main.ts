@@ -18,7 +18,7 @@ import { createTokenBackend } from './credentials/token/token-backend.js';
 import { BundleSet } from './identity/bundle-set.js';
 import { parseSpiffeId } from './identity/spiffe-id.js';
 import type { JwtBundle, JwtBundleSource, X509Bundle } from './identity/types.js';
-import { JwtBundleSourceClient, X509Source } from './identity/workload-api.js';
+import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
 import { LeaseReaper } from './leases/reaper.js';
 import { createRedisClient, RedisLeaseStore } from './leases/redis-lease-store.js';
@@ -35,6 +35,11 @@ import { MemoryBudgetStore } from './budgets/memory-budget-store.js';
 import { RedisBudgetStore } from './budgets/redis-budget-store.js';
 import type { BudgetStore } from './budgets/types.js';
 import { BrokerAdmin } from './broker/admin.js';
+import { buildVaultBackend } from './credentials/vault/vault-config.js';
+import { MemoryRevocationQueue } from './leases/memory-revocation-queue.js';
+import { RedisRevocationQueue } from './leases/redis-revocation-queue.js';
+import type { RevocationQueue } from './leases/revocation-queue.js';
+import { RevocationWorker } from './leases/revocation-worker.js';
 import type { Redis } from 'ioredis';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
@@ -251,6 +256,30 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const backends = new Map<string, CredentialBackend>([
       ['token', createTokenBackend({ issuer: spiffeId, keys })],
     ]);
+    if (config.backends.vault) {
+      // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
+      const vault = buildVaultBackend(config.backends.vault, {
+        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
+        svid: () => x509.getX509Svid(),
+        logger,
+      });
+      backends.set('vault', vault.backend);
+      cleanups.push(() => vault.backend.close?.());
+      vault.auth.token().then(
+        () => logger.info({ address: config.backends.vault?.address }, 'logged in to Vault'),
+        (err: unknown) =>
+          logger.warn(
+            { err: { message: (err as Error).message } },
+            'Vault login failed at startup: vault roles answer UNAVAILABLE until it works',
+          ),
+      );
+    }
+    const revocations: RevocationQueue = redis
+      ? new RedisRevocationQueue(redis, {
+          prefix: config.redis.prefix,
+          visibilityTimeoutMs: config.revocation.visibilityTimeoutMs,
+        })
+      : new MemoryRevocationQueue();
     const problems: string[] = [];
     for (const role of roles.values()) {
       const backend = backends.get(role.backend);
@@ -274,6 +303,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       breakGlass,
       budgets,
       budgetLimits: config.budgets,
+      revocations,
+      revocationRetry: {
+        baseDelayMs: config.revocation.baseDelayMs,
+        maxDelayMs: config.revocation.maxDelayMs,
+      },
       agentGroups,
       backends,
       roles,
@@ -372,6 +406,24 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     });
     reaper.start();
     cleanups.push(() => reaper.stop());
+
+    // 9. The revocation worker: retries backend revokes that failed, also those queued before a restart.
+    const auditSink = audit;
+    const revocationWorker = new RevocationWorker({
+      queue: revocations,
+      backends,
+      store,
+      audit: (event) => auditSink.write(event).then(() => undefined),
+      maxAttempts: config.revocation.maxAttempts,
+      baseDelayMs: config.revocation.baseDelayMs,
+      maxDelayMs: config.revocation.maxDelayMs,
+      intervalMs: config.revocation.intervalMs,
+      batchSize: config.revocation.batchSize,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    revocationWorker.start();
+    cleanups.push(() => revocationWorker.stop());
 
     x509.onUpdate(() =>
       logger.info({ spiffeId: spiffeId(), trustDomain: ownTrustDomain() }, 'SVID or bundles rotated'),

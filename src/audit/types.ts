@@ -11,6 +11,7 @@ export type AuditEventType =
   | 'lease.revoked'
   | 'lease.expired'
   | 'lease.revoke_failed'
+  | 'lease.revoke_queued'
   | 'approval.requested'
   | 'approval.approved'
   | 'approval.denied'

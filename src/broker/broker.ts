@@ -21,6 +21,8 @@ import {
   unavailable,
 } from '../errors.js';
 import type { Caller } from '../identity/types.js';
+import type { RevocationQueue } from '../leases/revocation-queue.js';
+import { revocationBackoff } from '../leases/revocation-worker.js';
 import type { Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
 import type { ApprovalRequest, ApprovalStore, BreakGlassStore } from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
@@ -90,7 +92,8 @@ export type IssueOutcome =
 export interface RevokedLeaseSummary {
   leaseId: string;
   role: string;
-  state: 'revoked' | 'revoke_failed';
+  /** `revoking`: the backend refused for now; the revocation queue keeps retrying it. */
+  state: 'revoked' | 'revoking';
 }
 
 export interface BrokerDeps {
@@ -107,6 +110,9 @@ export interface BrokerDeps {
   approvalTtlSeconds: number;
   breakGlass: BreakGlassStore;
   budgets: BudgetStore;
+  /** Durable queue for backend revokes that failed; its worker retries them. */
+  revocations: RevocationQueue;
+  revocationRetry: { baseDelayMs: number; maxDelayMs: number };
   budgetLimits: BudgetConfig;
   /** The agent catalog: AgentGroups of a SPIFFE ID (also given to policy). */
   agentGroups: (spiffeId: string) => readonly string[];
@@ -465,9 +471,14 @@ export class Broker {
       await releaseBudget();
       await backend
         .revoke({ leaseId, backendRef: issued.backendRef, expiresAt: lease.expiresAt })
-        .catch((err: unknown) =>
-          this.deps.logger.error({ err: safeErr(err), lease: leaseId }, `revoke after ${why} failed`),
-        );
+        .catch(async (err: unknown) => {
+          this.deps.logger.error({ err: safeErr(err), lease: leaseId }, `revoke after ${why} failed: queued`);
+          await this.queueRevocation(
+            { id: leaseId, backend: role.backend, backendRef: issued.backendRef, expiresAt: lease.expiresAt },
+            why,
+            safeErr(err).message,
+          );
+        });
     };
 
     let put;
@@ -648,11 +659,12 @@ export class Broker {
       ok = false;
       this.deps.logger.error(
         { err: safeErr(err), lease: lease.id },
-        'backend revoke of expired lease failed',
+        'backend revoke of expired lease failed: queued for retry',
       );
+      await this.queueRevocation(lease, 'expired', safeErr(err).message);
     }
     await this.auditAfterRevocation({
-      type: ok ? 'lease.expired' : 'lease.revoke_failed',
+      type: ok ? 'lease.expired' : 'lease.revoke_queued',
       agent: lease.agent,
       lease: lease.id,
       task: lease.taskId,
@@ -674,20 +686,59 @@ export class Broker {
    * replicas racing here both revoke and only the one whose state transition wins audits it.
    */
   async revokeLease(lease: Lease, reason: string): Promise<RevokedLeaseSummary | undefined> {
+    const now = this.now();
+    // Crash-safe order: the job is durable before the ledger moves, so a broker that dies anywhere
+    // below leaves either an active lease or a queued revocation, never a forgotten credential.
+    await this.deps.revocations.enqueue(
+      {
+        leaseId: lease.id,
+        backend: lease.backend,
+        backendRef: lease.backendRef,
+        expiresAt: lease.expiresAt,
+        reason,
+        attempts: 0,
+      },
+      now + this.deps.revocationRetry.baseDelayMs,
+    );
+    const revoking = await this.deps.store.markLeaseEnded(lease.id, 'revoking', reason, now);
+    if (!revoking) {
+      // Someone else ended it (another replica, the reaper); their revocation stands.
+      await this.deps.revocations.complete(lease.id).catch(() => false);
+      return undefined;
+    }
+    await this.releaseLeaseBudget(lease);
     const backend = this.deps.backends.get(lease.backend);
-    let state: 'revoked' | 'revoke_failed' = 'revoked';
     try {
       if (!backend) throw new Error(`backend "${lease.backend}" is not configured`);
       await backend.revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt });
     } catch (err) {
-      state = 'revoke_failed';
-      this.deps.logger.error({ err: safeErr(err), lease: lease.id }, 'backend revoke failed');
+      const message = safeErr(err).message;
+      this.deps.logger.error(
+        { err: safeErr(err), lease: lease.id },
+        'backend revoke failed: queued for retry',
+      );
+      await this.deps.revocations.retry(
+        lease.id,
+        this.now() + revocationBackoff(1, this.deps.revocationRetry, Math.random),
+        1,
+        message,
+      );
+      await this.auditAfterRevocation({
+        type: 'lease.revoke_queued',
+        agent: lease.agent,
+        lease: lease.id,
+        task: lease.taskId,
+        role: lease.role,
+        environment: lease.environment,
+        reason,
+        error: message,
+      });
+      return { leaseId: lease.id, role: lease.role, state: 'revoking' };
     }
-    const ended = await this.deps.store.markLeaseEnded(lease.id, state, reason, this.now());
-    if (!ended) return undefined;
-    await this.releaseLeaseBudget(lease);
+    await this.deps.store.markRevokeOutcome(lease.id, 'revoked', reason, this.now());
+    await this.deps.revocations.complete(lease.id).catch(() => false);
     await this.auditAfterRevocation({
-      type: state === 'revoked' ? 'lease.revoked' : 'lease.revoke_failed',
+      type: 'lease.revoked',
       agent: lease.agent,
       lease: lease.id,
       task: lease.taskId,
@@ -695,7 +746,31 @@ export class Broker {
       environment: lease.environment,
       reason,
     });
-    return { leaseId: lease.id, role: lease.role, state };
+    return { leaseId: lease.id, role: lease.role, state: 'revoked' };
+  }
+
+  /** Hands a failed backend revoke to the durable queue (it retries with backoff, resumes after restarts). */
+  private async queueRevocation(
+    lease: Pick<Lease, 'id' | 'backend' | 'backendRef' | 'expiresAt'>,
+    reason: string,
+    error: string,
+  ): Promise<void> {
+    await this.deps.revocations
+      .enqueue(
+        {
+          leaseId: lease.id,
+          backend: lease.backend,
+          backendRef: lease.backendRef,
+          expiresAt: lease.expiresAt,
+          reason,
+          attempts: 1,
+          lastError: error,
+        },
+        this.now() + revocationBackoff(1, this.deps.revocationRetry, Math.random),
+      )
+      .catch((err: unknown) =>
+        this.deps.logger.error({ err: safeErr(err), lease: lease.id }, 'revocation could not be queued'),
+      );
   }
 
   /** What the task holds so far: the store's tally when it keeps one, else by listing its leases. */

@@ -3,6 +3,7 @@
  * Validation lists every problem (zod collects all issues), then the result is frozen.
  */
 import { z } from 'zod';
+import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 
 const listenAddress = z
   .string()
@@ -159,9 +160,31 @@ export const configSchema = z
           })
           .strict()
           .default({ keyRotationSeconds: 86_400 }),
+        /** Vault dynamic secrets and tokens; the `vault/...` roles need it. */
+        vault: vaultBackendConfigSchema.optional(),
       })
       .strict()
       .default({ token: { keyRotationSeconds: 86_400 } }),
+    /** The durable revocation queue: backend revokes that failed are retried with backoff. */
+    revocation: z
+      .object({
+        maxAttempts: z.number().int().min(1).max(100).default(6),
+        baseDelayMs: z.number().int().positive().default(10_000),
+        maxDelayMs: z.number().int().positive().default(300_000),
+        intervalMs: z.number().int().positive().default(1000),
+        batchSize: z.number().int().positive().max(1000).default(50),
+        /** A claimed job a worker did not finish comes back after this long. */
+        visibilityTimeoutMs: z.number().int().positive().default(60_000),
+      })
+      .strict()
+      .default({
+        maxAttempts: 6,
+        baseDelayMs: 10_000,
+        maxDelayMs: 300_000,
+        intervalMs: 1000,
+        batchSize: 50,
+        visibilityTimeoutMs: 60_000,
+      }),
     reaper: z
       .object({
         intervalMs: z.number().int().positive().default(1000),
@@ -181,6 +204,24 @@ export const configSchema = z
   // hold raw, unvalidated input, hence the type guards.
   .superRefine(
     (cfg, ctx) => {
+      // One revoke can be a call, a re-login and a retry: a shorter claim would let two workers race.
+      const raw = cfg as {
+        backends?: { vault?: { timeoutMs?: unknown } };
+        revocation?: { visibilityTimeoutMs?: unknown };
+      };
+      const vaultTimeout = raw.backends?.vault?.timeoutMs;
+      const visibility = raw.revocation?.visibilityTimeoutMs;
+      if (
+        typeof vaultTimeout === 'number' &&
+        typeof visibility === 'number' &&
+        visibility < 4 * vaultTimeout
+      ) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['revocation', 'visibilityTimeoutMs'],
+          message: `must be at least 4 x backends.vault.timeoutMs (${4 * vaultTimeout})`,
+        });
+      }
       const tasks = cfg.tasks as { defaultTtlSeconds?: unknown; maxTtlSeconds?: unknown } | undefined;
       if (
         typeof tasks?.defaultTtlSeconds === 'number' &&
