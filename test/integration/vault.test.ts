@@ -1,0 +1,189 @@
+/**
+ * The Vault backend through the whole broker: the broker logs in to the Vault emulator with its own
+ * JWT-SVID from the Workload API, issues dynamic secrets and tokens inside a task, and ending the
+ * task revokes them at Vault; a failed revoke goes through the durable queue.
+ */
+import { strict as assert } from 'node:assert';
+import { readFile } from 'node:fs/promises';
+import { status } from '@grpc/grpc-js';
+import type { LocalCa } from '../../src/dev/local-ca.js';
+import {
+  BROKER_ID,
+  eventually,
+  grpcError,
+  readAudit,
+  startHarness,
+  type Harness,
+} from '../support/broker-harness.js';
+import { startVaultEmulator, type VaultEmulator } from '../support/vault-emulator/index.js';
+
+const VAULT_POLICY = `
+@id("test-demo-vault-dev")
+@reason("the demo agent may use vault roles in dev")
+permit (
+  principal == Agent::"spiffe://example.org/agents/demo",
+  action == Action::"IssueCredential",
+  resource in Backend::"vault"
+)
+when { context.environment == "dev" };
+`;
+
+describe('integration: Vault backend through the broker', () => {
+  let vault: VaultEmulator;
+  let h: Harness;
+  // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
+  let ca: LocalCa | undefined;
+
+  before(async () => {
+    vault = await startVaultEmulator();
+    vault.configureJwtAuth({
+      jwks: () => {
+        if (!ca) throw new Error('CA not ready');
+        return ca.jwks();
+      },
+      roles: {
+        'svid-broker': {
+          bound_audiences: ['vault'],
+          bound_subject: BROKER_ID,
+          user_claim: 'sub',
+          token_policies: ['svid-broker'],
+          token_ttl: '1h',
+        },
+      },
+    });
+    vault.setPolicy('svid-broker', {
+      'database/creds/*': ['read'],
+      'auth/token/create-orphan': ['update', 'sudo'],
+      'auth/token/create': ['update', 'sudo'],
+      'auth/token/revoke-accessor': ['update'],
+      'sys/leases/revoke': ['update'],
+    });
+    vault.setPolicy('ci-read', { 'secret/data/ci/*': ['read'] });
+    vault.configureDatabaseRole('readonly', { default_ttl: '1h', max_ttl: '24h' });
+    h = await startHarness({
+      extraPolicies: VAULT_POLICY,
+      config: {
+        backends: {
+          vault: {
+            address: vault.url,
+            timeoutMs: 1000,
+            auth: { method: 'jwt', role: 'svid-broker', audience: 'vault' },
+          },
+        },
+        revocation: {
+          baseDelayMs: 100,
+          maxDelayMs: 400,
+          intervalMs: 50,
+          visibilityTimeoutMs: 5000,
+          maxAttempts: 6,
+        },
+        roles: {
+          'vault/db-readonly': {
+            kind: 'dynamic',
+            path: 'database/creds/readonly',
+            maxTtlSeconds: 600,
+            sensitivity: 'confidential',
+          },
+          'vault/ci-token': {
+            kind: 'token',
+            policies: ['ci-read'],
+            maxTtlSeconds: 600,
+            sensitivity: 'confidential',
+          },
+        },
+      },
+    });
+    ca = h.ca;
+  });
+  after(async () => {
+    await h?.close();
+    await vault?.close();
+  });
+
+  afterEach(() => {
+    vault.faults = {};
+  });
+
+  it('issues a dynamic secret and a Vault token, and ending the task revokes both at Vault', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'vault e2e' });
+
+    const db = await demo.issueCredential({
+      task_id: task.task_id,
+      role: 'vault/db-readonly',
+      ttl_seconds: 300,
+    });
+    assert.equal(db.status, 'ISSUED');
+    assert.equal(db.credential?.kind, 'vault_secret');
+    const password = db.credential?.data.password ?? '';
+    assert.ok(db.credential?.data.username && password.length > 0);
+    const dbLease = await h.broker.store.getLease(db.lease_id);
+    assert.match(dbLease?.backendRef ?? '', /^lease:database\/creds\/readonly\//);
+    const vaultLeaseId = (dbLease?.backendRef ?? '').slice('lease:'.length);
+    assert.ok(vault.lease(vaultLeaseId), 'Vault holds the dynamic secret lease');
+    // Never later than the granted TTL, whatever Vault's role default (1 h) says.
+    assert.ok((dbLease?.expiresAt ?? 0) - Date.now() <= 300_000 + 1000);
+
+    const tok = await demo.issueCredential({
+      task_id: task.task_id,
+      role: 'vault/ci-token',
+      ttl_seconds: 300,
+    });
+    assert.equal(tok.credential?.kind, 'vault_token');
+    const minted = vault.lookupToken(tok.credential?.token ?? '');
+    assert.ok(minted, 'the agent token is live at Vault');
+    assert.equal(minted.meta?.spiffe_id, 'spiffe://example.org/agents/demo');
+    assert.equal(minted.meta?.task_id, task.task_id);
+    assert.equal(minted.meta?.lease_id, tok.lease_id);
+    assert.equal(minted.orphan, true);
+
+    const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
+    assert.deepEqual(ended.revoked.map((r) => r.state).sort(), ['revoked', 'revoked']);
+    assert.equal(vault.lease(vaultLeaseId), undefined, 'Vault lease revoked');
+    assert.equal(vault.lookupToken(tok.credential?.token ?? ''), undefined, 'Vault token revoked');
+    assert.equal((await h.broker.store.getLease(db.lease_id))?.state, 'revoked');
+
+    // Neither the secret nor the token reached the audit trail or the logs.
+    const auditText = await readFile(h.auditFile, 'utf8');
+    for (const secret of [password, tok.credential?.token ?? '']) {
+      assert.ok(secret.length > 0);
+      assert.ok(!auditText.includes(secret), 'secret in audit');
+      assert.ok(!h.logs.text().includes(secret), 'secret in logs');
+    }
+  });
+
+  it('a revoke Vault refuses is queued, retried by the worker, and ends revoked', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'vault retry' });
+    const db = await demo.issueCredential({ task_id: task.task_id, role: 'vault/db-readonly' });
+    const vaultLeaseId = ((await h.broker.store.getLease(db.lease_id))?.backendRef ?? '').slice(
+      'lease:'.length,
+    );
+
+    vault.faults = { failRevokes: 2 };
+    const ended = await demo.endTask({ task_id: task.task_id });
+    assert.deepEqual(ended.revoked, [
+      { lease_id: db.lease_id, role: 'vault/db-readonly', state: 'revoking' },
+    ]);
+    assert.ok(vault.lease(vaultLeaseId), 'still live at Vault right after the refused revoke');
+    // The ledger changed at once: the lease is no longer active.
+    assert.equal((await h.broker.store.getLease(db.lease_id))?.state, 'revoking');
+
+    await eventually(async () => (await h.broker.store.getLease(db.lease_id))?.state === 'revoked', 10_000);
+    assert.equal(vault.lease(vaultLeaseId), undefined, 'revoked at Vault by the worker');
+    const audit = await readAudit(h.auditFile);
+    const forLease = audit.filter((r) => r.lease === db.lease_id).map((r) => r.type);
+    assert.ok(forLease.includes('lease.revoke_queued'), forLease.join(','));
+    assert.ok(forLease.includes('lease.revoked'), forLease.join(','));
+  });
+
+  it('a sealed Vault answers UNAVAILABLE and leaves no active lease', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'vault sealed' });
+    vault.faults = { sealed: true };
+    const err = await grpcError(demo.issueCredential({ task_id: task.task_id, role: 'vault/db-readonly' }));
+    assert.equal(err.code, status.UNAVAILABLE);
+    assert.doesNotMatch(err.details, /hvs\.|\n\s+at /);
+    assert.deepEqual(await h.broker.store.listLeases({ taskId: task.task_id, state: 'active' }), []);
+  });
+});
