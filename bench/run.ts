@@ -27,8 +27,10 @@
  *          --tsx (run the broker from source under tsx instead of compiling it; quicker to iterate)
  *          --node-arg=ARG (repeatable: extra node/V8 flag for the broker process, e.g. --node-arg=--trace-deopt)
  *          --broker-stdout=FILE (what the broker prints on stdout besides its ports; default: this stderr)
+ *          --no-policy-scale, --no-vault (skip the policy-scale or the Vault section after the main bench)
  */
 import { runPolicyScaleBench } from './policy-scale.js';
+import { runVaultBench } from './vault.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
   copyFileSync,
@@ -148,6 +150,10 @@ function parseOptions(argv: string[]): Options {
         break;
       case 'rss-detail':
         opts.rssDetail = true;
+        break;
+      case 'no-policy-scale':
+      case 'no-vault':
+        // read by policyScale() and vaultSection()
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
@@ -627,8 +633,15 @@ async function policyScale(): Promise<void> {
   for (const line of await runPolicyScaleBench()) console.log(line);
 }
 
+async function vaultSection(): Promise<void> {
+  if (process.argv.includes('--no-vault')) return;
+  console.log('\nVault dynamic secrets: broker IssueCredential against direct node-vault reads (same run):');
+  for (const line of await runVaultBench()) console.log(line);
+}
+
 main()
   .then(policyScale)
+  .then(vaultSection)
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);
