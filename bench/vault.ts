@@ -19,25 +19,12 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import nodeVault from 'node-vault';
 import type { BrokerClient } from '../src/client/broker-client.js';
-import type { LocalCa } from '../src/dev/local-ca.js';
-import { BROKER_ID, startHarness, type Harness } from '../test/support/broker-harness.js';
 import { stopSharedRedis } from '../test/support/redis-server.js';
-import { startVaultEmulator, type VaultEmulator } from '../test/support/vault-emulator/index.js';
+import { startVaultBroker, type VaultBroker } from '../test/support/vault-broker.js';
 
 const CONCURRENCIES = [1, 16] as const;
 const WARMUP_MS = 500;
 const MEASURE_MS = 3000;
-
-const VAULT_POLICY = `
-@id("bench-demo-vault-dev")
-@reason("the demo agent may use vault roles in dev (bench)")
-permit (
-  principal == Agent::"spiffe://example.org/agents/demo",
-  action == Action::"IssueCredential",
-  resource in Backend::"vault"
-)
-when { context.environment == "dev" };
-`;
 
 type Op = (worker: number) => Promise<void>;
 
@@ -51,56 +38,10 @@ interface Result {
 }
 
 export async function runVaultBench(): Promise<string[]> {
-  let vault: VaultEmulator | undefined;
-  let h: Harness | undefined;
+  let stack: VaultBroker | undefined;
   try {
-    // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
-    const caRef: { ca?: LocalCa } = {};
-    vault = await startVaultEmulator();
-    vault.configureJwtAuth({
-      jwks: () => {
-        if (!caRef.ca) throw new Error('CA not ready');
-        return caRef.ca.jwks();
-      },
-      roles: {
-        'svid-broker': {
-          bound_audiences: ['vault'],
-          bound_subject: BROKER_ID,
-          user_claim: 'sub',
-          token_policies: ['svid-broker'],
-          token_ttl: '1h',
-        },
-      },
-    });
-    vault.setPolicy('svid-broker', {
-      'database/creds/*': ['read'],
-      'auth/token/create-orphan': ['update', 'sudo'],
-      'auth/token/create': ['update', 'sudo'],
-      'auth/token/revoke-accessor': ['update'],
-      'sys/leases/revoke': ['update'],
-    });
-    vault.configureDatabaseRole('readonly', { default_ttl: '1h', max_ttl: '24h' });
-    h = await startHarness({
-      extraPolicies: VAULT_POLICY,
-      config: {
-        backends: {
-          vault: {
-            address: vault.url,
-            timeoutMs: 5000,
-            auth: { method: 'jwt', role: 'svid-broker', audience: 'vault' },
-          },
-        },
-        roles: {
-          'vault/db-readonly': {
-            kind: 'dynamic',
-            path: 'database/creds/readonly',
-            maxTtlSeconds: 600,
-            sensitivity: 'confidential',
-          },
-        },
-      },
-    });
-    caRef.ca = h.ca;
+    stack = await startVaultBroker({ timeoutMs: 5000 });
+    const { vault, h } = stack;
 
     const direct = nodeVault({
       endpoint: vault.url,
@@ -180,8 +121,7 @@ export async function runVaultBench(): Promise<string[]> {
     );
     return lines;
   } finally {
-    await h?.close();
-    await vault?.close();
+    await stack?.close();
     await stopSharedRedis();
   }
 }

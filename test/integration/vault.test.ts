@@ -6,70 +6,19 @@
 import { strict as assert } from 'node:assert';
 import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
-import type { LocalCa } from '../../src/dev/local-ca.js';
-import {
-  BROKER_ID,
-  eventually,
-  grpcError,
-  readAudit,
-  startHarness,
-  type Harness,
-} from '../support/broker-harness.js';
-import { startVaultEmulator, type VaultEmulator } from '../support/vault-emulator/index.js';
-
-const VAULT_POLICY = `
-@id("test-demo-vault-dev")
-@reason("the demo agent may use vault roles in dev")
-permit (
-  principal == Agent::"spiffe://example.org/agents/demo",
-  action == Action::"IssueCredential",
-  resource in Backend::"vault"
-)
-when { context.environment == "dev" };
-`;
+import { eventually, grpcError, readAudit, type Harness } from '../support/broker-harness.js';
+import type { VaultEmulator } from '../support/vault-emulator/index.js';
+import { startVaultBroker, type VaultBroker } from '../support/vault-broker.js';
 
 describe('integration: Vault backend through the broker', () => {
   let vault: VaultEmulator;
   let h: Harness;
-  // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
-  let ca: LocalCa | undefined;
+  let stack: VaultBroker | undefined;
 
   before(async () => {
-    vault = await startVaultEmulator();
-    vault.configureJwtAuth({
-      jwks: () => {
-        if (!ca) throw new Error('CA not ready');
-        return ca.jwks();
-      },
-      roles: {
-        'svid-broker': {
-          bound_audiences: ['vault'],
-          bound_subject: BROKER_ID,
-          user_claim: 'sub',
-          token_policies: ['svid-broker'],
-          token_ttl: '1h',
-        },
-      },
-    });
-    vault.setPolicy('svid-broker', {
-      'database/creds/*': ['read'],
-      'auth/token/create-orphan': ['update', 'sudo'],
-      'auth/token/create': ['update', 'sudo'],
-      'auth/token/revoke-accessor': ['update'],
-      'sys/leases/revoke': ['update'],
-    });
-    vault.setPolicy('ci-read', { 'secret/data/ci/*': ['read'] });
-    vault.configureDatabaseRole('readonly', { default_ttl: '1h', max_ttl: '24h' });
-    h = await startHarness({
-      extraPolicies: VAULT_POLICY,
+    stack = await startVaultBroker({
+      timeoutMs: 1000,
       config: {
-        backends: {
-          vault: {
-            address: vault.url,
-            timeoutMs: 1000,
-            auth: { method: 'jwt', role: 'svid-broker', audience: 'vault' },
-          },
-        },
         revocation: {
           baseDelayMs: 100,
           maxDelayMs: 400,
@@ -77,28 +26,11 @@ describe('integration: Vault backend through the broker', () => {
           visibilityTimeoutMs: 5000,
           maxAttempts: 6,
         },
-        roles: {
-          'vault/db-readonly': {
-            kind: 'dynamic',
-            path: 'database/creds/readonly',
-            maxTtlSeconds: 600,
-            sensitivity: 'confidential',
-          },
-          'vault/ci-token': {
-            kind: 'token',
-            policies: ['ci-read'],
-            maxTtlSeconds: 600,
-            sensitivity: 'confidential',
-          },
-        },
       },
     });
-    ca = h.ca;
+    ({ vault, h } = stack);
   });
-  after(async () => {
-    await h?.close();
-    await vault?.close();
-  });
+  after(async () => stack?.close());
 
   afterEach(() => {
     vault.faults = {};
