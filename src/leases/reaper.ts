@@ -9,6 +9,7 @@
  * expiresAt by then, and an expired task's leases all expire no later than the task, so they are
  * claimed on their own even if onTaskExpired never ran.
  */
+import { PeriodicJob } from './periodic-job.js';
 import type { Lease, LeaseStore, Task } from './types.js';
 
 /** The subset of a pino logger the reaper uses. */
@@ -39,12 +40,9 @@ export interface SweepResult {
 }
 
 export class LeaseReaper {
+  private readonly job: PeriodicJob<SweepResult>;
   private readonly opts: LeaseReaperOptions;
   private readonly now: () => number;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<SweepResult> | undefined;
-  private running = false;
-  private stopping = false;
 
   constructor(opts: LeaseReaperOptions) {
     if (!Number.isSafeInteger(opts.intervalMs) || opts.intervalMs <= 0) {
@@ -55,53 +53,33 @@ export class LeaseReaper {
     }
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    this.job = new PeriodicJob(() => this.sweep(), {
+      intervalMs: opts.intervalMs,
+      onResult: (result) => {
+        if (result.tasksExpired + result.leasesExpired + result.failures > 0) {
+          this.opts.logger.info({ ...result }, 'reaper sweep');
+        }
+      },
+      onError: (err) => {
+        // The store is down: nothing was claimed, so the next sweep finds the same records.
+        this.opts.logger.error({ err }, 'reaper sweep failed');
+      },
+    });
   }
 
   /** Sweeps at once (to catch up on what expired while nothing ran), then every intervalMs. */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.stopping = false;
-    void this.tick();
+    this.job.start();
   }
 
-  /** Stops scheduling and waits for the sweep in flight, which ends after its current batch. */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.stopping = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.inFlight?.catch(() => undefined);
+  /** Stops scheduling and waits for the run in flight, which ends after its current batch. */
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
-  /**
-   * Claims and handles everything that expired by now. A sweep already in flight is joined rather
-   * than doubled. Rejects only if the store fails; callback failures are logged and counted.
-   */
+  /** Runs now (or joins the run in flight). Rejects only if the store or queue fails. */
   sweepOnce(): Promise<SweepResult> {
-    if (!this.inFlight) {
-      this.inFlight = this.sweep().finally(() => {
-        this.inFlight = undefined;
-      });
-    }
-    return this.inFlight;
-  }
-
-  private async tick(): Promise<void> {
-    try {
-      const result = await this.sweepOnce();
-      if (result.tasksExpired + result.leasesExpired + result.failures > 0) {
-        this.opts.logger.info({ ...result }, 'reaper sweep');
-      }
-    } catch (err) {
-      // The store is down: nothing was claimed, so the next sweep finds the same records.
-      this.opts.logger.error({ err }, 'reaper sweep failed');
-    }
-    if (this.running) {
-      this.timer = setTimeout(() => void this.tick(), this.opts.intervalMs);
-      // The reaper alone must not keep the process alive.
-      this.timer.unref();
-    }
+    return this.job.once();
   }
 
   private async sweep(): Promise<SweepResult> {
@@ -113,7 +91,7 @@ export class LeaseReaper {
 
     // Tasks first, so the broker revokes a task's leases as part of ending the task; any it
     // misses are claimed below as expired leases anyway.
-    for (let full = true; full && !this.stopping;) {
+    for (let full = true; full && !this.job.isStopping;) {
       const tasks = await store.claimExpiredTasks(now, batchSize);
       full = tasks.length === batchSize;
       result.tasksExpired += tasks.length;
@@ -123,7 +101,7 @@ export class LeaseReaper {
       });
     }
 
-    for (let full = true; full && !this.stopping;) {
+    for (let full = true; full && !this.job.isStopping;) {
       const leases = await store.claimExpiredLeases(now, batchSize);
       full = leases.length === batchSize;
       result.leasesExpired += leases.length;

@@ -10,6 +10,7 @@
  * the visibility timeout and runs again (revokes are idempotent, the transition happens once; at
  * worst the audit event is written twice, never not at all).
  */
+import { PeriodicJob } from './periodic-job.js';
 import type { CredentialBackend } from '../credentials/backend.js';
 import { isBrokerError } from '../errors.js';
 import { boundedError, type ClaimedRevocation, type RevocationQueue } from './revocation-queue.js';
@@ -98,14 +99,11 @@ function errorMessage(err: unknown): string {
 }
 
 export class RevocationWorker {
+  private readonly job: PeriodicJob<DrainResult>;
   private readonly opts: RevocationWorkerOptions;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly batchSize: number;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<DrainResult> | undefined;
-  private running = false;
-  private stopping = false;
 
   constructor(opts: RevocationWorkerOptions) {
     positiveInteger('maxAttempts', opts.maxAttempts);
@@ -118,62 +116,42 @@ export class RevocationWorker {
     }
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    this.job = new PeriodicJob(() => this.drain(), {
+      intervalMs: opts.intervalMs,
+      onResult: (result) => {
+        if (result.revoked + result.retried + result.failed + result.deferred > 0) {
+          this.opts.logger.info({ ...result }, 'revocation queue drained');
+        }
+      },
+      onError: (err) => {
+        // The queue is down: nothing was claimed, so the next drain finds the same jobs.
+        this.opts.logger.error({ err: errorMessage(err) }, 'revocation queue drain failed');
+      },
+    });
     this.random = opts.random ?? Math.random;
     this.batchSize = opts.batchSize ?? 50;
   }
 
   /** Drains at once (to resume what was pending before a restart), then every intervalMs. */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.stopping = false;
-    void this.tick();
+    this.job.start();
   }
 
-  /** Stops scheduling and waits for the drain in flight, which ends after its current batch. */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.stopping = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.inFlight?.catch(() => undefined);
+  /** Stops scheduling and waits for the run in flight, which ends after its current batch. */
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
-  /**
-   * Claims and works every job due now. A drain already in flight is joined rather than doubled.
-   * Rejects only if the queue cannot be read; a failing job is counted, not thrown.
-   */
+  /** Runs now (or joins the run in flight). Rejects only if the store or queue fails. */
   drainOnce(): Promise<DrainResult> {
-    if (!this.inFlight) {
-      this.inFlight = this.drain().finally(() => {
-        this.inFlight = undefined;
-      });
-    }
-    return this.inFlight;
-  }
-
-  private async tick(): Promise<void> {
-    try {
-      const result = await this.drainOnce();
-      if (result.revoked + result.retried + result.failed + result.deferred > 0) {
-        this.opts.logger.info({ ...result }, 'revocation queue drained');
-      }
-    } catch (err) {
-      // The queue is down: nothing was claimed, so the next drain finds the same jobs.
-      this.opts.logger.error({ err: errorMessage(err) }, 'revocation queue drain failed');
-    }
-    if (this.running) {
-      this.timer = setTimeout(() => void this.tick(), this.opts.intervalMs);
-      // The worker alone must not keep the process alive.
-      this.timer.unref();
-    }
+    return this.job.once();
   }
 
   private async drain(): Promise<DrainResult> {
     // One `now` per drain: retries rescheduled meanwhile land after it, so the loop always ends.
     const now = this.now();
     const result: DrainResult = { revoked: 0, retried: 0, failed: 0, deferred: 0 };
-    for (let full = true; full && !this.stopping;) {
+    for (let full = true; full && !this.job.isStopping;) {
       const jobs = await this.opts.queue.claimDue(now, this.batchSize);
       full = jobs.length === this.batchSize;
       const outcomes = await Promise.all(jobs.map((job) => this.work(job, now)));
