@@ -35,6 +35,7 @@ import { MemoryBudgetStore } from './budgets/memory-budget-store.js';
 import { RedisBudgetStore } from './budgets/redis-budget-store.js';
 import type { BudgetStore } from './budgets/types.js';
 import { BrokerAdmin } from './broker/admin.js';
+import { LeaseAdmin } from './broker/lease-admin.js';
 import { buildVaultBackend } from './credentials/vault/vault-config.js';
 import { MemoryRevocationQueue } from './leases/memory-revocation-queue.js';
 import { RedisRevocationQueue } from './leases/redis-revocation-queue.js';
@@ -327,6 +328,8 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       ...(opts.now ? { now: opts.now } : {}),
     });
 
+    const leaseAdmin = new LeaseAdmin({ store, broker, policy: () => policies.current, audit, logger });
+
     // 7. Transport: TLS with rotating SVID, per-trust-domain peer verification.
     const certificates = new SvidCertificateProvider(tlsIdentity(x509));
     cleanups.push(() => certificates.close());
@@ -365,6 +368,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       {
         broker,
         admin,
+        leaseAdmin,
         approvalPollMs: config.approvals.pollMs,
         authenticator,
         certificates,

@@ -20,6 +20,8 @@ export type AuditEventType =
   | 'breakglass.reviewed'
   | 'breakglass.denied'
   | 'budget.exceeded'
+  | 'admin.revoke'
+  | 'admin.revoke_dry_run'
   | 'policy.reloaded'
   | 'policy.reload_failed'
   | 'broker.started'

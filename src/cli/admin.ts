@@ -3,7 +3,7 @@
  * engineers run, as their own identity (SPIFFE_ENDPOINT_SOCKET). Tables for people, --json for scripts.
  */
 import { parseArgs } from 'node:util';
-import type { ApprovalMsg, BreakGlassGrantMsg } from '../server/broker-proto.js';
+import type { ApprovalMsg, BreakGlassGrantMsg, LeaseInfoMsg } from '../server/broker-proto.js';
 import { connect } from './connect.js';
 import { iso } from './request.js';
 
@@ -225,6 +225,94 @@ export async function runBreakGlass(args: string[]): Promise<number> {
     if (values.json) console.log(JSON.stringify(grantJson(grant), null, 2));
     else console.log(`${id}: reviewed (${grant.uses} use(s))`);
     return 0;
+  } finally {
+    conn.close();
+  }
+}
+
+const SELECTOR_OPTIONS = {
+  lease: { type: 'string', default: '' },
+  agent: { type: 'string', default: '' },
+  task: { type: 'string', default: '' },
+  env: { type: 'string', default: '' },
+  role: { type: 'string', default: '' },
+  backend: { type: 'string', default: '' },
+  'trust-domain': { type: 'string', default: '' },
+  all: { type: 'boolean', default: false },
+} as const;
+
+function leaseRows(leases: LeaseInfoMsg[]): string {
+  return table(
+    ['LEASE', 'STATE', 'AGENT', 'ROLE', 'ENV', 'TASK', 'EXPIRES'],
+    leases.map((l) => [l.lease_id, l.state, l.agent, l.role, l.environment, l.task_id, iso(l.expires_at)]),
+  );
+}
+
+/**
+ * `svid-broker admin leases [selector] [--state S]` and
+ * `svid-broker admin revoke [selector] --reason TEXT [--dry-run] [--confirm-all]`.
+ * Exit codes: 0 done, 1 error, 4 partly pending (the revocation queue keeps retrying those).
+ */
+export async function runAdmin(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      ...COMMON,
+      ...SELECTOR_OPTIONS,
+      state: { type: 'string', default: '' },
+      reason: { type: 'string', default: '' },
+      'dry-run': { type: 'boolean', default: false },
+      'confirm-all': { type: 'boolean', default: false },
+    },
+  });
+  if (sub !== 'leases' && sub !== 'revoke') {
+    throw new Error(
+      'usage: svid-broker admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B] [--trust-domain TD] [--lease ID] [--all] [--state S] [--json]\n' +
+        '       svid-broker admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]',
+    );
+  }
+  const selector = {
+    lease_id: values.lease,
+    agent: values.agent,
+    task_id: values.task,
+    environment: values.env,
+    role: values.role,
+    backend: values.backend,
+    trust_domain: values['trust-domain'],
+    all: values.all,
+  };
+  const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
+  try {
+    if (sub === 'leases') {
+      const { leases } = await conn.admin.listLeases({ ...selector, state: values.state });
+      if (values.json) console.log(JSON.stringify(leases, null, 2));
+      else console.log(leases.length ? leaseRows(leases) : 'no leases match');
+      return 0;
+    }
+    if (!values.reason) throw new Error('--reason is required: it is recorded on every lease');
+    const report = await conn.admin.revokeLeases({
+      selector: { ...selector, state: '' },
+      reason: values.reason,
+      dry_run: values['dry-run'],
+      confirm_all: values['confirm-all'],
+    });
+    if (values.json) {
+      console.log(JSON.stringify(report, null, 2));
+    } else {
+      if (report.leases.length) console.log(leaseRows(report.leases));
+      const verb = report.dry_run ? 'would revoke' : 'revoked';
+      console.log(
+        report.dry_run
+          ? `dry run: ${verb} ${report.matched} lease(s); nothing changed`
+          : `matched ${report.matched}: revoked ${report.revoked} at the backend, ` +
+              `${report.pending_retry} pending retry (queued), ${report.already_ended} already ended`,
+      );
+      for (const [backend, c] of Object.entries(report.by_backend)) {
+        console.log(`  ${backend}: revoked ${c.revoked}, pending retry ${c.pending_retry}`);
+      }
+    }
+    return report.pending_retry > 0 ? 4 : 0;
   } finally {
     conn.close();
   }

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { PolicyLoadError } from '../policy/policy-load-error.js';
 import { StartupError } from '../main.js';
-import { runApprovals, runBreakGlass } from './admin.js';
+import { runAdmin, runApprovals, runBreakGlass } from './admin.js';
 import { runAuditVerify } from './audit-verify.js';
 import { runPolicyTest, runPolicyValidate } from './policy.js';
 import { runDev } from './dev.js';
@@ -34,6 +34,10 @@ commands:
                             decide a pending request (as the approver's identity)
   breakglass grant --agent ID --role R [--role R] [--task ID] --reason TEXT --ttl SECONDS [--json]
   breakglass list [--json] | breakglass review GRANT_ID --note TEXT
+  admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B]
+               [--trust-domain TD] [--lease ID] [--all] [--state S] [--json]
+  admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]
+                            incident response: list / revoke leases by selector (exit 4: some pending retry)
   policy validate DIR [--schema FILE]
   policy test DIR CASES.yaml  run policy cases; exits non-zero on any failure
 
@@ -67,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
       return runApprovals(rest);
     case 'breakglass':
       return runBreakGlass(rest);
+    case 'admin':
+      return runAdmin(rest);
     case 'policy': {
       const { values, positionals } = parseArgs({
         args: rest.slice(1),

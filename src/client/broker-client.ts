@@ -37,6 +37,10 @@ import {
   type ListApprovalsResponseMsg,
   type ListBreakGlassResponseMsg,
   type ReviewBreakGlassRequestMsg,
+  type LeaseSelectorMsg,
+  type ListLeasesResponseMsg,
+  type RevokeLeasesReportMsg,
+  type RevokeLeasesRequestMsg,
 } from '../server/broker-proto.js';
 
 export interface BrokerClientOptions {
@@ -78,6 +82,11 @@ interface RawAdminClient extends Client {
   BreakGlass: Unary<Partial<BreakGlassRequestMsg>, BreakGlassGrantMsg>;
   ListBreakGlass: Unary<Record<string, never>, ListBreakGlassResponseMsg>;
   ReviewBreakGlass: Unary<Partial<ReviewBreakGlassRequestMsg>, BreakGlassGrantMsg>;
+  ListLeases: Unary<Partial<LeaseSelectorMsg>, ListLeasesResponseMsg>;
+  RevokeLeases: Unary<
+    Omit<Partial<RevokeLeasesRequestMsg>, 'selector'> & { selector?: Partial<LeaseSelectorMsg> },
+    RevokeLeasesReportMsg
+  >;
 }
 
 /** Returns an Error when the server's certificate is not the SVID we expect. */
@@ -225,5 +234,13 @@ export class BrokerAdminClient extends AuthenticatedClient<RawAdminClient> {
   }
   reviewBreakGlass(req: Partial<ReviewBreakGlassRequestMsg>): Promise<BreakGlassGrantMsg> {
     return this.call(this.raw.ReviewBreakGlass, req);
+  }
+  listLeases(req: Partial<LeaseSelectorMsg>): Promise<ListLeasesResponseMsg> {
+    return this.call(this.raw.ListLeases, req);
+  }
+  revokeLeases(
+    req: Omit<Partial<RevokeLeasesRequestMsg>, 'selector'> & { selector?: Partial<LeaseSelectorMsg> },
+  ): Promise<RevokeLeasesReportMsg> {
+    return this.call(this.raw.RevokeLeases, req);
   }
 }

@@ -128,6 +128,47 @@ export interface BreakGlassGrantMsg {
 export interface ListBreakGlassResponseMsg {
   grants: BreakGlassGrantMsg[];
 }
+export interface LeaseSelectorMsg {
+  lease_id: string;
+  agent: string;
+  task_id: string;
+  environment: string;
+  role: string;
+  backend: string;
+  trust_domain: string;
+  all: boolean;
+  state: string;
+}
+export interface LeaseInfoMsg {
+  lease_id: string;
+  agent: string;
+  task_id: string;
+  environment: string;
+  role: string;
+  backend: string;
+  state: string;
+  issued_at: TimestampMsg | null;
+  expires_at: TimestampMsg | null;
+  revoke_reason: string;
+}
+export interface ListLeasesResponseMsg {
+  leases: LeaseInfoMsg[];
+}
+export interface RevokeLeasesRequestMsg {
+  selector: LeaseSelectorMsg | null;
+  reason: string;
+  dry_run: boolean;
+  confirm_all: boolean;
+}
+export interface RevokeLeasesReportMsg {
+  matched: number;
+  revoked: number;
+  pending_retry: number;
+  already_ended: number;
+  by_backend: Record<string, { revoked: number; pending_retry: number }>;
+  dry_run: boolean;
+  leases: LeaseInfoMsg[];
+}
 export interface ReviewBreakGlassRequestMsg {
   grant_id: string;
   note: string;

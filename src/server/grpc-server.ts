@@ -18,6 +18,8 @@ import type { Counter, Histogram } from 'prom-client';
 import type { AuditSink } from '../audit/types.js';
 import type { ApprovalDecisionRecord, ApprovalRequest, BreakGlassGrant } from '../approvals/types.js';
 import type { BrokerAdmin } from '../broker/admin.js';
+import type { LeaseAdmin, LeaseSelectorInput } from '../broker/lease-admin.js';
+import type { Lease } from '../leases/types.js';
 import type { Broker, IssueOutcome } from '../broker/broker.js';
 import { isBrokerError, unavailable } from '../errors.js';
 import type { Caller } from '../identity/types.js';
@@ -45,6 +47,11 @@ import {
   type ListApprovalsResponseMsg,
   type ListBreakGlassResponseMsg,
   type ReviewBreakGlassRequestMsg,
+  type LeaseInfoMsg,
+  type LeaseSelectorMsg,
+  type ListLeasesResponseMsg,
+  type RevokeLeasesReportMsg,
+  type RevokeLeasesRequestMsg,
 } from './broker-proto.js';
 import { toServiceError } from './status.js';
 import type { SvidCertificateProvider } from './svid-certificate-provider.js';
@@ -55,6 +62,7 @@ export const ADMIN_SERVICE = 'svidbroker.v1.BrokerAdmin';
 export interface GrpcServerDeps {
   broker: Broker;
   admin: BrokerAdmin;
+  leaseAdmin: LeaseAdmin;
   /** How often AwaitApproval re-reads the approval store. */
   approvalPollMs: number;
   authenticator: Authenticator;
@@ -255,6 +263,37 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         grantToMsg(await admin.reviewBreakGlass(caller, { grantId: req.grant_id, note: req.note })),
     ),
   };
+  adminImpl.ListLeases = unary<LeaseSelectorMsg, ListLeasesResponseMsg>(
+    'ListLeases',
+    async (caller, req) => ({
+      leases: (await deps.leaseAdmin.listLeases(caller, selectorFromMsg(req))).map(leaseToMsg),
+    }),
+  );
+  adminImpl.RevokeLeases = unary<RevokeLeasesRequestMsg, RevokeLeasesReportMsg>(
+    'RevokeLeases',
+    async (caller, req) => {
+      const report = await deps.leaseAdmin.revokeLeases(caller, {
+        selector: selectorFromMsg(req.selector),
+        reason: req.reason,
+        dryRun: req.dry_run,
+        confirmAll: req.confirm_all,
+      });
+      return {
+        matched: report.matched,
+        revoked: report.revoked,
+        pending_retry: report.pendingRetry,
+        already_ended: report.alreadyEnded,
+        by_backend: Object.fromEntries(
+          Object.entries(report.byBackend).map(([b, c]) => [
+            b,
+            { revoked: c.revoked, pending_retry: c.pendingRetry },
+          ]),
+        ),
+        dry_run: report.dryRun,
+        leases: report.leases.map(leaseToMsg),
+      };
+    },
+  );
   server.addService(adminService, adminImpl);
 
   const health = new HealthImplementation({
@@ -358,6 +397,35 @@ export function approvalToMsg(a: ApprovalRequest): ApprovalMsg {
     created_at: toTimestamp(a.createdAt),
     expires_at: toTimestamp(a.expiresAt),
     policy_ids: a.policyIds,
+  };
+}
+
+function selectorFromMsg(m: LeaseSelectorMsg | null): LeaseSelectorInput {
+  return {
+    leaseId: m?.lease_id ?? '',
+    agent: m?.agent ?? '',
+    taskId: m?.task_id ?? '',
+    environment: m?.environment ?? '',
+    role: m?.role ?? '',
+    backend: m?.backend ?? '',
+    trustDomain: m?.trust_domain ?? '',
+    all: m?.all ?? false,
+    state: m?.state ?? '',
+  };
+}
+
+export function leaseToMsg(l: Lease): LeaseInfoMsg {
+  return {
+    lease_id: l.id,
+    agent: l.agent,
+    task_id: l.taskId,
+    environment: l.environment,
+    role: l.role,
+    backend: l.backend,
+    state: l.state,
+    issued_at: toTimestamp(l.issuedAt),
+    expires_at: toTimestamp(l.expiresAt),
+    revoke_reason: l.revokeReason ?? '',
   };
 }
 

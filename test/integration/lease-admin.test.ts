@@ -1,0 +1,104 @@
+/**
+ * Incident tools: security lists and revokes leases by selector; a dry run changes nothing; agents
+ * may not use the admin API; the CLI prints what it revoked.
+ */
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { status } from '@grpc/grpc-js';
+import { DEMO_AGENT, grpcError, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
+
+const run = promisify(execFile);
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+describe('integration: lease admin (list and revoke by selector)', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => h?.close());
+
+  async function issueTwo(): Promise<{ taskId: string; leases: string[] }> {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'incident drill' });
+    const a = await demo.issueCredential({ task_id: task.task_id, role: 'token/demo' });
+    const b = await demo.issueCredential({ task_id: task.task_id, role: 'token/logs-read' });
+    return { taskId: task.task_id, leases: [a.lease_id, b.lease_id] };
+  }
+
+  it('lists by agent and pattern, dry-runs without change, then revokes and reports', async () => {
+    const { leases } = await issueTwo();
+    const admin = await h.adminClient('security');
+
+    const listed = await admin.listLeases({ agent: DEMO_AGENT });
+    assert.ok(leases.every((id) => listed.leases.some((l) => l.lease_id === id)));
+    const byPattern = await admin.listLeases({
+      agent: 'spiffe://example.org/agents/*',
+      role: 'token/logs-read',
+    });
+    assert.ok(byPattern.leases.some((l) => l.lease_id === leases[1]));
+    assert.ok(byPattern.leases.every((l) => l.role === 'token/logs-read'));
+
+    const dry = await admin.revokeLeases({
+      selector: { agent: DEMO_AGENT },
+      reason: 'drill',
+      dry_run: true,
+    });
+    assert.equal(dry.dry_run, true);
+    assert.ok(dry.matched >= 2);
+    for (const id of leases) assert.equal((await h.broker.store.getLease(id))?.state, 'active');
+
+    const report = await admin.revokeLeases({
+      selector: { agent: DEMO_AGENT },
+      reason: 'INC-7 drill',
+    });
+    assert.equal(report.matched, dry.matched);
+    assert.equal(report.revoked, report.matched);
+    assert.equal(report.pending_retry, 0);
+    assert.equal(report.by_backend.token?.revoked, report.matched);
+    for (const id of leases) {
+      const lease = await h.broker.store.getLease(id);
+      assert.equal(lease?.state, 'revoked');
+      assert.equal(lease?.revokeReason, 'admin: INC-7 drill');
+    }
+    const revokedList = (await h.httpJson('/v1/revoked')).body as { revoked: Array<{ jti: string }> };
+    assert.ok(leases.every((id) => revokedList.revoked.some((r) => r.jti === id)));
+    const summary = (await readAudit(h.auditFile)).filter((r) => r.type === 'admin.revoke').at(-1);
+    assert.equal(summary?.revoked, report.matched);
+    assert.deepEqual((summary?.selector as Record<string, unknown>).agent, DEMO_AGENT);
+  });
+
+  it('refuses agents, empty selectors, a missing reason and an unconfirmed "all"', async () => {
+    const demoAdmin = await h.adminClient('demo');
+    assert.equal(
+      (await grpcError(demoAdmin.listLeases({ agent: DEMO_AGENT }))).code,
+      status.PERMISSION_DENIED,
+    );
+    const admin = await h.adminClient('security');
+    const empty = await grpcError(admin.listLeases({}));
+    assert.equal(empty.code, status.INVALID_ARGUMENT);
+    assert.equal(empty.metadata['x-svid-broker-field'], 'selector');
+    const noReason = await grpcError(admin.revokeLeases({ selector: { agent: DEMO_AGENT } }));
+    assert.equal(noReason.metadata['x-svid-broker-field'], 'reason');
+    const all = await grpcError(admin.revokeLeases({ selector: { all: true }, reason: 'x' }));
+    assert.equal(all.metadata['x-svid-broker-field'], 'confirm_all');
+  });
+
+  it('the CLI revokes a task and prints what it revoked', async () => {
+    const { taskId, leases } = await issueTwo();
+    const env = {
+      ...process.env,
+      SPIFFE_ENDPOINT_SOCKET: h.endpoints.security,
+      SVID_BROKER_ADDR: h.address,
+    };
+    const { stdout } = await run(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'admin', 'revoke', '--task', taskId, '--reason', 'cli drill'],
+      { cwd: REPO, env },
+    );
+    for (const id of leases) assert.match(stdout, new RegExp(id));
+    assert.match(stdout, /matched 2: revoked 2 at the backend, 0 pending retry/);
+    for (const id of leases) assert.equal((await h.broker.store.getLease(id))?.state, 'revoked');
+  });
+});
