@@ -32,7 +32,7 @@ import {
   validateNewApproval,
   withEffectiveState,
 } from './approval-records.js';
-import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from './lua-scripts.js';
+import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import type {
   ApprovalDecisionRecord,
   ApprovalRequest,

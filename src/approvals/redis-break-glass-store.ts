@@ -25,7 +25,7 @@ import {
   validateNewGrant,
   validateReview,
 } from './approval-records.js';
-import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from './lua-scripts.js';
+import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import type { BreakGlassGrant, BreakGlassStore } from './types.js';
 
 // Shipped next to this module; the build must copy src/approvals/lua/ to dist (as for leases).

@@ -191,21 +191,19 @@ export class BrokerAdmin {
       uses: 0,
       reviewed: false,
     };
-    await this.deps.breakGlass.grant(grant);
-    // A grant nobody can account for must not stand: no record, no grant.
-    await this.deps.audit
-      .write({
+    // A grant nobody can account for must not stand: the record is written first, and a grant
+    // whose record failed is never stored (marking it reviewed would not stop it from working).
+    try {
+      await this.deps.audit.write({
         type: 'breakglass.granted',
         ...base,
         grant: grant.id,
         expires_at: new Date(grant.expiresAt).toISOString(),
-      })
-      .catch(async (err: unknown) => {
-        await this.deps.breakGlass
-          .review(grant.id, caller.spiffeId, 'voided: audit unavailable', this.now())
-          .catch(() => undefined);
-        throw unavailable('audit_unavailable', 'audit trail unavailable: break-glass refused', err);
       });
+    } catch (err) {
+      throw unavailable('audit_unavailable', 'audit trail unavailable: break-glass refused', err);
+    }
+    await this.deps.breakGlass.grant(grant);
     return grant;
   }
 

@@ -286,7 +286,6 @@ export class Broker {
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
 
-    const { count: taskCredentialCount, roles: taskRoles } = await this.taskLeaseSummary(taskId);
     // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
     // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
     const digest = approvalDigest({
@@ -299,7 +298,9 @@ export class Broker {
       changeType,
       justification,
     });
-    const [grant, open] = await Promise.all([
+    // Independent reads on the issuance path: one round trip's wait instead of three.
+    const [{ count: taskCredentialCount, roles: taskRoles }, grant, open] = await Promise.all([
+      this.taskLeaseSummary(taskId),
       this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
       this.deps.approvals.findOpenByDigest(digest, now),
     ]);
@@ -378,16 +379,22 @@ export class Broker {
         state: 'pending',
         approvals: [],
       };
-      await this.deps.approvals.create(approval);
-      await this.deps.audit.write({
-        type: 'approval.requested',
-        ...requestFields,
-        approval: approval.id,
-        approvals_required: approval.required,
-        approval_expires_at: new Date(approval.expiresAt).toISOString(),
-        ...decisionFields(decision),
-      });
+      // Recorded before it exists: an approval nobody can account for is never offered to approvers.
+      try {
+        await this.deps.audit.write({
+          type: 'approval.requested',
+          ...requestFields,
+          approval: approval.id,
+          approvals_required: approval.required,
+          approval_expires_at: new Date(approval.expiresAt).toISOString(),
+          ...decisionFields(decision),
+        });
+      } catch (err) {
+        attempt.audited = true; // the trail itself is down: nothing more can be recorded
+        throw auditUnavailable(err);
+      }
       attempt.audited = true;
+      await this.deps.approvals.create(approval);
       return {
         status: 'pending_approval',
         approval,

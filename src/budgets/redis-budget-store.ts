@@ -19,7 +19,7 @@
  * an expired lease frees its place without anyone calling releaseLease.
  */
 import type { Redis } from 'ioredis';
-import { hashTag, loadLuaScripts, ScriptRunner } from '../approvals/lua-scripts.js';
+import { hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import {
   IDLE_SLACK_MS,

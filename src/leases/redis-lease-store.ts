@@ -28,7 +28,7 @@
  * (PEXPIREAT) and so assume broker and Redis clocks roughly agree, which only shifts when history
  * disappears.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { loadLuaScripts, type LuaScript } from '../redis/lua-scripts.js';
 import { Redis, type RedisOptions } from 'ioredis';
 import { BrokerError, invalidArgument, isBrokerError, unavailable } from '../errors.js';
 import {
@@ -64,9 +64,6 @@ import type {
 // dist/src/leases/lua/ (the constructor fails at startup, naming the path, if it did not).
 const LUA_DIR = new URL('./lua/', import.meta.url);
 
-const SCRIPT_FILE = /^([a-z][a-z-]*)-(\d+)\.lua$/;
-const INCLUDE_LINE = /^--- @include "([a-z][a-z-]*)"$/gm;
-
 const SCRIPT_NAMES = [
   'create-task',
   'end-task',
@@ -80,38 +77,9 @@ const SCRIPT_NAMES = [
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
-interface ScriptSource {
-  numberOfKeys: number;
-  lua: string;
-}
-
-/** Reads lua/<name>-<numKeys>.lua and splices in `--- @include "x"` lines from lua/includes/x.lua. */
-export function loadLeaseScripts(dir: URL = LUA_DIR): Map<ScriptName, ScriptSource> {
-  let files: string[];
-  try {
-    files = readdirSync(dir);
-  } catch (err) {
-    throw new Error(`lease store: cannot read Lua scripts from ${dir.pathname} (did the build copy lua/?)`, {
-      cause: err,
-    });
-  }
-  const scripts = new Map<ScriptName, ScriptSource>();
-  for (const file of files) {
-    const match = SCRIPT_FILE.exec(file);
-    if (!match) continue;
-    const name = SCRIPT_NAMES.find((n) => n === match[1]);
-    if (name === undefined) continue;
-    const raw = readFileSync(new URL(file, dir), 'utf8');
-    const lua = raw.replace(INCLUDE_LINE, (_line, include: string) =>
-      readFileSync(new URL(`includes/${include}.lua`, dir), 'utf8'),
-    );
-    scripts.set(name, { numberOfKeys: Number(match[2]), lua });
-  }
-  const missing = SCRIPT_NAMES.filter((n) => !scripts.has(n));
-  if (missing.length > 0) {
-    throw new Error(`lease store: missing Lua scripts in ${dir.pathname}: ${missing.join(', ')}`);
-  }
-  return scripts;
+/** Reads lua/<name>-<numKeys>.lua (includes spliced in); fails at startup, naming the path, if one is missing. */
+export function loadLeaseScripts(dir: URL = LUA_DIR): Map<ScriptName, LuaScript> {
+  return loadLuaScripts(dir, SCRIPT_NAMES, 'lease store');
 }
 
 export interface CreateRedisClientOptions {

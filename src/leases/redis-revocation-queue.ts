@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from '../approvals/lua-scripts.js';
+import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import {
   boundedError,

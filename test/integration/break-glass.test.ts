@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { JSONWebKeySet } from 'jose';
 import type { BrokerAdminClient } from '../../src/client/broker-client.js';
+import { MemoryAuditSink } from '../../src/audit/memory-sink.js';
 import { verifyAccessToken } from '../../src/credentials/token/verify-access-token.js';
 import {
   BROKER_ID,
@@ -224,5 +225,38 @@ describe('integration: break-glass', function () {
     );
     assert.equal(elsewhere.code, status.PERMISSION_DENIED);
     assert.equal(elsewhere.metadata[REASON], 'default_deny');
+  });
+});
+
+describe('integration: break-glass with the audit trail down', () => {
+  it('refuses the grant and stores nothing: an unrecorded grant never works', async () => {
+    const sink = new MemoryAuditSink();
+    const h = await startHarness({ audit: sink });
+    try {
+      const admin = await h.adminClient('security');
+      sink.failWrites();
+      const err = await grpcError(
+        admin.breakGlass({
+          agent: OTHER_AGENT,
+          roles: ['token/logs-read'],
+          reason: 'audit down drill',
+          ttl_seconds: 600,
+        }),
+      );
+      assert.equal(err.code, status.UNAVAILABLE);
+      assert.equal(err.metadata['x-svid-broker-reason'], 'audit_unavailable');
+      const planted = await breakGlassStoreFor(h);
+      try {
+        assert.equal(
+          await planted.store.findActive(OTHER_AGENT, randomUUID(), 'token/logs-read', Date.now()),
+          undefined,
+        );
+        assert.deepEqual(await planted.store.listUnreviewed(), []);
+      } finally {
+        planted.close();
+      }
+    } finally {
+      await h.close();
+    }
   });
 });

@@ -1,12 +1,9 @@
 /**
- * Loading and running the Lua scripts of the approval, break-glass and budget stores, the same way
- * the lease store does it (BullMQ's habit): one file per script, `<name>-<numKeys>.lua`, with
+ * Loading and running the Lua scripts of every Redis store (leases, revocation queue, approvals,
+ * break-glass, budgets), BullMQ's habit: one file per script, `<name>-<numKeys>.lua`, with
  * `--- @include "x"` lines spliced in from `includes/x.lua`, registered once per client with
  * defineCommand. A script whose key count varies with the call is named `<name>-n.lua`; the
  * runner then passes the count first, as ioredis expects for a command defined without one.
- *
- * Budgets use this module too (src/budgets imports it); it lives here only because approvals came
- * first, and can move to a shared folder together with the lease store's loader.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
