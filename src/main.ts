@@ -5,11 +5,21 @@
 import 'reflect-metadata';
 import { setFlagsFromString } from 'node:v8';
 import { pino, type Logger } from 'pino';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
-import { Broker } from './broker/broker.js';
+import { Broker, type IncidentHooks, type ScreenedRequest } from './broker/broker.js';
+import { QuarantineAdmin } from './broker/quarantine-admin.js';
+import type { BrokerError } from './errors.js';
+import { MemoryInvalidationFeed } from './feed/memory-feed.js';
+import { RedisInvalidationFeed } from './feed/redis-feed.js';
+import { FeedFreshness, type InvalidationFeed } from './feed/types.js';
+import { MemoryQuarantineStore } from './quarantine/memory-quarantine-store.js';
+import { QuarantineService } from './quarantine/quarantine-service.js';
+import { QuarantineView } from './quarantine/quarantine-view.js';
+import { RedisQuarantineStore } from './quarantine/redis-quarantine-store.js';
+import type { QuarantineStore } from './quarantine/types.js';
 import { roleDefinitions } from './config/load-config.js';
 import type { BrokerConfig } from './config/schema.js';
 import type { CredentialBackend } from './credentials/backend.js';
@@ -20,8 +30,9 @@ import { parseSpiffeId } from './identity/spiffe-id.js';
 import type { JwtBundle, JwtBundleSource, X509Bundle } from './identity/types.js';
 import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
+import { createBrokerMetrics, withMetrics } from './observability/metrics.js';
 import { LeaseReaper } from './leases/reaper.js';
-import { createRedisClient, RedisLeaseStore } from './leases/redis-lease-store.js';
+import { RedisLeaseStore } from './leases/redis-lease-store.js';
 import type { LeaseStore } from './leases/types.js';
 import { AgentCatalog } from './policy/agent-catalog.js';
 import { formatPolicyProblem } from './policy/policy-load-error.js';
@@ -41,7 +52,7 @@ import { MemoryRevocationQueue } from './leases/memory-revocation-queue.js';
 import { RedisRevocationQueue } from './leases/redis-revocation-queue.js';
 import type { RevocationQueue } from './leases/revocation-queue.js';
 import { RevocationWorker } from './leases/revocation-worker.js';
-import type { Redis } from 'ioredis';
+import { createRedisConnection, describeRedisTarget, type RedisClient } from './redis/connect.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
@@ -192,16 +203,38 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     logger.info({ digest: policies.current.digest, dir: config.policy.dir }, 'policy set loaded');
 
     // 3. Shared state: leases, approvals, break-glass grants, budgets (Redis, or memory in dev).
-    let redis: Redis | undefined;
+    let redis: RedisClient | undefined;
+    // The latest connection problem (say, a sentinel that does not know the master), for the error below.
+    let redisProblem: Error | undefined;
     if (config.redis.store === 'redis') {
-      const client = createRedisClient(config.redis.url);
+      const client = createRedisConnection(config.redis, {
+        onError: (err) => {
+          redisProblem = err;
+        },
+      });
       redis = client;
       cleanups.push(() => void client.disconnect());
     }
+    // Quarantines, the revocation queue and the invalidation feed come first: the in-memory lease
+    // store consults the first two directly (the Redis one reads their keys in its scripts).
+    const memoryFeed = redis ? undefined : new MemoryInvalidationFeed(opts.now);
+    const memoryQuarantines = redis ? undefined : new MemoryQuarantineStore(memoryFeed);
+    const quarantines: QuarantineStore = redis
+      ? new RedisQuarantineStore(redis, { prefix: config.redis.prefix, feedMaxLen: config.feed.maxLen })
+      : (memoryQuarantines as MemoryQuarantineStore);
+    const revocations: RevocationQueue = redis
+      ? new RedisRevocationQueue(redis, {
+          prefix: config.redis.prefix,
+          visibilityTimeoutMs: config.revocation.visibilityTimeoutMs,
+        })
+      : new MemoryRevocationQueue();
     let store = opts.store;
     if (!store) {
       if (!redis) {
-        store = new MemoryLeaseStore();
+        store = new MemoryLeaseStore({
+          quarantined: (agent, now) => memoryQuarantines?.matchSync(agent, now) !== undefined,
+          revocations,
+        });
       } else {
         store = new RedisLeaseStore(redis, {
           prefix: config.redis.prefix,
@@ -211,7 +244,8 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           await store.ping();
         } catch (err) {
           throw new StartupError(
-            `cannot reach Redis at ${redactUrl(config.redis.url)}: ${(err as Error).message}`,
+            `cannot reach ${describeRedisTarget(config.redis)}: ${(err as Error).message}` +
+              (redisProblem ? ` (${redisProblem.message})` : ''),
           );
         }
       }
@@ -228,6 +262,23 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const budgets: BudgetStore = redis
       ? new RedisBudgetStore(redis, { prefix: config.redis.prefix })
       : new MemoryBudgetStore();
+    const feed: InvalidationFeed = redis
+      ? new RedisInvalidationFeed(redis, {
+          prefix: config.redis.prefix,
+          blockMs: config.feed.blockMs,
+          maxLen: config.feed.maxLen,
+          logger,
+        })
+      : (memoryFeed as MemoryInvalidationFeed);
+    const freshness = new FeedFreshness(feed, config.feed.staleAfterMs);
+    const quarantineView = new QuarantineView(quarantines, freshness, opts.now);
+    feed.listen(quarantineView);
+    try {
+      await feed.start();
+    } catch (err) {
+      throw new StartupError(`cannot read the invalidation feed: ${(err as Error).message}`);
+    }
+    cleanups.push(() => feed.close());
     if (!store.durable) {
       logger.warn(
         'LEASE STORE IS IN-PROCESS MEMORY: leases are NOT durable and NOT shared; a restart forgets every lease. Dev only.',
@@ -275,12 +326,6 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           ),
       );
     }
-    const revocations: RevocationQueue = redis
-      ? new RedisRevocationQueue(redis, {
-          prefix: config.redis.prefix,
-          visibilityTimeoutMs: config.revocation.visibilityTimeoutMs,
-        })
-      : new MemoryRevocationQueue();
     const problems: string[] = [];
     for (const role of roles.values()) {
       const backend = backends.get(role.backend);
@@ -294,7 +339,31 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     }
     if (problems.length) throw new StartupError(`invalid role catalog:\n  - ${problems.join('\n  - ')}`);
 
-    // 6. The use cases.
+    // --- metrics: begin ---
+    // Counters count what the audit trail records, so the sink every part below writes to is
+    // wrapped; gauges read the shared stores when Prometheus scrapes (served by the ops listener).
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const metricsNow = opts.now ?? Date.now;
+    const metricsStore = store;
+    const metrics = createBrokerMetrics(
+      registry,
+      {
+        pendingApprovals: () => approvals.countPending(metricsNow()),
+        activeLeasesByBackend: () => metricsStore.activeLeaseCounts(),
+        pendingRevocations: () => revocations.pending(),
+        activeQuarantines: () => Promise.resolve(quarantineView.list().length),
+        feedLagSeconds: () => freshness.lagMs(metricsNow()) / 1000,
+      },
+      { roles, logger },
+    );
+    audit = withMetrics(audit, metrics);
+    reloadAudit.sink = audit;
+    // --- metrics: end ---
+
+    // 6. The use cases. The quarantine triggers need the lease admin, which needs the broker: the
+    // broker gets a forwarder that is connected once they exist.
+    const incidents = new IncidentForwarder();
     const broker = new Broker({
       store,
       policy: () => policies.current,
@@ -314,6 +383,8 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       roles,
       environments: config.environments,
       tasks: config.tasks,
+      quarantine: quarantineView,
+      incidents,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
@@ -328,7 +399,27 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       ...(opts.now ? { now: opts.now } : {}),
     });
 
-    const leaseAdmin = new LeaseAdmin({ store, broker, policy: () => policies.current, audit, logger });
+    const leaseAdmin = new LeaseAdmin({
+      store,
+      broker,
+      policy: () => policies.current,
+      audit,
+      logger,
+      quarantine: quarantineView,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    const quarantineService = new QuarantineService({
+      store: quarantines,
+      revoke: (by, selector, describe, reason) =>
+        leaseAdmin.revokeSelected(by, selector, describe, reason, false),
+      audit,
+      logger,
+      triggers: config.quarantine.triggers,
+      agentGroups,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    incidents.service = quarantineService;
+    const quarantineAdmin = new QuarantineAdmin(quarantineService, leaseAdmin);
 
     // 7. Transport: TLS with rotating SVID, per-trust-domain peer verification.
     const certificates = new SvidCertificateProvider(tlsIdentity(x509));
@@ -346,29 +437,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       ...(opts.now ? { now: opts.now } : {}),
     });
 
-    const registry = new Registry();
-    collectDefaultMetrics({ register: registry });
-    const metrics = {
-      requests: new Counter({
-        name: 'svid_broker_requests_total',
-        help: 'gRPC requests by method and status code',
-        labelNames: ['method', 'code'] as const,
-        registers: [registry],
-      }),
-      latency: new Histogram({
-        name: 'svid_broker_request_seconds',
-        help: 'gRPC request latency',
-        labelNames: ['method'] as const,
-        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-        registers: [registry],
-      }),
-    };
-
     const grpc: RunningGrpcServer = await startGrpcServer(
       {
         broker,
         admin,
         leaseAdmin,
+        quarantineAdmin,
         approvalPollMs: config.approvals.pollMs,
         authenticator,
         certificates,
@@ -392,6 +466,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           const svid = x509.getX509Svid();
           if (!svid) throw new Error('no SVID');
           await leaseStore.ping();
+          const lag = freshness.lagMs(Date.now());
+          if (lag > freshness.staleAfterMs)
+            throw new Error(`invalidation feed stale (${Math.round(lag)} ms)`);
         },
       },
       config.httpListen,
@@ -468,6 +545,17 @@ export function redactUrl(url: string): string {
     return u.toString();
   } catch {
     return '<unparseable url>';
+  }
+}
+
+/** Lets the broker call the quarantine triggers, which are built after it. */
+class IncidentForwarder implements IncidentHooks {
+  service: IncidentHooks | undefined;
+  onRefused(agent: string, err: BrokerError, request: Record<string, unknown>): Promise<void> {
+    return this.service?.onRefused(agent, err, request) ?? Promise.resolve();
+  }
+  screenRequest(agent: string, request: ScreenedRequest): Promise<void> {
+    return this.service?.screenRequest(agent, request) ?? Promise.resolve();
   }
 }
 

@@ -69,6 +69,14 @@ export class MemoryApprovalStore implements ApprovalStore {
       .sort(byNewest);
   }
 
+  async countPending(now: number): Promise<number> {
+    requireTime('now', now);
+    this.dropRetired();
+    let count = 0;
+    for (const r of this.requests.values()) if (r.state === 'pending' && r.expiresAt > now) count++;
+    return count;
+  }
+
   async decide(
     id: string,
     decision: { approver: string; approve: boolean; reason: string; at: number },

@@ -18,7 +18,7 @@
  * and refused by decide and consume, which also write the state down. Retention (7 days by default)
  * keeps decisions inspectable after that.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import {
   APPROVAL_STATES,
@@ -221,11 +221,11 @@ export class RedisApprovalStore implements ApprovalStore {
   private readonly scripts: ScriptRunner<ScriptName>;
 
   /**
-   * Uses `redis` without owning it (the lease store's client, built with createRedisClient, so
+   * Uses `redis` without owning it (the lease store's client, built with createRedisConnection, so
    * calls fail fast during an outage); the caller closes it.
    */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     opts: RedisApprovalStoreOptions = {},
   ) {
     this.keys = new ApprovalKeys(
@@ -293,6 +293,15 @@ export class RedisApprovalStore implements ApprovalStore {
       .map((r) => withEffectiveState(requestFromFields(fieldsOf(r, malformed)), now))
       .filter((r) => r.state === state && (!filter.requester || r.requester === filter.requester))
       .sort(byNewest);
+  }
+
+  /**
+   * One ZCOUNT of the pending index: every transition out of `pending` (decide-approval) removes the
+   * entry, and expired ones are past the lower bound, so no record needs reading.
+   */
+  async countPending(now: number): Promise<number> {
+    requireTime('now', now);
+    return this.scripts.guard(() => this.redis.zcount(this.keys.pending, `(${now}`, '+inf'));
   }
 
   async decide(

@@ -13,7 +13,7 @@
  * its effect (findActive), never its record. Grant ids may not contain ':' or be `unreviewed`, so a
  * grant key can never be one of the two index keys.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import {
   byOldest,
@@ -159,11 +159,11 @@ export class RedisBreakGlassStore implements BreakGlassStore {
   private readonly scripts: ScriptRunner<ScriptName>;
 
   /**
-   * Uses `redis` without owning it (the lease store's client, built with createRedisClient, so
+   * Uses `redis` without owning it (the lease store's client, built with createRedisConnection, so
    * calls fail fast during an outage); the caller closes it.
    */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     opts: RedisBreakGlassStoreOptions = {},
   ) {
     this.keys = new BreakGlassKeys(

@@ -62,6 +62,8 @@ export interface ApprovalStore {
   findOpenByDigest(digest: string, now: number): Promise<ApprovalRequest | undefined>;
   /** Requests in a state (default: pending), newest first, expired ones reported as 'expired'. */
   list(filter: { state?: ApprovalState; requester?: string }, now: number): Promise<ApprovalRequest[]>;
+  /** How many requests are pending and unexpired at `now` (what list() would return); cheap, for metrics. */
+  countPending(now: number): Promise<number>;
   /**
    * Atomically records one approver's decision. Refuses the requester, a second approval by the
    * same approver, and anything not pending or past its expiry. N distinct approvals -> 'approved';

@@ -12,6 +12,7 @@ export type AuditEventType =
   | 'lease.expired'
   | 'lease.revoke_failed'
   | 'lease.revoke_queued'
+  | 'lease.not_revocable'
   | 'approval.requested'
   | 'approval.approved'
   | 'approval.denied'
@@ -22,8 +23,13 @@ export type AuditEventType =
   | 'budget.exceeded'
   | 'admin.revoke'
   | 'admin.revoke_dry_run'
+  | 'admin.revoke_progress'
+  | 'quarantine.set'
+  | 'quarantine.released'
+  | 'quarantine.refused'
   | 'policy.reloaded'
   | 'policy.reload_failed'
+  | 'policy.synced'
   | 'broker.started'
   | 'broker.stopped';
 

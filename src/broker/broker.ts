@@ -28,6 +28,7 @@ import type { ApprovalRequest, ApprovalStore, BreakGlassStore } from '../approva
 import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { PolicyEngine } from '../policy/types.js';
+import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
@@ -116,12 +117,43 @@ export interface BrokerDeps {
   budgetLimits: BudgetConfig;
   /** The agent catalog: AgentGroups of a SPIFFE ID (also given to policy). */
   agentGroups: (spiffeId: string) => readonly string[];
+  /**
+   * This replica's quarantine check, run first on every call (throws PERMISSION_DENIED
+   * "quarantined", or UNAVAILABLE when the replica's invalidation feed is stale). The lease store
+   * checks again, atomically with the lease write, for requests already in flight.
+   */
+  quarantine?: { check(agent: string): void };
+  /** Automatic quarantine triggers: they see every refusal and screen each credential request. */
+  incidents?: IncidentHooks;
   logger: Logger;
   now?: () => number;
   newId?: () => string;
 }
 
+/** What the automatic quarantine triggers need from the broker (src/quarantine/triggers.ts). */
+export interface IncidentHooks {
+  /** After a refused call was audited; never throws into the caller's path. */
+  onRefused(agent: string, err: BrokerError, request: Record<string, unknown>): Promise<void>;
+  /** Before policy, for each credential request; throws (quarantined) when it quarantined the agent. */
+  screenRequest(agent: string, request: ScreenedRequest): Promise<void>;
+}
+
+export interface ScreenedRequest {
+  taskId: string;
+  role: string;
+  environment: string;
+  sensitivity: Sensitivity;
+}
+
+/** One lease of a bulk revocation and what became of it at its backend. */
+export interface BulkRevocationResult {
+  lease: Lease;
+  outcome: 'revoked' | 'pending_retry' | 'not_revocable';
+}
+
 const MIN_CREDENTIAL_SECONDS = 1;
+/** Backend revokes in flight at once during a bulk revocation. */
+const BULK_REVOKE_CONCURRENCY = 64;
 
 export class Broker {
   private readonly now: () => number;
@@ -146,11 +178,13 @@ export class Broker {
           ...refusalFields(err),
         });
       }
+      await this.noteRefusal(caller, err, { action: 'BeginTask', environment: clip(input.environment) });
       throw err;
     }
   }
 
   private async begin(caller: Caller, input: BeginTaskInput, attempt: Attempt): Promise<Task> {
+    this.deps.quarantine?.check(caller.spiffeId);
     const environment = input.environment;
     if (!environment) throw invalidArgument('environment', 'is required');
     if (!this.deps.environments.includes(environment)) {
@@ -244,6 +278,7 @@ export class Broker {
   }
 
   async getTask(caller: Caller, taskId: string): Promise<Task> {
+    this.deps.quarantine?.check(caller.spiffeId);
     return this.ownTask(caller, requireTaskId(taskId));
   }
 
@@ -261,11 +296,17 @@ export class Broker {
           ...refusalFields(err),
         });
       }
+      await this.noteRefusal(caller, err, {
+        action: 'IssueCredential',
+        task: clip(input.taskId),
+        role: clip(input.role),
+      });
       throw err;
     }
   }
 
   private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssueOutcome> {
+    this.deps.quarantine?.check(caller.spiffeId);
     const taskId = requireTaskId(input.taskId);
     const roleName = requireRoleName(input.role);
     const requestedTtl = optionalTtl(input.ttlSeconds);
@@ -285,6 +326,12 @@ export class Broker {
       throw failedPrecondition('task_expired', 'task has expired');
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
+    await this.deps.incidents?.screenRequest(caller.spiffeId, {
+      taskId: task.id,
+      role: role.name,
+      environment: task.environment,
+      sensitivity,
+    });
 
     // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
     // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
@@ -504,6 +551,15 @@ export class Broker {
       );
       throw isBrokerError(err) ? err : unavailable('lease_store_unavailable', 'lease store unavailable', err);
     }
+    if (put === 'agent_quarantined') {
+      // Quarantined while this request was in flight: its credential never leaves the broker.
+      await undo('quarantine');
+      await this.auditDenial(
+        { type: 'credential.denied', ...requestFields, lease: leaseId, reason: 'quarantined', stage: put },
+        attempt,
+      );
+      throw quarantinedError();
+    }
     if (put !== 'ok') {
       await undo(`lease rejected (${put})`);
       await this.auditDenial(
@@ -572,6 +628,7 @@ export class Broker {
     let lastSeen = -1;
     for (;;) {
       if (opts.signal.aborted) throw failedPrecondition('cancelled', 'the wait was cancelled');
+      this.deps.quarantine?.check(caller.spiffeId);
       const approval = await this.deps.approvals.get(approvalId, this.now());
       if (!approval) throw notFound('approval_not_found', 'approval not found');
       if (approval.requester !== caller.spiffeId) {
@@ -624,6 +681,7 @@ export class Broker {
   ): Promise<{ task: Task; revoked: RevokedLeaseSummary[] }> {
     const taskId = requireTaskId(input.taskId);
     const reason = boundedText(input.reason, 'reason', LIMITS.reason) || 'ended by agent';
+    this.deps.quarantine?.check(caller.spiffeId);
     const task = await this.ownTask(caller, taskId);
     if (task.state !== 'active') throw failedPrecondition('task_ended', `task is already ${task.state}`);
     const ended = await this.deps.store.endTask(taskId, 'ended', reason, this.now());
@@ -754,6 +812,90 @@ export class Broker {
       reason,
     });
     return { leaseId: lease.id, role: lease.role, state: 'revoked' };
+  }
+
+  /**
+   * The backend half of a bulk revocation: the store already moved `leases` to `revoking` and
+   * queued a job for each (LeaseStore.revokeSelected). Revokes at each backend (bounded
+   * concurrency), records every outcome in one store call, and audits each lease. A backend that
+   * refuses leaves the job queued for the worker (its retries and backoff); a role whose
+   * credentials cannot be revoked one by one ends `revoke_failed` as `not_revocable`.
+   */
+  async finishRevocations(leases: readonly Lease[], reason: string): Promise<BulkRevocationResult[]> {
+    const results: BulkRevocationResult[] = [];
+    for (let i = 0; i < leases.length; i += BULK_REVOKE_CONCURRENCY) {
+      const chunk = leases.slice(i, i + BULK_REVOKE_CONCURRENCY);
+      results.push(...(await Promise.all(chunk.map((lease) => this.revokeAtBackend(lease)))));
+    }
+    const at = this.now();
+    const done = results.filter((r) => r.outcome !== 'pending_retry');
+    await this.deps.store.completeRevocations(
+      done.map((r) => ({
+        id: r.lease.id,
+        outcome: r.outcome === 'revoked' ? 'revoked' : 'revoke_failed',
+        reason: r.outcome === 'revoked' ? reason : `not_revocable: ${reason}`,
+      })),
+      at,
+    );
+    await Promise.all(
+      results.map((r) =>
+        this.auditAfterRevocation({
+          type:
+            r.outcome === 'revoked'
+              ? 'lease.revoked'
+              : r.outcome === 'not_revocable'
+                ? 'lease.not_revocable'
+                : 'lease.revoke_queued',
+          agent: r.lease.agent,
+          lease: r.lease.id,
+          task: r.lease.taskId,
+          role: r.lease.role,
+          backend: r.lease.backend,
+          environment: r.lease.environment,
+          reason,
+          ...(r.outcome === 'not_revocable'
+            ? { valid_until: new Date(r.lease.expiresAt).toISOString() }
+            : {}),
+        }),
+      ),
+    );
+    return results;
+  }
+
+  private async revokeAtBackend(lease: Lease): Promise<BulkRevocationResult> {
+    const backend = this.deps.backends.get(lease.backend);
+    const role = this.deps.roles.get(lease.role);
+    try {
+      if (!backend) throw new Error(`backend "${lease.backend}" is not configured`);
+      await backend.revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt });
+    } catch (err) {
+      const message = safeErr(err).message;
+      this.deps.logger.error(
+        { err: safeErr(err), lease: lease.id },
+        'backend revoke failed: queued for retry',
+      );
+      await this.deps.revocations
+        .retry(
+          lease.id,
+          this.now() + revocationBackoff(1, this.deps.revocationRetry, Math.random),
+          1,
+          message,
+        )
+        .catch(() => false);
+      return { lease, outcome: 'pending_retry' };
+    }
+    const expiresOnly = role !== undefined && backend.revocability?.(role) === 'expires_only';
+    return { lease, outcome: expiresOnly ? 'not_revocable' : 'revoked' };
+  }
+
+  /** Lets the automatic quarantine triggers see a refusal; their failure never changes the answer. */
+  private async noteRefusal(caller: Caller, err: unknown, request: Record<string, unknown>): Promise<void> {
+    if (!this.deps.incidents || !isBrokerError(err)) return;
+    await this.deps.incidents
+      .onRefused(caller.spiffeId, err, request)
+      .catch((e: unknown) =>
+        this.deps.logger.error({ err: safeErr(e), agent: caller.spiffeId }, 'quarantine trigger failed'),
+      );
   }
 
   /** Hands a failed backend revoke to the durable queue (it retries with backoff, resumes after restarts). */

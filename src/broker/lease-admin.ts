@@ -1,21 +1,38 @@
 /**
- * Incident tools: list and revoke leases by selector (lease, agent or agent pattern, task,
+ * Incident tools: list, get and revoke leases by selector (lease, agent or agent pattern, task,
  * environment, role, backend, trust domain, or all). Authorized by the ListLeases and RevokeLeases
- * admin actions; every revocation goes through Broker.revokeLease (backend first, durable queue on
- * refusal), and each admin call leaves one summary audit record.
+ * admin actions; each admin call leaves one summary audit record.
+ *
+ * A revocation streams: the store moves one page of matching leases to `revoking` and queues their
+ * backend jobs in one atomic step (LeaseStore.revokeSelected), the broker then revokes them at
+ * their backends (Broker.finishRevocations), and the caller sees progress after every page. The
+ * ledger runs a few pages ahead of the backends, so containment (the deny list) does not wait for
+ * slow backends, and memory stays bounded by the page size whatever the number of leases.
  */
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/types.js';
-import { invalidArgument, unavailable } from '../errors.js';
+import { invalidArgument, notFound, unavailable } from '../errors.js';
 import { SpiffeIdPattern, parseTrustDomain } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
-import type { Lease, LeaseFilter, LeaseState, LeaseStore } from '../leases/types.js';
+import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevocationPage } from '../leases/types.js';
 import type { PolicyEngine } from '../policy/types.js';
-import type { Broker } from './broker.js';
+import type { Broker, BulkRevocationResult } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 
 const STATES: readonly LeaseState[] = ['active', 'revoking', 'revoked', 'expired', 'revoke_failed'];
+
+/** Leases per ledger page of a revocation (one Lua call each). */
+export const REVOKE_PAGE_SIZE = 500;
+/** Ledger pages a revocation may run ahead of the backend revokes. */
+const LEDGER_LOOKAHEAD = 8;
+/** Lease ids named in the summary audit record; the per-lease records name every one. */
+const AUDIT_LEASE_IDS = 1000;
+const DEFAULT_LIST_PAGE = 100;
+const MAX_LIST_PAGE = 1000;
+
+export type AdminAction =
+  'ListLeases' | 'RevokeLeases' | 'Quarantine' | 'ReleaseQuarantine' | 'ListQuarantines';
 
 export interface LeaseSelectorInput {
   leaseId: string;
@@ -30,13 +47,32 @@ export interface LeaseSelectorInput {
   state: string;
 }
 
-export interface RevokeReport {
-  matched: number;
+export interface BackendCounts {
   revoked: number;
   pendingRetry: number;
-  alreadyEnded: number;
-  byBackend: Record<string, { revoked: number; pendingRetry: number }>;
+  notRevocable: number;
+}
+
+export interface RevokeReport {
+  /** Active leases the selector matched (in a dry run: would revoke). */
+  matched: number;
+  /** Revoked at the backend now. */
+  revoked: number;
+  /** The backend refused for now: `revoking`, the revocation queue retries them. */
+  pendingRetry: number;
+  /** Credentials the backend cannot revoke one by one (cloud STS): ended in the ledger, alive until expiry. */
+  notRevocable: number;
+  byBackend: Record<string, BackendCounts>;
   dryRun: boolean;
+  /** Index entries looked at so far, out of `toScan`. */
+  scanned: number;
+  toScan: number;
+  done: boolean;
+}
+
+/** Progress after one page: the running report and the leases this page covered. */
+export interface RevokeProgress {
+  report: RevokeReport;
   leases: Lease[];
 }
 
@@ -46,30 +82,64 @@ export interface LeaseAdminDeps {
   policy: () => PolicyEngine;
   audit: AuditSink;
   logger: Logger;
+  /** Admin calls of a quarantined identity are refused like any other call. */
+  quarantine?: { check(agent: string): void };
+  now?: () => number;
 }
 
-interface Selector {
-  filter: LeaseFilter;
-  matches: (lease: Lease) => boolean;
-  describe: Record<string, unknown>;
+export interface RevokeInput {
+  selector: LeaseSelectorInput;
+  reason: string;
+  dryRun: boolean;
+  confirmAll: boolean;
 }
 
 export class LeaseAdmin {
-  constructor(private readonly deps: LeaseAdminDeps) {}
+  private readonly now: () => number;
 
-  async listLeases(caller: Caller, input: LeaseSelectorInput): Promise<Lease[]> {
+  constructor(private readonly deps: LeaseAdminDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  async listLeases(
+    caller: Caller,
+    input: LeaseSelectorInput,
+    page: { pageSize?: number; pageToken?: string } = {},
+  ): Promise<{ leases: Lease[]; nextPageToken: string }> {
     this.authorize(caller, 'ListLeases');
     const state = input.state || 'active';
     if (state !== 'any' && !(STATES as readonly string[]).includes(state)) {
       throw invalidArgument('state', `must be one of ${STATES.join(', ')} or any`);
     }
-    const selector = parseSelector(input, state === 'any' ? undefined : (state as LeaseState));
-    return this.find(selector);
+    const pageSize = page.pageSize || DEFAULT_LIST_PAGE;
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_LIST_PAGE) {
+      throw invalidArgument('page_size', `must be between 1 and ${MAX_LIST_PAGE}`);
+    }
+    const selector = parseSelector(input, state === 'any' ? undefined : (state as LeaseState)).selector;
+    // Keep reading index pages until this page is full or the index ends: a selective filter may
+    // match nothing in many entries, and the caller should not have to page through emptiness.
+    const leases: Lease[] = [];
+    let cursor = page.pageToken || undefined;
+    do {
+      const got = await this.deps.store.scanLeases(selector, cursor, pageSize);
+      leases.push(...got.leases);
+      cursor = got.cursor;
+    } while (cursor !== undefined && leases.length < pageSize);
+    return { leases, nextPageToken: cursor ?? '' };
   }
 
+  async getLease(caller: Caller, leaseId: string): Promise<Lease> {
+    this.authorize(caller, 'ListLeases');
+    const lease = await this.deps.store.getLease(requireTaskId(leaseId, 'lease_id'));
+    if (!lease) throw notFound('lease_not_found', 'lease not found (or past its retention)');
+    return lease;
+  }
+
+  /** RevokeLeases as an admin call: authorized, validated, audited. */
   async revokeLeases(
     caller: Caller,
-    input: { selector: LeaseSelectorInput; reason: string; dryRun: boolean; confirmAll: boolean },
+    input: RevokeInput,
+    onProgress: (p: RevokeProgress) => void = () => undefined,
   ): Promise<RevokeReport> {
     this.authorize(caller, 'RevokeLeases');
     const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
@@ -77,63 +147,162 @@ export class LeaseAdmin {
     if (input.selector.all && !input.confirmAll) {
       throw invalidArgument('confirm_all', 'revoking every lease needs confirm_all');
     }
-    const selector = parseSelector(input.selector, 'active');
-    const leases = await this.find(selector);
+    const { selector, describe } = parseSelector(input.selector, 'active');
+    return this.revokeSelected(caller.spiffeId, selector, describe, reason, input.dryRun, onProgress);
+  }
+
+  /**
+   * Revokes every active lease matching an already validated selector (also used by quarantine
+   * with revoke_active), and writes the summary audit record.
+   */
+  async revokeSelected(
+    by: string,
+    selector: LeaseSelector,
+    describe: Record<string, unknown>,
+    reason: string,
+    dryRun: boolean,
+    onProgress: (p: RevokeProgress) => void = () => undefined,
+  ): Promise<RevokeReport> {
     const report: RevokeReport = {
-      matched: leases.length,
+      matched: 0,
       revoked: 0,
       pendingRetry: 0,
-      alreadyEnded: 0,
+      notRevocable: 0,
       byBackend: {},
-      dryRun: input.dryRun,
-      leases,
+      dryRun,
+      scanned: 0,
+      toScan: 0,
+      done: false,
     };
-    if (!input.dryRun) {
-      const why = `admin: ${reason}`;
-      const outcomes = await Promise.all(leases.map((l) => this.deps.broker.revokeLease(l, why)));
-      outcomes.forEach((outcome, i) => {
-        const backend = (leases[i] as Lease).backend;
-        const counts = (report.byBackend[backend] ??= { revoked: 0, pendingRetry: 0 });
-        if (!outcome) report.alreadyEnded++;
-        else if (outcome.state === 'revoked') {
-          report.revoked++;
-          counts.revoked++;
-        } else {
-          report.pendingRetry++;
-          counts.pendingRetry++;
-        }
-      });
+    const sample: string[] = [];
+    const started = this.now();
+    if (dryRun) {
+      await this.scanDry(selector, report, sample, onProgress);
+    } else {
+      await this.revokePages(selector, `admin: ${reason}`, report, sample, onProgress);
     }
+    report.done = true;
     try {
       await this.deps.audit.write({
-        type: input.dryRun ? 'admin.revoke_dry_run' : 'admin.revoke',
-        agent: caller.spiffeId,
-        selector: selector.describe,
+        type: dryRun ? 'admin.revoke_dry_run' : 'admin.revoke',
+        agent: by,
+        selector: describe,
         reason,
         matched: report.matched,
         revoked: report.revoked,
         pending_retry: report.pendingRetry,
-        already_ended: report.alreadyEnded,
-        leases: leases.map((l) => l.id),
+        not_revocable: report.notRevocable,
+        by_backend: report.byBackend,
+        duration_ms: this.now() - started,
+        leases: sample,
+        ...(report.matched > sample.length ? { leases_truncated: true } : {}),
       });
     } catch (err) {
-      // The revocations stand (revoking is the safe direction); the summary's absence is loud.
+      // The revocations stand (revoking is the safe direction; each lease has its own record);
+      // the summary's absence is loud.
       this.deps.logger.error(
         { err: { message: (err as Error).message } },
         'admin revoke summary not audited',
       );
-      if (!input.dryRun) return report;
-      throw unavailable('audit_unavailable', 'audit trail unavailable', err);
+      if (dryRun) throw unavailable('audit_unavailable', 'audit trail unavailable', err);
     }
     return report;
   }
 
-  private async find(selector: Selector): Promise<Lease[]> {
-    const leases = await this.deps.store.listLeases(selector.filter);
-    return leases.filter(selector.matches);
+  private async scanDry(
+    selector: LeaseSelector,
+    report: RevokeReport,
+    sample: string[],
+    onProgress: (p: RevokeProgress) => void,
+  ): Promise<void> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.deps.store.scanLeases(
+        { ...selector, state: 'active' },
+        cursor,
+        REVOKE_PAGE_SIZE,
+      );
+      cursor = page.cursor;
+      report.scanned += page.scanned;
+      report.toScan = cursor === undefined ? report.scanned : report.scanned + 1;
+      report.matched += page.leases.length;
+      for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
+      if (page.leases.length > 0 || cursor === undefined) {
+        onProgress({ report: { ...report, done: cursor === undefined }, leases: page.leases });
+      }
+    } while (cursor !== undefined);
   }
 
-  private authorize(caller: Caller, action: 'ListLeases' | 'RevokeLeases'): void {
+  private async revokePages(
+    selector: LeaseSelector,
+    reason: string,
+    report: RevokeReport,
+    sample: string[],
+    onProgress: (p: RevokeProgress) => void,
+  ): Promise<void> {
+    const at = this.now();
+    const pages = this.deps.store.revokeSelected(selector, {
+      reason,
+      at,
+      // The worker leaves the jobs alone while this call revokes them inline; after a crash it
+      // picks them up from here.
+      runAt: at + 60_000,
+      pageSize: REVOKE_PAGE_SIZE,
+    });
+    // The ledger (producer) runs up to LEDGER_LOOKAHEAD pages ahead of the backends (consumer).
+    const ready: RevocationPage[] = [];
+    let finished = false;
+    let stopped = false;
+    let failure: unknown;
+    let wake: (() => void) | undefined;
+    let space: (() => void) | undefined;
+    const producer = (async () => {
+      try {
+        for await (const page of pages) {
+          while (ready.length >= LEDGER_LOOKAHEAD && !stopped) await new Promise<void>((r) => (space = r));
+          if (stopped) break;
+          ready.push(page);
+          wake?.();
+        }
+      } catch (err) {
+        failure = err;
+      } finally {
+        finished = true;
+        wake?.();
+      }
+    })();
+    try {
+      for (;;) {
+        if (ready.length === 0) {
+          if (finished) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        const page = ready.shift() as RevocationPage;
+        space?.();
+        space = undefined;
+        const results = page.leases.length
+          ? await this.deps.broker.finishRevocations(page.leases, reason)
+          : [];
+        tally(report, results);
+        report.scanned += page.scanned;
+        report.toScan = page.total;
+        for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
+        if (results.length > 0) onProgress({ report: { ...report }, leases: results.map((r) => r.lease) });
+      }
+    } finally {
+      // On a failure here the producer stops at its next page; leases it already moved are
+      // `revoking` with queued jobs, so the worker finishes them.
+      stopped = true;
+      space?.();
+      await producer;
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  authorize(caller: Caller, action: AdminAction): void {
+    this.deps.quarantine?.check(caller.spiffeId);
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
       action,
@@ -150,50 +319,71 @@ export class LeaseAdmin {
   }
 }
 
-/** Validates a selector; the narrowest store index is used, the rest is filtered here. */
-function parseSelector(input: LeaseSelectorInput, state: LeaseState | undefined): Selector {
-  const checks: Array<(l: Lease) => boolean> = [];
-  const filter: LeaseFilter = state ? { state } : {};
+function tally(report: RevokeReport, results: readonly BulkRevocationResult[]): void {
+  for (const r of results) {
+    report.matched++;
+    const counts = (report.byBackend[r.lease.backend] ??= { revoked: 0, pendingRetry: 0, notRevocable: 0 });
+    if (r.outcome === 'revoked') {
+      report.revoked++;
+      counts.revoked++;
+    } else if (r.outcome === 'not_revocable') {
+      report.notRevocable++;
+      counts.notRevocable++;
+    } else {
+      report.pendingRetry++;
+      counts.pendingRetry++;
+    }
+  }
+}
+
+/** An agent field: an exact SPIFFE ID or a pattern ending in `/*` or `/**`. */
+export function parseAgentSelector(
+  agent: string,
+  field = 'agent',
+): Pick<LeaseSelector, 'agent' | 'agentPattern'> {
+  let pattern: SpiffeIdPattern;
+  try {
+    pattern = SpiffeIdPattern.parse(agent, field);
+  } catch {
+    throw invalidArgument(field, 'must be a SPIFFE ID or a pattern ending in /* or /**');
+  }
+  return agent.includes('*') ? { agentPattern: pattern.toString() } : { agent: pattern.toString() };
+}
+
+/** Validates a selector; the store starts from the narrowest index it names. */
+export function parseSelector(
+  input: LeaseSelectorInput,
+  state: LeaseState | undefined,
+): { selector: LeaseSelector; describe: Record<string, unknown> } {
+  const selector: LeaseSelector = state ? { state } : {};
   const describe: Record<string, unknown> = {};
   if (input.leaseId) {
-    const id = requireTaskId(input.leaseId, 'lease_id');
-    checks.push((l) => l.id === id);
-    describe.lease_id = id;
+    selector.leaseId = requireTaskId(input.leaseId, 'lease_id');
+    describe.lease_id = selector.leaseId;
   }
   if (input.agent) {
-    let pattern: SpiffeIdPattern;
-    try {
-      pattern = SpiffeIdPattern.parse(input.agent, 'agent');
-    } catch {
-      throw invalidArgument('agent', 'must be a SPIFFE ID or a pattern ending in /* or /**');
-    }
-    const exact = !input.agent.includes('*');
-    if (exact) filter.agent = input.agent;
-    checks.push((l) => pattern.matches(l.agent));
+    Object.assign(selector, parseAgentSelector(input.agent));
     describe.agent = input.agent;
   }
   if (input.taskId) {
-    filter.taskId = requireTaskId(input.taskId);
+    selector.taskId = requireTaskId(input.taskId);
     describe.task_id = input.taskId;
   }
   if (input.environment) {
-    filter.environment = boundedText(input.environment, 'environment', 64);
+    selector.environment = boundedText(input.environment, 'environment', 64);
     describe.environment = input.environment;
   }
   if (input.role) {
-    const role = requireRoleName(input.role);
-    checks.push((l) => l.role === role);
-    describe.role = role;
+    selector.role = requireRoleName(input.role);
+    describe.role = selector.role;
   }
   if (input.backend) {
-    const backend = boundedText(input.backend, 'backend', 64);
-    checks.push((l) => l.backend === backend);
-    describe.backend = backend;
+    selector.backend = boundedText(input.backend, 'backend', 64);
+    describe.backend = selector.backend;
   }
   if (input.trustDomain) {
-    const td = parseTrustDomain(input.trustDomain, 'trust_domain');
-    checks.push((l) => l.agent.startsWith(`spiffe://${td}/`));
-    describe.trust_domain = td;
+    selector.trustDomain = parseTrustDomain(input.trustDomain, 'trust_domain');
+    describe.trust_domain = selector.trustDomain;
   }
   if (input.all) describe.all = true;
   if (Object.keys(describe).length === 0) {
@@ -202,5 +392,5 @@ function parseSelector(input: LeaseSelectorInput, state: LeaseState | undefined)
       'name at least one of lease_id, agent, task_id, environment, role, backend, trust_domain, or all',
     );
   }
-  return { filter, matches: (l) => checks.every((c) => c(l)), describe };
+  return { selector, describe };
 }

@@ -18,7 +18,7 @@
  * scope records only the counters it has limits for. Counters are pruned on every reservation, so
  * an expired lease frees its place without anyone calling releaseLease.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import {
@@ -74,10 +74,10 @@ export class RedisBudgetStore implements BudgetStore {
   private readonly scripts: ScriptRunner<ScriptName>;
 
   /**
-   * Uses `redis` without owning it (the lease store's client, built with createRedisClient, so
+   * Uses `redis` without owning it (the lease store's client, built with createRedisConnection, so
    * calls fail fast during an outage); the caller closes it.
    */
-  constructor(redis: Redis, opts: RedisBudgetStoreOptions = {}) {
+  constructor(redis: RedisClient, opts: RedisBudgetStoreOptions = {}) {
     this.tag = hashTag(opts.prefix ?? 'svb', (message) => invalidArgument('prefix', message));
     this.scripts = new ScriptRunner(
       redis,

@@ -3,7 +3,13 @@
  * engineers run, as their own identity (SPIFFE_ENDPOINT_SOCKET). Tables for people, --json for scripts.
  */
 import { parseArgs } from 'node:util';
-import type { ApprovalMsg, BreakGlassGrantMsg, LeaseInfoMsg } from '../server/broker-proto.js';
+import type {
+  ApprovalMsg,
+  BreakGlassGrantMsg,
+  LeaseInfoMsg,
+  QuarantineInfoMsg,
+  RevokeLeasesReportMsg,
+} from '../server/broker-proto.js';
 import { connect } from './connect.js';
 import { iso } from './request.js';
 
@@ -248,15 +254,86 @@ function leaseRows(leases: LeaseInfoMsg[]): string {
   );
 }
 
+const ADMIN_USAGE =
+  'usage: svid-broker admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B] [--trust-domain TD] [--lease ID] [--all] [--state S] [--limit N] [--page-token T] [--json]\n' +
+  '       svid-broker admin lease LEASE_ID [--json]\n' +
+  '       svid-broker admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]\n' +
+  '       svid-broker admin quarantine --agent ID|PATTERN --reason TEXT [--ttl 2h] [--revoke] [--json]\n' +
+  '       svid-broker admin release --agent ID|PATTERN --reason TEXT [--json]\n' +
+  '       svid-broker admin quarantines [--json]';
+
+/** `90`, `90s`, `30m`, `2h`, `1d` -> seconds; `0` = until released. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!m) throw new Error(`${flag}: expected a duration like 90s, 30m, 2h or 1d`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+function quarantineRows(list: QuarantineInfoMsg[]): string {
+  return table(
+    ['PATTERN', 'TRIGGER', 'BY', 'SINCE', 'UNTIL', 'REASON'],
+    list.map((q) => [
+      q.pattern,
+      q.trigger,
+      q.by,
+      iso(q.created_at),
+      q.expires_at ? iso(q.expires_at) : 'released by hand',
+      q.reason,
+    ]),
+  );
+}
+
+function quarantineJson(q: QuarantineInfoMsg): Record<string, unknown> {
+  return {
+    pattern: q.pattern,
+    reason: q.reason,
+    by: q.by,
+    trigger: q.trigger,
+    created_at: iso(q.created_at),
+    expires_at: q.expires_at ? iso(q.expires_at) : null,
+    ...(q.evidence_json ? { evidence: JSON.parse(q.evidence_json) as unknown } : {}),
+  };
+}
+
+/** One line on stderr, redrawn in place on a terminal: `[#####.....] 52% 52000/100000 scanned, 51000 revoked`. */
+function progressLine(r: RevokeLeasesReportMsg): string {
+  const total = Math.max(r.to_scan, r.scanned, 1);
+  const share = Math.min(1, r.scanned / total);
+  const width = 30;
+  const filled = Math.round(share * width);
+  const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+  const what = r.dry_run
+    ? `${r.matched} would be revoked`
+    : `${r.revoked} revoked, ${r.pending_retry} pending retry, ${r.not_revocable} not revocable`;
+  return `${bar} ${Math.round(share * 100)}% ${r.scanned}/${total} scanned: ${what}`;
+}
+
+function revokeSummary(r: RevokeLeasesReportMsg): string[] {
+  const lines = [
+    r.dry_run
+      ? `dry run: would revoke ${r.matched} lease(s); nothing changed`
+      : `matched ${r.matched}: revoked ${r.revoked} at the backend, ${r.pending_retry} pending retry (queued), ` +
+        `${r.not_revocable} not revocable (valid until they expire)`,
+  ];
+  for (const [backend, c] of Object.entries(r.by_backend)) {
+    lines.push(
+      `  ${backend}: revoked ${c.revoked}, pending retry ${c.pending_retry}, not revocable ${c.not_revocable}`,
+    );
+  }
+  return lines;
+}
+
 /**
- * `svid-broker admin leases [selector] [--state S]` and
- * `svid-broker admin revoke [selector] --reason TEXT [--dry-run] [--confirm-all]`.
- * Exit codes: 0 done, 1 error, 4 partly pending (the revocation queue keeps retrying those).
+ * `svid-broker admin leases|lease|revoke|quarantine|release|quarantines`: the incident tools.
+ * Exit codes: 0 done, 1 error, 4 partial: some leases are pending retry (the revocation queue
+ * keeps trying) or their credentials cannot be revoked one by one (they live until they expire).
  */
 export async function runAdmin(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
+    allowPositionals: true,
     options: {
       ...COMMON,
       ...SELECTOR_OPTIONS,
@@ -264,14 +341,14 @@ export async function runAdmin(args: string[]): Promise<number> {
       reason: { type: 'string', default: '' },
       'dry-run': { type: 'boolean', default: false },
       'confirm-all': { type: 'boolean', default: false },
+      limit: { type: 'string', default: '100' },
+      'page-token': { type: 'string', default: '' },
+      ttl: { type: 'string', default: '0' },
+      revoke: { type: 'boolean', default: false },
     },
   });
-  if (sub !== 'leases' && sub !== 'revoke') {
-    throw new Error(
-      'usage: svid-broker admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B] [--trust-domain TD] [--lease ID] [--all] [--state S] [--json]\n' +
-        '       svid-broker admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]',
-    );
-  }
+  const subs = ['leases', 'lease', 'revoke', 'quarantine', 'release', 'quarantines'];
+  if (!sub || !subs.includes(sub)) throw new Error(ADMIN_USAGE);
   const selector = {
     lease_id: values.lease,
     agent: values.agent,
@@ -283,36 +360,107 @@ export async function runAdmin(args: string[]): Promise<number> {
     all: values.all,
   };
   const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
+  const out = (v: unknown): void => console.log(JSON.stringify(v, null, 2));
   try {
-    if (sub === 'leases') {
-      const { leases } = await conn.admin.listLeases({ ...selector, state: values.state });
-      if (values.json) console.log(JSON.stringify(leases, null, 2));
-      else console.log(leases.length ? leaseRows(leases) : 'no leases match');
-      return 0;
-    }
-    if (!values.reason) throw new Error('--reason is required: it is recorded on every lease');
-    const report = await conn.admin.revokeLeases({
-      selector: { ...selector, state: '' },
-      reason: values.reason,
-      dry_run: values['dry-run'],
-      confirm_all: values['confirm-all'],
-    });
-    if (values.json) {
-      console.log(JSON.stringify(report, null, 2));
-    } else {
-      if (report.leases.length) console.log(leaseRows(report.leases));
-      const verb = report.dry_run ? 'would revoke' : 'revoked';
-      console.log(
-        report.dry_run
-          ? `dry run: ${verb} ${report.matched} lease(s); nothing changed`
-          : `matched ${report.matched}: revoked ${report.revoked} at the backend, ` +
-              `${report.pending_retry} pending retry (queued), ${report.already_ended} already ended`,
-      );
-      for (const [backend, c] of Object.entries(report.by_backend)) {
-        console.log(`  ${backend}: revoked ${c.revoked}, pending retry ${c.pending_retry}`);
+    switch (sub) {
+      case 'leases': {
+        const limit = Number(values.limit);
+        if (!Number.isSafeInteger(limit) || limit < 0)
+          throw new Error('--limit: a number, 0 for every lease');
+        const leases: LeaseInfoMsg[] = [];
+        let token = values['page-token'];
+        do {
+          const want = limit === 0 ? 1000 : Math.min(1000, limit - leases.length);
+          const page = await conn.admin.listLeases({
+            selector: { ...selector, state: values.state },
+            page_size: want,
+            page_token: token,
+          });
+          leases.push(...page.leases);
+          token = page.next_page_token;
+        } while (token && (limit === 0 || leases.length < limit));
+        if (values.json) out({ leases, next_page_token: token });
+        else {
+          console.log(leases.length ? leaseRows(leases) : 'no leases match');
+          if (token) console.log(`more: --page-token ${token}`);
+        }
+        return 0;
+      }
+      case 'lease': {
+        const id = positionals[0] ?? values.lease;
+        if (!id) throw new Error('usage: svid-broker admin lease LEASE_ID');
+        const lease = await conn.admin.getLease(id);
+        if (values.json) out(lease);
+        else
+          console.log(leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${lease.revoke_reason}` : ''));
+        return 0;
+      }
+      case 'revoke': {
+        if (!values.reason) throw new Error('--reason is required: it is recorded on every lease');
+        const tty = process.stderr.isTTY === true;
+        const report = await conn.admin.revokeLeases(
+          {
+            selector: { ...selector, state: '' },
+            reason: values.reason,
+            dry_run: values['dry-run'],
+            confirm_all: values['confirm-all'],
+          },
+          (p) => {
+            if (values.json) return;
+            if (tty) process.stderr.write(`\r${progressLine(p)}`);
+            else process.stderr.write(`${progressLine(p)}\n`);
+          },
+        );
+        if (tty && !values.json) process.stderr.write('\n');
+        if (values.json) out(report);
+        else {
+          if (report.leases.length) console.log(leaseRows(report.leases));
+          for (const line of revokeSummary(report)) console.log(line);
+        }
+        return report.pending_retry > 0 || report.not_revocable > 0 ? 4 : 0;
+      }
+      case 'quarantine': {
+        if (!values.agent)
+          throw new Error('--agent is required: a SPIFFE ID or a pattern ending in /* or /**');
+        if (!values.reason) throw new Error('--reason is required: it is recorded in the audit trail');
+        const res = await conn.admin.quarantine({
+          agent: values.agent,
+          reason: values.reason,
+          ttl_seconds: parseDuration(values.ttl, '--ttl'),
+          revoke_active: values.revoke,
+        });
+        if (values.json) {
+          out({
+            quarantine: res.quarantine ? quarantineJson(res.quarantine) : null,
+            replaced: res.replaced,
+            revocation: res.revocation,
+          });
+        } else {
+          const q = res.quarantine;
+          console.log(
+            `quarantined ${q?.pattern ?? values.agent}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
+              (q?.expires_at ? ` until ${iso(q.expires_at)}` : ' until released'),
+          );
+          if (res.revocation) for (const line of revokeSummary(res.revocation)) console.log(line);
+        }
+        const r = res.revocation;
+        return r && (r.pending_retry > 0 || r.not_revocable > 0) ? 4 : 0;
+      }
+      case 'release': {
+        if (!values.agent) throw new Error('--agent is required: the pattern as it was quarantined');
+        if (!values.reason) throw new Error('--reason is required: it is recorded in the audit trail');
+        const q = await conn.admin.releaseQuarantine({ agent: values.agent, reason: values.reason });
+        if (values.json) out(quarantineJson(q));
+        else console.log(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`);
+        return 0;
+      }
+      default: {
+        const { quarantines } = await conn.admin.listQuarantines();
+        if (values.json) out(quarantines.map(quarantineJson));
+        else console.log(quarantines.length ? quarantineRows(quarantines) : 'no quarantines in force');
+        return 0;
       }
     }
-    return report.pending_retry > 0 ? 4 : 0;
   } finally {
     conn.close();
   }

@@ -35,9 +35,15 @@ commands:
   breakglass grant --agent ID --role R [--role R] [--task ID] --reason TEXT --ttl SECONDS [--json]
   breakglass list [--json] | breakglass review GRANT_ID --note TEXT
   admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B]
-               [--trust-domain TD] [--lease ID] [--all] [--state S] [--json]
+               [--trust-domain TD] [--lease ID] [--all] [--state S] [--limit N] [--json]
+  admin lease LEASE_ID [--json]
   admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]
-                            incident response: list / revoke leases by selector (exit 4: some pending retry)
+                            incident response: revoke by selector, with a progress bar
+                            (exit 4: some pending retry or not revocable)
+  admin quarantine --agent ID|PATTERN --reason TEXT [--ttl 2h] [--revoke] [--json]
+                            refuse every call of matching agents (in flight too); --revoke also
+                            revokes what they hold
+  admin release --agent ID|PATTERN --reason TEXT | admin quarantines [--json]
   policy validate DIR [--schema FILE]
   policy test DIR CASES.yaml  run policy cases; exits non-zero on any failure
 

@@ -104,6 +104,8 @@ const ACTIONS = [
   'ListLeases',
   'RevokeLeases',
   'Quarantine',
+  'ReleaseQuarantine',
+  'ListQuarantines',
   'WatchAudit',
 ] as const satisfies readonly PolicyAction[];
 

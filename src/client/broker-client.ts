@@ -37,8 +37,16 @@ import {
   type ListApprovalsResponseMsg,
   type ListBreakGlassResponseMsg,
   type ReviewBreakGlassRequestMsg,
+  type GetLeaseRequestMsg,
+  type LeaseInfoMsg,
   type LeaseSelectorMsg,
+  type ListLeasesRequestMsg,
   type ListLeasesResponseMsg,
+  type ListQuarantinesResponseMsg,
+  type QuarantineInfoMsg,
+  type QuarantineRequestMsg,
+  type QuarantineResponseMsg,
+  type ReleaseQuarantineRequestMsg,
   type RevokeLeasesReportMsg,
   type RevokeLeasesRequestMsg,
 } from '../server/broker-proto.js';
@@ -82,12 +90,24 @@ interface RawAdminClient extends Client {
   BreakGlass: Unary<Partial<BreakGlassRequestMsg>, BreakGlassGrantMsg>;
   ListBreakGlass: Unary<Record<string, never>, ListBreakGlassResponseMsg>;
   ReviewBreakGlass: Unary<Partial<ReviewBreakGlassRequestMsg>, BreakGlassGrantMsg>;
-  ListLeases: Unary<Partial<LeaseSelectorMsg>, ListLeasesResponseMsg>;
-  RevokeLeases: Unary<
-    Omit<Partial<RevokeLeasesRequestMsg>, 'selector'> & { selector?: Partial<LeaseSelectorMsg> },
-    RevokeLeasesReportMsg
-  >;
+  ListLeases: Unary<ListLeasesRequest, ListLeasesResponseMsg>;
+  GetLease: Unary<Partial<GetLeaseRequestMsg>, LeaseInfoMsg>;
+  RevokeLeases(
+    req: RevokeLeasesRequest,
+    metadata: Metadata,
+    options: CallOptions,
+  ): ClientReadableStream<RevokeLeasesReportMsg>;
+  Quarantine: Unary<Partial<QuarantineRequestMsg>, QuarantineResponseMsg>;
+  ReleaseQuarantine: Unary<Partial<ReleaseQuarantineRequestMsg>, QuarantineInfoMsg>;
+  ListQuarantines: Unary<Record<string, never>, ListQuarantinesResponseMsg>;
 }
+
+export type ListLeasesRequest = Omit<Partial<ListLeasesRequestMsg>, 'selector'> & {
+  selector?: Partial<LeaseSelectorMsg>;
+};
+export type RevokeLeasesRequest = Omit<Partial<RevokeLeasesRequestMsg>, 'selector'> & {
+  selector?: Partial<LeaseSelectorMsg>;
+};
 
 /** Returns an Error when the server's certificate is not the SVID we expect. */
 export function checkBrokerIdentity(
@@ -235,12 +255,48 @@ export class BrokerAdminClient extends AuthenticatedClient<RawAdminClient> {
   reviewBreakGlass(req: Partial<ReviewBreakGlassRequestMsg>): Promise<BreakGlassGrantMsg> {
     return this.call(this.raw.ReviewBreakGlass, req);
   }
-  listLeases(req: Partial<LeaseSelectorMsg>): Promise<ListLeasesResponseMsg> {
+  listLeases(req: ListLeasesRequest): Promise<ListLeasesResponseMsg> {
     return this.call(this.raw.ListLeases, req);
   }
-  revokeLeases(
-    req: Omit<Partial<RevokeLeasesRequestMsg>, 'selector'> & { selector?: Partial<LeaseSelectorMsg> },
+  getLease(leaseId: string): Promise<LeaseInfoMsg> {
+    return this.call(this.raw.GetLease, { lease_id: leaseId });
+  }
+
+  /**
+   * Revokes by selector; `onProgress` sees the running report after each page (with that page's
+   * leases). Resolves with the final report (`done`), whose `leases` holds every lease the
+   * progress messages named. No deadline: a large revocation takes what it takes.
+   */
+  async revokeLeases(
+    req: RevokeLeasesRequest,
+    onProgress: (msg: RevokeLeasesReportMsg) => void = () => undefined,
   ): Promise<RevokeLeasesReportMsg> {
-    return this.call(this.raw.RevokeLeases, req);
+    const metadata = await this.metadata();
+    return new Promise((resolve, reject) => {
+      const stream = this.raw.RevokeLeases(req, metadata, {});
+      const leases: LeaseInfoMsg[] = [];
+      let final: RevokeLeasesReportMsg | undefined;
+      stream.on('data', (msg: RevokeLeasesReportMsg) => {
+        leases.push(...msg.leases);
+        if (msg.done) final = msg;
+        else onProgress(msg);
+      });
+      stream.on('error', reject);
+      stream.on('end', () =>
+        final
+          ? resolve({ ...final, leases })
+          : reject(new Error('the broker ended the revocation without a report')),
+      );
+    });
+  }
+
+  quarantine(req: Partial<QuarantineRequestMsg>): Promise<QuarantineResponseMsg> {
+    return this.call(this.raw.Quarantine, req);
+  }
+  releaseQuarantine(req: Partial<ReleaseQuarantineRequestMsg>): Promise<QuarantineInfoMsg> {
+    return this.call(this.raw.ReleaseQuarantine, req);
+  }
+  listQuarantines(): Promise<ListQuarantinesResponseMsg> {
+    return this.call(this.raw.ListQuarantines, {});
   }
 }

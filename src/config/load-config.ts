@@ -24,6 +24,10 @@ export const ENV_OVERRIDES = {
   SVID_BROKER_LISTEN: 'listen',
   SVID_BROKER_HTTP_LISTEN: 'httpListen',
   REDIS_URL: 'redis.url',
+  REDIS_SENTINELS: 'redis.sentinels',
+  REDIS_SENTINEL_NAME: 'redis.sentinelName',
+  REDIS_SENTINEL_PASSWORD: 'redis.sentinelPassword',
+  REDIS_CLUSTER_NODES: 'redis.cluster',
   SVID_BROKER_POLICY_DIR: 'policy.dir',
   SVID_BROKER_AUDIT_FILE: 'audit.file',
 } as const;

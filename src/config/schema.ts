@@ -9,6 +9,16 @@ const listenAddress = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected host:port (port 0 picks a free one)');
 
+const strikeTrigger = z
+  .object({
+    count: z.number().int().min(1),
+    windowSeconds: z.number().int().min(1),
+    /** 0: until released. */
+    ttlSeconds: z.number().int().min(0).default(0),
+    revokeActive: z.boolean().default(true),
+  })
+  .strict();
+
 export const SENSITIVITIES = ['public', 'internal', 'confidential', 'restricted'] as const;
 export const CHANGE_TYPES = ['read', 'write', 'destructive', 'admin'] as const;
 export type Sensitivity = (typeof SENSITIVITIES)[number];
@@ -36,6 +46,46 @@ const budgetLimits = z
   })
   .strict();
 
+/** The path of a URL (`/<db>` for Redis), or '' when it does not parse. */
+function urlPath(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return '';
+  }
+}
+
+/** `host:port`, or `[v6addr]:port`. */
+const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:,[\]]+)):(\d{1,5})$/;
+
+/**
+ * Redis nodes: a list of `{host, port}` in the file, or `host:port,host:port` from an env override
+ * (REDIS_SENTINELS, REDIS_CLUSTER_NODES).
+ */
+const redisNodes = z.preprocess(
+  (value, ctx) => {
+    if (typeof value !== 'string') return value;
+    return value.split(',').map((entry) => {
+      const match = HOST_PORT.exec(entry.trim());
+      if (!match) {
+        ctx.addIssue({ code: 'custom', message: `"${entry.trim()}" is not host:port` });
+        return entry;
+      }
+      return { host: match[1] ?? match[2], port: Number(match[3]) };
+    });
+  },
+  z
+    .array(
+      z
+        .object({
+          host: z.string().min(1),
+          port: z.number().int().min(1).max(65_535),
+        })
+        .strict(),
+    )
+    .min(1),
+);
+
 export const configSchema = z
   .object({
     listen: listenAddress.default('0.0.0.0:8443'),
@@ -60,7 +110,15 @@ export const configSchema = z
       .default({ jwtAudiences: [], trustDomains: [] }),
     redis: z
       .object({
+        /** One server; with `sentinels` or `cluster` only its credentials (and db, for Sentinel) count. */
         url: z.string().default('redis://127.0.0.1:6379'),
+        /** Sentinels that monitor the master `sentinelName`: `[{host, port}]`, or `host:port,...`. */
+        sentinels: redisNodes.optional(),
+        sentinelName: z.string().min(1).optional(),
+        /** The sentinels' own password, when they have one (the master's is in `url`). */
+        sentinelPassword: z.string().min(1).optional(),
+        /** Some nodes of a Redis Cluster (the client finds the rest): `[{host, port}]` or `host:port,...`. */
+        cluster: redisNodes.optional(),
         /** Hash tag for every key: `{<prefix>}:...`, one slot, so scripts work on Redis Cluster. */
         prefix: z
           .string()
@@ -76,6 +134,24 @@ export const configSchema = z
         store: z.enum(['redis', 'memory']).default('redis'),
       })
       .strict()
+      // One topology: `url` alone (the default), `sentinels` + `sentinelName`, or `cluster`.
+      .superRefine((redis, ctx) => {
+        const problem = (field: string, message: string): void =>
+          ctx.addIssue({ code: 'custom', path: [field], message });
+        if (redis.sentinels && redis.cluster) {
+          problem('cluster', 'set either redis.sentinels or redis.cluster, not both');
+        }
+        if (redis.sentinels && !redis.sentinelName) {
+          problem('sentinelName', 'required with redis.sentinels: the name of the master they monitor');
+        }
+        if (!redis.sentinels && redis.sentinelName) problem('sentinels', 'required with redis.sentinelName');
+        if (!redis.sentinels && redis.sentinelPassword) {
+          problem('sentinelPassword', 'only used with redis.sentinels');
+        }
+        if (redis.cluster && !['', '/', '/0'].includes(urlPath(redis.url))) {
+          problem('url', 'names a database, but a Redis Cluster has only db 0');
+        }
+      })
       .default({
         url: 'redis://127.0.0.1:6379',
         prefix: 'svb',
@@ -192,6 +268,46 @@ export const configSchema = z
       })
       .strict()
       .default({ intervalMs: 1000, batchSize: 100 }),
+    /** The invalidation feed (a Redis Stream) that carries quarantine and policy changes to every replica. */
+    feed: z
+      .object({
+        /** How long one blocking read waits for entries. */
+        blockMs: z.number().int().min(50).max(5000).default(500),
+        /** A replica that has not confirmed the feed for this long refuses to decide (UNAVAILABLE). */
+        staleAfterMs: z.number().int().min(500).default(5000),
+        /** Approximate number of entries the stream keeps. */
+        maxLen: z.number().int().min(100).default(10_000),
+      })
+      .strict()
+      .refine((f) => f.staleAfterMs > f.blockMs * 2, {
+        message: 'staleAfterMs must be more than twice blockMs',
+        path: ['staleAfterMs'],
+      })
+      .default({ blockMs: 500, staleAfterMs: 5000, maxLen: 10_000 }),
+    quarantine: z
+      .object({
+        /** Automatic quarantine of the offending agent (its exact SPIFFE ID); each is audited with its evidence. */
+        triggers: z
+          .object({
+            /** N policy denials (PERMISSION_DENIED) within the window. */
+            denials: strikeTrigger.optional(),
+            /** N budget refusals (RESOURCE_EXHAUSTED) within the window. */
+            budgetExceeded: strikeTrigger.optional(),
+            /** Any request for `restricted` data by an agent outside these groups. */
+            restrictedData: z
+              .object({
+                allowedGroups: z.array(z.string().min(1)).min(1),
+                ttlSeconds: z.number().int().min(0).default(0),
+                revokeActive: z.boolean().default(true),
+              })
+              .strict()
+              .optional(),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({ triggers: {} }),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

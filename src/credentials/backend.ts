@@ -61,6 +61,12 @@ export interface CredentialBackend {
   issue(req: IssueRequest): Promise<IssuedCredential>;
   /** Idempotent: revoking an already-revoked or expired credential succeeds. */
   revoke(target: RevokeTarget): Promise<void>;
+  /**
+   * `expires_only` for a role whose credentials cannot be revoked one by one (cloud STS sessions):
+   * the broker still calls revoke (it cleans up the backend's bookkeeping) but reports such leases
+   * as not revocable, never as revoked. Default: `revocable`.
+   */
+  revocability?(role: RoleDefinition): 'revocable' | 'expires_only';
   renew?(target: RevokeTarget, ttlSeconds: number): Promise<{ expiresAt: number }>;
   close?(): Promise<void>;
 }

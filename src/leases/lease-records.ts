@@ -3,7 +3,8 @@
  * the same inputs with the same errors.
  */
 import { BrokerError, failedPrecondition, invalidArgument } from '../errors.js';
-import type { Lease, LeaseEndState, RevokeOutcome, Task, TaskState } from './types.js';
+import { patternMatches } from '../quarantine/types.js';
+import type { Lease, LeaseEndState, LeaseSelector, RevokeOutcome, Task, TaskState } from './types.js';
 
 export const LEASE_END_STATES: readonly LeaseEndState[] = ['revoking', 'revoked', 'expired', 'revoke_failed'];
 export const REVOKE_OUTCOMES: readonly RevokeOutcome[] = ['revoked', 'revoke_failed'];
@@ -80,3 +81,17 @@ export const taskExists = (id: string): BrokerError =>
 
 export const leaseExists = (id: string): BrokerError =>
   failedPrecondition('lease_exists', `lease ${id} already exists`);
+
+/** Whether `lease` matches `selector`, exactly as select-leases-4.lua decides it. */
+export function leaseMatches(selector: LeaseSelector, lease: Lease): boolean {
+  if (selector.leaseId && lease.id !== selector.leaseId) return false;
+  if (selector.agent && lease.agent !== selector.agent) return false;
+  if (selector.agentPattern && !patternMatches(selector.agentPattern, lease.agent)) return false;
+  if (selector.taskId && lease.taskId !== selector.taskId) return false;
+  if (selector.environment && lease.environment !== selector.environment) return false;
+  if (selector.role && lease.role !== selector.role) return false;
+  if (selector.backend && lease.backend !== selector.backend) return false;
+  if (selector.trustDomain && !lease.agent.startsWith(`spiffe://${selector.trustDomain}/`)) return false;
+  if (selector.state && lease.state !== selector.state) return false;
+  return true;
+}

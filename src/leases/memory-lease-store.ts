@@ -6,12 +6,14 @@
  * Each transition runs synchronously between two awaits, so it is atomic with respect to every
  * other call in the process, which is what the Lua scripts give the Redis store.
  */
-import { unavailable } from '../errors.js';
+import { invalidArgument, unavailable } from '../errors.js';
+import type { RevocationQueue } from './revocation-queue.js';
 import {
   DEFAULT_RETENTION_SECONDS,
   EXPIRED_REASON,
   LEASE_END_STATES,
   leaseExists,
+  leaseMatches,
   REVOKE_OUTCOMES,
   requireLimit,
   requireRetentionSeconds,
@@ -26,7 +28,11 @@ import type {
   Lease,
   LeaseEndState,
   LeaseFilter,
+  LeasePage,
+  LeaseSelector,
   LeaseStore,
+  RevocationOutcome,
+  RevocationPage,
   PutLeaseResult,
   RevokeOutcome,
   Task,
@@ -38,6 +44,10 @@ export interface MemoryLeaseStoreOptions {
   retentionSeconds?: number;
   /** Wall clock that drops ended records after retention, as Redis TTLs do. Default Date.now. */
   clock?: () => number;
+  /** Whether a quarantine in force covers an agent (put-lease refuses it, as the Lua does). */
+  quarantined?: (agent: string, now: number) => boolean;
+  /** Where revokeSelected queues backend revocations (the Redis store uses the queue's keys). */
+  revocations?: RevocationQueue;
 }
 
 function byExpiry(a: { expiresAt: number; id: string }, b: { expiresAt: number; id: string }): number {
@@ -53,10 +63,14 @@ export class MemoryLeaseStore implements LeaseStore {
   private readonly retentionMs: number;
   private readonly clock: () => number;
   private closed = false;
+  private readonly quarantined: (agent: string, now: number) => boolean;
+  private readonly revocations: RevocationQueue | undefined;
 
   constructor(opts: MemoryLeaseStoreOptions = {}) {
     this.retentionMs = requireRetentionSeconds(opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS) * 1000;
     this.clock = opts.clock ?? Date.now;
+    this.quarantined = opts.quarantined ?? (() => false);
+    this.revocations = opts.revocations;
   }
 
   async createTask(task: Task): Promise<void> {
@@ -105,12 +119,13 @@ export class MemoryLeaseStore implements LeaseStore {
     validateNewLease(lease);
     requireTime('now', now);
     const task = this.tasks.get(lease.taskId);
-    // Same order of checks as put-lease-7.lua, so both stores give the same answer.
+    // Same order of checks as put-lease-8.lua, so both stores give the same answer.
     if (!task) return 'task_not_found';
     if (task.state !== 'active') return 'task_not_active';
     if (task.expiresAt <= now) return 'task_expired';
     if (lease.expiresAt > task.expiresAt) return 'lease_exceeds_task';
     if (this.leases.has(lease.id)) throw leaseExists(lease.id);
+    if (this.quarantined(lease.agent, now)) return 'agent_quarantined';
     this.leases.set(lease.id, structuredClone(lease));
     return 'ok';
   }
@@ -190,6 +205,83 @@ export class MemoryLeaseStore implements LeaseStore {
       .filter((l) => this.denied.has(l.id) && l.expiresAt > now && (!backend || l.backend === backend))
       .sort(byExpiry)
       .map((l) => structuredClone(l));
+  }
+
+  async scanLeases(
+    selector: LeaseSelector,
+    cursor: string | undefined,
+    pageSize: number,
+  ): Promise<LeasePage> {
+    this.open();
+    requireLimit(pageSize);
+    const offset = cursor === undefined ? 0 : Number(cursor);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('page_token', 'is not valid');
+    const all = [...this.leases.values()].sort(byExpiry);
+    const slice = all.slice(offset, offset + pageSize);
+    return {
+      leases: slice.filter((l) => leaseMatches(selector, l)).map((l) => structuredClone(l)),
+      scanned: slice.length,
+      ...(offset + pageSize < all.length ? { cursor: String(offset + pageSize) } : {}),
+    };
+  }
+
+  async *revokeSelected(
+    selector: LeaseSelector,
+    opts: { reason: string; at: number; runAt: number; pageSize: number },
+  ): AsyncGenerator<RevocationPage> {
+    this.open();
+    requireLimit(opts.pageSize);
+    requireTime('at', opts.at);
+    const snapshot = [...this.leases.values()].sort(byExpiry).map((l) => l.id);
+    for (let offset = 0; offset < snapshot.length || offset === 0; offset += opts.pageSize) {
+      const ids = snapshot.slice(offset, offset + opts.pageSize);
+      const moved: Lease[] = [];
+      for (const id of ids) {
+        const lease = this.leases.get(id);
+        if (!lease || lease.state !== 'active' || !leaseMatches(selector, lease)) continue;
+        // Job first, as the Redis script writes it in the same step: never a revoking lease without one.
+        await this.revocations?.enqueue(
+          {
+            leaseId: id,
+            backend: lease.backend,
+            backendRef: lease.backendRef,
+            expiresAt: lease.expiresAt,
+            reason: opts.reason,
+            attempts: 0,
+          },
+          opts.runAt,
+        );
+        const ended = this.endLeaseNow(id, 'revoking', opts.reason, opts.at);
+        if (ended) moved.push(ended);
+      }
+      yield { leases: moved, scanned: ids.length, total: snapshot.length };
+      if (snapshot.length === 0) return;
+    }
+  }
+
+  async completeRevocations(outcomes: readonly RevocationOutcome[], at: number): Promise<Lease[]> {
+    this.open();
+    requireTime('at', at);
+    for (const o of outcomes) validateEnd(REVOKE_OUTCOMES, o.outcome, at);
+    const done: Lease[] = [];
+    for (const o of outcomes) {
+      const lease = this.leases.get(o.id);
+      if (lease?.state === 'revoking') {
+        Object.assign(lease, { state: o.outcome, revokeReason: o.reason, revokedAt: at });
+        done.push(structuredClone(lease));
+      }
+      await this.revocations?.complete(o.id);
+    }
+    return done;
+  }
+
+  async activeLeaseCounts(): Promise<Record<string, number>> {
+    this.open();
+    const counts: Record<string, number> = {};
+    for (const l of this.leases.values()) {
+      if (l.state === 'active') counts[l.backend] = (counts[l.backend] ?? 0) + 1;
+    }
+    return counts;
   }
 
   async ping(): Promise<void> {

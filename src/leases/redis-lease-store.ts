@@ -28,14 +28,16 @@
  * (PEXPIREAT) and so assume broker and Redis clocks roughly agree, which only shifts when history
  * disappears.
  */
+import { randomUUID } from 'node:crypto';
 import { loadLuaScripts, type LuaScript } from '../redis/lua-scripts.js';
-import { Redis, type RedisOptions } from 'ioredis';
+import { pingKeySlot, type RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, isBrokerError, unavailable } from '../errors.js';
 import {
   DEFAULT_RETENTION_SECONDS,
   EXPIRED_REASON,
   LEASE_END_STATES,
   leaseExists,
+  leaseMatches,
   REVOKE_OUTCOMES,
   requireLimit,
   requireRetentionSeconds,
@@ -50,6 +52,10 @@ import type {
   Lease,
   LeaseEndState,
   LeaseFilter,
+  LeasePage,
+  LeaseSelector,
+  RevocationOutcome,
+  RevocationPage,
   LeaseState,
   LeaseStore,
   PutLeaseResult,
@@ -74,6 +80,8 @@ const SCRIPT_NAMES = [
   'claim-expired-tasks',
   'list-leases',
   'list-revoked-unexpired',
+  'select-leases',
+  'complete-revocations',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
@@ -82,53 +90,9 @@ export function loadLeaseScripts(dir: URL = LUA_DIR): Map<ScriptName, LuaScript>
   return loadLuaScripts(dir, SCRIPT_NAMES, 'lease store');
 }
 
-export interface CreateRedisClientOptions {
-  /** Give up on a TCP connect after this long. Default 2000. */
-  connectTimeoutMs?: number;
-  /** Reject a command with no reply after this long (a hung server, a dropped network). Default 1500. */
-  commandTimeoutMs?: number;
-  /** Connection errors (refused, reset) while reconnecting; calls already report them. Default: ignored. */
-  onError?: (err: Error) => void;
-}
-
-/**
- * Options that make a Redis outage visible at once rather than queueing work behind it: the store
- * must fail closed, and a caller waiting on a dead Redis is worse than one told it is down.
- */
-export function failFastRedisOptions(opts: CreateRedisClientOptions = {}): RedisOptions {
-  return {
-    connectTimeout: opts.connectTimeoutMs ?? 2000,
-    // During an outage a command rejects at once instead of waiting in a queue (a client built
-    // with these options must be awaited to `ready` before use; createRedisClient handles that).
-    enableOfflineQueue: false,
-    // Also bounds a command waiting for the first connection.
-    commandTimeout: opts.commandTimeoutMs ?? 1500,
-    // Commands in flight when the connection drops, or queued while the first connection fails,
-    // reject at the first failed attempt instead of waiting for a reconnect...
-    maxRetriesPerRequest: 0,
-    // ...and are not replayed after reconnecting: the caller was already told they failed, so a
-    // late put-lease or mark-lease-ended would contradict what it did next.
-    autoResendUnfulfilledCommands: false,
-    // Keep reconnecting in the background, so the store recovers when Redis comes back.
-    retryStrategy: (attempt: number) => Math.min(attempt * 100, 1000),
-  };
-}
-
-/**
- * Builds an ioredis client with failFastRedisOptions. It connects in the background; a command
- * issued before the first connection waits for it (so a startup `store.ping()` works), and once
- * connected the offline queue is switched off: during an outage every command rejects at once
- * instead of queueing, so nothing runs after its caller was told it failed.
- */
-export function createRedisClient(url: string, opts: CreateRedisClientOptions = {}): Redis {
-  const redis = new Redis(url, { ...failFastRedisOptions(opts), enableOfflineQueue: true });
-  redis.once('ready', () => {
-    redis.options.enableOfflineQueue = false;
-  });
-  // Without a listener ioredis prints every reconnect failure; failures reach callers anyway.
-  redis.on('error', opts.onError ?? (() => undefined));
-  return redis;
-}
+// The client builders moved to src/redis/connect.ts (all three topologies); re-exported for callers
+// that build a single-server client.
+export { createRedisClient, failFastRedisOptions, type CreateRedisClientOptions } from '../redis/connect.js';
 
 export interface RedisLeaseStoreOptions {
   /** Key prefix; wrapped in `{}` to become the hash tag. Default `svb`. */
@@ -161,6 +125,7 @@ const SCRIPT_CODES = new Map<number, ScriptCode>([
   [-7, 'lease_not_found'],
   [-8, 'lease_not_active'],
   [-9, 'lease_not_revoking'],
+  [-10, 'agent_quarantined'],
 ]);
 type ScriptCode =
   | PutLeaseResult
@@ -176,6 +141,7 @@ const PUT_LEASE_RESULTS: readonly PutLeaseResult[] = [
   'task_not_active',
   'task_expired',
   'lease_exceeds_task',
+  'agent_quarantined',
 ];
 const isPutLeaseResult = (code: ScriptCode): code is PutLeaseResult =>
   (PUT_LEASE_RESULTS as readonly string[]).includes(code);
@@ -217,6 +183,21 @@ function fieldsOf(reply: unknown): Record<string, string> {
     fields[field] = value;
   }
   return fields;
+}
+
+/** select-leases' reply: next offset, entries looked at, then lease hashes. */
+function selectPage(reply: unknown): { next: number; scanned: number; leases: Lease[] } {
+  const items = listOf(reply);
+  const [next, scanned, ...rest] = items;
+  if (typeof next !== 'number' || typeof scanned !== 'number') throw malformed('select-leases header');
+  return { next, scanned, leases: rest.map((r) => leaseFromFields(fieldsOf(r))) };
+}
+
+/** `spiffe://td/a/*` -> base `spiffe://td/a/`, depth one; `/**` -> depth many. */
+export function agentPatternParts(pattern: string): { base: string; depth: 'one' | 'many' } {
+  if (pattern.endsWith('/**')) return { base: pattern.slice(0, -2), depth: 'many' };
+  if (pattern.endsWith('/*')) return { base: pattern.slice(0, -1), depth: 'one' };
+  throw invalidArgument('agent', 'a pattern must end in /* or /**');
 }
 
 function listOf(reply: unknown): unknown[] {
@@ -381,6 +362,43 @@ class LeaseKeys {
   get revoked(): string {
     return `${this.tag}:revoked`;
   }
+  get activeByBackend(): string {
+    return `${this.tag}:active-leases:by-backend`;
+  }
+  /** The revocation queue's zset (src/leases/redis-revocation-queue.ts); bulk revokes enqueue into it. */
+  get revokeQueue(): string {
+    return `${this.tag}:revoke:queue`;
+  }
+  /** The quarantine store's hash (src/quarantine/redis-quarantine-store.ts); put-lease checks it. */
+  get quarantines(): string {
+    return `${this.tag}:quarantines`;
+  }
+  run = (id: string): string => `${this.tag}:revoke-run:${id}`;
+}
+
+/** The narrowest index a selector names (every lease is in idx:all). */
+function indexFor(k: LeaseKeys, sel: LeaseSelector, activeOnly: boolean): string {
+  if (sel.taskId) return k.taskIndex(sel.taskId);
+  if (sel.agent) return k.agentIndex(sel.agent);
+  if (sel.environment) return k.envIndex(sel.environment);
+  return activeOnly ? k.activeLeases : k.allLeases;
+}
+
+/** ARGV[5..14] of select-leases. */
+function selectorArgs(sel: LeaseSelector, state: string): string[] {
+  const pattern = sel.agentPattern ? agentPatternParts(sel.agentPattern) : { base: '', depth: '' };
+  return [
+    state,
+    sel.leaseId ?? '',
+    sel.agent ?? '',
+    pattern.base,
+    pattern.depth,
+    sel.taskId ?? '',
+    sel.environment ?? '',
+    sel.role ?? '',
+    sel.backend ?? '',
+    sel.trustDomain ? `spiffe://${sel.trustDomain}/` : '',
+  ];
 }
 
 type ScriptArg = string | number;
@@ -399,9 +417,9 @@ export class RedisLeaseStore implements LeaseStore {
   private readonly keys: LeaseKeys;
   private readonly retentionMs: number;
 
-  /** Takes ownership of `redis`: close() quits it. Build it with createRedisClient. */
+  /** Takes ownership of `redis`: close() quits it. Build it with createRedisConnection. */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     opts: RedisLeaseStoreOptions = {},
   ) {
     const prefix = opts.prefix ?? 'svb';
@@ -472,8 +490,9 @@ export class RedisLeaseStore implements LeaseStore {
         k.taskIndex(lease.taskId),
         k.envIndex(lease.environment),
         k.allLeases,
+        k.quarantines,
       ],
-      [now, this.retentionMs, lease.id, lease.expiresAt, ...leaseToFields(lease)],
+      [now, this.retentionMs, lease.id, lease.expiresAt, lease.agent, lease.backend, ...leaseToFields(lease)],
     );
     const result = interpretReply(reply, lease.id);
     if (result.kind === 'code' && isPutLeaseResult(result.code)) return result.code;
@@ -578,8 +597,114 @@ export class RedisLeaseStore implements LeaseStore {
     return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
   }
 
+  async scanLeases(
+    selector: LeaseSelector,
+    cursor: string | undefined,
+    pageSize: number,
+  ): Promise<LeasePage> {
+    requireLimit(pageSize);
+    const offset = cursor === undefined ? 0 : Number(cursor);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('page_token', 'is not valid');
+    if (selector.leaseId) {
+      const lease = offset === 0 ? await this.getLease(selector.leaseId) : undefined;
+      return { leases: lease && leaseMatches(selector, lease) ? [lease] : [], scanned: lease ? 1 : 0 };
+    }
+    const k = this.keys;
+    const source = indexFor(k, selector, selector.state === 'active');
+    const reply = await this.run(
+      'select-leases',
+      [source, k.activeLeases, k.revoked, k.revokeQueue],
+      [
+        k.tag,
+        'list',
+        offset,
+        pageSize,
+        ...selectorArgs(selector, selector.state ?? ''),
+        '',
+        0,
+        0,
+        this.retentionMs,
+      ],
+    );
+    const page = selectPage(reply);
+    return {
+      leases: page.leases,
+      scanned: page.scanned,
+      ...(page.next >= 0 ? { cursor: String(page.next) } : {}),
+    };
+  }
+
+  async *revokeSelected(
+    selector: LeaseSelector,
+    opts: { reason: string; at: number; runAt: number; pageSize: number },
+  ): AsyncGenerator<RevocationPage> {
+    requireLimit(opts.pageSize);
+    requireTime('at', opts.at);
+    const k = this.keys;
+    const source = indexFor(k, selector, true);
+    // A snapshot nobody else changes, so rank paging cannot skip a lease while others leave the
+    // active set. Same hash tag, so it lives in the store's slot; the TTL cleans up after a crash.
+    const run = k.run(randomUUID());
+    const total = await this.guard(async () => {
+      const n = selector.leaseId
+        ? await this.redis.zadd(run, 0, selector.leaseId)
+        : await this.redis.zrangestore(run, source, 0, -1);
+      await this.redis.pexpire(run, 3_600_000);
+      return n;
+    });
+    try {
+      let offset = 0;
+      while (offset >= 0) {
+        const reply = await this.run(
+          'select-leases',
+          [run, k.activeLeases, k.revoked, k.revokeQueue],
+          [
+            k.tag,
+            'revoke',
+            offset,
+            opts.pageSize,
+            ...selectorArgs(selector, 'active'),
+            opts.reason,
+            opts.at,
+            opts.runAt,
+            this.retentionMs,
+          ],
+        );
+        const page = selectPage(reply);
+        offset = page.next;
+        yield { leases: page.leases, scanned: page.scanned, total };
+      }
+    } finally {
+      await this.redis.del(run).catch(() => 0);
+    }
+  }
+
+  async completeRevocations(outcomes: readonly RevocationOutcome[], at: number): Promise<Lease[]> {
+    requireTime('at', at);
+    if (outcomes.length === 0) return [];
+    for (const o of outcomes) validateEnd(REVOKE_OUTCOMES, o.outcome, at);
+    const k = this.keys;
+    const reply = await this.run(
+      'complete-revocations',
+      [k.revokeQueue],
+      [k.tag, at, this.retentionMs, ...outcomes.flatMap((o) => [o.id, o.outcome, o.reason])],
+    );
+    return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
+  }
+
+  async activeLeaseCounts(): Promise<Record<string, number>> {
+    const raw = await this.guard(() => this.redis.hgetall(this.keys.activeByBackend));
+    const counts: Record<string, number> = {};
+    for (const [backend, n] of Object.entries(raw)) {
+      const count = Number(n);
+      if (Number.isSafeInteger(count) && count > 0) counts[backend] = count;
+    }
+    return counts;
+  }
+
+  /** Checks the server holding this store's keys (on a Cluster, the node serving its slot). */
   async ping(): Promise<void> {
-    await this.guard(() => this.redis.ping());
+    await this.guard(() => pingKeySlot(this.redis, this.keys.activeTasks));
   }
 
   async close(): Promise<void> {

@@ -13,7 +13,7 @@
  * No TTLs: a pending revocation must not vanish; complete() is the only way out.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { FieldReader, fieldsOf, hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import {
@@ -108,11 +108,11 @@ export class RedisRevocationQueue implements RevocationQueue {
   private readonly scripts: ScriptRunner<ScriptName>;
 
   /**
-   * Uses `redis` without owning it (share the lease store's client, built with createRedisClient,
+   * Uses `redis` without owning it (share the lease store's client, built with createRedisConnection,
    * so calls fail fast during an outage); the caller closes it.
    */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     opts: RedisRevocationQueueOptions = {},
   ) {
     this.tag = hashTag(opts.prefix ?? 'svb', (message) => invalidArgument('prefix', message));

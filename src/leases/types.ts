@@ -63,7 +63,7 @@ export interface TaskLeaseSummary {
 
 /** Result codes of putLease, from the Lua script's named negative codes. */
 export type PutLeaseResult =
-  'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task';
+  'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task' | 'agent_quarantined';
 
 /**
  * Contract: durable, shared by every broker replica. Every state transition is atomic and happens
@@ -118,6 +118,69 @@ export interface LeaseStore {
    * whose credential is still within its lifetime at `now`, optionally for one backend.
    */
   listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]>;
+  /**
+   * One page of leases matching `selector`, in expiresAt order, from the narrowest index it names.
+   * Pages are by position: under heavy churn a page may repeat or miss a lease that moved, which
+   * is fine for listing (a revocation uses revokeSelected, which cannot miss one).
+   */
+  scanLeases(selector: LeaseSelector, cursor: string | undefined, pageSize: number): Promise<LeasePage>;
+  /**
+   * Revokes every active lease matching `selector`, page by page: each page moves its matching
+   * leases to `revoking` (deny-listed at once) and queues their backend revocation in one atomic
+   * step. The run walks a snapshot of the index taken at the start, so leases leaving the active
+   * set meanwhile cannot make it skip one; leases created after the start are not included.
+   * Memory stays bounded by the page size however many leases match.
+   */
+  revokeSelected(
+    selector: LeaseSelector,
+    opts: { reason: string; at: number; runAt: number; pageSize: number },
+  ): AsyncGenerator<RevocationPage>;
+  /**
+   * Records the outcome of many `revoking` leases at once and removes their queued jobs; returns
+   * the leases it moved (those no longer `revoking` are left out).
+   */
+  completeRevocations(outcomes: readonly RevocationOutcome[], at: number): Promise<Lease[]>;
+  /** Active leases per backend, from a count kept as leases are put and end. */
+  activeLeaseCounts(): Promise<Record<string, number>>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Which leases an incident action covers: every field given must match (an empty selector matches
+ * every lease). `agentPattern` is a SPIFFE ID pattern ending in `/*` or `/**`.
+ */
+export interface LeaseSelector {
+  leaseId?: string;
+  agent?: string;
+  agentPattern?: string;
+  taskId?: string;
+  environment?: string;
+  role?: string;
+  backend?: string;
+  trustDomain?: string;
+  /** Listing only; a revocation always takes `active` leases. Default: any state. */
+  state?: LeaseState;
+}
+
+export interface LeasePage {
+  leases: Lease[];
+  /** Pass back to continue; undefined when the scan is complete. */
+  cursor?: string;
+  /** Index entries looked at for this page (a page may match none of them). */
+  scanned: number;
+}
+
+/** One page of a bulk revocation: the leases it moved to `revoking` (their backend jobs are queued). */
+export interface RevocationPage {
+  leases: Lease[];
+  scanned: number;
+  /** Index entries the whole run will look at. */
+  total: number;
+}
+
+export interface RevocationOutcome {
+  id: string;
+  outcome: RevokeOutcome;
+  reason: string;
 }

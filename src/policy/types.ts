@@ -9,10 +9,19 @@ export type PolicyAction =
   | 'ListLeases'
   | 'RevokeLeases'
   | 'Quarantine'
+  | 'ReleaseQuarantine'
+  | 'ListQuarantines'
   | 'WatchAudit';
 
 /** The admin actions, whose resource is the broker itself (`Broker::"svid-broker"`) unless noted. */
-export const ADMIN_ACTIONS = ['ListLeases', 'RevokeLeases', 'Quarantine', 'WatchAudit'] as const;
+export const ADMIN_ACTIONS = [
+  'ListLeases',
+  'RevokeLeases',
+  'Quarantine',
+  'ReleaseQuarantine',
+  'ListQuarantines',
+  'WatchAudit',
+] as const;
 
 /** A Cedar context value: what we put in requests. */
 export type ContextValue = string | number | boolean | ContextValue[] | { [k: string]: ContextValue };

@@ -6,8 +6,8 @@
  * runner then passes the count first, as ioredis expects for a command defined without one.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
 import { BrokerError, isBrokerError } from '../errors.js';
+import type { RedisClient } from './connect.js';
 
 const SCRIPT_FILE = /^([a-z][a-z-]*)-(\d+|n)\.lua$/;
 const INCLUDE_LINE = /^--- @include "([a-z][a-z-]*)"$/gm;
@@ -57,12 +57,14 @@ type ScriptCommand = (...args: ScriptArg[]) => Promise<unknown>;
 /**
  * The scripts of one store on one client. Every Redis failure (refused connection, timeout,
  * script error) becomes the store's UNAVAILABLE error, so callers fail closed on any of them.
+ * On a Cluster, ioredis sends each script to the node of its first key: the keys of one call
+ * must share a slot (the store's `{prefix}` hash tag sees to that).
  */
 export class ScriptRunner<N extends string> {
   private readonly variableKeys = new Set<N>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     /** Namespaces the ioredis command names, so they cannot clash with other users of the client. */
     private readonly commandPrefix: string,
     scripts: Map<N, LuaScript>,

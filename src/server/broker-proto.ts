@@ -151,8 +151,49 @@ export interface LeaseInfoMsg {
   expires_at: TimestampMsg | null;
   revoke_reason: string;
 }
+export interface ListLeasesRequestMsg {
+  selector: LeaseSelectorMsg | null;
+  page_size: number;
+  page_token: string;
+}
 export interface ListLeasesResponseMsg {
   leases: LeaseInfoMsg[];
+  next_page_token: string;
+}
+export interface GetLeaseRequestMsg {
+  lease_id: string;
+}
+export interface BackendRevokeCountMsg {
+  revoked: number;
+  pending_retry: number;
+  not_revocable: number;
+}
+export interface QuarantineRequestMsg {
+  agent: string;
+  reason: string;
+  ttl_seconds: number;
+  revoke_active: boolean;
+}
+export interface QuarantineInfoMsg {
+  pattern: string;
+  reason: string;
+  by: string;
+  trigger: string;
+  created_at: TimestampMsg | null;
+  expires_at: TimestampMsg | null;
+  evidence_json: string;
+}
+export interface QuarantineResponseMsg {
+  quarantine: QuarantineInfoMsg | null;
+  replaced: boolean;
+  revocation: RevokeLeasesReportMsg | null;
+}
+export interface ReleaseQuarantineRequestMsg {
+  agent: string;
+  reason: string;
+}
+export interface ListQuarantinesResponseMsg {
+  quarantines: QuarantineInfoMsg[];
 }
 export interface RevokeLeasesRequestMsg {
   selector: LeaseSelectorMsg | null;
@@ -164,10 +205,13 @@ export interface RevokeLeasesReportMsg {
   matched: number;
   revoked: number;
   pending_retry: number;
-  already_ended: number;
-  by_backend: Record<string, { revoked: number; pending_retry: number }>;
+  not_revocable: number;
+  by_backend: Record<string, BackendRevokeCountMsg>;
   dry_run: boolean;
   leases: LeaseInfoMsg[];
+  scanned: number;
+  to_scan: number;
+  done: boolean;
 }
 export interface ReviewBreakGlassRequestMsg {
   grant_id: string;

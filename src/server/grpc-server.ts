@@ -18,7 +18,9 @@ import type { Counter, Histogram } from 'prom-client';
 import type { AuditSink } from '../audit/types.js';
 import type { ApprovalDecisionRecord, ApprovalRequest, BreakGlassGrant } from '../approvals/types.js';
 import type { BrokerAdmin } from '../broker/admin.js';
-import type { LeaseAdmin, LeaseSelectorInput } from '../broker/lease-admin.js';
+import type { LeaseAdmin, LeaseSelectorInput, RevokeReport } from '../broker/lease-admin.js';
+import type { QuarantineAdmin } from '../broker/quarantine-admin.js';
+import type { Quarantine } from '../quarantine/types.js';
 import type { Lease } from '../leases/types.js';
 import type { Broker, IssueOutcome } from '../broker/broker.js';
 import { isBrokerError, unavailable } from '../errors.js';
@@ -49,7 +51,14 @@ import {
   type ReviewBreakGlassRequestMsg,
   type LeaseInfoMsg,
   type LeaseSelectorMsg,
+  type GetLeaseRequestMsg,
+  type ListLeasesRequestMsg,
   type ListLeasesResponseMsg,
+  type ListQuarantinesResponseMsg,
+  type QuarantineInfoMsg,
+  type QuarantineRequestMsg,
+  type QuarantineResponseMsg,
+  type ReleaseQuarantineRequestMsg,
   type RevokeLeasesReportMsg,
   type RevokeLeasesRequestMsg,
 } from './broker-proto.js';
@@ -63,6 +72,7 @@ export interface GrpcServerDeps {
   broker: Broker;
   admin: BrokerAdmin;
   leaseAdmin: LeaseAdmin;
+  quarantineAdmin: QuarantineAdmin;
   /** How often AwaitApproval re-reads the approval store. */
   approvalPollMs: number;
   authenticator: Authenticator;
@@ -263,36 +273,86 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         grantToMsg(await admin.reviewBreakGlass(caller, { grantId: req.grant_id, note: req.note })),
     ),
   };
-  adminImpl.ListLeases = unary<LeaseSelectorMsg, ListLeasesResponseMsg>(
+  adminImpl.ListLeases = unary<ListLeasesRequestMsg, ListLeasesResponseMsg>(
     'ListLeases',
-    async (caller, req) => ({
-      leases: (await deps.leaseAdmin.listLeases(caller, selectorFromMsg(req))).map(leaseToMsg),
-    }),
-  );
-  adminImpl.RevokeLeases = unary<RevokeLeasesRequestMsg, RevokeLeasesReportMsg>(
-    'RevokeLeases',
     async (caller, req) => {
-      const report = await deps.leaseAdmin.revokeLeases(caller, {
-        selector: selectorFromMsg(req.selector),
+      const page = await deps.leaseAdmin.listLeases(caller, selectorFromMsg(req.selector), {
+        pageSize: req.page_size,
+        pageToken: req.page_token,
+      });
+      return { leases: page.leases.map(leaseToMsg), next_page_token: page.nextPageToken };
+    },
+  );
+  adminImpl.GetLease = unary<GetLeaseRequestMsg, LeaseInfoMsg>('GetLease', async (caller, req) =>
+    leaseToMsg(await deps.leaseAdmin.getLease(caller, req.lease_id)),
+  );
+  adminImpl.RevokeLeases = (call: ServerWritableStream<RevokeLeasesRequestMsg, RevokeLeasesReportMsg>) => {
+    const method = 'RevokeLeases';
+    const stop = deps.metrics?.latency.startTimer({ method });
+    const done = (code: string): void => {
+      stop?.();
+      deps.metrics?.requests.inc({ method, code });
+    };
+    void (async () => {
+      let caller: Caller;
+      try {
+        caller = await deps.authenticator.authenticate(call, call.metadata);
+      } catch (err) {
+        await auditAuthDenied(deps, err, method, call.getPeer());
+        done('UNAUTHENTICATED');
+        call.emit('error', toServiceError(err, logger, method));
+        return;
+      }
+      try {
+        const req = call.request;
+        // Revocation goes on if the caller hangs up: half a revocation helps nobody.
+        const report = await deps.leaseAdmin.revokeLeases(
+          caller,
+          {
+            selector: selectorFromMsg(req.selector),
+            reason: req.reason,
+            dryRun: req.dry_run,
+            confirmAll: req.confirm_all,
+          },
+          (p) => {
+            if (!call.cancelled) call.write(reportToMsg(p.report, p.leases));
+          },
+        );
+        done('OK');
+        if (!call.cancelled) {
+          call.write(reportToMsg(report, []));
+          call.end();
+        }
+      } catch (err) {
+        done(isBrokerError(err) ? err.code : 'INTERNAL');
+        call.emit('error', toServiceError(err, logger, method));
+      }
+    })();
+  };
+  adminImpl.Quarantine = unary<QuarantineRequestMsg, QuarantineResponseMsg>(
+    'Quarantine',
+    async (caller, req) => {
+      const result = await deps.quarantineAdmin.quarantine(caller, {
+        agent: req.agent,
         reason: req.reason,
-        dryRun: req.dry_run,
-        confirmAll: req.confirm_all,
+        ttlSeconds: req.ttl_seconds,
+        revokeActive: req.revoke_active,
       });
       return {
-        matched: report.matched,
-        revoked: report.revoked,
-        pending_retry: report.pendingRetry,
-        already_ended: report.alreadyEnded,
-        by_backend: Object.fromEntries(
-          Object.entries(report.byBackend).map(([b, c]) => [
-            b,
-            { revoked: c.revoked, pending_retry: c.pendingRetry },
-          ]),
-        ),
-        dry_run: report.dryRun,
-        leases: report.leases.map(leaseToMsg),
+        quarantine: quarantineToMsg(result.quarantine),
+        replaced: result.replaced,
+        revocation: result.revocation ? reportToMsg(result.revocation, []) : null,
       };
     },
+  );
+  adminImpl.ReleaseQuarantine = unary<ReleaseQuarantineRequestMsg, QuarantineInfoMsg>(
+    'ReleaseQuarantine',
+    async (caller, req) =>
+      quarantineToMsg(await deps.quarantineAdmin.release(caller, { agent: req.agent, reason: req.reason })),
+  );
+  adminImpl.ListQuarantines = unary<Record<string, never>, ListQuarantinesResponseMsg>(
+    'ListQuarantines',
+    async (caller) => ({ quarantines: (await deps.quarantineAdmin.list(caller)).map(quarantineToMsg) }),
   );
   server.addService(adminService, adminImpl);
 
@@ -411,6 +471,38 @@ function selectorFromMsg(m: LeaseSelectorMsg | null): LeaseSelectorInput {
     trustDomain: m?.trust_domain ?? '',
     all: m?.all ?? false,
     state: m?.state ?? '',
+  };
+}
+
+export function reportToMsg(r: RevokeReport, leases: readonly Lease[]): RevokeLeasesReportMsg {
+  return {
+    matched: r.matched,
+    revoked: r.revoked,
+    pending_retry: r.pendingRetry,
+    not_revocable: r.notRevocable,
+    by_backend: Object.fromEntries(
+      Object.entries(r.byBackend).map(([b, c]) => [
+        b,
+        { revoked: c.revoked, pending_retry: c.pendingRetry, not_revocable: c.notRevocable },
+      ]),
+    ),
+    dry_run: r.dryRun,
+    leases: leases.map(leaseToMsg),
+    scanned: r.scanned,
+    to_scan: r.toScan,
+    done: r.done,
+  };
+}
+
+export function quarantineToMsg(q: Quarantine): QuarantineInfoMsg {
+  return {
+    pattern: q.pattern,
+    reason: q.reason,
+    by: q.by,
+    trigger: q.trigger,
+    created_at: toTimestamp(q.createdAt),
+    expires_at: q.expiresAt ? toTimestamp(q.expiresAt) : null,
+    evidence_json: q.evidence ? JSON.stringify(q.evidence) : '',
   };
 }
 

@@ -26,8 +26,12 @@ import { MemoryLeaseStore } from '../../src/leases/memory-lease-store.js';
 import type {
   Lease,
   LeaseFilter,
+  LeasePage,
+  LeaseSelector,
   LeaseStore,
   PutLeaseResult,
+  RevocationOutcome,
+  RevocationPage,
   Task,
   TaskLeaseSummary,
 } from '../../src/leases/types.js';
@@ -123,6 +127,21 @@ class FlakyLeaseStore implements LeaseStore {
   }
   listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]> {
     return this.inner.listRevokedUnexpired(now, backend);
+  }
+  scanLeases(selector: LeaseSelector, cursor: string | undefined, pageSize: number): Promise<LeasePage> {
+    return this.inner.scanLeases(selector, cursor, pageSize);
+  }
+  revokeSelected(
+    selector: LeaseSelector,
+    opts: { reason: string; at: number; runAt: number; pageSize: number },
+  ): AsyncGenerator<RevocationPage> {
+    return this.inner.revokeSelected(selector, opts);
+  }
+  completeRevocations(outcomes: readonly RevocationOutcome[], at: number): Promise<Lease[]> {
+    return this.inner.completeRevocations(outcomes, at);
+  }
+  activeLeaseCounts(): Promise<Record<string, number>> {
+    return this.inner.activeLeaseCounts();
   }
   ping(): Promise<void> {
     return this.inner.ping();

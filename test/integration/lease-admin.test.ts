@@ -31,11 +31,10 @@ describe('integration: lease admin (list and revoke by selector)', () => {
     const { leases } = await issueTwo();
     const admin = await h.adminClient('security');
 
-    const listed = await admin.listLeases({ agent: DEMO_AGENT });
+    const listed = await admin.listLeases({ selector: { agent: DEMO_AGENT } });
     assert.ok(leases.every((id) => listed.leases.some((l) => l.lease_id === id)));
     const byPattern = await admin.listLeases({
-      agent: 'spiffe://example.org/agents/*',
-      role: 'token/logs-read',
+      selector: { agent: 'spiffe://example.org/agents/*', role: 'token/logs-read' },
     });
     assert.ok(byPattern.leases.some((l) => l.lease_id === leases[1]));
     assert.ok(byPattern.leases.every((l) => l.role === 'token/logs-read'));
@@ -72,7 +71,7 @@ describe('integration: lease admin (list and revoke by selector)', () => {
   it('refuses agents, empty selectors, a missing reason and an unconfirmed "all"', async () => {
     const demoAdmin = await h.adminClient('demo');
     assert.equal(
-      (await grpcError(demoAdmin.listLeases({ agent: DEMO_AGENT }))).code,
+      (await grpcError(demoAdmin.listLeases({ selector: { agent: DEMO_AGENT } }))).code,
       status.PERMISSION_DENIED,
     );
     const admin = await h.adminClient('security');

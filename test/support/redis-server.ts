@@ -25,7 +25,7 @@ const NOT_FOUND =
   'redis-server not found: install it (Debian: apt-get install -y redis-server) and rerun npm test';
 
 /** Finds redis-server, installing it with apt-get when running as root on Debian (as CI does). */
-function findOrInstallRedisServer(): string {
+export function findOrInstallRedisServer(): string {
   const found = findRedisServer();
   if (found) return found;
   if (process.getuid?.() === 0 && onPath('apt-get')) {

@@ -43,6 +43,7 @@ import { BrokerError, failedPrecondition } from '../../errors.js';
 import type { VaultAuth, VaultLogger } from './vault-auth.js';
 import { isVaultError, type VaultClient, type VaultResponse } from './vault-client.js';
 import {
+  isStsPath,
   readVaultRoleSettings,
   type VaultDynamicSettings,
   type VaultRoleSettings,
@@ -304,6 +305,15 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
     validateRole(role: RoleDefinition): string[] {
       const result = readVaultRoleSettings(role.settings, role.maxTtlSeconds);
       return result.ok ? [] : result.problems;
+    },
+
+    // Vault can revoke the lease of an AWS STS credential, but AWS cannot end the session it
+    // already handed out: it lives until its own expiry.
+    revocability(role: RoleDefinition): 'revocable' | 'expires_only' {
+      const read = readVaultRoleSettings(role.settings, role.maxTtlSeconds);
+      return read.ok && read.settings.kind === 'dynamic' && isStsPath(read.settings.path)
+        ? 'expires_only'
+        : 'revocable';
     },
 
     async issue(req: IssueRequest): Promise<IssuedCredential> {

@@ -68,6 +68,9 @@ const META_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
 /** `<mount>/sts/<role>`: AWS STS credentials are requested with POST (spec §4). */
 const STS_PATH = /^[^/]+\/sts\/[^/]+$/;
 
+/** An AWS STS path: its credentials are sessions AWS cannot revoke early. */
+export const isStsPath = (path: string): boolean => STS_PATH.test(path);
+
 export type VaultSettingsResult =
   { ok: true; settings: VaultRoleSettings } | { ok: false; problems: string[] };
 

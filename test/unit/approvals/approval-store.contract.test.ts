@@ -355,6 +355,31 @@ export function describeApprovalStoreContract(name: string, makeHarness: MakeHar
       });
     });
 
+    describe('countPending', () => {
+      it('counts what list() reports pending: unexpired, undecided, unconsumed', async () => {
+        assert.equal(await store.countPending(now), 0);
+        const p1 = await pending({ createdAt: now - 3000 });
+        await pending({ createdAt: now - 2000, requester: 'spiffe://example.org/agent/other' });
+        const a = await approved({ createdAt: now - 4000 });
+        const d = await pending({ createdAt: now - 5000 });
+        await store.decide(d.id, { approver: BOB, approve: false, reason: 'no', at: now });
+        const c = await approved({ createdAt: now - 6000 });
+        await store.consume(c.id, c.digest, now + 2);
+        await pending({ createdAt: now - 1000, expiresAt: now + 10 });
+
+        assert.equal(await store.countPending(now + 3), 3);
+        assert.equal(await store.countPending(now + 3), (await store.list({}, now + 3)).length);
+        // From expiresAt on, a request is expired, not pending.
+        assert.equal(await store.countPending(now + 10), 2);
+        assert.equal(await store.countPending(p1.expiresAt), 0);
+        assert.equal((await store.get(a.id, now + 3))?.state, 'approved');
+      });
+
+      it('refuses a malformed time', async () => {
+        await rejectsWith(store.countPending(Number.NaN), 'INVALID_ARGUMENT', 'now');
+      });
+    });
+
     describe('retention', () => {
       let short: Harness<ApprovalStore>;
       beforeEach(async () => {

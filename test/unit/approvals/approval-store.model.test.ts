@@ -54,6 +54,7 @@ const step = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('get' as const), request: requestNo }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('find' as const), digest: digestNo }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('count' as const) }) },
   {
     weight: 1,
     arbitrary: fc.record({
@@ -92,6 +93,8 @@ function apply(store: ApprovalStore, s: Step, now: number): Promise<unknown> {
       return store.get(id(s.request), now);
     case 'find':
       return store.findOpenByDigest(digest(s.digest), now);
+    case 'count':
+      return store.countPending(now);
     case 'list': {
       const filter: { state?: ApprovalState; requester?: string } = {};
       if (s.state !== undefined) filter.state = s.state;

@@ -6,7 +6,7 @@
 -- The hash is read before the TTL is set: a lease whose expiresAt + retention already passed is
 -- dropped by Redis at once, and the caller still needs to see it.
 local function endLease(leaseKey, activeLeasesKey, revokedKey, id, state, reason, at, retentionMs)
-  local fields = redis.call('HMGET', leaseKey, 'state', 'expiresAt')
+  local fields = redis.call('HMGET', leaseKey, 'state', 'expiresAt', 'backend')
   if not fields[1] then
     return -7
   end
@@ -16,6 +16,10 @@ local function endLease(leaseKey, activeLeasesKey, revokedKey, id, state, reason
   local expiresAt = tonumber(fields[2])
   redis.call('HSET', leaseKey, 'state', state, 'revokeReason', reason, 'revokedAt', at)
   redis.call('ZREM', activeLeasesKey, id)
+  -- The per-backend count put-lease keeps (same hash tag as activeLeasesKey).
+  if fields[3] then
+    redis.call('HINCRBY', activeLeasesKey .. ':by-backend', fields[3], -1)
+  end
   if state == 'revoked' or state == 'revoking' then
     -- Only credentials the broker revokes belong on a deny list (one being revoked already is);
     -- an expired one is dead anyway.

@@ -11,12 +11,20 @@
     KEYS[6] environment index  {prefix}:idx:env:<environment>
     KEYS[7] all-leases index   {prefix}:idx:all
     (every index is a zset id -> expiresAt)
+    KEYS[8] quarantines        {prefix}:quarantines (hash pattern -> JSON record)
 
     ARGV[1] now (epoch ms)
     ARGV[2] retention (ms)
     ARGV[3] lease id
     ARGV[4] lease expiresAt (epoch ms)
-    ARGV[5..] field, value, ... of the lease hash (state is `active`)
+    ARGV[5] agent (SPIFFE ID)
+    ARGV[6] backend
+    ARGV[7..] field, value, ... of the lease hash (state is `active`)
+
+  The quarantine check is here, in the same step as the write, so a quarantine set while the
+  request was in flight (its credential already minted) still stops the lease: the broker then
+  revokes the credential and refuses the call. `{prefix}:active-leases:by-backend` (a hash
+  backend -> count, next to KEYS[3]) counts active leases for the metrics; end-lease decrements it.
 
   The task hash also keeps a tally of its leases, `leaseCount` and one `leaseRole:<role>` count
   per role, so the policy context (taskCredentialCount, taskRoles) costs one small read instead of
@@ -30,8 +38,10 @@
     -3 task_expired        task.expiresAt <= now
     -4 lease_exceeds_task  lease.expiresAt > task.expiresAt
     -5 lease_exists        ids are never reused: overwriting could resurrect a revoked lease
+   -10 agent_quarantined
 ]]
 --- @include "extend-expiry"
+--- @include "quarantine-match"
 
 local now = tonumber(ARGV[1])
 local retentionMs = tonumber(ARGV[2])
@@ -55,11 +65,15 @@ end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return -5
 end
+if quarantineMatch(KEYS[8], ARGV[5], now) then
+  return -10
+end
 
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('HINCRBY', KEYS[3] .. ':by-backend', ARGV[6], 1)
 if redis.call('HEXISTS', KEYS[1], 'leaseCount') == 1 then
   redis.call('HINCRBY', KEYS[1], 'leaseCount', 1)
-  for i = 5, #ARGV - 1, 2 do
+  for i = 7, #ARGV - 1, 2 do
     if ARGV[i] == 'role' then
       redis.call('HINCRBY', KEYS[1], 'leaseRole:' .. ARGV[i + 1], 1)
     end

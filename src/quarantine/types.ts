@@ -1,0 +1,63 @@
+/**
+ * Quarantine seam. A quarantine names an agent (exact SPIFFE ID) or a pattern (`.../*`, `.../**`);
+ * while it lasts, every call of a matching agent is refused with PERMISSION_DENIED "quarantined",
+ * and the lease store refuses to record a lease for it, so a request already in flight cannot
+ * hand out its credential. History (tasks, leases, audit) is kept for forensics. Times are epoch ms.
+ */
+export interface Quarantine {
+  /** Exact SPIFFE ID or a pattern ending in `/*` or `/**`; one quarantine per pattern. */
+  pattern: string;
+  reason: string;
+  /** Who set it: an admin's SPIFFE ID, or `broker` for an automatic trigger. */
+  by: string;
+  /** `manual`, or the name of the automatic trigger (`denials`, `budget_exceeded`, `restricted_data`). */
+  trigger: string;
+  createdAt: number;
+  /** 0: until released. */
+  expiresAt: number;
+  /** What the trigger saw (counts, windows, the request); never a secret. */
+  evidence?: Record<string, unknown>;
+}
+
+export interface QuarantineStore {
+  /** Sets (or replaces) the quarantine of `q.pattern`; `replaced` when one was already there. */
+  put(q: Quarantine): Promise<{ replaced: boolean }>;
+  /** Ends the quarantine of `pattern`; the record it ended, or undefined if there was none. */
+  release(pattern: string, at: number): Promise<Quarantine | undefined>;
+  /** Quarantines in force at `now` (expired ones are left out). */
+  list(now: number): Promise<Quarantine[]>;
+  /**
+   * Adds a strike of `kind` against `agent` and returns how many fall within the last `windowMs`:
+   * the sliding window behind the automatic triggers, shared by every replica.
+   */
+  recordStrike(agent: string, kind: string, now: number, windowMs: number): Promise<number>;
+  ping(): Promise<void>;
+}
+
+/** A pattern matches a SPIFFE ID exactly as the lease store's Lua does (includes/quarantine-match.lua). */
+export function patternMatches(pattern: string, id: string): boolean {
+  if (pattern.endsWith('/**')) {
+    const base = pattern.slice(0, -2);
+    return id.length > base.length && id.startsWith(base);
+  }
+  if (pattern.endsWith('/*')) {
+    const base = pattern.slice(0, -1);
+    return id.length > base.length && id.startsWith(base) && !id.includes('/', base.length);
+  }
+  return id === pattern;
+}
+
+/** The quarantine of `agent` in force at `now` among `list`, the most specific (longest) pattern first. */
+export function findQuarantine(
+  list: readonly Quarantine[],
+  agent: string,
+  now: number,
+): Quarantine | undefined {
+  let found: Quarantine | undefined;
+  for (const q of list) {
+    if (q.expiresAt !== 0 && q.expiresAt <= now) continue;
+    if (!patternMatches(q.pattern, agent)) continue;
+    if (!found || q.pattern.length > found.pattern.length) found = q;
+  }
+  return found;
+}
