@@ -37,6 +37,7 @@ import type { LeaseStore } from './leases/types.js';
 import { AgentCatalog } from './policy/agent-catalog.js';
 import { formatPolicyProblem } from './policy/policy-load-error.js';
 import { PolicyManager } from './policy/policy-manager.js';
+import { PolicySync } from './policy/policy-sync.js';
 import { MemoryApprovalStore } from './approvals/memory-approval-store.js';
 import { MemoryBreakGlassStore } from './approvals/memory-break-glass-store.js';
 import { RedisApprovalStore } from './approvals/redis-approval-store.js';
@@ -95,6 +96,11 @@ export interface RunningBroker {
   readonly admin: BrokerAdmin;
   /** Re-reads the policy directory (what SIGHUP does); a bad set keeps the current one. */
   reloadPolicy(): { ok: boolean; digest: string };
+  /** The digest of the policy set in service. */
+  policyDigest(): string;
+  /** This replica's view of the quarantines (and whether its invalidation feed is fresh). */
+  readonly quarantines: QuarantineView;
+  readonly feedFreshness: FeedFreshness;
   close(): Promise<void>;
 }
 
@@ -174,6 +180,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           logger.error({ err: { message: (err as Error).message }, type: event.type }, 'audit write failed'),
         );
     };
+    const policySync: { current?: PolicySync } = {};
     const policies = PolicyManager.load({
       policyDir: config.policy.dir,
       ...(config.policy.schema ? { schemaPath: config.policy.schema } : {}),
@@ -182,6 +189,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       onReloaded: (digest, previousDigest) => {
         logger.info({ digest, previousDigest }, 'policy set reloaded');
         policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
+        // Every other replica adopts it (PolicySync, built once Redis is there).
+        policySync.current?.publish().catch((err: unknown) =>
+          logger.error(
+            { err: { message: (err as Error).message } },
+            'policy set not published: other replicas keep theirs',
+          ),
+        );
       },
       onWatchError: (err) =>
         logger.error(
@@ -273,6 +287,39 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const freshness = new FeedFreshness(feed, config.feed.staleAfterMs);
     const quarantineView = new QuarantineView(quarantines, freshness, opts.now);
     feed.listen(quarantineView);
+    if (redis) {
+      // The set this replica just loaded becomes everyone's (the last one loaded anywhere wins).
+      const sync = new PolicySync({
+        redis,
+        prefix: config.redis.prefix,
+        feedMaxLen: config.feed.maxLen,
+        manager: policies,
+        replica: `${spiffeId()}#${process.pid}`,
+        logger,
+        onSynced: (digest, previousDigest, from) => {
+          logger.info({ digest, previousDigest, from }, 'policy set adopted from another replica');
+          policyEvent({ type: 'policy.synced', agent: '', digest, previous_digest: previousDigest, from });
+        },
+        onSyncFailed: (digest, problems) => {
+          const list = problems.map((p) => formatPolicyProblem(p));
+          logger.error({ digest, problems: list }, 'policy set from another replica refused: keeping ours');
+          policyEvent({
+            type: 'policy.reload_failed',
+            agent: '',
+            errors: list,
+            kept_digest: policies.current.digest,
+            offered_digest: digest,
+          });
+        },
+      });
+      try {
+        await sync.publish();
+      } catch (err) {
+        throw new StartupError(`cannot publish the policy set: ${(err as Error).message}`);
+      }
+      policySync.current = sync;
+      feed.listen(sync);
+    }
     try {
       await feed.start();
     } catch (err) {
@@ -353,7 +400,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         activeLeasesByBackend: () => metricsStore.activeLeaseCounts(),
         pendingRevocations: () => revocations.pending(),
         activeQuarantines: () => Promise.resolve(quarantineView.list().length),
-        feedLagSeconds: () => freshness.lagMs(metricsNow()) / 1000,
+        feedLagSeconds: () => freshness.lagMs() / 1000,
       },
       { roles, logger },
     );
@@ -406,6 +453,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       audit,
       logger,
       quarantine: quarantineView,
+      jobDelayMs: config.revocation.visibilityTimeoutMs,
       ...(opts.now ? { now: opts.now } : {}),
     });
     const quarantineService = new QuarantineService({
@@ -466,7 +514,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           const svid = x509.getX509Svid();
           if (!svid) throw new Error('no SVID');
           await leaseStore.ping();
-          const lag = freshness.lagMs(Date.now());
+          const lag = freshness.lagMs();
           if (lag > freshness.staleAfterMs)
             throw new Error(`invalidation feed stale (${Math.round(lag)} ms)`);
         },
@@ -521,6 +569,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       keys,
       reaper,
       admin,
+      policyDigest: () => policies.current.digest,
+      quarantines: quarantineView,
+      feedFreshness: freshness,
       reloadPolicy: () => {
         const r = policies.reload();
         return { ok: r.ok, digest: r.digest };

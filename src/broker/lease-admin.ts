@@ -84,6 +84,11 @@ export interface LeaseAdminDeps {
   logger: Logger;
   /** Admin calls of a quarantined identity are refused like any other call. */
   quarantine?: { check(agent: string): void };
+  /**
+   * When the revocation worker may take over a bulk revocation's jobs (the call revokes them
+   * inline first; after a crash the worker finishes them from then on). Default 60 s.
+   */
+  jobDelayMs?: number;
   now?: () => number;
 }
 
@@ -246,7 +251,7 @@ export class LeaseAdmin {
       at,
       // The worker leaves the jobs alone while this call revokes them inline; after a crash it
       // picks them up from here.
-      runAt: at + 60_000,
+      runAt: at + (this.deps.jobDelayMs ?? 60_000),
       pageSize: REVOKE_PAGE_SIZE,
     });
     // The ledger (producer) runs up to LEDGER_LOOKAHEAD pages ahead of the backends (consumer).

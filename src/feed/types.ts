@@ -37,18 +37,20 @@ export interface InvalidationFeed {
  * Every decision that rests on a cache (quarantines) checks it; a stale replica answers UNAVAILABLE.
  */
 export class FeedFreshness {
+  /** `clock` must be the feed's own (wall time), whatever clock decides task and lease expiry. */
   constructor(
     private readonly feed: Pick<InvalidationFeed, 'lastConfirmedAt'>,
     readonly staleAfterMs: number,
+    private readonly clock: () => number = Date.now,
   ) {}
 
   /** Milliseconds since the feed was last confirmed (Infinity before the first read). */
-  lagMs(now: number): number {
+  lagMs(): number {
     const at = this.feed.lastConfirmedAt();
-    return at === 0 ? Number.POSITIVE_INFINITY : Math.max(0, now - at);
+    return at === 0 ? Number.POSITIVE_INFINITY : Math.max(0, this.clock() - at);
   }
 
-  fresh(now: number): boolean {
-    return this.lagMs(now) <= this.staleAfterMs;
+  fresh(): boolean {
+    return this.lagMs() <= this.staleAfterMs;
   }
 }

@@ -17,7 +17,12 @@ import {
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { setFlagsFromString } from 'node:v8';
 import type { RoleDefinition } from '../credentials/backend.js';
-import { readPolicyBundle, type PolicyBundle, type PolicyBundleResult } from './policy-bundle.js';
+import {
+  readPolicyBundle,
+  type PolicyBundle,
+  type PolicyBundleResult,
+  type PolicySources,
+} from './policy-bundle.js';
 import { PolicyLoadError, type PolicyProblem } from './policy-load-error.js';
 import {
   MalformedPolicyRequestError,
@@ -85,6 +90,8 @@ export class CedarPolicyEngine implements PolicyEngine {
   /** Role entities depend only on the role; cached for frozen roles, whose content cannot change. */
   private readonly roleEntityCache = new WeakMap<RoleDefinition, EntityJson[]>();
   private readonly ids: readonly string[];
+  /** The texts this set was built from (another replica can build the same set from them). */
+  readonly sources: PolicySources;
 
   private constructor(
     bundle: PolicyBundle,
@@ -92,6 +99,7 @@ export class CedarPolicyEngine implements PolicyEngine {
     agentGroups: (spiffeId: string) => readonly string[],
   ) {
     this.digest = bundle.digest;
+    this.sources = bundle.sources;
     this.warnings = warnings;
     this.reasons = bundle.reasons;
     this.approvals = bundle.approvals;

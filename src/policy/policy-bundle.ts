@@ -29,6 +29,14 @@ export interface PolicyBundle {
   readonly approvals: ReadonlyMap<string, number>;
   /** The policy files read, in the order they were read (relative names). */
   readonly files: readonly string[];
+  /** The texts it was built from: enough to build the same bundle elsewhere (policySync). */
+  readonly sources: PolicySources;
+}
+
+/** A policy set as text: the schema and every policy file, as read from a directory. */
+export interface PolicySources {
+  readonly schema: SourceFile;
+  readonly files: readonly SourceFile[];
 }
 
 export interface PolicyBundleResult {
@@ -39,7 +47,7 @@ export interface PolicyBundleResult {
   warnings: PolicyProblem[];
 }
 
-interface SourceFile {
+export interface SourceFile {
   name: string;
   text: string;
 }
@@ -60,10 +68,32 @@ export function readPolicyBundle(
   schemaPath = path.join(policyDir, DEFAULT_SCHEMA_FILE),
 ): PolicyBundleResult {
   const problems: PolicyProblem[] = [];
-  const warnings: PolicyProblem[] = [];
   const schemaFile = readSchemaFile(schemaPath, problems);
   const files = readPolicyFiles(policyDir, problems);
+  return buildBundle(policyDir, schemaFile, files, problems);
+}
 
+/**
+ * The same validation as readPolicyBundle over texts already read (a set another replica loaded);
+ * the digest comes out the same for the same texts.
+ */
+export function policyBundleFromSources(label: string, sources: PolicySources): PolicyBundleResult {
+  const problems: PolicyProblem[] = [];
+  const parsed = checkParseSchema(sources.schema.text);
+  if (parsed.type === 'failure') {
+    for (const e of parsed.errors) problems.push(problemFrom(sources.schema, 0, e));
+  }
+  const schema = parsed.type === 'failure' ? undefined : { ...sources.schema };
+  return buildBundle(label, schema, sources.files.map((f) => ({ ...f })), problems);
+}
+
+function buildBundle(
+  policyDir: string,
+  schemaFile: SourceFile | undefined,
+  files: SourceFile[],
+  problems: PolicyProblem[],
+): PolicyBundleResult {
+  const warnings: PolicyProblem[] = [];
   const byId = new Map<string, ParsedPolicy>();
   for (const file of files) {
     for (const policy of parsePolicyFile(file, problems)) {
@@ -108,6 +138,7 @@ export function readPolicyBundle(
       reasons,
       approvals,
       files: files.map((f) => f.name),
+      sources: { schema: schemaFile, files },
     },
     problems,
     warnings: inReadingOrder(warnings),

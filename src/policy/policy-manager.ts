@@ -9,7 +9,12 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { CedarPolicyEngine, type CedarEngineOptions } from './cedar-engine.js';
-import { DEFAULT_SCHEMA_FILE, readPolicyBundle } from './policy-bundle.js';
+import {
+  DEFAULT_SCHEMA_FILE,
+  policyBundleFromSources,
+  readPolicyBundle,
+  type PolicySources,
+} from './policy-bundle.js';
 import { PolicyLoadError, type PolicyProblem } from './policy-load-error.js';
 
 /** Quiet period after the last file event before reloading: an editor or a ConfigMap update
@@ -89,6 +94,28 @@ export class PolicyManager {
     }
     this.engine = next;
     this.options.onReloaded?.(next.digest, previous.digest);
+    return { ok: true, digest: next.digest, changed: true };
+  }
+
+  /**
+   * Swaps in a set another replica loaded (sent as texts through Redis), if it is valid and
+   * different; the same all-or-nothing rule as reload(). Does not call onReloaded: the caller
+   * (PolicySync) records it as a sync, and must not announce it again.
+   */
+  adopt(sources: PolicySources, origin: string): PolicyReloadResult {
+    if (this.closed) throw new Error('policy: adopt after the policy manager was closed');
+    const previous = this.engine;
+    let next: CedarPolicyEngine;
+    try {
+      const read = policyBundleFromSources(origin, sources);
+      if (read.bundle?.digest === previous.digest) {
+        return { ok: true, digest: previous.digest, changed: false };
+      }
+      next = CedarPolicyEngine.fromBundle(this.options, read);
+    } catch (err) {
+      return { ok: false, digest: previous.digest, changed: false, problems: problemsOf(err, origin) };
+    }
+    this.engine = next;
     return { ok: true, digest: next.digest, changed: true };
   }
 

@@ -40,13 +40,13 @@ export class QuarantineView implements FeedListener {
    * replica's feed is stale (it cannot know).
    */
   check(agent: string): void {
-    const now = this.now();
-    if (!this.freshness.fresh(now)) {
+    if (!this.freshness.fresh()) {
       throw unavailable(
         'invalidation_feed_stale',
-        `this replica has not heard from the invalidation feed for ${Math.round(this.freshness.lagMs(now))} ms`,
+        `this replica has not heard from the invalidation feed for ${Math.round(this.freshness.lagMs())} ms`,
       );
     }
+    const now = this.now();
     const q = findQuarantine(this.current, agent, now);
     if (q) throw quarantinedError(q);
   }

@@ -1,14 +1,17 @@
 /**
  * Every Redis store on a real 3-master Redis Cluster, through createRedisConnection({cluster}):
  * the lease, approval, break-glass and budget store contracts, the revocation queue's scripts,
- * where a store's keys land (one slot, so one master), a second prefix on another master, and
- * failing fast while a master is down, then recovering without a new client.
+ * where a store's keys land (one slot, so one master), a second prefix on another master, a
+ * broker wired from config.redis.cluster, and failing fast while one or every master is down,
+ * then recovering on the same client without running what was refused.
  */
 import { strict as assert } from 'node:assert';
 import { Redis } from 'ioredis';
 import { RedisApprovalStore } from '../../src/approvals/redis-approval-store.js';
 import { RedisBreakGlassStore } from '../../src/approvals/redis-break-glass-store.js';
+import type { ApprovalStore, BreakGlassStore } from '../../src/approvals/types.js';
 import { RedisBudgetStore } from '../../src/budgets/redis-budget-store.js';
+import type { BudgetStore } from '../../src/budgets/types.js';
 import { isBrokerError } from '../../src/errors.js';
 import { RedisLeaseStore } from '../../src/leases/redis-lease-store.js';
 import { RedisRevocationQueue } from '../../src/leases/redis-revocation-queue.js';
@@ -19,12 +22,17 @@ import { freePort } from '../../src/dev/redis-process.js';
 import type { MakeHarness as MakeLeaseHarness } from '../support/lease-store-harness.js';
 import { makeLease, makeTask } from '../support/lease-store-harness.js';
 import { sharedRedisCluster, startRedisCluster, type RunningRedisCluster } from '../support/redis-cluster.js';
+import { startHarness } from '../support/broker-harness.js';
 import { randomPrefix } from '../support/redis-server.js';
-import { makeGrant, makeRequest, type MakeHarness } from '../unit/approvals/approval-harness.js';
+import {
+  makeGrant,
+  makeRequest,
+  type Harness,
+  type StoreOptions,
+} from '../unit/approvals/approval-harness.js';
 import { describeApprovalStoreContract } from '../unit/approvals/approval-store.contract.test.js';
 import { describeBreakGlassStoreContract } from '../unit/approvals/break-glass-store.contract.test.js';
 import { describeBudgetStoreContract } from '../unit/budgets/budget-store.contract.test.js';
-import type { MakeBudgetHarness } from '../unit/budgets/budget-harness.js';
 import { describeLeaseStoreContract } from '../unit/leases/lease-store.contract.test.js';
 
 async function clusterNodes(): Promise<RedisNodeAddress[]> {
@@ -32,12 +40,10 @@ async function clusterNodes(): Promise<RedisNodeAddress[]> {
 }
 
 /** Stores on the shared cluster under a fresh prefix, each on its own connection; close() quits them. */
-function clusterHarness<S>(make: (redis: RedisClient, prefix: string) => S): () => Promise<{
-  store: S;
-  replica(): Promise<S>;
-  close(): Promise<void>;
-}> {
-  return async () => {
+function clusterHarness<S>(
+  make: (redis: RedisClient, prefix: string, opts: StoreOptions) => S,
+): (opts?: StoreOptions) => Promise<Harness<S>> {
+  return async (opts = {}) => {
     const nodes = await clusterNodes();
     const prefix = randomPrefix();
     const clients: RedisClient[] = [];
@@ -45,7 +51,7 @@ function clusterHarness<S>(make: (redis: RedisClient, prefix: string) => S): () 
       const redis = createRedisConnection({ cluster: nodes });
       clients.push(redis);
       await redis.ping();
-      return make(redis, prefix);
+      return make(redis, prefix, opts);
     };
     const store = await open();
     return {
@@ -70,11 +76,13 @@ const clusterLeases: MakeLeaseHarness = async (opts = {}) => {
   return { store, replica: open, close: async () => void (await Promise.all(stores.map((s) => s.close()))) };
 };
 
-const clusterApprovals: MakeHarness<RedisApprovalStore> = (opts = {}) =>
-  clusterHarness((redis, prefix) => new RedisApprovalStore(redis, { prefix, ...opts }))();
-const clusterBreakGlass: MakeHarness<RedisBreakGlassStore> = (opts = {}) =>
-  clusterHarness((redis, prefix) => new RedisBreakGlassStore(redis, { prefix, ...opts }))();
-const clusterBudgets: MakeBudgetHarness = clusterHarness(
+const clusterApprovals = clusterHarness<ApprovalStore>(
+  (redis, prefix, opts) => new RedisApprovalStore(redis, { prefix, ...opts }),
+);
+const clusterBreakGlass = clusterHarness<BreakGlassStore>(
+  (redis, prefix, opts) => new RedisBreakGlassStore(redis, { prefix, ...opts }),
+);
+const clusterBudgets = clusterHarness<BudgetStore>(
   (redis, prefix) => new RedisBudgetStore(redis, { prefix }),
 );
 
@@ -105,7 +113,7 @@ async function ownerOf(raw: Redis, key: string): Promise<string> {
   return `${range[2][0]}:${range[2][1]}`;
 }
 
-/** A fresh prefix whose hash tag another master serves than `others`'. */
+/** A fresh prefix whose hash tag lands on a master `predicate` accepts (`host:port`). */
 async function prefixServedBy(raw: Redis, predicate: (owner: string) => boolean): Promise<string> {
   for (;;) {
     const prefix = randomPrefix();
@@ -308,6 +316,29 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
       assert.ok(keysA.length > 0 && keysB.length > 0, 'each prefix lives on its own master');
       assert.deepEqual(await scanAll(raws[nodes.indexOf(firstOwner)] as Redis, `{${second}}:*`), []);
     });
+  });
+
+  it('runs a broker wired from config.redis.cluster: begin, issue, end, all on one master', async () => {
+    const nodes = await clusterNodes();
+    const prefix = randomPrefix();
+    const h = await startHarness({ config: { redis: { cluster: nodes, prefix, store: 'redis' } } });
+    const raws = await Promise.all(nodes.map(nodeClient));
+    try {
+      const demo = await h.client('demo');
+      const task = await demo.beginTask({ environment: 'dev', intent: 'cluster' });
+      const issued = await demo.issueCredential({ task_id: task.task_id, role: 'token/demo' });
+      assert.equal(issued.credential?.kind, 'jwt');
+      const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
+      assert.deepEqual(ended.revoked, [{ lease_id: issued.lease_id, role: 'token/demo', state: 'revoked' }]);
+      assert.equal((await h.broker.store.getLease(issued.lease_id))?.state, 'revoked');
+      const holders = (await Promise.all(raws.map((raw) => scanAll(raw, `{${prefix}}:*`)))).filter(
+        (keys) => keys.length > 0,
+      );
+      assert.equal(holders.length, 1, 'the broker keeps its keys on one master');
+      assert.ok(holders[0]?.includes(`{${prefix}}:lease:${issued.lease_id}`));
+    } finally {
+      await Promise.all([h.close(), ...raws.map((r) => r.quit())]);
+    }
   });
 
   describe('failing fast', () => {

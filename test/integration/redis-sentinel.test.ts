@@ -6,10 +6,12 @@
 import { strict as assert } from 'node:assert';
 import { Redis } from 'ioredis';
 import { isBrokerError } from '../../src/errors.js';
+import { StartupError } from '../../src/main.js';
 import { RedisLeaseStore } from '../../src/leases/redis-lease-store.js';
 import { createRedisConnection, describeRedisTarget } from '../../src/redis/connect.js';
 import { makeLease, makeTask, type MakeHarness } from '../support/lease-store-harness.js';
 import { sharedRedisSentinel, type RunningRedisSentinel } from '../support/redis-cluster.js';
+import { startHarness } from '../support/broker-harness.js';
 import { randomPrefix } from '../support/redis-server.js';
 import { describeLeaseStoreContract } from '../unit/leases/lease-store.contract.test.js';
 
@@ -70,6 +72,39 @@ describe('Redis Sentinel (createRedisConnection({sentinels, sentinelName}))', ()
     } finally {
       await Promise.all([store.close(), master.quit()]);
     }
+  });
+
+  it('runs a broker wired from config.redis.sentinels, and refuses to start on an unknown name', async () => {
+    const redis = { url: masterUrl(sentinel), sentinels: sentinel.sentinels, store: 'redis' };
+    const h = await startHarness({ config: { redis: { ...redis, sentinelName: sentinel.name } } });
+    try {
+      const demo = await h.client('demo');
+      const task = await demo.beginTask({ environment: 'dev', intent: 'sentinel' });
+      const issued = await demo.issueCredential({ task_id: task.task_id, role: 'token/demo' });
+      assert.equal((await h.broker.store.getLease(issued.lease_id))?.state, 'active');
+    } finally {
+      await h.close();
+    }
+
+    const address = `${sentinel.sentinels[0]?.host}:${sentinel.sentinels[0]?.port}`;
+    await assert.rejects(
+      startHarness({ config: { redis: { ...redis, sentinelName: 'no-such-master' } } }),
+      (err: unknown) => {
+        assert.ok(err instanceof StartupError, `expected a StartupError, got ${String(err)}`);
+        assert.ok(
+          err.message.startsWith(
+            `cannot reach Redis master "no-such-master" through Sentinel (${address}): lease store unavailable`,
+          ),
+          err.message,
+        );
+        assert.ok(
+          err.message.includes(`sentinel ${address} does not know a master named "no-such-master"`),
+          err.message,
+        );
+        assert.ok(!err.message.includes(sentinel.password), 'no password in the message');
+        return true;
+      },
+    );
   });
 
   it('fails fast and says so when the sentinel does not know the master name', async () => {

@@ -65,6 +65,8 @@ export interface HarnessOptions {
   now?: () => number;
   /** Reuse another harness's Redis key prefix (a broker "restart" on the same data); default a fresh one. */
   redisPrefix?: string;
+  /** A Redis of the test's own (one it may kill); default the run's shared server. */
+  redisUrl?: string;
 }
 
 export interface Harness {
@@ -89,6 +91,22 @@ export interface Harness {
   /** A client that sends the workload's JWT-SVID (audience: the broker ID) without a client certificate. */
   jwtClient(workload: string, audience?: string): Promise<BrokerClient>;
   httpJson(path: string): Promise<{ status: number; body: unknown }>;
+  /**
+   * Another broker replica on the same Redis data and CA (its own ports, audit file and copy of
+   * the policy directory), as `svid-broker serve` run twice. Closed by harness.close().
+   */
+  replica(): Promise<Replica>;
+  close(): Promise<void>;
+}
+
+export interface Replica {
+  readonly broker: RunningBroker;
+  readonly address: string;
+  readonly auditFile: string;
+  readonly policyDir: string;
+  readonly logs: LogCapture;
+  client(workload: string): Promise<BrokerClient>;
+  adminClient(workload: string): Promise<BrokerAdminClient>;
   close(): Promise<void>;
 }
 
@@ -130,34 +148,40 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       endpoints[name] = `unix://${join(dir, `${name}.sock`)}`;
     }
 
+    const writePolicies = (policyDir: string): void => {
+      mkdirSync(policyDir);
+      for (const f of readdirSync(join(packageRoot(), 'policies'))) {
+        if (f.endsWith('.cedar') || f.endsWith('.cedarschema'))
+          copyFileSync(join(packageRoot(), 'policies', f), join(policyDir, f));
+      }
+      if (opts.extraPolicies) writeFileSync(join(policyDir, 'test.cedar'), opts.extraPolicies);
+    };
     const policyDir = join(dir, 'policies');
-    mkdirSync(policyDir);
-    for (const f of readdirSync(join(packageRoot(), 'policies'))) {
-      if (f.endsWith('.cedar') || f.endsWith('.cedarschema'))
-        copyFileSync(join(packageRoot(), 'policies', f), join(policyDir, f));
-    }
-    if (opts.extraPolicies) writeFileSync(join(policyDir, 'test.cedar'), opts.extraPolicies);
+    writePolicies(policyDir);
 
     const redisPrefix = opts.redisPrefix ?? randomPrefix();
     const storeKind =
       typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
     // An injected lease store still leaves approvals, break-glass and budgets on the shared Redis.
-    const redisUrl = storeKind === 'memory' ? 'redis://127.0.0.1:1' : (await sharedRedis()).url;
+    const redisUrl =
+      storeKind === 'memory' ? 'redis://127.0.0.1:1' : (opts.redisUrl ?? (await sharedRedis()).url);
     const auditFile = join(dir, 'audit.jsonl');
     const extra = opts.config ?? {};
-    const config = parseConfig({
-      listen: '127.0.0.1:0',
-      httpListen: '127.0.0.1:0',
-      workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 5000 },
-      redis: { url: redisUrl, prefix: redisPrefix, store: storeKind === 'memory' ? 'memory' : 'redis' },
-      policy: { dir: policyDir },
-      audit: { file: auditFile, fsync: true },
-      reaper: { intervalMs: 100, batchSize: 100 },
-      log: { level: 'debug' },
-      ...extra,
-      roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
-      agents: (extra.agents as unknown[] | undefined) ?? devAgents(),
-    });
+    const configFor = (policy: string, audit: string): ReturnType<typeof parseConfig> =>
+      parseConfig({
+        listen: '127.0.0.1:0',
+        httpListen: '127.0.0.1:0',
+        workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 5000 },
+        redis: { url: redisUrl, prefix: redisPrefix, store: storeKind === 'memory' ? 'memory' : 'redis' },
+        policy: { dir: policy },
+        audit: { file: audit, fsync: true },
+        reaper: { intervalMs: 100, batchSize: 100 },
+        log: { level: 'debug' },
+        ...extra,
+        roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
+        agents: (extra.agents as unknown[] | undefined) ?? devAgents(),
+      });
+    const config = configFor(policyDir, auditFile);
 
     const logs = new LogCapture();
     const logger = createLogger('debug', logs);
@@ -181,6 +205,41 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       return source;
     };
 
+    const clientsFor = (brokerAddress: string) => ({
+      async client(
+        workload: string,
+        clientOpts: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>> = {},
+      ) {
+        const source = await sourceFor(workload);
+        const svid = source.getX509Svid();
+        const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
+        if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
+        const client = new BrokerClient({
+          address: brokerAddress,
+          svid,
+          serverBundle,
+          brokerId: BROKER_ID,
+          ...clientOpts,
+        });
+        closers.push(() => client.close());
+        return client;
+      },
+      async adminClient(workload: string) {
+        const source = await sourceFor(workload);
+        const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
+        if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
+        const client = new BrokerAdminClient({
+          address: brokerAddress,
+          svid: source.getX509Svid(),
+          serverBundle,
+          brokerId: BROKER_ID,
+        });
+        closers.push(() => client.close());
+        return client;
+      },
+    });
+    let replicas = 0;
+
     const harness: Harness = {
       dir,
       ca,
@@ -193,28 +252,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       endpoints,
       address,
       httpBase,
-      async client(workload, clientOpts = {}) {
-        const source = await sourceFor(workload);
-        const svid = source.getX509Svid();
-        const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
-        if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
-        const client = new BrokerClient({ address, svid, serverBundle, brokerId: BROKER_ID, ...clientOpts });
-        closers.push(() => client.close());
-        return client;
-      },
-      async adminClient(workload) {
-        const source = await sourceFor(workload);
-        const serverBundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
-        if (!serverBundle) throw new Error(`${workload} holds no bundle for ${TRUST_DOMAIN}`);
-        const client = new BrokerAdminClient({
-          address,
-          svid: source.getX509Svid(),
-          serverBundle,
-          brokerId: BROKER_ID,
-        });
-        closers.push(() => client.close());
-        return client;
-      },
+      ...clientsFor(address),
       async jwtClient(workload, audience = BROKER_ID) {
         const endpoint = endpoints[workload] as string;
         return harness.client(workload, {
@@ -231,6 +269,34 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
           // not JSON (metrics)
         }
         return { status: res.status, body };
+      },
+      async replica() {
+        const n = ++replicas;
+        const replicaPolicies = join(dir, `policies-replica-${n}`);
+        writePolicies(replicaPolicies);
+        const replicaAudit = join(dir, `audit-replica-${n}.jsonl`);
+        const replicaLogs = new LogCapture();
+        const replicaBroker = await startBroker({
+          config: configFor(replicaPolicies, replicaAudit),
+          logger: createLogger('debug', replicaLogs),
+          ...(opts.now ? { now: opts.now } : {}),
+        });
+        let closed = false;
+        const closeReplica = async (): Promise<void> => {
+          if (closed) return;
+          closed = true;
+          await replicaBroker.close();
+        };
+        closers.push(closeReplica);
+        return {
+          broker: replicaBroker,
+          address: `127.0.0.1:${replicaBroker.grpcPort}`,
+          auditFile: replicaAudit,
+          policyDir: replicaPolicies,
+          logs: replicaLogs,
+          ...clientsFor(`127.0.0.1:${replicaBroker.grpcPort}`),
+          close: closeReplica,
+        };
       },
       close,
     };
