@@ -82,6 +82,20 @@ export const taskExists = (id: string): BrokerError =>
 export const leaseExists = (id: string): BrokerError =>
   failedPrecondition('lease_exists', `lease ${id} already exists`);
 
+/** Scan and revocation page size; 0 would page forever (ZRANGE 0 -1 is the whole index in Redis). */
+export function requirePageSize(pageSize: number): void {
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1)
+    throw invalidArgument('page_size', 'must be a positive integer');
+}
+
+/** What select-leases can express, so both stores refuse the same selectors (agentPatternParts). */
+export function requireSelector(selector: LeaseSelector): void {
+  const pattern = selector.agentPattern;
+  if (pattern && !pattern.endsWith('/*') && !pattern.endsWith('/**')) {
+    throw invalidArgument('agent', 'a pattern must end in /* or /**');
+  }
+}
+
 /** Whether `lease` matches `selector`, exactly as select-leases-4.lua decides it. */
 export function leaseMatches(selector: LeaseSelector, lease: Lease): boolean {
   if (selector.leaseId && lease.id !== selector.leaseId) return false;

@@ -16,7 +16,9 @@ import {
   leaseMatches,
   REVOKE_OUTCOMES,
   requireLimit,
+  requirePageSize,
   requireRetentionSeconds,
+  requireSelector,
   requireTime,
   TASK_END_STATES,
   taskExists,
@@ -213,7 +215,8 @@ export class MemoryLeaseStore implements LeaseStore {
     pageSize: number,
   ): Promise<LeasePage> {
     this.open();
-    requireLimit(pageSize);
+    requirePageSize(pageSize);
+    requireSelector(selector);
     const offset = cursor === undefined ? 0 : Number(cursor);
     if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('page_token', 'is not valid');
     const all = [...this.leases.values()].sort(byExpiry);
@@ -230,15 +233,18 @@ export class MemoryLeaseStore implements LeaseStore {
     opts: { reason: string; at: number; runAt: number; pageSize: number },
   ): AsyncGenerator<RevocationPage> {
     this.open();
-    requireLimit(opts.pageSize);
+    requirePageSize(opts.pageSize);
     requireTime('at', opts.at);
+    requireSelector(selector);
+    // A revocation takes active leases whatever state the selector names, as select-leases does.
+    const match: LeaseSelector = { ...selector, state: 'active' };
     const snapshot = [...this.leases.values()].sort(byExpiry).map((l) => l.id);
     for (let offset = 0; offset < snapshot.length || offset === 0; offset += opts.pageSize) {
       const ids = snapshot.slice(offset, offset + opts.pageSize);
       const moved: Lease[] = [];
       for (const id of ids) {
         const lease = this.leases.get(id);
-        if (!lease || lease.state !== 'active' || !leaseMatches(selector, lease)) continue;
+        if (!lease || !leaseMatches(match, lease)) continue;
         // Job first, as the Redis script writes it in the same step: never a revoking lease without one.
         await this.revocations?.enqueue(
           {

@@ -40,6 +40,7 @@ import {
   leaseMatches,
   REVOKE_OUTCOMES,
   requireLimit,
+  requirePageSize,
   requireRetentionSeconds,
   requireTime,
   TASK_END_STATES,
@@ -602,7 +603,7 @@ export class RedisLeaseStore implements LeaseStore {
     cursor: string | undefined,
     pageSize: number,
   ): Promise<LeasePage> {
-    requireLimit(pageSize);
+    requirePageSize(pageSize);
     const offset = cursor === undefined ? 0 : Number(cursor);
     if (!Number.isSafeInteger(offset) || offset < 0) throw invalidArgument('page_token', 'is not valid');
     if (selector.leaseId) {
@@ -638,7 +639,7 @@ export class RedisLeaseStore implements LeaseStore {
     selector: LeaseSelector,
     opts: { reason: string; at: number; runAt: number; pageSize: number },
   ): AsyncGenerator<RevocationPage> {
-    requireLimit(opts.pageSize);
+    requirePageSize(opts.pageSize);
     requireTime('at', opts.at);
     const k = this.keys;
     const source = indexFor(k, selector, true);

@@ -109,6 +109,59 @@ describe('integration: Vault backend through the broker', () => {
     assert.ok(forLease.includes('lease.revoked'), forLease.join(','));
   });
 
+  it('RevokeLeases reports a revoke Vault keeps refusing as pending; the worker ends it revoke_failed, never revoked', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'vault refuses' });
+    const db = await demo.issueCredential({ task_id: task.task_id, role: 'vault/db-readonly' });
+    const vaultLeaseId = ((await h.broker.store.getLease(db.lease_id))?.backendRef ?? '').slice(
+      'lease:'.length,
+    );
+    vault.faults = { failRevokes: 1000 };
+    const admin = await h.adminClient('security');
+    const report = await admin.revokeLeases({ selector: { lease_id: db.lease_id }, reason: 'INC-11' });
+    assert.equal(report.matched, 1);
+    assert.equal(report.revoked, 0);
+    assert.equal(report.pending_retry, 1);
+    assert.equal(report.by_backend.vault?.pending_retry, 1);
+    await eventually(
+      async () => (await h.broker.store.getLease(db.lease_id))?.state === 'revoke_failed',
+      15_000,
+    );
+    assert.ok(vault.lease(vaultLeaseId), 'Vault never confirmed: the lease is reported, not hidden');
+    const listed = await admin.listLeases({ selector: { task_id: task.task_id, state: 'revoke_failed' } });
+    assert.deepEqual(
+      listed.leases.map((l) => l.lease_id),
+      [db.lease_id],
+    );
+    const audit = (await readAudit(h.auditFile)).filter((r) => r.lease === db.lease_id).map((r) => r.type);
+    assert.ok(audit.includes('lease.revoke_failed'), audit.join(','));
+    assert.ok(!audit.includes('lease.revoked'), audit.join(','));
+  });
+
+  it('an AWS STS session is reported not revocable, never counted as revoked', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'sts', ttl_seconds: 3600 });
+    const sts = await demo.issueCredential({
+      task_id: task.task_id,
+      role: 'vault/deploy-sts',
+      ttl_seconds: 900,
+    });
+    assert.equal(sts.status, 'ISSUED');
+    const admin = await h.adminClient('security');
+    const report = await admin.revokeLeases({ selector: { task_id: task.task_id }, reason: 'INC-12' });
+    assert.equal(report.matched, 1);
+    assert.equal(report.revoked, 0);
+    assert.equal(report.not_revocable, 1);
+    assert.equal(report.by_backend.vault?.not_revocable, 1);
+    const lease = await h.broker.store.getLease(sts.lease_id);
+    assert.equal(lease?.state, 'revoke_failed');
+    assert.match(lease?.revokeReason ?? '', /^not_revocable: /);
+    const record = (await readAudit(h.auditFile)).find(
+      (r) => r.type === 'lease.not_revocable' && r.lease === sts.lease_id,
+    );
+    assert.ok(record?.valid_until, 'the audit record says until when the session lives');
+  });
+
   it('a sealed Vault answers UNAVAILABLE and leaves no active lease', async () => {
     const demo = await h.client('demo');
     const task = await demo.beginTask({ environment: 'dev', intent: 'vault sealed' });

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { AuditSink } from '../../src/audit/types.js';
 import { BrokerAdminClient, BrokerClient, type BrokerClientOptions } from '../../src/client/broker-client.js';
 import { parseConfig } from '../../src/config/load-config.js';
+import type { BrokerConfig } from '../../src/config/schema.js';
 import { CaWorkloadIdentity } from '../../src/dev/ca-workload-identity.js';
 import { devAgents, devRoles } from '../../src/dev/dev-stack.js';
 import { LocalCa } from '../../src/dev/local-ca.js';
@@ -96,6 +97,10 @@ export interface Harness {
    * the policy directory), as `svid-broker serve` run twice. Closed by harness.close().
    */
   replica(): Promise<Replica>;
+  /** Clients for a broker at another address that shares the harness CA (a child process, say). */
+  clientsAt(address: string): Pick<Replica, 'client' | 'adminClient'>;
+  /** The harness config for another broker (as a replica gets it), e.g. to write a config file. */
+  configFor(policyDir: string, auditFile: string): BrokerConfig;
   close(): Promise<void>;
 }
 
@@ -167,7 +172,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       storeKind === 'memory' ? 'redis://127.0.0.1:1' : (opts.redisUrl ?? (await sharedRedis()).url);
     const auditFile = join(dir, 'audit.jsonl');
     const extra = opts.config ?? {};
-    const configFor = (policy: string, audit: string): ReturnType<typeof parseConfig> =>
+    const configFor = (policy: string, audit: string): BrokerConfig =>
       parseConfig({
         listen: '127.0.0.1:0',
         httpListen: '127.0.0.1:0',
@@ -298,6 +303,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
           close: closeReplica,
         };
       },
+      clientsAt: (at) => clientsFor(at),
+      configFor,
       close,
     };
     return harness;

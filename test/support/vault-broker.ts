@@ -26,6 +26,14 @@ export const VAULT_ROLES = {
     sensitivity: 'confidential',
   },
   'vault/ci-token': { kind: 'token', policies: ['ci-read'], maxTtlSeconds: 600, sensitivity: 'confidential' },
+  // AWS STS sessions: Vault hands out a lease, but AWS cannot end a session early.
+  'vault/deploy-sts': {
+    kind: 'dynamic',
+    path: 'aws/sts/deploy',
+    ttlParam: true,
+    maxTtlSeconds: 3600,
+    sensitivity: 'confidential',
+  },
 } as const;
 
 export interface VaultBroker {
@@ -57,6 +65,7 @@ export async function startVaultBroker(
   });
   vault.setPolicy('svid-broker', {
     'database/creds/*': ['read'],
+    'aws/sts/*': ['update'],
     'auth/token/create-orphan': ['update', 'sudo'],
     'auth/token/create': ['update', 'sudo'],
     'auth/token/revoke-accessor': ['update'],
@@ -64,6 +73,7 @@ export async function startVaultBroker(
   });
   vault.setPolicy('ci-read', { 'secret/data/ci/*': ['read'] });
   vault.configureDatabaseRole('readonly', { default_ttl: '1h', max_ttl: '24h' });
+  vault.configureAwsRole('deploy', { default_ttl: '1h', max_ttl: '2h' });
   const { timeoutMs, config, ...harnessOpts } = opts;
   let h: Harness;
   try {
