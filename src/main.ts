@@ -24,6 +24,7 @@ import { roleDefinitions } from './config/load-config.js';
 import type { BrokerConfig } from './config/schema.js';
 import type { CredentialBackend } from './credentials/backend.js';
 import { SigningKeyRing } from './credentials/token/signing-keys.js';
+import { SharedJwks } from './credentials/token/shared-jwks.js';
 import { createTokenBackend } from './credentials/token/token-backend.js';
 import { BundleSet } from './identity/bundle-set.js';
 import { parseSpiffeId } from './identity/spiffe-id.js';
@@ -190,12 +191,14 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         logger.info({ digest, previousDigest }, 'policy set reloaded');
         policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
         // Every other replica adopts it (PolicySync, built once Redis is there).
-        policySync.current?.publish().catch((err: unknown) =>
-          logger.error(
-            { err: { message: (err as Error).message } },
-            'policy set not published: other replicas keep theirs',
-          ),
-        );
+        policySync.current
+          ?.publish()
+          .catch((err: unknown) =>
+            logger.error(
+              { err: { message: (err as Error).message } },
+              'policy set not published: other replicas keep theirs',
+            ),
+          );
       },
       onWatchError: (err) =>
         logger.error(
@@ -347,9 +350,31 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const keys = await SigningKeyRing.create({
       overlapSeconds: config.backends.token.keyOverlapSeconds ?? maxRoleTtl + 300,
     });
-    keys.startAutoRotation(opts.keyRotationSeconds ?? config.backends.token.keyRotationSeconds, (err) =>
-      // The current key keeps signing; the next tick tries again.
-      logger.error({ err: { message: (err as Error).message } }, 'signing key rotation failed'),
+    // Private keys stay in this process; the public halves of every replica's keys are shared
+    // through Redis, so any replica's JWKS verifies any replica's tokens.
+    const sharedJwks = redis
+      ? new SharedJwks(redis, keys, { prefix: config.redis.prefix, logger })
+      : undefined;
+    if (sharedJwks) {
+      try {
+        await sharedJwks.publish();
+      } catch (err) {
+        throw new StartupError(`cannot publish the token signing keys: ${(err as Error).message}`);
+      }
+      sharedJwks.start();
+      cleanups.push(() => sharedJwks.stop());
+    }
+    keys.startAutoRotation(
+      opts.keyRotationSeconds ?? config.backends.token.keyRotationSeconds,
+      (err) =>
+        // The current key keeps signing; the next tick tries again.
+        logger.error({ err: { message: (err as Error).message } }, 'signing key rotation failed'),
+      () =>
+        void sharedJwks
+          ?.publish()
+          .catch((err: unknown) =>
+            logger.error({ err: { message: (err as Error).message } }, 'new signing key not published'),
+          ),
     );
     cleanups.push(() => keys.stop());
     const backends = new Map<string, CredentialBackend>([
@@ -505,7 +530,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const leaseStore = store;
     const http: RunningOpsHttp = await startOpsHttp(
       {
-        jwks: () => keys.jwks(),
+        jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
         store: leaseStore,
         registry,
         logger,

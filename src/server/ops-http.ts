@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 import type { LeaseStore } from '../leases/types.js';
 
 export interface OpsHttpDeps {
-  jwks: () => { keys: Array<Record<string, unknown>> };
+  jwks: () => { keys: Array<Record<string, unknown>> } | Promise<{ keys: Array<Record<string, unknown>> }>;
   store: LeaseStore;
   /** Throws (or rejects) with a reason when the broker cannot serve: no valid SVID, store down. */
   ready: () => Promise<void>;
@@ -46,7 +46,7 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
     switch (path) {
       case '/.well-known/jwks.json':
         // Short cache: keys rotate with an overlap, so a minute of staleness is safe.
-        return send(res, 200, deps.jwks(), { 'cache-control': 'public, max-age=60' });
+        return send(res, 200, await deps.jwks(), { 'cache-control': 'public, max-age=60' });
       case '/v1/revoked': {
         const at = now();
         const leases = await deps.store.listRevokedUnexpired(at, 'token');

@@ -8,9 +8,12 @@ import { strict as assert } from 'node:assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
+import type { JSONWebKeySet } from 'jose';
+import { verifyAccessToken } from '../../src/credentials/token/verify-access-token.js';
 import { createRedisClient, RedisLeaseStore } from '../../src/leases/redis-lease-store.js';
 import type { Lease, PutLeaseResult } from '../../src/leases/types.js';
 import {
+  BROKER_ID,
   DEMO_AGENT,
   OTHER_AGENT,
   SECURITY,
@@ -254,6 +257,23 @@ describe('integration: incident response', function () {
       const lease = await (await h.adminClient('security')).getLease(issued.lease_id);
       assert.equal(lease.state, 'revoked');
       assert.equal(lease.revoke_reason, 'admin: cross');
+    });
+
+    it("either replica's JWKS verifies a token the other signed", async () => {
+      const b = await h.replica();
+      const demoOnB = await b.client('demo');
+      const task = await demoOnB.beginTask({ environment: 'dev', intent: 'jwks' });
+      const issued = await demoOnB.issueCredential({ task_id: task.task_id, role: 'token/demo' });
+      const jwksOfA = (await h.httpJson('/.well-known/jwks.json')).body as JSONWebKeySet;
+      const kidOfB = b.broker.keys.current().kid;
+      assert.ok(!h.broker.keys.jwks().keys.some((k) => k.kid === kidOfB), 'A signs with keys of its own');
+      const { kid } = await verifyAccessToken(issued.credential?.token ?? '', {
+        jwks: jwksOfA,
+        issuer: BROKER_ID,
+        audience: 'demo-api',
+      });
+      assert.equal(kid, kidOfB);
+      for (const key of jwksOfA.keys) assert.equal((key as Record<string, unknown>).d, undefined);
     });
 
     it('a policy reloaded on one replica takes effect on the other', async () => {

@@ -93,13 +93,18 @@ export class SigningKeyRing {
    * valid) and is handed to onError; without one it surfaces as an unhandled rejection rather than
    * passing silently.
    */
-  startAutoRotation(intervalSeconds: number, onError?: (err: unknown) => void): void {
+  startAutoRotation(
+    intervalSeconds: number,
+    onError?: (err: unknown) => void,
+    /** After each successful rotation (e.g. to publish the new public key). */
+    onRotated?: () => void,
+  ): void {
     if (!Number.isFinite(intervalSeconds) || intervalSeconds <= 0) {
       throw new Error(`signing-keys: rotation interval must be a positive number, got ${intervalSeconds}`);
     }
     this.stop();
     this.#timer = setInterval(() => {
-      const rotation = this.rotate();
+      const rotation = this.rotate().then(() => onRotated?.());
       if (onError !== undefined) rotation.catch(onError);
     }, intervalSeconds * 1000);
     // Rotation alone must not keep the process alive at shutdown.
