@@ -516,6 +516,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         admin,
         leaseAdmin,
         quarantineAdmin,
+        quarantine: quarantineView,
         approvalPollMs: config.approvals.pollMs,
         authenticator,
         certificates,

@@ -157,13 +157,38 @@ export class RedisInvalidationFeed implements InvalidationFeed {
   /** After a gap in reading: if entries after lastId were trimmed away, reload every cache. */
   private async resyncIfTrimmed(): Promise<void> {
     const first = (await this.redis.xrange(this.key, '-', '+', 'COUNT', 1))[0];
-    if (first && compareStreamIds(first[0], this.lastId) > 0) {
+    // An empty stream may have been trimmed past us too (XTRIM MAXLEN 0 takes every entry): then
+    // its last generated id tells whether anything was appended after our position. A stream that
+    // is gone altogether (data lost) after we had read from it is a gap as well.
+    let gap: boolean;
+    if (first) {
+      gap = compareStreamIds(first[0], this.lastId) > 0;
+    } else {
+      const last = await this.lastGeneratedId();
+      gap = last === undefined ? this.lastId !== '0-0' : compareStreamIds(last, this.lastId) > 0;
+    }
+    if (gap) {
       this.opts.logger?.warn(
-        { lastId: this.lastId, first: first[0] },
+        { lastId: this.lastId, first: first?.[0] },
         'invalidation feed trimmed past our position: resyncing',
       );
       await this.resync();
     }
+  }
+
+  /** The id XADD last generated on the stream, or undefined when there is no stream. */
+  private async lastGeneratedId(): Promise<string | undefined> {
+    let info: unknown;
+    try {
+      info = await this.redis.xinfo('STREAM', this.key);
+    } catch (err) {
+      if (err instanceof Error && /no such key/i.test(err.message)) return undefined;
+      throw err;
+    }
+    const fields: unknown[] = Array.isArray(info) ? info : [];
+    const at = fields.indexOf('last-generated-id');
+    const id = at < 0 ? undefined : fields[at + 1];
+    return typeof id === 'string' ? id : undefined;
   }
 
   private async resync(): Promise<void> {

@@ -17,6 +17,7 @@ import {
   DEMO_AGENT,
   OTHER_AGENT,
   SECURITY,
+  SECURITY_2,
   eventually,
   grpcError,
   readAudit,
@@ -94,6 +95,26 @@ describe('integration: incident response', function () {
       assert.ok(
         audit.some((r) => r.type === 'task.denied' && r.agent === DEMO_AGENT && r.reason === 'quarantined'),
       );
+    });
+
+    it('a quarantined admin identity is refused on every admin call', async () => {
+      const admin = await h.adminClient('security');
+      await admin.quarantine({ agent: SECURITY_2, reason: 'stolen admin SVID?' });
+      const suspect = await h.adminClient('security2');
+      const calls = [
+        () => suspect.listApprovals(),
+        () => suspect.listBreakGlass(),
+        () => suspect.listLeases({ selector: { agent: DEMO_AGENT } }),
+        () => suspect.listQuarantines(),
+        () => suspect.releaseQuarantine({ agent: SECURITY_2, reason: 'let me out' }),
+      ];
+      for (const call of calls) {
+        const err = await grpcError(call());
+        assert.equal(err.code, status.PERMISSION_DENIED);
+        assert.match(err.details, /quarantined/);
+      }
+      await admin.releaseQuarantine({ agent: SECURITY_2, reason: 'false alarm' });
+      await suspect.listApprovals();
     });
 
     it('a pattern quarantine with a TTL covers the subtree and ends by itself', async () => {
