@@ -614,17 +614,6 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
   }
 }
 
-/** Redis URLs may carry a password. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable url>';
-  }
-}
-
 /** Lets the broker call the quarantine triggers, which are built after it. */
 class IncidentForwarder implements IncidentHooks {
   service: IncidentHooks | undefined;

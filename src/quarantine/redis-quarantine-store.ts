@@ -15,7 +15,7 @@
  * that is what refuses a lease to an agent quarantined while its request was in flight.
  */
 import { randomUUID } from 'node:crypto';
-import type { RedisClient } from '../redis/connect.js';
+import { pingKeySlot, type RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
 import { hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import type { Quarantine, QuarantineStore } from './types.js';
@@ -154,6 +154,6 @@ export class RedisQuarantineStore implements QuarantineStore {
   }
 
   async ping(): Promise<void> {
-    await this.scripts.guard(() => this.redis.ping());
+    await this.scripts.guard(() => pingKeySlot(this.redis, quarantineKeys(this.tag).quarantines));
   }
 }

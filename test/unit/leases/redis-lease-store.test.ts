@@ -179,6 +179,11 @@ describe('RedisLeaseStore (Redis only)', () => {
 
     beforeEach(async () => {
       server = await startRedisServer();
+      // `everysec` may lose the last second to a SIGKILL on a loaded machine: these tests assert
+      // what was written before the kill survives, so every write is fsynced here.
+      const raw = await rawRedis(server.url);
+      await raw.call('CONFIG', 'SET', 'appendfsync', 'always');
+      raw.disconnect();
       store = new RedisLeaseStore(createRedisClient(server.url), { prefix: randomPrefix() });
       await store.ping();
     });
