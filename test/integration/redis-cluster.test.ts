@@ -22,7 +22,7 @@ import { freePort } from '../../src/dev/redis-process.js';
 import type { MakeHarness as MakeLeaseHarness } from '../support/lease-store-harness.js';
 import { makeLease, makeTask } from '../support/lease-store-harness.js';
 import { sharedRedisCluster, startRedisCluster, type RunningRedisCluster } from '../support/redis-cluster.js';
-import { startHarness } from '../support/broker-harness.js';
+import { DEMO_AGENT, eventually as until, startHarness } from '../support/broker-harness.js';
 import { randomPrefix } from '../support/redis-server.js';
 import {
   makeGrant,
@@ -338,6 +338,46 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
       assert.ok(holders[0]?.includes(`{${prefix}}:lease:${issued.lease_id}`));
     } finally {
       await Promise.all([h.close(), ...raws.map((r) => r.quit())]);
+    }
+  });
+
+  it('runs the incident paths on the cluster: quarantine across two replicas, bulk revoke, in-flight refusal', async () => {
+    const nodes = await clusterNodes();
+    const prefix = randomPrefix();
+    const h = await startHarness({ config: { redis: { cluster: nodes, prefix, store: 'redis' } } });
+    try {
+      const b = await h.replica();
+      const demo = await h.client('demo');
+      const task = await demo.beginTask({ environment: 'dev', intent: 'cluster incident' });
+      const leases: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        leases.push((await demo.issueCredential({ task_id: task.task_id, role: 'token/demo' })).lease_id);
+      }
+      // Quarantine with revoke on replica B; replica A refuses the agent, the ledger shows revoked.
+      const adminOnB = await b.adminClient('security');
+      const res = await adminOnB.quarantine({
+        agent: DEMO_AGENT,
+        reason: 'cluster drill',
+        revoke_active: true,
+      });
+      assert.equal(res.revocation?.revoked, 3);
+      for (const id of leases) assert.equal((await h.broker.store.getLease(id))?.state, 'revoked');
+      await until(async () => {
+        const err = await demo.beginTask({ environment: 'dev', intent: 'x' }).then(
+          () => undefined,
+          (e: { details?: string }) => e,
+        );
+        return err !== undefined && /quarantined/.test(err.details ?? '');
+      }, 2000);
+      // The lease write refuses a quarantined agent on the cluster too.
+      const now = Date.now();
+      const t = makeTask(now, { agent: DEMO_AGENT });
+      await h.broker.store.createTask(t);
+      assert.equal(await h.broker.store.putLease(makeLease(t, now), now), 'agent_quarantined');
+      await adminOnB.releaseQuarantine({ agent: DEMO_AGENT, reason: 'done' });
+      await until(() => demo.beginTask({ environment: 'dev', intent: 'back' }), 2000);
+    } finally {
+      await h.close();
     }
   });
 
