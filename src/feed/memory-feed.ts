@@ -35,8 +35,9 @@ export class MemoryInvalidationFeed implements InvalidationFeed {
     this.started = true;
   }
 
+  /** 0 before start (the listeners have loaded nothing yet) and after close, as on Redis. */
   lastConfirmedAt(): number {
-    return this.closed ? 0 : this.now();
+    return this.closed || !this.started ? 0 : this.now();
   }
 
   close(): Promise<void> {

@@ -47,7 +47,10 @@ export function patternMatches(pattern: string, id: string): boolean {
   return id === pattern;
 }
 
-/** The quarantine of `agent` in force at `now` among `list`, the most specific (longest) pattern first. */
+/**
+ * The quarantine of `agent` in force at `now` among `list`, the most specific first: an exact ID
+ * before `/*` before `/**`, then the longer pattern.
+ */
 export function findQuarantine(
   list: readonly Quarantine[],
   agent: string,
@@ -57,7 +60,12 @@ export function findQuarantine(
   for (const q of list) {
     if (q.expiresAt !== 0 && q.expiresAt <= now) continue;
     if (!patternMatches(q.pattern, agent)) continue;
-    if (!found || q.pattern.length > found.pattern.length) found = q;
+    if (!found || specificity(q.pattern) > specificity(found.pattern)) found = q;
   }
   return found;
+}
+
+function specificity(pattern: string): number {
+  const rank = pattern.endsWith('/**') ? 0 : pattern.endsWith('/*') ? 1 : 2;
+  return rank * 1_000_000 + pattern.length;
 }

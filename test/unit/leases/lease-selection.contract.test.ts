@@ -335,6 +335,15 @@ function describeSelectionContract(name: string, makeHarness: MakeSelectionHarne
         await rejectsWith(h.store.scanLeases({}, '-3', 10), 'INVALID_ARGUMENT');
       });
 
+      it('refuses a page size below 1, which would page forever', async () => {
+        await rejectsWith(h.store.scanLeases({}, undefined, 0), 'INVALID_ARGUMENT');
+        await rejectsWith(
+          drain(h.store.revokeSelected({ agent: A }, { reason: 'x', at: 1, runAt: 1, pageSize: 0 })),
+          'INVALID_ARGUMENT',
+        );
+        assert.equal((await h.store.getLease('l-0-0'))?.state, 'active', 'nothing revoked');
+      });
+
       it('refuses an agent pattern that ends in neither /* nor /**', async () => {
         await rejectsWith(h.store.scanLeases({ agentPattern: A }, undefined, 10), 'INVALID_ARGUMENT');
         await rejectsWith(
@@ -510,7 +519,7 @@ function describeSelectionContract(name: string, makeHarness: MakeSelectionHarne
           const leases: Lease[] = [];
           for (let i = 0; i < 10; i++) leases.push(await put(a, { expiresAt: now + 60_000 + i * 1000 }));
           const outsiders = [
-            await put(other, { backend: 'vault', role: 'vault/db', expiresAt: now + 60_500 }),
+            await put(other, { backend: 'vault', role: 'vault/db', expiresAt: now + 63_500 }),
             await put(other, { backend: 'vault', role: 'vault/db', expiresAt: now + 65_500 }),
           ];
           const lease = (i: number): Lease => leases[i] as Lease;
@@ -621,10 +630,12 @@ function describeSelectionContract(name: string, makeHarness: MakeSelectionHarne
         );
         assert.deepEqual(
           done.sort(byExpiry),
-          [
-            { ...ok, state: 'revoked', revokeReason: 'revoked at backend', revokedAt: now + 500 },
-            { ...failed, state: 'revoke_failed', revokeReason: 'gave up', revokedAt: now + 500 },
-          ].sort(byExpiry),
+          (
+            [
+              { ...ok, state: 'revoked', revokeReason: 'revoked at backend', revokedAt: now + 500 },
+              { ...failed, state: 'revoke_failed', revokeReason: 'gave up', revokedAt: now + 500 },
+            ] satisfies Lease[]
+          ).sort(byExpiry),
         );
         assert.deepEqual(
           await store.getLease(ok.id),
@@ -890,35 +901,37 @@ describe('LeaseStore selection: Redis agrees with leaseMatches (property)', () =
   it('scanLeases and revokeSelected pick exactly the leases leaseMatches picks, on both stores', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(propLease, { minLength: 0, maxLength: 12 }),
-        fc.array(fc.tuple(propSelector, fc.integer({ min: 1, max: 5 })), { minLength: 1, maxLength: 3 }),
+        fc.array(propLease, { minLength: 3, maxLength: 12 }),
+        fc.array(fc.tuple(propSelector, fc.integer({ min: 1, max: 5 })), { minLength: 2, maxLength: 5 }),
         propSelector,
         fc.integer({ min: 1, max: 5 }),
         async (specs, scans, selector, revokePage) => {
           const now = wallNow();
           const prefix = randomPrefix();
-          // One client for every run; each run gets its own prefix (the store is not closed: it owns
-          // nothing else than the shared client).
+          // One client for every run, a prefix of its own per run (the Redis store is left open:
+          // closing it would quit the shared client).
           const stores: LeaseStore[] = [
             new RedisLeaseStore(redis, { prefix }),
             new MemoryLeaseStore({ revocations: new MemoryRevocationQueue() }),
           ];
+          const leases = specs.map((s, i) =>
+            makeLease(makeTask(now, { id: `${s.task}` }), now, {
+              id: `p-${i}`,
+              agent: s.agent,
+              environment: s.environment,
+              backend: s.backend,
+              role: `${s.backend}/r`,
+              expiresAt: now + 60_000 + s.expiry * 1000,
+            }),
+          );
           for (const store of stores) {
             for (let t = 0; t < 2; t++) {
               await store.createTask(makeTask(now, { id: `${t}`, agent: 'spiffe://a.org/x' }));
             }
-            for (const [i, s] of specs.entries()) {
-              const task = makeTask(now, { id: `${s.task}` });
-              const lease = makeLease(task, now, {
-                id: `p-${i}`,
-                agent: s.agent,
-                environment: s.environment,
-                backend: s.backend,
-                role: `${s.backend}/r`,
-                expiresAt: now + 60_000 + s.expiry * 1000,
-              });
+            for (const [i, lease] of leases.entries()) {
               assert.equal(await store.putLease(lease, now), 'ok');
-              if (s.end) await store.markLeaseEnded(lease.id, s.end, 'prop', now + 1);
+              const end = specs[i]?.end;
+              if (end) await store.markLeaseEnded(lease.id, end, 'prop', now + 1);
             }
           }
           const [redisStore, memoryStore] = stores as [LeaseStore, LeaseStore];
