@@ -27,8 +27,10 @@
  *          --tsx (run the broker from source under tsx instead of compiling it; quicker to iterate)
  *          --node-arg=ARG (repeatable: extra node/V8 flag for the broker process, e.g. --node-arg=--trace-deopt)
  *          --broker-stdout=FILE (what the broker prints on stdout besides its ports; default: this stderr)
- *          --no-policy-scale, --no-vault (skip the policy-scale or the Vault section after the main bench)
+ *          --no-policy-scale, --no-vault, --no-incident (skip the policy-scale, Vault or incident-response
+ *            section after the main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident>.ts`)
  */
+import { runIncidentBench } from './incident.js';
 import { runPolicyScaleBench } from './policy-scale.js';
 import { runVaultBench } from './vault.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -36,7 +38,9 @@ import {
   copyFileSync,
   cpSync,
   createWriteStream,
+  existsSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -153,7 +157,8 @@ function parseOptions(argv: string[]): Options {
         break;
       case 'no-policy-scale':
       case 'no-vault':
-        // read by policyScale() and vaultSection()
+      case 'no-incident':
+        // read by policyScale(), vaultSection() and incidentSection()
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
@@ -202,8 +207,10 @@ function buildBroker(): { script: string; dir: string } {
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     const run = spawnSync(process.execPath, [tsc, '-p', tsconfig], { encoding: 'utf8' });
     if (run.status !== 0) throw new Error(`tsc failed:\n${run.stdout}${run.stderr}`);
-    for (const part of ['leases', 'approvals', 'budgets']) {
-      cpSync(join(REPO, 'src', part, 'lua'), join(dir, 'src', part, 'lua'), { recursive: true });
+    // Every src/<part>/lua/ folder, as `npm run build` copies them (a new store's scripts included).
+    for (const part of readdirSync(join(REPO, 'src'))) {
+      const lua = join(REPO, 'src', part, 'lua');
+      if (existsSync(lua)) cpSync(lua, join(dir, 'src', part, 'lua'), { recursive: true });
     }
     copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
     for (const link of ['node_modules', 'proto', 'policies']) symlinkSync(join(REPO, link), join(dir, link));
@@ -639,9 +646,18 @@ async function vaultSection(): Promise<void> {
   for (const line of await runVaultBench()) console.log(line);
 }
 
+async function incidentSection(): Promise<void> {
+  if (process.argv.includes('--no-incident')) return;
+  console.log(
+    '\nincident response: bulk revocation and quarantine propagation, beside a Redis round trip (same run):',
+  );
+  for (const line of await runIncidentBench()) console.log(line);
+}
+
 main()
   .then(policyScale)
   .then(vaultSection)
+  .then(incidentSection)
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);

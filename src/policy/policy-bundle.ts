@@ -84,7 +84,12 @@ export function policyBundleFromSources(label: string, sources: PolicySources): 
     for (const e of parsed.errors) problems.push(problemFrom(sources.schema, 0, e));
   }
   const schema = parsed.type === 'failure' ? undefined : { ...sources.schema };
-  return buildBundle(label, schema, sources.files.map((f) => ({ ...f })), problems);
+  return buildBundle(
+    label,
+    schema,
+    sources.files.map((f) => ({ ...f })),
+    problems,
+  );
 }
 
 function buildBundle(

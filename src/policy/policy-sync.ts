@@ -118,7 +118,8 @@ function parseSources(raw: string): PolicySources {
   const parsed = JSON.parse(raw) as unknown;
   const file = (v: unknown): { name: string; text: string } => {
     const f = v as Record<string, unknown> | null;
-    if (!f || typeof f.name !== 'string' || typeof f.text !== 'string') throw new Error('malformed policy set');
+    if (!f || typeof f.name !== 'string' || typeof f.text !== 'string')
+      throw new Error('malformed policy set');
     return { name: f.name, text: f.text };
   };
   const obj = parsed as Record<string, unknown> | null;
