@@ -23,7 +23,7 @@ import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.
 const STATES: readonly LeaseState[] = ['active', 'revoking', 'revoked', 'expired', 'revoke_failed'];
 
 /** Leases per ledger page of a revocation (one Lua call each). */
-export const REVOKE_PAGE_SIZE = 500;
+export const REVOKE_PAGE_SIZE = 250;
 /** Ledger pages a revocation may run ahead of the backend revokes. */
 const LEDGER_LOOKAHEAD = 8;
 /** Lease ids named in the summary audit record; the per-lease records name every one. */
@@ -75,6 +75,9 @@ export interface RevokeProgress {
   report: RevokeReport;
   leases: Lease[];
 }
+
+/** Sees each page's progress; a returned promise holds the next page back (stream backpressure). */
+export type ProgressSink = (p: RevokeProgress) => void | Promise<void>;
 
 export interface LeaseAdminDeps {
   store: LeaseStore;
@@ -144,7 +147,7 @@ export class LeaseAdmin {
   async revokeLeases(
     caller: Caller,
     input: RevokeInput,
-    onProgress: (p: RevokeProgress) => void = () => undefined,
+    onProgress: ProgressSink = () => undefined,
   ): Promise<RevokeReport> {
     this.authorize(caller, 'RevokeLeases');
     const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
@@ -166,7 +169,7 @@ export class LeaseAdmin {
     describe: Record<string, unknown>,
     reason: string,
     dryRun: boolean,
-    onProgress: (p: RevokeProgress) => void = () => undefined,
+    onProgress: ProgressSink = () => undefined,
   ): Promise<RevokeReport> {
     const report: RevokeReport = {
       matched: 0,
@@ -218,7 +221,7 @@ export class LeaseAdmin {
     selector: LeaseSelector,
     report: RevokeReport,
     sample: string[],
-    onProgress: (p: RevokeProgress) => void,
+    onProgress: ProgressSink,
   ): Promise<void> {
     let cursor: string | undefined;
     do {
@@ -233,7 +236,7 @@ export class LeaseAdmin {
       report.matched += page.leases.length;
       for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
       if (page.leases.length > 0 || cursor === undefined) {
-        onProgress({ report: { ...report, done: cursor === undefined }, leases: page.leases });
+        await onProgress({ report: { ...report, done: cursor === undefined }, leases: page.leases });
       }
     } while (cursor !== undefined);
   }
@@ -243,7 +246,7 @@ export class LeaseAdmin {
     reason: string,
     report: RevokeReport,
     sample: string[],
-    onProgress: (p: RevokeProgress) => void,
+    onProgress: ProgressSink,
   ): Promise<void> {
     const at = this.now();
     const pages = this.deps.store.revokeSelected(selector, {
@@ -294,7 +297,9 @@ export class LeaseAdmin {
         report.scanned += page.scanned;
         report.toScan = page.total;
         for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
-        if (results.length > 0) onProgress({ report: { ...report }, leases: results.map((r) => r.lease) });
+        if (results.length > 0) {
+          await onProgress({ report: { ...report }, leases: results.map((r) => r.lease) });
+        }
       }
     } finally {
       // On a failure here the producer stops at its next page; leases it already moved are

@@ -186,12 +186,38 @@ function fieldsOf(reply: unknown): Record<string, string> {
   return fields;
 }
 
-/** select-leases' reply: next offset, entries looked at, then lease hashes. */
-function selectPage(reply: unknown): { next: number; scanned: number; leases: Lease[] } {
+/** select-leases' reply: next offset, entries looked at, then leases (hashes, or compact when revoking). */
+function selectPage(
+  reply: unknown,
+  lease: (r: unknown) => Lease = (r) => leaseFromFields(fieldsOf(r)),
+): { next: number; scanned: number; leases: Lease[] } {
   const items = listOf(reply);
   const [next, scanned, ...rest] = items;
   if (typeof next !== 'number' || typeof scanned !== 'number') throw malformed('select-leases header');
-  return { next, scanned, leases: rest.map((r) => leaseFromFields(fieldsOf(r))) };
+  return { next, scanned, leases: rest.map(lease) };
+}
+
+/** A lease select-leases moved to `revoking`, from its compact reply. */
+function movedLease(r: unknown, reason: string, at: number): Lease {
+  if (!Array.isArray(r) || r.length !== 9 || !r.every((v) => typeof v === 'string')) {
+    throw malformed('select-leases revoked lease');
+  }
+  const [id, agent, taskId, environment, role, backend, backendRef, issuedAt, expiresAt] = r as string[];
+  const fields = { issuedAt, expiresAt } as Record<string, string>;
+  return {
+    id: id as string,
+    agent: agent as string,
+    taskId: taskId as string,
+    environment: environment as string,
+    role: role as string,
+    backend: backend as string,
+    backendRef: backendRef as string,
+    issuedAt: time(fields, 'issuedAt'),
+    expiresAt: time(fields, 'expiresAt'),
+    state: 'revoking',
+    revokeReason: reason,
+    revokedAt: at,
+  };
 }
 
 /** `spiffe://td/a/*` -> base `spiffe://td/a/`, depth one; `/**` -> depth many. */
@@ -647,33 +673,39 @@ export class RedisLeaseStore implements LeaseStore {
     // active set. Same hash tag, so it lives in the store's slot; the TTL cleans up after a crash.
     const run = k.run(randomUUID());
     const total = await this.guard(async () => {
+      // Only leases active when the run starts: an index of history (an agent's, a task's) is
+      // intersected with the active set, so a second revocation does not walk the first one's leases.
       const n = selector.leaseId
         ? await this.redis.zadd(run, 0, selector.leaseId)
-        : await this.redis.zrangestore(run, source, 0, -1);
+        : source === k.activeLeases
+          ? await this.redis.zrangestore(run, source, 0, -1)
+          : await this.redis.zinterstore(run, 2, source, k.activeLeases, 'WEIGHTS', 1, 0);
       await this.redis.pexpire(run, 3_600_000);
       return n;
     });
+    const page = (offset: number): Promise<unknown> =>
+      this.run(
+        'select-leases',
+        [run, k.activeLeases, k.revoked, k.revokeQueue],
+        [
+          k.tag,
+          'revoke',
+          offset,
+          opts.pageSize,
+          ...selectorArgs(selector, 'active'),
+          opts.reason,
+          opts.at,
+          opts.runAt,
+          this.retentionMs,
+        ],
+      );
+    // One page at a time, only when asked: a page the caller never reads is never moved, so
+    // every lease this run moves is in a page it handed out (and counted in the caller's report).
     try {
-      let offset = 0;
-      while (offset >= 0) {
-        const reply = await this.run(
-          'select-leases',
-          [run, k.activeLeases, k.revoked, k.revokeQueue],
-          [
-            k.tag,
-            'revoke',
-            offset,
-            opts.pageSize,
-            ...selectorArgs(selector, 'active'),
-            opts.reason,
-            opts.at,
-            opts.runAt,
-            this.retentionMs,
-          ],
-        );
-        const page = selectPage(reply);
-        offset = page.next;
-        yield { leases: page.leases, scanned: page.scanned, total };
+      for (let offset = 0; offset >= 0;) {
+        const parsed = selectPage(await page(offset), (r) => movedLease(r, opts.reason, opts.at));
+        offset = parsed.next;
+        yield { leases: parsed.leases, scanned: parsed.scanned, total };
       }
     } finally {
       await this.redis.del(run).catch(() => 0);

@@ -328,8 +328,19 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
             dryRun: req.dry_run,
             confirmAll: req.confirm_all,
           },
+          // Backpressure: a slow admin client holds the next page back instead of the server
+          // buffering every page's leases.
           (p) => {
-            if (!call.cancelled) call.write(reportToMsg(p.report, p.leases));
+            if (call.cancelled || call.write(reportToMsg(p.report, p.leases))) return;
+            return new Promise<void>((resume) => {
+              const done = (): void => {
+                call.off('drain', done);
+                call.off('close', done);
+                resume();
+              };
+              call.on('drain', done);
+              call.on('close', done);
+            });
           },
         );
         done('OK');

@@ -31,15 +31,16 @@
     ARGV[18] retention (ms)
 
   Lease and job keys are built from ARGV[1]; safe on Redis Cluster because every key of the store
-  shares the `{prefix}` hash tag. Revoked leases go through end-lease, as mark-lease-ended does,
-  and each queued job is the revocation queue's hash (enqueue-revocation's format).
+  shares the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for
+  `revoking` (state, reason, time, out of the active set, onto the deny list, the per-backend
+  count), and each queued job is the revocation queue's hash (enqueue-revocation's format).
 
   Output:
-    { next offset (-1 when the source is exhausted), entries looked at, lease hash, lease hash, ... }
-    (in revoke mode the hashes are the leases after the move to `revoking`)
+    { next offset (-1 when the source is exhausted), entries looked at, lease, lease, ... }
+    list mode: each lease as its hash (flat field/value array);
+    revoke mode: each lease moved to `revoking` as { id, agent, taskId, environment, role, backend,
+    backendRef, issuedAt, expiresAt } (its state, reason and time are the run's)
 ]]
---- @include "end-lease"
-
 local prefix = ARGV[1]
 local mode = ARGV[2]
 local offset = tonumber(ARGV[3])
@@ -66,6 +67,20 @@ local function agentMatches(agent)
   return true
 end
 
+-- The fields a revocation reads, in the order of its compact reply (plus state); filters are
+-- checked by position, so no table is built per lease.
+local FIELDS = { 'id', 'agent', 'taskId', 'environment', 'role', 'backend', 'backendRef', 'issuedAt',
+  'expiresAt', 'state' }
+local checks = {}
+for i, field in ipairs(FIELDS) do
+  local expected = want[field]
+  if expected and expected ~= '' then
+    checks[#checks + 1] = { i, expected }
+  end
+end
+
+local ended = {}
+local moved, deny, queued = {}, {}, {}
 local ids = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = { -1, #ids }
 if #ids == count then
@@ -73,34 +88,50 @@ if #ids == count then
 end
 for _, id in ipairs(ids) do
   local leaseKey = prefix .. ':lease:' .. id
-  local flat = redis.call('HGETALL', leaseKey)
-  if #flat > 0 then
-    local lease = {}
-    for i = 1, #flat, 2 do
-      lease[flat[i]] = flat[i + 1]
-    end
-    local matches = agentMatches(lease.agent or '')
-    for field, expected in pairs(want) do
-      if expected ~= '' and lease[field] ~= expected then
+  local v = redis.call('HMGET', leaseKey, unpack(FIELDS))
+  -- v[10] is the state: absent when Redis already dropped the record.
+  if v[10] then
+    local matches = agentMatches(v[2] or '')
+    for _, check in ipairs(checks) do
+      if v[check[1]] ~= check[2] then
         matches = false
       end
     end
-    if matches then
-      if mode == 'revoke' then
-        local jobKey = prefix .. ':revoke:job:' .. id
-        if redis.call('EXISTS', jobKey) == 0 then
-          redis.call('HSET', jobKey, 'leaseId', id, 'backend', lease.backend, 'backendRef', lease.backendRef,
-            'expiresAt', lease.expiresAt, 'reason', reason, 'attempts', '0')
-          redis.call('ZADD', KEYS[4], runAt, id)
-        end
-        local ended = endLease(leaseKey, KEYS[2], KEYS[3], id, 'revoking', reason, at, retentionMs)
-        if type(ended) == 'table' then
-          out[#out + 1] = ended
-        end
-      else
-        out[#out + 1] = flat
+    if matches and mode == 'revoke' and v[10] == 'active' then
+      local backend, expiresAt = v[6], v[9]
+      local jobKey = prefix .. ':revoke:job:' .. id
+      if redis.call('EXISTS', jobKey) == 0 then
+        redis.call('HSET', jobKey, 'leaseId', id, 'backend', backend, 'backendRef', v[7],
+          'expiresAt', expiresAt, 'reason', reason, 'attempts', '0')
+        queued[#queued + 1] = runAt
+        queued[#queued + 1] = id
       end
+      -- What end-lease does for `revoking`, inlined and batched per page: the lease was read
+      -- above, so it is not read again (a bulk revocation touches each lease once). No TTL while
+      -- revoking.
+      redis.call('HSET', leaseKey, 'state', 'revoking', 'revokeReason', reason, 'revokedAt', at)
+      moved[#moved + 1] = id
+      deny[#deny + 1] = expiresAt
+      deny[#deny + 1] = id
+      ended[backend] = (ended[backend] or 0) + 1
+      -- Compact: the fields in a fixed order (a revoke run returns up to every lease of an
+      -- agent, and parsing names with every value costs the driver as much as the script).
+      v[10] = nil
+      out[#out + 1] = v
+    elseif matches and mode ~= 'revoke' then
+      out[#out + 1] = redis.call('HGETALL', leaseKey)
     end
   end
+end
+if #moved > 0 then
+  redis.call('ZREM', KEYS[2], unpack(moved))
+  redis.call('ZADD', KEYS[3], unpack(deny))
+end
+if #queued > 0 then
+  redis.call('ZADD', KEYS[4], unpack(queued))
+end
+-- The per-backend active counts put-lease keeps, once per page.
+for backend, n in pairs(ended) do
+  redis.call('HINCRBY', KEYS[2] .. ':by-backend', backend, -n)
 end
 return out
