@@ -68,6 +68,39 @@ describe('integration: lease admin (list and revoke by selector)', () => {
     assert.deepEqual((summary?.selector as Record<string, unknown>).agent, DEMO_AGENT);
   });
 
+  it('every selector reaches the leases it names (dry runs against the ledger)', async () => {
+    const { taskId, leases } = await issueTwo();
+    const admin = await h.adminClient('security');
+    const active = await h.broker.store.listLeases({ state: 'active' });
+    const count = (pred: (l: (typeof active)[number]) => boolean): number => active.filter(pred).length;
+    const cases: Array<[Record<string, unknown>, number]> = [
+      [{ lease_id: leases[0] }, 1],
+      [{ agent: DEMO_AGENT }, count((l) => l.agent === DEMO_AGENT)],
+      [
+        { agent: 'spiffe://example.org/agents/*' },
+        count((l) => l.agent.startsWith('spiffe://example.org/agents/')),
+      ],
+      [{ task_id: taskId }, 2],
+      [{ environment: 'dev' }, count((l) => l.environment === 'dev')],
+      [{ role: 'token/logs-read' }, count((l) => l.role === 'token/logs-read')],
+      [{ backend: 'token' }, count((l) => l.backend === 'token')],
+      [{ trust_domain: 'example.org' }, active.length],
+      [{ trust_domain: 'elsewhere.test' }, 0],
+      [{ all: true }, active.length],
+    ];
+    for (const [selector, expected] of cases) {
+      const dry = await admin.revokeLeases({
+        selector,
+        reason: 'selector check',
+        dry_run: true,
+        confirm_all: true,
+      });
+      assert.equal(dry.matched, expected, JSON.stringify(selector));
+      assert.equal(dry.revoked, 0);
+    }
+    for (const id of leases) assert.equal((await h.broker.store.getLease(id))?.state, 'active');
+  });
+
   it('refuses agents, empty selectors, a missing reason and an unconfirmed "all"', async () => {
     const demoAdmin = await h.adminClient('demo');
     assert.equal(
@@ -99,5 +132,58 @@ describe('integration: lease admin (list and revoke by selector)', () => {
     for (const id of leases) assert.match(stdout, new RegExp(id));
     assert.match(stdout, /matched 2: revoked 2 at the backend, 0 pending retry/);
     for (const id of leases) assert.equal((await h.broker.store.getLease(id))?.state, 'revoked');
+  });
+
+  it('the CLI quarantines with --revoke, lists quarantines, pages leases, reads one, and releases', async () => {
+    const { taskId, leases } = await issueTwo();
+    const env = {
+      ...process.env,
+      SPIFFE_ENDPOINT_SOCKET: h.endpoints.security,
+      SVID_BROKER_ADDR: h.address,
+    };
+    const cli = (...args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'admin', ...args], { cwd: REPO, env });
+
+    const paged = JSON.parse((await cli('leases', '--task', taskId, '--limit', '1', '--json')).stdout) as {
+      leases: Array<{ lease_id: string }>;
+      next_page_token: string;
+    };
+    assert.equal(paged.leases.length, 1);
+    assert.ok(paged.next_page_token, 'a second page is offered');
+    const rest = JSON.parse(
+      (await cli('leases', '--task', taskId, '--page-token', paged.next_page_token, '--json')).stdout,
+    ) as { leases: Array<{ lease_id: string }> };
+    assert.deepEqual([...paged.leases, ...rest.leases].map((l) => l.lease_id).sort(), [...leases].sort());
+
+    const q = await cli(
+      'quarantine',
+      '--agent',
+      DEMO_AGENT,
+      '--reason',
+      'cli drill',
+      '--ttl',
+      '2h',
+      '--revoke',
+    );
+    assert.match(q.stdout, new RegExp(`quarantined ${DEMO_AGENT} until `));
+    assert.match(q.stdout, /revoked 2 at the backend/);
+    const list = await cli('quarantines');
+    assert.match(list.stdout, /PATTERN\s+TRIGGER/);
+    assert.match(list.stdout, new RegExp(`${DEMO_AGENT}\\s+manual`));
+    const one = JSON.parse((await cli('lease', leases[0] as string, '--json')).stdout) as {
+      state: string;
+      revoke_reason: string;
+    };
+    assert.equal(one.state, 'revoked');
+    assert.equal(one.revoke_reason, 'admin: quarantine: cli drill');
+    const demo = await h.client('demo');
+    assert.equal(
+      (await grpcError(demo.beginTask({ environment: 'dev', intent: 'x' }))).code,
+      status.PERMISSION_DENIED,
+    );
+    const released = await cli('release', '--agent', DEMO_AGENT, '--reason', 'drill over');
+    assert.match(released.stdout, new RegExp(`released ${DEMO_AGENT}`));
+    await demo.beginTask({ environment: 'dev', intent: 'after release' });
+    assert.match((await cli('quarantines')).stdout, /no quarantines in force/);
   });
 });
