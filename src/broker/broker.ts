@@ -93,8 +93,11 @@ export type IssueOutcome =
 export interface RevokedLeaseSummary {
   leaseId: string;
   role: string;
-  /** `revoking`: the backend refused for now; the revocation queue keeps retrying it. */
-  state: 'revoked' | 'revoking';
+  /**
+   * `revoking`: the backend refused for now; the revocation queue keeps retrying it.
+   * `not_revocable`: the backend cannot revoke it one by one (cloud STS); it lives until it expires.
+   */
+  state: 'revoked' | 'revoking' | 'not_revocable';
 }
 
 export interface BrokerDeps {
@@ -149,6 +152,8 @@ export interface ScreenedRequest {
 export interface BulkRevocationResult {
   lease: Lease;
   outcome: 'revoked' | 'pending_retry' | 'not_revocable';
+  /** Why the backend refused (pending_retry); never a secret. */
+  error?: string;
 }
 
 const MIN_CREDENTIAL_SECONDS = 1;
@@ -772,46 +777,23 @@ export class Broker {
       return undefined;
     }
     await this.releaseLeaseBudget(lease);
-    const backend = this.deps.backends.get(lease.backend);
-    try {
-      if (!backend) throw new Error(`backend "${lease.backend}" is not configured`);
-      await backend.revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt });
-    } catch (err) {
-      const message = safeErr(err).message;
-      this.deps.logger.error(
-        { err: safeErr(err), lease: lease.id },
-        'backend revoke failed: queued for retry',
-      );
-      await this.deps.revocations.retry(
+    const result = await this.revokeAtBackend(lease);
+    if (result.outcome !== 'pending_retry') {
+      const notRevocable = result.outcome === 'not_revocable';
+      await this.deps.store.markRevokeOutcome(
         lease.id,
-        this.now() + revocationBackoff(1, this.deps.revocationRetry, Math.random),
-        1,
-        message,
+        notRevocable ? 'revoke_failed' : 'revoked',
+        notRevocable ? `not_revocable: ${reason}` : reason,
+        this.now(),
       );
-      await this.auditAfterRevocation({
-        type: 'lease.revoke_queued',
-        agent: lease.agent,
-        lease: lease.id,
-        task: lease.taskId,
-        role: lease.role,
-        environment: lease.environment,
-        reason,
-        error: message,
-      });
-      return { leaseId: lease.id, role: lease.role, state: 'revoking' };
+      await this.deps.revocations.complete(lease.id).catch(() => false);
     }
-    await this.deps.store.markRevokeOutcome(lease.id, 'revoked', reason, this.now());
-    await this.deps.revocations.complete(lease.id).catch(() => false);
-    await this.auditAfterRevocation({
-      type: 'lease.revoked',
-      agent: lease.agent,
-      lease: lease.id,
-      task: lease.taskId,
+    await this.auditAfterRevocation(revocationEvent(result, reason));
+    return {
+      leaseId: lease.id,
       role: lease.role,
-      environment: lease.environment,
-      reason,
-    });
-    return { leaseId: lease.id, role: lease.role, state: 'revoked' };
+      state: result.outcome === 'pending_retry' ? 'revoking' : result.outcome,
+    };
   }
 
   /**
@@ -837,28 +819,7 @@ export class Broker {
       })),
       at,
     );
-    await Promise.all(
-      results.map((r) =>
-        this.auditAfterRevocation({
-          type:
-            r.outcome === 'revoked'
-              ? 'lease.revoked'
-              : r.outcome === 'not_revocable'
-                ? 'lease.not_revocable'
-                : 'lease.revoke_queued',
-          agent: r.lease.agent,
-          lease: r.lease.id,
-          task: r.lease.taskId,
-          role: r.lease.role,
-          backend: r.lease.backend,
-          environment: r.lease.environment,
-          reason,
-          ...(r.outcome === 'not_revocable'
-            ? { valid_until: new Date(r.lease.expiresAt).toISOString() }
-            : {}),
-        }),
-      ),
-    );
+    await Promise.all(results.map((r) => this.auditAfterRevocation(revocationEvent(r, reason))));
     return results;
   }
 
@@ -882,7 +843,7 @@ export class Broker {
           message,
         )
         .catch(() => false);
-      return { lease, outcome: 'pending_retry' };
+      return { lease, outcome: 'pending_retry', error: message };
     }
     const expiresOnly = role !== undefined && backend.revocability?.(role) === 'expires_only';
     return { lease, outcome: expiresOnly ? 'not_revocable' : 'revoked' };
@@ -983,6 +944,28 @@ export class Broker {
       this.deps.logger.error({ err: safeErr(err), type: event.type }, 'audit write failed for a denial');
     }
   }
+}
+
+/** The audit record of one lease's revocation at its backend. */
+function revocationEvent(r: BulkRevocationResult, reason: string): AuditEventInput {
+  const l = r.lease;
+  return {
+    type:
+      r.outcome === 'revoked'
+        ? 'lease.revoked'
+        : r.outcome === 'not_revocable'
+          ? 'lease.not_revocable'
+          : 'lease.revoke_queued',
+    agent: l.agent,
+    lease: l.id,
+    task: l.taskId,
+    role: l.role,
+    backend: l.backend,
+    environment: l.environment,
+    reason,
+    ...(r.outcome === 'not_revocable' ? { valid_until: new Date(l.expiresAt).toISOString() } : {}),
+    ...(r.error !== undefined ? { error: r.error } : {}),
+  };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -15,7 +15,13 @@ import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import { CedarPolicyEngine } from '../policy/cedar-engine.js';
 import { readPolicyBundle } from '../policy/policy-bundle.js';
 import { formatPolicyProblem, PolicyLoadError, type PolicyProblem } from '../policy/policy-load-error.js';
-import type { ContextValue, GatedDecision, PolicyAction, PolicyRequest } from '../policy/types.js';
+import {
+  ADMIN_ACTIONS,
+  type ContextValue,
+  type GatedDecision,
+  type PolicyAction,
+  type PolicyRequest,
+} from '../policy/types.js';
 
 export interface PolicyCliOptions {
   /** Defaults to `<dir>/schema.cedarschema`. */
@@ -101,12 +107,7 @@ const ACTIONS = [
   'IssueCredential',
   'DecideApproval',
   'BreakGlass',
-  'ListLeases',
-  'RevokeLeases',
-  'Quarantine',
-  'ReleaseQuarantine',
-  'ListQuarantines',
-  'WatchAudit',
+  ...ADMIN_ACTIONS,
 ] as const satisfies readonly PolicyAction[];
 
 const ROLE_ACTIONS: readonly PolicyAction[] = ['IssueCredential', 'DecideApproval', 'BreakGlass'];

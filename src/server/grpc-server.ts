@@ -4,6 +4,7 @@
  */
 import {
   Server,
+  type Metadata,
   experimental,
   type handleUnaryCall,
   type sendUnaryData,
@@ -108,24 +109,39 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   const { service, adminService } = loadBrokerProto();
   const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 });
 
+  /** Starts a call's latency timer; the returned function counts it with its status code. */
+  const observe = (method: string): ((code: string) => void) => {
+    const stop = deps.metrics?.latency.startTimer({ method });
+    return (code) => {
+      stop?.();
+      deps.metrics?.requests.inc({ method, code });
+    };
+  };
+  /** The verified caller, or the refusal to send (audited as auth.denied). */
+  const authenticateCall = async (
+    call: { metadata: Metadata; getPeer(): string },
+    method: string,
+  ): Promise<{ caller: Caller } | { refusal: Partial<ServiceError> }> => {
+    try {
+      return { caller: await deps.authenticator.authenticate(call, call.metadata) };
+    } catch (err) {
+      await auditAuthDenied(deps, err, method, call.getPeer());
+      return { refusal: toServiceError(err, logger, method) };
+    }
+  };
+
   const unary =
     <Req, Res>(method: string, fn: (caller: Caller, req: Req) => Promise<Res>): handleUnaryCall<Req, Res> =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-      const stop = deps.metrics?.latency.startTimer({ method });
-      const done = (code: string): void => {
-        stop?.();
-        deps.metrics?.requests.inc({ method, code });
-      };
+      const done = observe(method);
       void (async () => {
-        let caller: Caller;
-        try {
-          caller = await deps.authenticator.authenticate(call, call.metadata);
-        } catch (err) {
-          await auditAuthDenied(deps, err, method, call.getPeer());
+        const auth = await authenticateCall(call, method);
+        if ('refusal' in auth) {
           done('UNAUTHENTICATED');
-          callback(toServiceError(err, logger, method) as ServiceError);
+          callback(auth.refusal as ServiceError);
           return;
         }
+        const caller = auth.caller;
         try {
           const res = await fn(caller, call.request);
           done('OK');
@@ -186,16 +202,14 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       call.on('finish', () => waits.delete(onShutdown));
       call.on('close', () => waits.delete(onShutdown));
       void (async () => {
-        let caller: Caller;
-        try {
-          caller = await deps.authenticator.authenticate(call, call.metadata);
-        } catch (err) {
-          await auditAuthDenied(deps, err, method, call.getPeer());
+        const auth = await authenticateCall(call, method);
+        if ('refusal' in auth) {
           // grpc-js sends a stream's status from its 'error' event; destroy() would drop it and
           // leave the client waiting forever.
-          call.emit('error', toServiceError(err, logger, method));
+          call.emit('error', auth.refusal);
           return;
         }
+        const caller = auth.caller;
         try {
           const issued = await broker.awaitApproval(
             caller,
@@ -302,21 +316,16 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   );
   adminImpl.RevokeLeases = (call: ServerWritableStream<RevokeLeasesRequestMsg, RevokeLeasesReportMsg>) => {
     const method = 'RevokeLeases';
-    const stop = deps.metrics?.latency.startTimer({ method });
-    const done = (code: string): void => {
-      stop?.();
-      deps.metrics?.requests.inc({ method, code });
-    };
+    const done = observe(method);
     void (async () => {
-      let caller: Caller;
-      try {
-        caller = await deps.authenticator.authenticate(call, call.metadata);
-      } catch (err) {
-        await auditAuthDenied(deps, err, method, call.getPeer());
+      const auth = await authenticateCall(call, method);
+      if ('refusal' in auth) {
         done('UNAUTHENTICATED');
-        call.emit('error', toServiceError(err, logger, method));
+        // grpc-js sends a stream's status from its 'error' event.
+        call.emit('error', auth.refusal);
         return;
       }
+      const caller = auth.caller;
       try {
         const req = call.request;
         // Revocation goes on if the caller hangs up: half a revocation helps nobody.
