@@ -80,6 +80,21 @@ describe('config/load-config', () => {
     assert.equal(blank.redis.url, 'redis://127.0.0.1:6379');
   });
 
+  it('loads the shipped deploy/broker.yaml, incident response settings included', () => {
+    const config = loadConfig({
+      file: new URL('../../../deploy/broker.yaml', import.meta.url).pathname,
+      env: {},
+    });
+    assert.equal(config.feed.staleAfterMs, 5000);
+    assert.deepEqual(config.quarantine.triggers.denials, {
+      count: 20,
+      windowSeconds: 60,
+      ttlSeconds: 3600,
+      revokeActive: true,
+    });
+    assert.deepEqual(config.quarantine.triggers.restrictedData?.allowedGroups, ['security']);
+  });
+
   it('reads the YAML file named by SVID_BROKER_CONFIG; env overrides win over the file', () => {
     const file = writeYaml(
       'broker.yaml',
