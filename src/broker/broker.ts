@@ -596,6 +596,18 @@ export class Broker {
       throw auditUnavailable(err);
     }
 
+    // Last look before the credential leaves: a quarantine that landed after the lease was written
+    // (or a feed gone stale meanwhile) still stops it; the lease is revoked like any other.
+    try {
+      this.deps.quarantine?.check(caller.spiffeId);
+    } catch (err) {
+      await this.revokeLease(lease, isBrokerError(err) ? err.reason : 'quarantined').catch((e: unknown) =>
+        this.deps.logger.error({ err: safeErr(e), lease: leaseId }, 'revoke after a late quarantine failed'),
+      );
+      attempt.audited = true; // issued and revoked, both recorded
+      throw err;
+    }
+
     if (grant) {
       await this.deps.breakGlass
         .recordUse(grant.id)

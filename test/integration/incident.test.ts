@@ -9,6 +9,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { JSONWebKeySet } from 'jose';
+import { MemoryAuditSink } from '../../src/audit/memory-sink.js';
+import type { AuditEventInput, AuditSink } from '../../src/audit/types.js';
 import { verifyAccessToken } from '../../src/credentials/token/verify-access-token.js';
 import { createRedisClient, RedisLeaseStore } from '../../src/leases/redis-lease-store.js';
 import type { Lease, PutLeaseResult } from '../../src/leases/types.js';
@@ -180,6 +182,51 @@ describe('integration: incident response', function () {
         (r) => r.type === 'credential.denied' && r.stage === 'agent_quarantined',
       );
       assert.equal(denied?.reason, 'quarantined');
+    });
+  });
+
+  describe('a quarantine landing after the lease was written', () => {
+    let h: Harness;
+    const audit = new MemoryAuditSink();
+    let hold: Promise<void> | undefined;
+    let reached: (() => void) | undefined;
+    before(async () => {
+      // Holds the credential.issued record (the last step before the credential is returned).
+      const sink: AuditSink = {
+        write: async (event: AuditEventInput) => {
+          const record = await audit.write(event);
+          if (event.type === 'credential.issued' && hold) {
+            reached?.();
+            await hold;
+          }
+          return record;
+        },
+        close: () => audit.close(),
+      };
+      h = await startHarness({ audit: sink });
+    });
+    after(async () => h?.close());
+
+    it('revokes the recorded lease and still refuses the call', async () => {
+      const demo = await h.client('demo');
+      const task = await demo.beginTask({ environment: 'dev', intent: 'late quarantine' });
+      let resume: (() => void) | undefined;
+      hold = new Promise<void>((r) => (resume = r));
+      const atRecord = new Promise<void>((r) => (reached = r));
+      const inFlight = grpcError(demo.issueCredential({ task_id: task.task_id, role: 'token/demo' }));
+      await atRecord;
+      await (await h.adminClient('security')).quarantine({ agent: DEMO_AGENT, reason: 'late' });
+      await eventually(() => h.broker.quarantines.list().some((q) => q.pattern === DEMO_AGENT), 2000);
+      hold = undefined;
+      resume?.();
+      const err = await inFlight;
+      assert.equal(err.code, status.PERMISSION_DENIED);
+      assert.match(err.details, /quarantined/);
+      const issued = audit.records.find((r) => r.type === 'credential.issued' && r.task === task.task_id);
+      const lease = await h.broker.store.getLease(issued?.lease as string);
+      assert.equal(lease?.state, 'revoked');
+      assert.equal(lease?.revokeReason, 'quarantined');
+      assert.ok(audit.records.some((r) => r.type === 'lease.revoked' && r.lease === issued?.lease));
     });
   });
 
