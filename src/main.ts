@@ -477,7 +477,6 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       policy: () => policies.current,
       audit,
       logger,
-      quarantine: quarantineView,
       jobDelayMs: config.revocation.visibilityTimeoutMs,
       ...(opts.now ? { now: opts.now } : {}),
     });

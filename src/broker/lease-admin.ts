@@ -85,8 +85,6 @@ export interface LeaseAdminDeps {
   policy: () => PolicyEngine;
   audit: AuditSink;
   logger: Logger;
-  /** Admin calls of a quarantined identity are refused like any other call. */
-  quarantine?: { check(agent: string): void };
   /**
    * When the revocation worker may take over a bulk revocation's jobs (the call revokes them
    * inline first; after a crash the worker finishes them from then on). Default 60 s.
@@ -312,7 +310,6 @@ export class LeaseAdmin {
   }
 
   authorize(caller: Caller, action: AdminAction): void {
-    this.deps.quarantine?.check(caller.spiffeId);
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
       action,

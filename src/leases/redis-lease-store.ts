@@ -641,17 +641,7 @@ export class RedisLeaseStore implements LeaseStore {
     const reply = await this.run(
       'select-leases',
       [source, k.activeLeases, k.revoked, k.revokeQueue],
-      [
-        k.tag,
-        'list',
-        offset,
-        pageSize,
-        ...selectorArgs(selector, selector.state ?? ''),
-        '',
-        0,
-        0,
-        this.retentionMs,
-      ],
+      [k.tag, 'list', offset, pageSize, ...selectorArgs(selector, selector.state ?? '')],
     );
     const page = selectPage(reply);
     return {
@@ -696,7 +686,6 @@ export class RedisLeaseStore implements LeaseStore {
           opts.reason,
           opts.at,
           opts.runAt,
-          this.retentionMs,
         ],
       );
     // One page at a time, only when asked: a page the caller never reads is never moved, so

@@ -74,7 +74,7 @@ export interface GrpcServerDeps {
   admin: BrokerAdmin;
   leaseAdmin: LeaseAdmin;
   quarantineAdmin: QuarantineAdmin;
-  /** This replica's quarantine check, for the admin calls that have none of their own. */
+  /** This replica's quarantine check: a quarantined identity is refused on every admin call. */
   quarantine?: { check(agent: string): void };
   /** How often AwaitApproval re-reads the approval store. */
   approvalPollMs: number;
@@ -248,60 +248,58 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   server.addService(service, impl);
 
   const admin = deps.admin;
-  // A quarantined identity is refused on the admin service too (the lease and quarantine calls
-  // check in LeaseAdmin.authorize; the approval and break-glass calls here).
-  const checked =
-    <Req, Res>(fn: (caller: Caller, req: Req) => Promise<Res>) =>
-    (caller: Caller, req: Req): Promise<Res> => {
+  // A quarantined identity is refused on every admin call, checked here once for the service
+  // (the agent calls are checked, and audited, by the broker itself).
+  const adminUnary = <Req, Res>(
+    method: string,
+    fn: (caller: Caller, req: Req) => Promise<Res>,
+  ): handleUnaryCall<Req, Res> =>
+    unary<Req, Res>(method, (caller, req) => {
       deps.quarantine?.check(caller.spiffeId);
       return fn(caller, req);
-    };
+    });
   const adminImpl: UntypedServiceImplementation = {
-    ListApprovals: unary<ListApprovalsRequestMsg, ListApprovalsResponseMsg>(
+    ListApprovals: adminUnary<ListApprovalsRequestMsg, ListApprovalsResponseMsg>(
       'ListApprovals',
-      checked(async (caller, req) => ({
+      async (caller, req) => ({
         approvals: (await admin.listApprovals(caller, { state: req.state })).map(approvalToMsg),
-      })),
+      }),
     ),
-    DecideApproval: unary<DecideApprovalRequestMsg, DecideApprovalResponseMsg>(
+    DecideApproval: adminUnary<DecideApprovalRequestMsg, DecideApprovalResponseMsg>(
       'DecideApproval',
-      checked(async (caller, req) => {
+      async (caller, req) => {
         const { approval, outcome } = await admin.decideApproval(caller, {
           approvalId: req.approval_id,
           approve: req.approve,
           reason: req.reason,
         });
         return { approval: approvalToMsg(approval), outcome };
+      },
+    ),
+    BreakGlass: adminUnary<BreakGlassRequestMsg, BreakGlassGrantMsg>('BreakGlass', async (caller, req) =>
+      grantToMsg(
+        await admin.grantBreakGlass(caller, {
+          agent: req.agent,
+          taskId: req.task_id,
+          roles: req.roles ?? [],
+          reason: req.reason,
+          ttlSeconds: req.ttl_seconds,
+        }),
+      ),
+    ),
+    ListBreakGlass: adminUnary<Record<string, never>, ListBreakGlassResponseMsg>(
+      'ListBreakGlass',
+      async (caller) => ({
+        grants: (await admin.listBreakGlass(caller)).map(grantToMsg),
       }),
     ),
-    BreakGlass: unary<BreakGlassRequestMsg, BreakGlassGrantMsg>(
-      'BreakGlass',
-      checked(async (caller, req) =>
-        grantToMsg(
-          await admin.grantBreakGlass(caller, {
-            agent: req.agent,
-            taskId: req.task_id,
-            roles: req.roles ?? [],
-            reason: req.reason,
-            ttlSeconds: req.ttl_seconds,
-          }),
-        ),
-      ),
-    ),
-    ListBreakGlass: unary<Record<string, never>, ListBreakGlassResponseMsg>(
-      'ListBreakGlass',
-      checked(async (caller) => ({
-        grants: (await admin.listBreakGlass(caller)).map(grantToMsg),
-      })),
-    ),
-    ReviewBreakGlass: unary<ReviewBreakGlassRequestMsg, BreakGlassGrantMsg>(
+    ReviewBreakGlass: adminUnary<ReviewBreakGlassRequestMsg, BreakGlassGrantMsg>(
       'ReviewBreakGlass',
-      checked(async (caller, req) =>
+      async (caller, req) =>
         grantToMsg(await admin.reviewBreakGlass(caller, { grantId: req.grant_id, note: req.note })),
-      ),
     ),
   };
-  adminImpl.ListLeases = unary<ListLeasesRequestMsg, ListLeasesResponseMsg>(
+  adminImpl.ListLeases = adminUnary<ListLeasesRequestMsg, ListLeasesResponseMsg>(
     'ListLeases',
     async (caller, req) => {
       const page = await deps.leaseAdmin.listLeases(caller, selectorFromMsg(req.selector), {
@@ -311,7 +309,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       return { leases: page.leases.map(leaseToMsg), next_page_token: page.nextPageToken };
     },
   );
-  adminImpl.GetLease = unary<GetLeaseRequestMsg, LeaseInfoMsg>('GetLease', async (caller, req) =>
+  adminImpl.GetLease = adminUnary<GetLeaseRequestMsg, LeaseInfoMsg>('GetLease', async (caller, req) =>
     leaseToMsg(await deps.leaseAdmin.getLease(caller, req.lease_id)),
   );
   adminImpl.RevokeLeases = (call: ServerWritableStream<RevokeLeasesRequestMsg, RevokeLeasesReportMsg>) => {
@@ -327,6 +325,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       }
       const caller = auth.caller;
       try {
+        deps.quarantine?.check(caller.spiffeId);
         const req = call.request;
         // Revocation goes on if the caller hangs up: half a revocation helps nobody.
         const report = await deps.leaseAdmin.revokeLeases(
@@ -363,7 +362,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       }
     })();
   };
-  adminImpl.Quarantine = unary<QuarantineRequestMsg, QuarantineResponseMsg>(
+  adminImpl.Quarantine = adminUnary<QuarantineRequestMsg, QuarantineResponseMsg>(
     'Quarantine',
     async (caller, req) => {
       const result = await deps.quarantineAdmin.quarantine(caller, {
@@ -379,12 +378,12 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       };
     },
   );
-  adminImpl.ReleaseQuarantine = unary<ReleaseQuarantineRequestMsg, QuarantineInfoMsg>(
+  adminImpl.ReleaseQuarantine = adminUnary<ReleaseQuarantineRequestMsg, QuarantineInfoMsg>(
     'ReleaseQuarantine',
     async (caller, req) =>
       quarantineToMsg(await deps.quarantineAdmin.release(caller, { agent: req.agent, reason: req.reason })),
   );
-  adminImpl.ListQuarantines = unary<Record<string, never>, ListQuarantinesResponseMsg>(
+  adminImpl.ListQuarantines = adminUnary<Record<string, never>, ListQuarantinesResponseMsg>(
     'ListQuarantines',
     async (caller) => ({ quarantines: (await deps.quarantineAdmin.list(caller)).map(quarantineToMsg) }),
   );

@@ -20,7 +20,7 @@ import type { Task } from '../../src/leases/types.js';
 import { createRedisConnection, type RedisClient, type RedisNodeAddress } from '../../src/redis/connect.js';
 import { freePort } from '../../src/dev/redis-process.js';
 import type { MakeHarness as MakeLeaseHarness } from '../support/lease-store-harness.js';
-import { makeLease, makeTask } from '../support/lease-store-harness.js';
+import { makeLease, makeTask, scanKeys } from '../support/lease-store-harness.js';
 import { sharedRedisCluster, startRedisCluster, type RunningRedisCluster } from '../support/redis-cluster.js';
 import { DEMO_AGENT, eventually as until, startHarness } from '../support/broker-harness.js';
 import { randomPrefix } from '../support/redis-server.js';
@@ -91,17 +91,6 @@ async function nodeClient(node: RedisNodeAddress): Promise<Redis> {
   const redis = new Redis({ ...node, lazyConnect: true, maxRetriesPerRequest: 0 });
   await redis.connect();
   return redis;
-}
-
-async function scanAll(redis: Redis, match: string): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys;
 }
 
 /** `host:port` of the master serving `key`'s slot, from CLUSTER SLOTS as any node sees it. */
@@ -259,7 +248,7 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
       const scopes = [{ scope: `agent:${task.agent}`, limits: { credentialsPerMinute: 5, activeLeases: 5 } }];
       assert.deepEqual(await budgets.reserveCredential(scopes, lease.id, lease.expiresAt, now), { ok: true });
 
-      const perNode = await Promise.all(raws.map((raw) => scanAll(raw, `*${prefix}*`)));
+      const perNode = await Promise.all(raws.map((raw) => scanKeys(raw, `*${prefix}*`)));
       const holders = perNode.filter((keys) => keys.length > 0);
       assert.equal(holders.length, 1, `keys spread over ${holders.length} masters`);
       const keys = holders[0] ?? [];
@@ -311,10 +300,10 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
       assert.equal((await queueB.claimDue(now, 10))[0]?.leaseId, leaseB.id);
 
       const nodes = raws.map((r) => `${r.options.host}:${r.options.port}`);
-      const keysA = await scanAll(raws[nodes.indexOf(firstOwner)] as Redis, `{${first}}:*`);
-      const keysB = await scanAll(raws[nodes.indexOf(secondOwner)] as Redis, `{${second}}:*`);
+      const keysA = await scanKeys(raws[nodes.indexOf(firstOwner)] as Redis, `{${first}}:*`);
+      const keysB = await scanKeys(raws[nodes.indexOf(secondOwner)] as Redis, `{${second}}:*`);
       assert.ok(keysA.length > 0 && keysB.length > 0, 'each prefix lives on its own master');
-      assert.deepEqual(await scanAll(raws[nodes.indexOf(firstOwner)] as Redis, `{${second}}:*`), []);
+      assert.deepEqual(await scanKeys(raws[nodes.indexOf(firstOwner)] as Redis, `{${second}}:*`), []);
     });
   });
 
@@ -331,7 +320,7 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
       const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
       assert.deepEqual(ended.revoked, [{ lease_id: issued.lease_id, role: 'token/demo', state: 'revoked' }]);
       assert.equal((await h.broker.store.getLease(issued.lease_id))?.state, 'revoked');
-      const holders = (await Promise.all(raws.map((raw) => scanAll(raw, `{${prefix}}:*`)))).filter(
+      const holders = (await Promise.all(raws.map((raw) => scanKeys(raw, `{${prefix}}:*`)))).filter(
         (keys) => keys.length > 0,
       );
       assert.equal(holders.length, 1, 'the broker keeps its keys on one master');

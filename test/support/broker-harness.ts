@@ -22,6 +22,7 @@ import type { LeaseStore } from '../../src/leases/types.js';
 import { createLogger, startBroker, type RunningBroker } from '../../src/main.js';
 import { packageRoot } from '../../src/package-root.js';
 import { randomPrefix, sharedRedis } from './redis-server.js';
+export { eventually } from './eventually.js';
 
 export const TRUST_DOMAIN = 'example.org';
 export const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
@@ -322,25 +323,6 @@ export async function readAudit(file: string): Promise<Array<Record<string, unkn
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-/** Polls until `check` returns a truthy value or the timeout passes. */
-export async function eventually<T>(
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 5000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 /** The gRPC status code and trailing metadata of a failed call. */

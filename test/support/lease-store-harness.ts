@@ -87,3 +87,15 @@ export function makeLease(task: Task, now: number, overrides: Partial<Lease> = {
 export function wallNow(): number {
   return Date.now();
 }
+
+/** Every key matching `match` on one server (SCAN, so it never blocks the server). */
+export async function scanKeys(redis: Redis, match: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}

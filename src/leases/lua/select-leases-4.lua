@@ -25,10 +25,9 @@
     ARGV[12] role, or ''
     ARGV[13] backend, or ''
     ARGV[14] trust domain prefix `spiffe://<td>/`, or ''
-    ARGV[15] reason (revoke)
-    ARGV[16] at, epoch ms (revoke)
-    ARGV[17] runAt of the queued jobs, epoch ms (revoke)
-    ARGV[18] retention (ms)
+    ARGV[15] reason (revoke only)
+    ARGV[16] at, epoch ms (revoke only)
+    ARGV[17] runAt of the queued jobs, epoch ms (revoke only)
 
   Lease and job keys are built from ARGV[1]; safe on Redis Cluster because every key of the store
   shares the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for
@@ -50,7 +49,7 @@ local want = {
   environment = ARGV[11], role = ARGV[12], backend = ARGV[13],
 }
 local patternBase, patternDepth, tdPrefix = ARGV[8], ARGV[9], ARGV[14]
-local reason, at, runAt, retentionMs = ARGV[15], ARGV[16], ARGV[17], tonumber(ARGV[18])
+local reason, at, runAt = ARGV[15], ARGV[16], ARGV[17]
 
 local function agentMatches(agent)
   if patternBase ~= '' then

@@ -1,9 +1,10 @@
 /**
- * Helpers for the invalidation feed tests: a listener that records what it was told, a polling
- * `eventually` (the same as test/support/broker-harness.ts has, without starting a broker), and a
- * way to find the feed's own blocking reader among a server's connections.
+ * Helpers for the invalidation feed tests: a listener that records what it was told, `eventually`
+ * (from test/support, no broker started), and a way to find the feed's own blocking reader among a
+ * server's connections.
  */
 import type { Redis } from 'ioredis';
+export { eventually } from '../../support/eventually.js';
 import type { FeedEntry, FeedListener } from '../../../src/feed/types.js';
 
 /** Records entries and resyncs in the order the feed delivered them. */
@@ -30,26 +31,6 @@ export class RecordingListener implements FeedListener {
   numbers(): string[] {
     return this.entries.map((e) => e.fields.n ?? '?');
   }
-}
-
-/** Polls `check` until it returns a truthy value (or stops throwing), failing after `timeoutMs`. */
-export async function eventually<T>(
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 5000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 /** Ids of the connections whose last command was XREAD: a feed's blocking reader. */

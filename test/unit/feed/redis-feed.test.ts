@@ -19,15 +19,7 @@ import {
   type RunningRedis,
 } from '../../support/redis-server.js';
 import { append, eventually, readerClientIds, RecordingListener } from './feed-harness.js';
-
-async function rejectsWith(promise: Promise<unknown>, code: string, reason: string): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isBrokerError(err), `expected a BrokerError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    assert.equal(err.reason, reason);
-    return true;
-  });
-}
+import { rejectsWith } from '../../support/eventually.js';
 
 function throwsWith(call: () => void, code: string, reason: string): void {
   assert.throws(call, (err: unknown) => {

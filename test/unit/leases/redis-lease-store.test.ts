@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import type { Redis } from 'ioredis';
 import { isBrokerError } from '../../../src/errors.js';
 import { createRedisClient, RedisLeaseStore } from '../../../src/leases/redis-lease-store.js';
-import { makeLease, makeTask, rawRedis } from '../../support/lease-store-harness.js';
+import { makeLease, makeTask, rawRedis, scanKeys } from '../../support/lease-store-harness.js';
 import {
   randomPrefix,
   sharedRedis,
@@ -28,17 +28,6 @@ async function rejectsUnavailable(call: Promise<unknown>): Promise<number> {
     return true;
   });
   return Date.now() - started;
-}
-
-async function scanAll(redis: Redis, match: string): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys;
 }
 
 describe('RedisLeaseStore (Redis only)', () => {
@@ -75,7 +64,7 @@ describe('RedisLeaseStore (Redis only)', () => {
       await store.claimExpiredLeases(now + 1, 10);
       await store.endTask(ended.id, 'ended', 'done', now);
 
-      const keys = await scanAll(raw, `*${prefix}*`);
+      const keys = await scanKeys(raw, `*${prefix}*`);
       for (const key of keys) assert.ok(key.startsWith(`{${prefix}}:`), `key ${key} outside the hash tag`);
       const kinds = new Set(
         keys.map((k) =>

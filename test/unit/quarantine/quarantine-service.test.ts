@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { pino } from 'pino';
 import { MemoryAuditSink } from '../../../src/audit/memory-sink.js';
 import type { RevokeReport } from '../../../src/broker/lease-admin.js';
-import { BrokerError, isBrokerError, permissionDenied, unavailable } from '../../../src/errors.js';
+import { BrokerError, permissionDenied, unavailable } from '../../../src/errors.js';
 import type { LeaseSelector } from '../../../src/leases/types.js';
 import { MemoryQuarantineStore } from '../../../src/quarantine/memory-quarantine-store.js';
 import {
@@ -16,6 +16,7 @@ import {
   type QuarantineTriggers,
 } from '../../../src/quarantine/quarantine-service.js';
 import { quarantinedError } from '../../../src/quarantine/quarantine-view.js';
+import { rejectsWith } from '../../support/eventually.js';
 
 const AGENT = 'spiffe://example.org/agents/a';
 const OTHER = 'spiffe://example.org/agents/b';
@@ -91,15 +92,6 @@ function manual(overrides: Partial<QuarantineInput> = {}): QuarantineInput {
 const denied = (): BrokerError => permissionDenied('denied by policy', ['deny-prod'], 'policy_denied');
 const overBudget = (): BrokerError =>
   new BrokerError('RESOURCE_EXHAUSTED', 'budget exceeded', { reason: 'budget_exceeded' });
-
-async function rejectsWith(promise: Promise<unknown>, code: string, reason: string): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isBrokerError(err), `expected a BrokerError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    assert.equal(err.reason, reason);
-    return true;
-  });
-}
 
 const strikeRule = { count: 3, windowSeconds: 60, ttlSeconds: 600, revokeActive: true };
 
