@@ -238,8 +238,13 @@ export class MemoryLeaseStore implements LeaseStore {
     requireSelector(selector);
     // A revocation takes active leases whatever state the selector names, as select-leases does.
     const match: LeaseSelector = { ...selector, state: 'active' };
-    const snapshot = [...this.leases.values()].sort(byExpiry).map((l) => l.id);
-    for (let offset = 0; offset < snapshot.length || offset === 0; offset += opts.pageSize) {
+    // The leases active at the start, as the Redis store snapshots them.
+    const snapshot = [...this.leases.values()]
+      .filter((l) => l.state === 'active')
+      .sort(byExpiry)
+      .map((l) => l.id);
+    let offset = 0;
+    do {
       const ids = snapshot.slice(offset, offset + opts.pageSize);
       const moved: Lease[] = [];
       for (const id of ids) {
@@ -261,8 +266,8 @@ export class MemoryLeaseStore implements LeaseStore {
         if (ended) moved.push(ended);
       }
       yield { leases: moved, scanned: ids.length, total: snapshot.length };
-      if (snapshot.length === 0) return;
-    }
+      offset += opts.pageSize;
+    } while (offset < snapshot.length);
   }
 
   async completeRevocations(outcomes: readonly RevocationOutcome[], at: number): Promise<Lease[]> {
