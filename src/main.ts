@@ -423,6 +423,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       {
         pendingApprovals: () => approvals.countPending(metricsNow()),
         activeLeasesByBackend: () => metricsStore.activeLeaseCounts(),
+        pendingLeases: () => metricsStore.pendingLeaseCount(),
         pendingRevocations: () => revocations.pending(),
         activeQuarantines: () => Promise.resolve(quarantineView.list().length),
         feedLagSeconds: () => freshness.lagMs() / 1000,
@@ -555,6 +556,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       onTaskExpired: (task) => broker.onTaskExpired(task),
       intervalMs: config.reaper.intervalMs,
       batchSize: config.reaper.batchSize,
+      orphans: {
+        afterMs: config.reaper.orphanAfterMs,
+        retryAfterMs: config.revocation.baseDelayMs,
+        onOrphaned: (leases) => broker.onLeasesOrphaned(leases),
+      },
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });

@@ -13,6 +13,7 @@ export type AuditEventType =
   | 'lease.revoke_failed'
   | 'lease.revoke_queued'
   | 'lease.not_revocable'
+  | 'lease.orphaned'
   | 'approval.requested'
   | 'approval.approved'
   | 'approval.denied'

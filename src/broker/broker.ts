@@ -10,7 +10,12 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditEventInput, AuditSink } from '../audit/types.js';
 import type { ChangeType, Sensitivity } from '../config/schema.js';
-import type { Credential, CredentialBackend, RoleDefinition } from '../credentials/backend.js';
+import type {
+  Credential,
+  CredentialBackend,
+  IssuedCredential,
+  RoleDefinition,
+} from '../credentials/backend.js';
 import {
   BrokerError,
   failedPrecondition,
@@ -22,12 +27,13 @@ import {
 } from '../errors.js';
 import type { Caller } from '../identity/types.js';
 import type { RevocationQueue } from '../leases/revocation-queue.js';
+import { ORPHANED_REASON } from '../leases/lease-records.js';
 import { revocationBackoff } from '../leases/revocation-worker.js';
-import type { Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
-import type { ApprovalRequest, ApprovalStore, BreakGlassStore } from '../approvals/types.js';
+import type { ActivateLeaseResult, Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
+import type { ApprovalRequest, ApprovalStore, BreakGlassGrant, BreakGlassStore } from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
-import type { PolicyEngine } from '../policy/types.js';
+import type { GatedDecision, PolicyDecision, PolicyEngine } from '../policy/types.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { decisionFields, denialError } from './decisions.js';
@@ -131,6 +137,19 @@ export interface BrokerDeps {
   logger: Logger;
   now?: () => number;
   newId?: () => string;
+  /**
+   * For the bench only (bench/run.ts measures issuance with and without them, in the same run):
+   * `versionCheck: false` writes the lease without the decision's task version (decisions can be
+   * outrun by a concurrent request of the same task), `twoPhase: false` writes it `active` at once
+   * (a crash between the lease and the audit record leaves an orphan the reaper cannot see).
+   * Both default to true; production never turns them off.
+   */
+  issuance?: IssuanceSafeguards;
+}
+
+export interface IssuanceSafeguards {
+  versionCheck: boolean;
+  twoPhase: boolean;
 }
 
 /** What the automatic quarantine triggers need from the broker (src/quarantine/triggers.ts). */
@@ -157,16 +176,23 @@ export interface BulkRevocationResult {
 }
 
 const MIN_CREDENTIAL_SECONDS = 1;
+/**
+ * Decisions per IssueCredential when the task keeps changing under it (each round lost to another
+ * lease of the same task). Every round has a winner, so this bounds the wait, not progress.
+ */
+export const MAX_DECISION_ROUNDS = 4;
 /** Backend revokes in flight at once during a bulk revocation. */
 const BULK_REVOKE_CONCURRENCY = 64;
 
 export class Broker {
   private readonly now: () => number;
   private readonly newId: () => string;
+  private readonly issuance: IssuanceSafeguards;
 
   constructor(private readonly deps: BrokerDeps) {
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
+    this.issuance = deps.issuance ?? { versionCheck: true, twoPhase: true };
   }
 
   /** Every attempt leaves an audit record: refusals the steps below did not record are recorded here. */
@@ -310,7 +336,35 @@ export class Broker {
     }
   }
 
+  /**
+   * IssueCredential as its steps: validate -> load task -> screen, then rounds of decide ->
+   * reserve -> mint -> record lease (pending) -> record audit -> activate -> last look. The lease
+   * write carries the task version the decision saw: a round whose write finds the task changed
+   * (another lease of the task was written since) undoes what it minted and decides again, so a
+   * decision always holds at the moment its lease is written.
+   */
   private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssueOutcome> {
+    const req = await this.prepareIssue(caller, input);
+    let held: ApprovalRequest | undefined;
+    for (let round = 1; ; round++) {
+      const decided = await this.decideIssue(req, held, attempt);
+      if (decided.status === 'pending_approval') return decided;
+      held = decided.approvalUsed;
+      const minted = await this.reserveAndMint(req, decided, attempt);
+      const lease = await this.recordPendingLease(req, decided, minted, attempt);
+      if (lease === 'task_changed') {
+        if (round < MAX_DECISION_ROUNDS) continue;
+        throw unavailable('task_changed', 'the task kept changing while the request was decided: retry');
+      }
+      await this.recordIssued(req, decided, minted, lease, attempt);
+      await this.activate(lease);
+      await this.lastLook(req, lease, attempt);
+      return this.issuedOutcome(req, decided, minted, lease);
+    }
+  }
+
+  /** Validate -> load task -> screen: everything a decision round needs, checked once. */
+  private async prepareIssue(caller: Caller, input: IssueCredentialInput): Promise<IssueCall> {
     this.deps.quarantine?.check(caller.spiffeId);
     const taskId = requireTaskId(input.taskId);
     const roleName = requireRoleName(input.role);
@@ -350,45 +404,71 @@ export class Broker {
       changeType,
       justification,
     });
+    return {
+      caller,
+      task,
+      role,
+      backend,
+      now,
+      ttlSeconds,
+      requestedTtl,
+      sensitivity,
+      changeType,
+      justification,
+      tool,
+      digest,
+    };
+  }
+
+  /**
+   * One decision on the task as it is now. `held` is an approval an earlier round of this request
+   * already spent: it still counts, and is not spent twice.
+   */
+  private async decideIssue(
+    req: IssueCall,
+    held: ApprovalRequest | undefined,
+    attempt: Attempt,
+  ): Promise<Allowed | Extract<IssueOutcome, { status: 'pending_approval' }>> {
+    const { caller, task, role, now } = req;
     // Independent reads on the issuance path: one round trip's wait instead of three.
-    const [{ count: taskCredentialCount, roles: taskRoles }, grant, open] = await Promise.all([
-      this.taskLeaseSummary(taskId),
+    const [summary, grant, open] = await Promise.all([
+      this.taskLeaseSummary(task.id),
       this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
-      this.deps.approvals.findOpenByDigest(digest, now),
+      held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
     ]);
-    const approved = open?.state === 'approved';
+    const approved = held !== undefined || open?.state === 'approved';
     const gated = decideWithApprovalGate(this.deps.policy(), {
       principal: caller.spiffeId,
       action: 'IssueCredential',
       resource: { type: 'Role', role },
       context: {
         environment: task.environment,
-        ttlSeconds,
-        sensitivity,
-        changeType,
-        tool,
-        justification,
+        ttlSeconds: req.ttlSeconds,
+        sensitivity: req.sensitivity,
+        changeType: req.changeType,
+        tool: req.tool,
+        justification: req.justification,
         intent: task.intent,
         authMethod: caller.authMethod,
         taskAgeSeconds: Math.max(0, Math.floor((now - task.createdAt) / 1000)),
-        taskRoles,
-        taskCredentialCount,
+        taskRoles: summary.roles,
+        taskCredentialCount: summary.count,
         approved,
         approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
         breakGlass: grant !== undefined,
       },
     });
     const decision = gated.decision;
-    const requestFields = {
+    const requestFields: RequestFields = {
       agent: caller.spiffeId,
       task: task.id,
       role: role.name,
       environment: task.environment,
-      ttl_seconds: ttlSeconds,
-      sensitivity,
-      change_type: changeType,
-      tool,
-      justification,
+      ttl_seconds: req.ttlSeconds,
+      sensitivity: req.sensitivity,
+      change_type: req.changeType,
+      tool: req.tool,
+      justification: req.justification,
       auth_method: caller.authMethod,
       ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
     };
@@ -400,109 +480,124 @@ export class Broker {
       throw denialError(decision, `IssueCredential for "${role.name}"`);
     }
     if (gated.outcome === 'approval_required') {
-      // The same request while one is open answers with that one: no duplicate approvals.
-      if (open?.state === 'pending') {
-        attempt.audited = true; // recorded when it was first requested
-        return {
-          status: 'pending_approval',
-          approval: open,
-          role: role.name,
-          taskId: task.id,
-          environment: task.environment,
-        };
-      }
-      const approval: ApprovalRequest = {
-        id: this.newId(),
-        digest,
-        requester: caller.spiffeId,
-        taskId: task.id,
-        role: role.name,
-        environment: task.environment,
-        ttlSeconds: requestedTtl || role.maxTtlSeconds,
-        sensitivity,
-        changeType,
-        justification,
-        tool,
-        required: gated.approvalsRequired,
-        policyIds: decision.policyIds,
-        createdAt: now,
-        // Never past the task: an approval for a dead task is worthless.
-        expiresAt: Math.min(now + this.deps.approvalTtlSeconds * 1000, task.expiresAt),
-        state: 'pending',
-        approvals: [],
-      };
-      // Recorded before it exists: an approval nobody can account for is never offered to approvers.
-      try {
-        await this.deps.audit.write({
-          type: 'approval.requested',
-          ...requestFields,
-          approval: approval.id,
-          approvals_required: approval.required,
-          approval_expires_at: new Date(approval.expiresAt).toISOString(),
-          ...decisionFields(decision),
-        });
-      } catch (err) {
-        attempt.audited = true; // the trail itself is down: nothing more can be recorded
-        throw auditUnavailable(err);
-      }
-      attempt.audited = true;
-      await this.deps.approvals.create(approval);
-      return {
-        status: 'pending_approval',
-        approval,
-        role: role.name,
-        taskId: task.id,
-        environment: task.environment,
-      };
+      if (held)
+        throw failedPrecondition('approval_required_again', 'the task changed: a new approval is needed');
+      return this.requestApproval(req, gated, open, requestFields, attempt);
     }
     // Allowed. An approval that was there is spent now, whether or not this decision needed it:
     // single use means the next identical request asks again.
-    let approvalUsed: ApprovalRequest | undefined;
-    if (approved && open) {
-      approvalUsed = await this.deps.approvals.consume(open.id, digest, now);
+    let approvalUsed = held;
+    if (!held && approved && open) {
+      approvalUsed = await this.deps.approvals.consume(open.id, req.digest, now);
       if (!approvalUsed) throw failedPrecondition('approval_consumed', 'the approval was already used');
     }
-    const approvalFields = approvalUsed
-      ? { approval: approvalUsed.id, approvers: approvalUsed.approvals.map((a) => a.approver) }
-      : {};
+    return {
+      status: 'allowed',
+      decision,
+      version: summary.version,
+      grant,
+      ...(approvalUsed ? { approvalUsed } : {}),
+      requestFields,
+    };
+  }
 
+  /** The decision wants humans: park the request (or answer with the one already open). */
+  private async requestApproval(
+    req: IssueCall,
+    gated: Extract<GatedDecision, { outcome: 'approval_required' }>,
+    open: ApprovalRequest | undefined,
+    requestFields: RequestFields,
+    attempt: Attempt,
+  ): Promise<Extract<IssueOutcome, { status: 'pending_approval' }>> {
+    const { caller, task, role, now } = req;
+    const parked = {
+      status: 'pending_approval',
+      role: role.name,
+      taskId: task.id,
+      environment: task.environment,
+    } as const;
+    // The same request while one is open answers with that one: no duplicate approvals.
+    if (open?.state === 'pending') {
+      attempt.audited = true; // recorded when it was first requested
+      return { ...parked, approval: open };
+    }
+    const decision = gated.decision;
+    const approval: ApprovalRequest = {
+      id: this.newId(),
+      digest: req.digest,
+      requester: caller.spiffeId,
+      taskId: task.id,
+      role: role.name,
+      environment: task.environment,
+      ttlSeconds: req.requestedTtl || role.maxTtlSeconds,
+      sensitivity: req.sensitivity,
+      changeType: req.changeType,
+      justification: req.justification,
+      tool: req.tool,
+      required: gated.approvalsRequired,
+      policyIds: decision.policyIds,
+      createdAt: now,
+      // Never past the task: an approval for a dead task is worthless.
+      expiresAt: Math.min(now + this.deps.approvalTtlSeconds * 1000, task.expiresAt),
+      state: 'pending',
+      approvals: [],
+    };
+    // Recorded before it exists: an approval nobody can account for is never offered to approvers.
+    try {
+      await this.deps.audit.write({
+        type: 'approval.requested',
+        ...requestFields,
+        approval: approval.id,
+        approvals_required: approval.required,
+        approval_expires_at: new Date(approval.expiresAt).toISOString(),
+        ...decisionFields(decision),
+      });
+    } catch (err) {
+      attempt.audited = true; // the trail itself is down: nothing more can be recorded
+      throw auditUnavailable(err);
+    }
+    attempt.audited = true;
+    await this.deps.approvals.create(approval);
+    return { ...parked, approval };
+  }
+
+  /** Reserve -> mint: a budget place, then the credential at its backend. */
+  private async reserveAndMint(req: IssueCall, allowed: Allowed, attempt: Attempt): Promise<Minted> {
+    const { caller, task, role, now } = req;
     const leaseId = this.newId();
     const scopes = this.budgetScopes(caller.spiffeId, task.id);
     const budget = await this.deps.budgets.reserveCredential(
       scopes.credential,
       leaseId,
-      Math.min(now + ttlSeconds * 1000, task.expiresAt),
+      Math.min(now + req.ttlSeconds * 1000, task.expiresAt),
       now,
     );
     if (!budget.ok) {
-      await this.auditDenial({ type: 'budget.exceeded', ...requestFields, ...budgetFields(budget) }, attempt);
+      await this.auditDenial(
+        { type: 'budget.exceeded', ...allowed.requestFields, ...budgetFields(budget) },
+        attempt,
+      );
       throw budgetError(budget);
     }
-    const releaseBudget = (): Promise<void> =>
-      this.deps.budgets
-        .releaseLease(scopes.names, leaseId)
-        .catch((err: unknown) =>
-          this.deps.logger.warn({ err: safeErr(err), lease: leaseId }, 'budget release failed'),
-        );
-    let issued;
     try {
-      issued = await backend.issue({
+      const issued = await req.backend.issue({
         leaseId,
         agent: caller.spiffeId,
         taskId: task.id,
         environment: task.environment,
         role,
-        ttlSeconds,
+        ttlSeconds: req.ttlSeconds,
         notAfter: task.expiresAt,
         now,
       });
+      return { leaseId, issued, budgetNames: scopes.names };
     } catch (err) {
       this.deps.logger.error({ err: safeErr(err), lease: leaseId, role: role.name }, 'backend issue failed');
-      await releaseBudget();
+      await this.releaseBudgetPlace(scopes.names, leaseId);
       await this.auditDenial(
         {
           type: 'credential.failed',
-          ...requestFields,
+          ...allowed.requestFields,
           lease: leaseId,
           stage: 'backend',
           error: isBrokerError(err) ? err.reason : 'backend_error',
@@ -513,7 +608,21 @@ export class Broker {
         ? err
         : unavailable('backend_unavailable', `backend "${role.backend}" is unavailable`);
     }
+  }
 
+  /**
+   * Record lease (pending): one store step checks the task (active, unexpired, unchanged since the
+   * decision), the quarantines, and writes the lease `pending` with the credential's backend
+   * reference. `task_changed` undoes the mint and hands back to the caller to decide again.
+   */
+  private async recordPendingLease(
+    req: IssueCall,
+    allowed: Allowed,
+    minted: Minted,
+    attempt: Attempt,
+  ): Promise<Lease | 'task_changed'> {
+    const { caller, task, role } = req;
+    const { leaseId, issued } = minted;
     const lease: Lease = {
       id: leaseId,
       agent: caller.spiffeId,
@@ -522,92 +631,117 @@ export class Broker {
       role: role.name,
       backend: role.backend,
       backendRef: issued.backendRef,
-      issuedAt: now,
+      issuedAt: req.now,
       expiresAt: Math.min(issued.expiresAt, task.expiresAt),
-      state: 'active',
+      state: this.issuance.twoPhase ? 'pending' : 'active',
     };
-    const undo = async (why: string): Promise<void> => {
-      await releaseBudget();
-      await backend
-        .revoke({ leaseId, backendRef: issued.backendRef, expiresAt: lease.expiresAt })
-        .catch(async (err: unknown) => {
-          this.deps.logger.error({ err: safeErr(err), lease: leaseId }, `revoke after ${why} failed: queued`);
-          await this.queueRevocation(
-            { id: leaseId, backend: role.backend, backendRef: issued.backendRef, expiresAt: lease.expiresAt },
-            why,
-            safeErr(err).message,
-          );
-        });
-    };
-
+    const failed = { type: 'credential.failed', ...allowed.requestFields, lease: leaseId } as const;
     let put;
     try {
-      put = await this.deps.store.putLease(lease, this.now());
-    } catch (err) {
-      await undo('lease write failure');
-      await this.auditDenial(
-        {
-          type: 'credential.failed',
-          ...requestFields,
-          lease: leaseId,
-          stage: 'lease_store',
-        },
-        attempt,
+      put = await this.deps.store.putLease(
+        lease,
+        this.now(),
+        this.issuance.versionCheck ? { expectVersion: allowed.version } : {},
       );
+    } catch (err) {
+      await this.undoMint(req, minted, lease, 'lease write failure');
+      await this.auditDenial({ ...failed, stage: 'lease_store' }, attempt);
       throw isBrokerError(err) ? err : unavailable('lease_store_unavailable', 'lease store unavailable', err);
     }
+    if (put === 'ok') return lease;
+    await this.undoMint(req, minted, lease, `lease rejected (${put})`);
+    if (put === 'task_changed') return put;
     if (put === 'agent_quarantined') {
       // Quarantined while this request was in flight: its credential never leaves the broker.
-      await undo('quarantine');
       await this.auditDenial(
-        { type: 'credential.denied', ...requestFields, lease: leaseId, reason: 'quarantined', stage: put },
+        { ...failed, type: 'credential.denied', reason: 'quarantined', stage: put },
         attempt,
       );
       throw quarantinedError();
     }
-    if (put !== 'ok') {
-      await undo(`lease rejected (${put})`);
-      await this.auditDenial(
-        { type: 'credential.failed', ...requestFields, lease: leaseId, stage: put },
-        attempt,
-      );
-      throw failedPrecondition(put, taskProblem(put));
-    }
+    await this.auditDenial({ ...failed, stage: put }, attempt);
+    throw failedPrecondition(put, taskProblem(put));
+  }
 
+  /** Record audit: no record, no credential (the pending lease is ended, the credential revoked). */
+  private async recordIssued(
+    req: IssueCall,
+    allowed: Allowed,
+    minted: Minted,
+    lease: Lease,
+    attempt: Attempt,
+  ): Promise<void> {
+    const used = allowed.approvalUsed;
     try {
       await this.deps.audit.write({
         type: 'credential.issued',
-        ...requestFields,
-        ...approvalFields,
-        lease: leaseId,
-        backend: role.backend,
+        ...allowed.requestFields,
+        ...(used ? { approval: used.id, approvers: used.approvals.map((a) => a.approver) } : {}),
+        lease: lease.id,
+        backend: lease.backend,
         expires_at: new Date(lease.expiresAt).toISOString(),
-        ...decisionFields(decision),
+        ...decisionFields(allowed.decision),
       });
     } catch (err) {
-      // No record, no credential: end the lease, revoke at the backend.
       await this.deps.store
-        .markLeaseEnded(leaseId, 'revoked', 'audit_unavailable', this.now())
+        .markLeaseEnded(lease.id, 'revoked', 'audit_unavailable', this.now())
         .catch((e: unknown) =>
-          this.deps.logger.error({ err: safeErr(e), lease: leaseId }, 'lease end failed'),
+          this.deps.logger.error({ err: safeErr(e), lease: lease.id }, 'lease end failed'),
         );
-      await undo('audit failure');
+      await this.undoMint(req, minted, lease, 'audit failure');
       attempt.audited = true; // the trail itself is down: nothing more can be recorded
       throw auditUnavailable(err);
     }
+  }
 
-    // Last look before the credential leaves: a quarantine that landed after the lease was written
-    // (or a feed gone stale meanwhile) still stops it; the lease is revoked like any other.
+  /**
+   * Activate: the record is written, so the lease becomes `active`. Refused when the task ended
+   * meanwhile or the reaper already claimed the lease as an orphan; a failed or refused activation
+   * revokes the lease (audited) and the credential never leaves. If even that fails, the lease is
+   * still `pending` and the reaper revokes it as an orphan.
+   */
+  private async activate(lease: Lease): Promise<void> {
+    if (!this.issuance.twoPhase) return;
+    let result: ActivateLeaseResult;
     try {
-      this.deps.quarantine?.check(caller.spiffeId);
+      result = await this.deps.store.activateLease(lease.id, lease.taskId, this.now());
     } catch (err) {
-      await this.revokeLease(lease, isBrokerError(err) ? err.reason : 'quarantined').catch((e: unknown) =>
-        this.deps.logger.error({ err: safeErr(e), lease: leaseId }, 'revoke after a late quarantine failed'),
-      );
+      await this.revokeUnissued(lease, 'activation_failed');
+      throw isBrokerError(err) ? err : unavailable('lease_store_unavailable', 'lease store unavailable', err);
+    }
+    if (result === 'ok') {
+      lease.state = 'active';
+      return;
+    }
+    if (result === 'lease_not_pending' || result === 'lease_not_found') {
+      // The reaper took it as an orphan: it revokes and records it.
+      throw unavailable('lease_orphaned', 'the lease was reclaimed before it was activated: retry');
+    }
+    await this.revokeUnissued(lease, result);
+    throw failedPrecondition(result, taskProblem(result));
+  }
+
+  /**
+   * Last look before the credential leaves: a quarantine that landed after the lease was written
+   * (or a feed gone stale meanwhile) still stops it; the lease is revoked like any other.
+   */
+  private async lastLook(req: IssueCall, lease: Lease, attempt: Attempt): Promise<void> {
+    try {
+      this.deps.quarantine?.check(req.caller.spiffeId);
+    } catch (err) {
+      await this.revokeUnissued(lease, isBrokerError(err) ? err.reason : 'quarantined');
       attempt.audited = true; // issued and revoked, both recorded
       throw err;
     }
+  }
 
+  private async issuedOutcome(
+    req: IssueCall,
+    allowed: Allowed,
+    minted: Minted,
+    lease: Lease,
+  ): Promise<Extract<IssueOutcome, { status: 'issued' }>> {
+    const grant = allowed.grant;
     if (grant) {
       await this.deps.breakGlass
         .recordUse(grant.id)
@@ -618,17 +752,44 @@ export class Broker {
     return {
       status: 'issued',
       breakGlass: grant !== undefined,
-      leaseId,
+      leaseId: lease.id,
       expiresAt: lease.expiresAt,
       // Backends round expiry down to whole seconds (JWT exp), so round up: this equals exp - iat,
       // never 0 for an issued credential, never role max - 1 when the full role max was granted.
-      ttlSeconds: Math.max(0, Math.ceil((lease.expiresAt - now) / 1000)),
-      credential: issued.credential,
-      role: role.name,
-      taskId: task.id,
-      environment: task.environment,
-      policyIds: decision.policyIds,
+      ttlSeconds: Math.max(0, Math.ceil((lease.expiresAt - req.now) / 1000)),
+      credential: minted.issued.credential,
+      role: req.role.name,
+      taskId: req.task.id,
+      environment: req.task.environment,
+      policyIds: allowed.decision.policyIds,
     };
+  }
+
+  /** A minted credential that will not leave: free its budget place, revoke it at the backend. */
+  private async undoMint(req: IssueCall, minted: Minted, lease: Lease, why: string): Promise<void> {
+    await this.releaseBudgetPlace(minted.budgetNames, minted.leaseId);
+    await req.backend
+      .revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt })
+      .catch(async (err: unknown) => {
+        this.deps.logger.error({ err: safeErr(err), lease: lease.id }, `revoke after ${why} failed: queued`);
+        await this.queueRevocation(lease, why, safeErr(err).message);
+      });
+  }
+
+  /** Revokes a recorded lease whose credential will not leave (revokeLease audits it). */
+  private async revokeUnissued(lease: Lease, reason: string): Promise<void> {
+    await this.revokeLease(lease, reason).catch((e: unknown) =>
+      this.deps.logger.error({ err: safeErr(e), lease: lease.id }, `revoke after ${reason} failed`),
+    );
+  }
+
+  // Budgets also free themselves at expiry; an early release only returns the place sooner.
+  private async releaseBudgetPlace(names: string[], leaseId: string): Promise<void> {
+    await this.deps.budgets
+      .releaseLease(names, leaseId)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ err: safeErr(err), lease: leaseId }, 'budget release failed'),
+      );
   }
 
   /**
@@ -821,7 +982,27 @@ export class Broker {
       const chunk = leases.slice(i, i + BULK_REVOKE_CONCURRENCY);
       results.push(...(await Promise.all(chunk.map((lease) => this.revokeAtBackend(lease)))));
     }
-    const at = this.now();
+    await this.settleRevocations(results, reason);
+    await Promise.all(results.map((r) => this.auditAfterRevocation(revocationEvent(r, reason))));
+    return results;
+  }
+
+  /**
+   * Reaper callback for orphans: `pending` leases nobody activated (a broker died between the
+   * lease write and the audit record, or a lease write landed after its caller gave up). The store
+   * already moved them to `revoking` and queued their backend revocation (claimOrphanedLeases).
+   * Revokes each at its backend, records the outcome, frees its budget places, and records
+   * `lease.orphaned` with what was done.
+   */
+  async onLeasesOrphaned(leases: readonly Lease[]): Promise<void> {
+    const results = await Promise.all(leases.map((lease) => this.revokeAtBackend(lease)));
+    await this.settleRevocations(results, ORPHANED_REASON);
+    await Promise.all(leases.map((lease) => this.releaseLeaseBudget(lease)));
+    await Promise.all(results.map((r) => this.auditAfterRevocation(orphanEvent(r))));
+  }
+
+  /** Records the backend's answers in one store call; a refused revoke stays queued for the worker. */
+  private async settleRevocations(results: readonly BulkRevocationResult[], reason: string): Promise<void> {
     const done = results.filter((r) => r.outcome !== 'pending_retry');
     await this.deps.store.completeRevocations(
       done.map((r) => ({
@@ -829,10 +1010,8 @@ export class Broker {
         outcome: r.outcome === 'revoked' ? 'revoked' : 'revoke_failed',
         reason: r.outcome === 'revoked' ? reason : `not_revocable: ${reason}`,
       })),
-      at,
+      this.now(),
     );
-    await Promise.all(results.map((r) => this.auditAfterRevocation(revocationEvent(r, reason))));
-    return results;
   }
 
   private async revokeAtBackend(lease: Lease): Promise<BulkRevocationResult> {
@@ -895,12 +1074,9 @@ export class Broker {
       );
   }
 
-  /** What the task holds so far: the store's tally when it keeps one, else by listing its leases. */
+  /** What the task holds so far, and its version; a task gone meanwhile is refused by the lease write. */
   private async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary> {
-    const tallied = await this.deps.store.taskLeaseSummary(taskId);
-    if (tallied !== undefined) return tallied;
-    const leases = await this.deps.store.listLeases({ taskId });
-    return { count: leases.length, roles: [...new Set(leases.map((l) => l.role))].sort() };
+    return (await this.deps.store.taskLeaseSummary(taskId)) ?? { count: 0, roles: [], version: 0 };
   }
 
   private budgetScopes(agent: string, taskId: string): BudgetScopes {
@@ -910,11 +1086,7 @@ export class Broker {
   // Budgets also free themselves at expiry; an early release only returns the place sooner, so a
   // failure is logged, not raised.
   private async releaseLeaseBudget(lease: Lease): Promise<void> {
-    await this.deps.budgets
-      .releaseLease(this.budgetScopes(lease.agent, lease.taskId).names, lease.id)
-      .catch((err: unknown) =>
-        this.deps.logger.warn({ err: safeErr(err), lease: lease.id }, 'budget release failed'),
-      );
+    await this.releaseBudgetPlace(this.budgetScopes(lease.agent, lease.taskId).names, lease.id);
   }
 
   private async releaseTaskBudget(task: Task): Promise<void> {
@@ -980,6 +1152,25 @@ function revocationEvent(r: BulkRevocationResult, reason: string): AuditEventInp
   };
 }
 
+/** The audit record of an orphan the reaper revoked: what it found, and what it did at the backend. */
+function orphanEvent(r: BulkRevocationResult): AuditEventInput {
+  const l = r.lease;
+  return {
+    type: 'lease.orphaned',
+    agent: l.agent,
+    lease: l.id,
+    task: l.taskId,
+    role: l.role,
+    backend: l.backend,
+    environment: l.environment,
+    reason: ORPHANED_REASON,
+    outcome: r.outcome === 'pending_retry' ? 'revoke_queued' : r.outcome,
+    written_at: new Date(l.issuedAt).toISOString(),
+    ...(r.outcome === 'not_revocable' ? { valid_until: new Date(l.expiresAt).toISOString() } : {}),
+    ...(r.error !== undefined ? { error: r.error } : {}),
+  };
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
@@ -994,6 +1185,49 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 interface Attempt {
   audited: boolean;
+}
+
+/** An IssueCredential request once validated, with its task and role (prepareIssue). */
+interface IssueCall {
+  caller: Caller;
+  task: Task;
+  role: RoleDefinition;
+  backend: CredentialBackend;
+  /** When the request arrived: the lease's issuedAt and the decision's clock. */
+  now: number;
+  ttlSeconds: number;
+  requestedTtl: number;
+  sensitivity: Sensitivity;
+  changeType: ChangeType;
+  justification: string;
+  tool: string;
+  digest: string;
+}
+
+/** An allowed decision and the task version it saw. */
+interface Allowed {
+  status: 'allowed';
+  decision: PolicyDecision;
+  version: number;
+  grant: BreakGlassGrant | undefined;
+  /** The approval this request spent (in this round or an earlier one). */
+  approvalUsed?: ApprovalRequest;
+  requestFields: RequestFields;
+}
+
+/** What every audit record of one request carries. */
+interface RequestFields extends Record<string, unknown> {
+  agent: string;
+  task: string;
+  role: string;
+  environment: string;
+}
+
+interface Minted {
+  leaseId: string;
+  issued: IssuedCredential;
+  /** Budget scopes holding its place. */
+  budgetNames: string[];
 }
 
 /** Untrusted request text in an audit record: bounded, whatever the caller sent. */

@@ -265,9 +265,15 @@ export const configSchema = z
       .object({
         intervalMs: z.number().int().positive().default(1000),
         batchSize: z.number().int().positive().default(100),
+        /**
+         * A `pending` lease (written, never activated) this old is an orphan: the reaper revokes it
+         * at its backend and records `lease.orphaned`. Several times the longest issuance (a
+         * request deadline), so an issuance still in flight is never taken for one.
+         */
+        orphanAfterMs: z.number().int().min(1000).default(60_000),
       })
       .strict()
-      .default({ intervalMs: 1000, batchSize: 100 }),
+      .default({ intervalMs: 1000, batchSize: 100, orphanAfterMs: 60_000 }),
     /** The invalidation feed (a Redis Stream) that carries quarantine and policy changes to every replica. */
     feed: z
       .object({

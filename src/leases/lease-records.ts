@@ -67,8 +67,18 @@ export function validateNewLease(lease: Lease): void {
   if (typeof lease.backendRef !== 'string') throw invalidArgument('lease.backendRef', 'must be a string');
   requireTime('lease.issuedAt', lease.issuedAt);
   requireTime('lease.expiresAt', lease.expiresAt);
-  if (lease.state !== 'active') throw invalidArgument('lease.state', 'a new lease must be active');
+  if (lease.state !== 'active' && lease.state !== 'pending')
+    throw invalidArgument('lease.state', 'a new lease must be pending or active');
 }
+
+/** putLease's expected task version: a non-negative integer when given. */
+export function requireVersion(version: number | undefined): void {
+  if (version !== undefined && (!Number.isSafeInteger(version) || version < 0))
+    throw invalidArgument('expectVersion', 'must be a non-negative integer');
+}
+
+/** Orphan claims: the backend revocation queued with each claimed lease (both stores). */
+export const ORPHANED_REASON = 'orphaned';
 
 export function validateEnd<S extends string>(allowed: readonly S[], state: S, at: number): void {
   if (!allowed.includes(state)) throw invalidArgument('state', `must be one of ${allowed.join(', ')}`);

@@ -20,6 +20,7 @@ import {
   requireRetentionSeconds,
   requireSelector,
   requireTime,
+  requireVersion,
   TASK_END_STATES,
   taskExists,
   validateEnd,
@@ -27,6 +28,7 @@ import {
   validateNewTask,
 } from './lease-records.js';
 import type {
+  ActivateLeaseResult,
   Lease,
   LeaseEndState,
   LeaseFilter,
@@ -35,6 +37,7 @@ import type {
   LeaseStore,
   RevocationOutcome,
   RevocationPage,
+  PutLeaseOptions,
   PutLeaseResult,
   RevokeOutcome,
   Task,
@@ -62,6 +65,10 @@ export class MemoryLeaseStore implements LeaseStore {
   private readonly leases = new Map<string, Lease>();
   /** Ids on the deny list (the Redis store's `revoked` zset): leases revoked or being revoked. */
   private readonly denied = new Set<string>();
+  /** Task id -> lease version (put-lease's `leaseVersion`): bumped by every putLease of the task. */
+  private readonly versions = new Map<string, number>();
+  /** Pending lease id -> when it was written (the Redis store's pending set). */
+  private readonly pending = new Map<string, number>();
   private readonly retentionMs: number;
   private readonly clock: () => number;
   private closed = false;
@@ -92,7 +99,11 @@ export class MemoryLeaseStore implements LeaseStore {
     this.open();
     if (!this.tasks.has(taskId)) return undefined;
     const leases = [...this.leases.values()].filter((l) => l.taskId === taskId);
-    return { count: leases.length, roles: [...new Set(leases.map((l) => l.role))].sort() };
+    return {
+      count: leases.length,
+      roles: [...new Set(leases.map((l) => l.role))].sort(),
+      version: this.versions.get(taskId) ?? 0,
+    };
   }
 
   async endTask(
@@ -116,10 +127,11 @@ export class MemoryLeaseStore implements LeaseStore {
     return count;
   }
 
-  async putLease(lease: Lease, now: number): Promise<PutLeaseResult> {
+  async putLease(lease: Lease, now: number, opts: PutLeaseOptions = {}): Promise<PutLeaseResult> {
     this.open();
     validateNewLease(lease);
     requireTime('now', now);
+    requireVersion(opts.expectVersion);
     const task = this.tasks.get(lease.taskId);
     // Same order of checks as put-lease-8.lua, so both stores give the same answer.
     if (!task) return 'task_not_found';
@@ -128,8 +140,69 @@ export class MemoryLeaseStore implements LeaseStore {
     if (lease.expiresAt > task.expiresAt) return 'lease_exceeds_task';
     if (this.leases.has(lease.id)) throw leaseExists(lease.id);
     if (this.quarantined(lease.agent, now)) return 'agent_quarantined';
+    const version = this.versions.get(task.id) ?? 0;
+    if (opts.expectVersion !== undefined && opts.expectVersion !== version) return 'task_changed';
+    this.versions.set(task.id, version + 1);
     this.leases.set(lease.id, structuredClone(lease));
+    if (lease.state === 'pending') this.pending.set(lease.id, now);
     return 'ok';
+  }
+
+  async activateLease(id: string, taskId: string, now: number): Promise<ActivateLeaseResult> {
+    this.open();
+    requireTime('now', now);
+    // Same order of checks as activate-lease-3.lua.
+    const lease = this.leases.get(id);
+    if (!lease) return 'lease_not_found';
+    if (lease.state !== 'pending') return 'lease_not_pending';
+    const task = this.tasks.get(taskId);
+    if (!task) return 'task_not_found';
+    if (task.state !== 'active') return 'task_not_active';
+    if (task.expiresAt <= now) return 'task_expired';
+    lease.state = 'active';
+    this.pending.delete(id);
+    return 'ok';
+  }
+
+  async claimOrphanedLeases(
+    writtenBefore: number,
+    limit: number,
+    opts: { reason: string; at: number; runAt: number },
+  ): Promise<Lease[]> {
+    this.open();
+    requireTime('writtenBefore', writtenBefore);
+    requireLimit(limit);
+    requireTime('at', opts.at);
+    requireTime('runAt', opts.runAt);
+    const due = [...this.pending]
+      .filter(([, writtenAt]) => writtenAt <= writtenBefore)
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, limit);
+    const claimed: Lease[] = [];
+    for (const [id] of due) {
+      const lease = this.leases.get(id);
+      if (!lease) continue;
+      // Job first, as claim-orphaned-leases writes it in the same step.
+      await this.revocations?.enqueue(
+        {
+          leaseId: id,
+          backend: lease.backend,
+          backendRef: lease.backendRef,
+          expiresAt: lease.expiresAt,
+          reason: opts.reason,
+          attempts: 0,
+        },
+        opts.runAt,
+      );
+      const ended = this.endLeaseNow(id, 'revoking', opts.reason, opts.at);
+      if (ended) claimed.push(ended);
+    }
+    return claimed;
+  }
+
+  async pendingLeaseCount(): Promise<number> {
+    this.open();
+    return this.pending.size;
   }
 
   async getLease(id: string): Promise<Lease | undefined> {
@@ -304,17 +377,23 @@ export class MemoryLeaseStore implements LeaseStore {
     this.tasks.clear();
     this.leases.clear();
     this.denied.clear();
+    this.versions.clear();
+    this.pending.clear();
   }
 
   /** Fails like a closed Redis client would, and drops what Redis would have expired by now. */
   private open(): void {
     if (this.closed) throw unavailable('lease_store_unavailable', 'lease store unavailable');
     const horizon = this.clock() - this.retentionMs;
-    for (const [id, t] of this.tasks)
-      if (t.state !== 'active' && t.expiresAt <= horizon) this.tasks.delete(id);
+    for (const [id, t] of this.tasks) {
+      if (t.state !== 'active' && t.expiresAt <= horizon) {
+        this.tasks.delete(id);
+        this.versions.delete(id);
+      }
+    }
     // A lease being revoked keeps its record until its outcome is set, as in Redis (no TTL).
     for (const [id, l] of this.leases) {
-      if (l.state !== 'active' && l.state !== 'revoking' && l.expiresAt <= horizon) {
+      if (l.state !== 'pending' && l.state !== 'active' && l.state !== 'revoking' && l.expiresAt <= horizon) {
         this.leases.delete(id);
         this.denied.delete(id);
       }
@@ -330,7 +409,8 @@ export class MemoryLeaseStore implements LeaseStore {
 
   private endLeaseNow(id: string, state: Lease['state'], reason: string, at: number): Lease | undefined {
     const lease = this.leases.get(id);
-    if (!lease || lease.state !== 'active') return undefined;
+    if (!lease || (lease.state !== 'active' && lease.state !== 'pending')) return undefined;
+    this.pending.delete(id);
     Object.assign(lease, { state, revokeReason: reason, revokedAt: at });
     if (state === 'revoked' || state === 'revoking') this.denied.add(id);
     return structuredClone(lease);

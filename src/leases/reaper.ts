@@ -8,7 +8,14 @@
  * crash in between) is not retried. That is acceptable because the credential has reached its
  * expiresAt by then, and an expired task's leases all expire no later than the task, so they are
  * claimed on their own even if onTaskExpired never ran.
+ *
+ * It also reconciles orphans: `pending` leases older than `orphans.afterMs` were written by an
+ * issuance that never activated them (the broker died between the lease write and the audit
+ * record, or the write landed after its caller had given up). Their credential never left, but it
+ * exists at the backend: the claim moves each to `revoking` and queues its backend revocation in
+ * one step, so a callback that fails (or a crash) leaves the revocation to the worker.
  */
+import { ORPHANED_REASON } from './lease-records.js';
 import { PeriodicJob } from './periodic-job.js';
 import type { Lease, LeaseStore, Task } from './types.js';
 
@@ -28,13 +35,26 @@ export interface LeaseReaperOptions {
   intervalMs: number;
   /** Records claimed per store call. */
   batchSize: number;
+  /** Orphan reconciliation; without it, pending leases are left alone. */
+  orphans?: OrphanOptions;
   logger: ReaperLogger;
   now?: () => number;
+}
+
+export interface OrphanOptions {
+  /** A `pending` lease written this long ago is an orphan (a few times the request deadline). */
+  afterMs: number;
+  /** When the revocation queued with each claim becomes due, if the callback does not finish it. */
+  retryAfterMs: number;
+  /** Revokes the claimed orphans at their backends and records them (Broker.onLeasesOrphaned). */
+  onOrphaned: (leases: Lease[]) => Promise<void>;
 }
 
 export interface SweepResult {
   tasksExpired: number;
   leasesExpired: number;
+  /** Pending leases claimed as orphans. */
+  leasesOrphaned: number;
   /** Callbacks (onTaskExpired, revoke) that failed; logged, not retried. */
   failures: number;
 }
@@ -51,12 +71,15 @@ export class LeaseReaper {
     if (!Number.isSafeInteger(opts.batchSize) || opts.batchSize <= 0) {
       throw new RangeError('reaper: batchSize must be a positive integer');
     }
+    if (opts.orphans && !(Number.isSafeInteger(opts.orphans.afterMs) && opts.orphans.afterMs > 0)) {
+      throw new RangeError('reaper: orphans.afterMs must be a positive integer');
+    }
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.job = new PeriodicJob(() => this.sweep(), {
       intervalMs: opts.intervalMs,
       onResult: (result) => {
-        if (result.tasksExpired + result.leasesExpired + result.failures > 0) {
+        if (result.tasksExpired + result.leasesExpired + result.leasesOrphaned + result.failures > 0) {
           this.opts.logger.info({ ...result }, 'reaper sweep');
         }
       },
@@ -87,7 +110,7 @@ export class LeaseReaper {
     // One `now` for the whole sweep: records that expire meanwhile wait for the next one, so the
     // loops below always end.
     const now = this.now();
-    const result: SweepResult = { tasksExpired: 0, leasesExpired: 0, failures: 0 };
+    const result: SweepResult = { tasksExpired: 0, leasesExpired: 0, leasesOrphaned: 0, failures: 0 };
 
     // Tasks first, so the broker revokes a task's leases as part of ending the task; any it
     // misses are claimed below as expired leases anyway.
@@ -113,7 +136,31 @@ export class LeaseReaper {
         );
       });
     }
+    await this.sweepOrphans(now, result);
     return result;
+  }
+
+  private async sweepOrphans(now: number, result: SweepResult): Promise<void> {
+    const orphans = this.opts.orphans;
+    if (!orphans) return;
+    const claim = { reason: ORPHANED_REASON, at: now, runAt: now + orphans.retryAfterMs };
+    for (let full = true; full && !this.job.isStopping;) {
+      const leases = await this.opts.store.claimOrphanedLeases(
+        now - orphans.afterMs,
+        this.opts.batchSize,
+        claim,
+      );
+      full = leases.length === this.opts.batchSize;
+      result.leasesOrphaned += leases.length;
+      if (leases.length === 0) continue;
+      try {
+        await orphans.onOrphaned(leases);
+      } catch (err) {
+        // Their revocations are queued with the claim: the revocation worker finishes them.
+        result.failures += leases.length;
+        this.opts.logger.warn({ err, leases: leases.map((l) => l.id) }, 'revoking orphaned leases failed');
+      }
+    }
   }
 
   /** Runs `handle` on every item concurrently; one failure does not stop the others. */

@@ -7,11 +7,12 @@
  *
  * | key | type | holds | TTL |
  * | --- | --- | --- | --- |
- * | `{svb}:task:<id>` | hash | one task, and its lease tally (`leaseCount`, `leaseRole:<role>`) | none while active; expiresAt + retention once ended/expired |
- * | `{svb}:lease:<id>` | hash | one lease | none while active or revoking; expiresAt + retention once revoked/expired/revoke_failed |
+ * | `{svb}:task:<id>` | hash | one task, its lease tally (`leaseCount`, `leaseRole:<role>`) and version (`leaseVersion`) | none while active; expiresAt + retention once ended/expired |
+ * | `{svb}:lease:<id>` | hash | one lease | none while pending, active or revoking; expiresAt + retention once revoked/expired/revoke_failed |
  * | `{svb}:active-tasks` | zset | active task ids by expiresAt | none; a task leaves when it ends |
  * | `{svb}:agent-tasks:<spiffeId>` | zset | one agent's active task ids by expiresAt | none; Redis drops it when empty |
  * | `{svb}:active-leases` | zset | active lease ids by expiresAt | none; a lease leaves when it ends |
+ * | `{svb}:active-leases:pending` | zset | pending lease ids (written, not yet activated) by write time | none; a lease leaves when activated, ended or claimed as an orphan |
  * | `{svb}:revoked` | zset | deny list: lease ids revoked or being revoked, by expiresAt | none; members pruned once their expiresAt passes |
  * | `{svb}:idx:agent:<spiffeId>` | zset | one agent's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:task:<taskId>` | zset | one task's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
@@ -43,6 +44,7 @@ import {
   requirePageSize,
   requireRetentionSeconds,
   requireTime,
+  requireVersion,
   TASK_END_STATES,
   taskExists,
   validateEnd,
@@ -50,6 +52,7 @@ import {
   validateNewTask,
 } from './lease-records.js';
 import type {
+  ActivateLeaseResult,
   Lease,
   LeaseEndState,
   LeaseFilter,
@@ -59,6 +62,7 @@ import type {
   RevocationPage,
   LeaseState,
   LeaseStore,
+  PutLeaseOptions,
   PutLeaseResult,
   RevokeOutcome,
   Task,
@@ -75,6 +79,8 @@ const SCRIPT_NAMES = [
   'create-task',
   'end-task',
   'put-lease',
+  'activate-lease',
+  'claim-orphaned-leases',
   'mark-lease-ended',
   'mark-revoke-outcome',
   'claim-expired-leases',
@@ -127,9 +133,12 @@ const SCRIPT_CODES = new Map<number, ScriptCode>([
   [-8, 'lease_not_active'],
   [-9, 'lease_not_revoking'],
   [-10, 'agent_quarantined'],
+  [-11, 'task_changed'],
+  [-12, 'lease_not_pending'],
 ]);
 type ScriptCode =
   | PutLeaseResult
+  | ActivateLeaseResult
   | 'lease_exists'
   | 'task_exists'
   | 'lease_not_found'
@@ -143,7 +152,18 @@ const PUT_LEASE_RESULTS: readonly PutLeaseResult[] = [
   'task_expired',
   'lease_exceeds_task',
   'agent_quarantined',
+  'task_changed',
 ];
+const ACTIVATE_RESULTS: readonly ActivateLeaseResult[] = [
+  'ok',
+  'lease_not_found',
+  'lease_not_pending',
+  'task_not_found',
+  'task_not_active',
+  'task_expired',
+];
+const isActivateResult = (code: ScriptCode): code is ActivateLeaseResult =>
+  (ACTIVATE_RESULTS as readonly string[]).includes(code);
 const isPutLeaseResult = (code: ScriptCode): code is PutLeaseResult =>
   (PUT_LEASE_RESULTS as readonly string[]).includes(code);
 
@@ -232,7 +252,14 @@ function listOf(reply: unknown): unknown[] {
   return reply;
 }
 
-const LEASE_STATES: readonly LeaseState[] = ['active', 'revoking', 'revoked', 'expired', 'revoke_failed'];
+const LEASE_STATES: readonly LeaseState[] = [
+  'pending',
+  'active',
+  'revoking',
+  'revoked',
+  'expired',
+  'revoke_failed',
+];
 const TASK_STATES: readonly TaskState[] = ['active', 'ended', 'expired'];
 
 function text(fields: Record<string, string>, name: string): string {
@@ -274,7 +301,7 @@ function leaseToFields(lease: Lease): string[] {
     'expiresAt',
     String(lease.expiresAt),
     'state',
-    'active',
+    lease.state,
   ];
 }
 
@@ -322,18 +349,26 @@ function taskToFields(task: Task): string[] {
 
 const LEASE_COUNT_FIELD = 'leaseCount';
 const LEASE_ROLE_FIELD = 'leaseRole:';
+const LEASE_VERSION_FIELD = 'leaseVersion';
+
+function countField(fields: Record<string, string>, name: string): number {
+  const count = Number(fields[name] ?? '0');
+  if (!Number.isSafeInteger(count) || count < 0) throw malformed(`field ${name} is not a count`);
+  return count;
+}
 
 /** The tally put-lease keeps in the task hash; undefined for a task written before it existed. */
 function leaseSummaryFromFields(fields: Record<string, string>): TaskLeaseSummary | undefined {
-  const raw = fields[LEASE_COUNT_FIELD];
-  if (raw === undefined) return undefined;
-  const count = Number(raw);
-  if (!Number.isSafeInteger(count) || count < 0) throw malformed(`field ${LEASE_COUNT_FIELD} is not a count`);
+  if (fields[LEASE_COUNT_FIELD] === undefined) return undefined;
   const roles = Object.keys(fields)
     .filter((f) => f.startsWith(LEASE_ROLE_FIELD))
     .map((f) => f.slice(LEASE_ROLE_FIELD.length))
     .sort();
-  return { count, roles };
+  return {
+    count: countField(fields, LEASE_COUNT_FIELD),
+    roles,
+    version: countField(fields, LEASE_VERSION_FIELD),
+  };
 }
 
 function labelsOf(raw: string): Record<string, string> {
@@ -391,6 +426,10 @@ class LeaseKeys {
   }
   get activeByBackend(): string {
     return `${this.tag}:active-leases:by-backend`;
+  }
+  /** Pending leases by write time; the scripts derive it from activeLeases (`<activeLeases>:pending`). */
+  get pendingLeases(): string {
+    return `${this.tag}:active-leases:pending`;
   }
   /** The revocation queue's zset (src/leases/redis-revocation-queue.ts); bulk revokes enqueue into it. */
   get revokeQueue(): string {
@@ -503,9 +542,10 @@ export class RedisLeaseStore implements LeaseStore {
     return this.guard(() => this.redis.zcount(this.keys.agentTasks(agent), `(${now}`, '+inf'));
   }
 
-  async putLease(lease: Lease, now: number): Promise<PutLeaseResult> {
+  async putLease(lease: Lease, now: number, opts: PutLeaseOptions = {}): Promise<PutLeaseResult> {
     validateNewLease(lease);
     requireTime('now', now);
+    requireVersion(opts.expectVersion);
     const k = this.keys;
     const reply = await this.run(
       'put-lease',
@@ -519,16 +559,67 @@ export class RedisLeaseStore implements LeaseStore {
         k.allLeases,
         k.quarantines,
       ],
-      [now, this.retentionMs, lease.id, lease.expiresAt, lease.agent, lease.backend, ...leaseToFields(lease)],
+      [
+        now,
+        this.retentionMs,
+        lease.id,
+        lease.expiresAt,
+        lease.agent,
+        lease.backend,
+        opts.expectVersion ?? '',
+        ...leaseToFields(lease),
+      ],
     );
     const result = interpretReply(reply, lease.id);
     if (result.kind === 'code' && isPutLeaseResult(result.code)) return result.code;
     throw malformed('unexpected reply from put-lease');
   }
 
+  async activateLease(id: string, taskId: string, now: number): Promise<ActivateLeaseResult> {
+    requireTime('now', now);
+    const k = this.keys;
+    const reply = await this.run('activate-lease', [k.lease(id), k.task(taskId), k.activeLeases], [id, now]);
+    const result = interpretReply(reply, id);
+    if (result.kind === 'code' && isActivateResult(result.code)) return result.code;
+    throw malformed('unexpected reply from activate-lease');
+  }
+
+  async claimOrphanedLeases(
+    writtenBefore: number,
+    limit: number,
+    opts: { reason: string; at: number; runAt: number },
+  ): Promise<Lease[]> {
+    requireTime('writtenBefore', writtenBefore);
+    requireLimit(limit);
+    requireTime('at', opts.at);
+    requireTime('runAt', opts.runAt);
+    if (limit === 0) return [];
+    const k = this.keys;
+    const reply = await this.run(
+      'claim-orphaned-leases',
+      [k.activeLeases, k.revoked, k.revokeQueue],
+      [k.tag, writtenBefore, limit, opts.reason, opts.at, opts.runAt],
+    );
+    return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
+  }
+
+  async pendingLeaseCount(): Promise<number> {
+    return this.guard(() => this.redis.zcard(this.keys.pendingLeases));
+  }
+
   async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
     const fields = await this.guard(() => this.redis.hgetall(this.keys.task(taskId)));
-    return leaseSummaryFromFields(fields);
+    if (Object.keys(fields).length === 0) return undefined;
+    const tallied = leaseSummaryFromFields(fields);
+    if (tallied !== undefined) return tallied;
+    // Written before the tally existed: summarize its leases. The version was read first, so a
+    // lease written meanwhile makes the decision's put-lease refuse (task_changed), never pass.
+    const leases = await this.listLeases({ taskId });
+    return {
+      count: leases.length,
+      roles: [...new Set(leases.map((l) => l.role))].sort(),
+      version: countField(fields, LEASE_VERSION_FIELD),
+    };
   }
 
   async getLease(id: string): Promise<Lease | undefined> {

@@ -3,11 +3,16 @@
  */
 export type TaskState = 'active' | 'ended' | 'expired';
 /**
+ * `pending`: written (with the minted credential's backend reference) but its credential has not
+ * left the broker: issuance writes every lease `pending`, writes the audit record, then activates
+ * it (activateLease). A `pending` lease nobody activates (the broker died, or the write landed
+ * after its caller gave up) is an orphan: the reaper claims it once it is older than
+ * `reaper.orphanAfterMs` (claimOrphanedLeases) and revokes it at its backend.
  * `revoking`: the broker has ended the lease (it left the active index and is on the deny list) but
  * the backend has not yet confirmed the revocation; a durable queue finishes it, moving the lease to
  * `revoked` or, once retries are spent, `revoke_failed` (markRevokeOutcome).
  */
-export type LeaseState = 'active' | 'revoking' | 'revoked' | 'expired' | 'revoke_failed';
+export type LeaseState = 'pending' | 'active' | 'revoking' | 'revoked' | 'expired' | 'revoke_failed';
 
 /** States markLeaseEnded moves an active lease to. */
 export type LeaseEndState = 'revoking' | 'revoked' | 'expired' | 'revoke_failed';
@@ -59,11 +64,34 @@ export interface TaskLeaseSummary {
   count: number;
   /** Their distinct roles, sorted. */
   roles: string[];
+  /**
+   * The task's lease version: bumped by every putLease of the task, so a decision that saw
+   * version N holds at the lease write only if the write still finds N (PutLeaseOptions).
+   */
+  version: number;
 }
 
 /** Result codes of putLease, from the Lua script's named negative codes. */
 export type PutLeaseResult =
-  'ok' | 'task_not_found' | 'task_not_active' | 'task_expired' | 'lease_exceeds_task' | 'agent_quarantined';
+  | 'ok'
+  | 'task_not_found'
+  | 'task_not_active'
+  | 'task_expired'
+  | 'lease_exceeds_task'
+  | 'agent_quarantined'
+  | 'task_changed';
+
+export interface PutLeaseOptions {
+  /**
+   * The task version the decision saw (TaskLeaseSummary.version). When given, the write is refused
+   * with `task_changed` if another lease of the task was written since: the decision is stale.
+   */
+  expectVersion?: number;
+}
+
+/** Result codes of activateLease. */
+export type ActivateLeaseResult =
+  'ok' | 'lease_not_found' | 'lease_not_pending' | 'task_not_found' | 'task_not_active' | 'task_expired';
 
 /**
  * Contract: durable, shared by every broker replica. Every state transition is atomic and happens
@@ -79,20 +107,41 @@ export interface LeaseStore {
   endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined>;
   /** Number of active tasks of an agent (for later budgets). */
   countActiveTasks(agent: string, now: number): Promise<number>;
-  /** Writes an active lease only if its task is active, unexpired at `now`, and lease.expiresAt <= task.expiresAt. */
-  putLease(lease: Lease, now: number): Promise<PutLeaseResult>;
+  /**
+   * Writes a lease only if its task is active, unexpired at `now`, lease.expiresAt <=
+   * task.expiresAt, no quarantine covers its agent and (opts.expectVersion) the task version is
+   * unchanged; all in one step. A new lease is `pending` (issuance: the broker activates it after
+   * the audit record) or `active` (written whole). Every write bumps the task version.
+   */
+  putLease(lease: Lease, now: number, opts?: PutLeaseOptions): Promise<PutLeaseResult>;
+  /**
+   * Flips a `pending` lease to `active`, only if its task is still active and unexpired at `now`
+   * (a task ended while the lease was pending never gains an active lease).
+   */
+  activateLease(id: string, taskId: string, now: number): Promise<ActivateLeaseResult>;
+  /**
+   * Claims up to `limit` `pending` leases written at or before `writtenBefore` (orphans: nobody
+   * activated them), moving each to `revoking` (deny-listed) and queueing its backend revocation
+   * in the same step; each is returned to exactly one caller.
+   */
+  claimOrphanedLeases(
+    writtenBefore: number,
+    limit: number,
+    opts: { reason: string; at: number; runAt: number },
+  ): Promise<Lease[]>;
+  /** Pending leases (written, not yet activated), from the pending set: one count, no listing. */
+  pendingLeaseCount(): Promise<number>;
   getLease(id: string): Promise<Lease | undefined>;
   listLeases(filter: LeaseFilter): Promise<Lease[]>;
   /**
-   * A task's lease count and roles from a tally kept as leases are put, in O(roles) instead of
-   * listing every lease (which made IssueCredential O(leases of the task)). Undefined means the
-   * task is unknown to the tally (not found, or written before the tally existed); the caller then
-   * summarizes listLeases({ taskId }).
+   * A task's lease count, roles and version from a tally kept as leases are put, in O(roles)
+   * instead of listing every lease (which made IssueCredential O(leases of the task)). A task
+   * written before the tally existed is summarized from its leases. Undefined: no such task.
    */
   taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined>;
   /**
-   * Atomically moves an active lease to `revoking`/`revoked`/`expired`/`revoke_failed`; returns the
-   * updated lease, or undefined if it was not active. `revoking` and `revoked` put the lease on the
+   * Atomically moves an active (or pending) lease to `revoking`/`revoked`/`expired`/`revoke_failed`;
+   * returns the updated lease, or undefined if it was neither. `revoking` and `revoked` put the lease on the
    * deny list (listRevokedUnexpired) at once.
    */
   markLeaseEnded(id: string, state: LeaseEndState, reason: string, at: number): Promise<Lease | undefined>;

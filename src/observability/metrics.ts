@@ -21,6 +21,8 @@ export interface BrokerGaugeSources {
   pendingApprovals(): Promise<number>;
   /** Active leases per backend name; backends without active leases may be left out. */
   activeLeasesByBackend(): Promise<Record<string, number>>;
+  /** Leases written but not yet activated (their credential has not left the broker). */
+  pendingLeases(): Promise<number>;
   pendingRevocations(): Promise<number>;
   activeQuarantines(): Promise<number>;
   /** Seconds since the last successful read of the invalidation feed (+Inf before the first read). */
@@ -62,6 +64,7 @@ export const REVOCATION_OUTCOMES = [
   'revoke_failed',
   'not_revocable',
   'expired',
+  'orphaned',
 ] as const;
 export type RevocationOutcome = (typeof REVOCATION_OUTCOMES)[number];
 
@@ -231,6 +234,9 @@ class AuditCounters {
         return this.revocation(event, 'not_revocable');
       case 'lease.expired':
         return this.revocation(event, 'expired');
+      case 'lease.orphaned':
+        // A pending lease nobody activated, revoked by the reaper (the record says how it went).
+        return this.revocation(event, 'orphaned');
       case 'quarantine.set':
         this.quarantines.inc({ trigger: this.bounded('trigger', shaped(event.trigger, CODE)) });
         return;
@@ -311,7 +317,12 @@ function shaped(value: unknown, shape: RegExp): string | undefined {
 }
 
 type SourceName =
-  'pending_approvals' | 'active_leases' | 'pending_revocations' | 'active_quarantines' | 'feed_lag';
+  | 'pending_approvals'
+  | 'active_leases'
+  | 'pending_leases'
+  | 'pending_revocations'
+  | 'active_quarantines'
+  | 'feed_lag';
 
 function registerGauges(
   registry: Registry,
@@ -358,6 +369,12 @@ function registerGauges(
       }
     },
   });
+  unlabelled(
+    'svid_broker_pending_leases',
+    'Leases written but not yet activated: issuances in flight, or orphans the reaper will revoke',
+    'pending_leases',
+    () => sources.pendingLeases(),
+  );
   unlabelled(
     'svid_broker_pending_revocations',
     'Backend revocations queued for retry (waiting or being worked)',

@@ -24,11 +24,13 @@ import type { X509Svid } from '../../src/identity/types.js';
 import { derToPem } from '../../src/identity/x509-verify.js';
 import { MemoryLeaseStore } from '../../src/leases/memory-lease-store.js';
 import type {
+  ActivateLeaseResult,
   Lease,
   LeaseFilter,
   LeasePage,
   LeaseSelector,
   LeaseStore,
+  PutLeaseOptions,
   PutLeaseResult,
   RevocationOutcome,
   RevocationPage,
@@ -89,10 +91,23 @@ class FlakyLeaseStore implements LeaseStore {
   countActiveTasks(agent: string, now: number): Promise<number> {
     return this.inner.countActiveTasks(agent, now);
   }
-  async putLease(lease: Lease, now: number): Promise<PutLeaseResult> {
+  async putLease(lease: Lease, now: number, opts?: PutLeaseOptions): Promise<PutLeaseResult> {
     this.putAttempts++;
     if (this.failPuts) throw unavailable('lease_store_unavailable', 'lease store unavailable');
-    return this.inner.putLease(lease, now);
+    return this.inner.putLease(lease, now, opts);
+  }
+  activateLease(id: string, taskId: string, now: number): Promise<ActivateLeaseResult> {
+    return this.inner.activateLease(id, taskId, now);
+  }
+  claimOrphanedLeases(
+    writtenBefore: number,
+    limit: number,
+    opts: { reason: string; at: number; runAt: number },
+  ): Promise<Lease[]> {
+    return this.inner.claimOrphanedLeases(writtenBefore, limit, opts);
+  }
+  pendingLeaseCount(): Promise<number> {
+    return this.inner.pendingLeaseCount();
   }
   getLease(id: string): Promise<Lease | undefined> {
     return this.inner.getLease(id);

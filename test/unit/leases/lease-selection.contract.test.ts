@@ -14,8 +14,6 @@ import { leaseMatches } from '../../../src/leases/lease-records.js';
 import { MemoryLeaseStore } from '../../../src/leases/memory-lease-store.js';
 import { MemoryRevocationQueue } from '../../../src/leases/memory-revocation-queue.js';
 import { createRedisClient, RedisLeaseStore } from '../../../src/leases/redis-lease-store.js';
-import { RedisRevocationQueue } from '../../../src/leases/redis-revocation-queue.js';
-import type { RevocationQueue } from '../../../src/leases/revocation-queue.js';
 import type {
   Lease,
   LeaseEndState,
@@ -25,60 +23,15 @@ import type {
   RevocationPage,
   Task,
 } from '../../../src/leases/types.js';
-import { MemoryQuarantineStore } from '../../../src/quarantine/memory-quarantine-store.js';
-import { RedisQuarantineStore } from '../../../src/quarantine/redis-quarantine-store.js';
-import type { Quarantine, QuarantineStore } from '../../../src/quarantine/types.js';
+import type { Quarantine } from '../../../src/quarantine/types.js';
 import { makeLease, makeTask, wallNow } from '../../support/lease-store-harness.js';
+import {
+  memorySelection,
+  redisSelection,
+  type MakeSelectionHarness,
+  type SelectionHarness,
+} from '../../support/selection-harness.js';
 import { randomPrefix, sharedRedis } from '../../support/redis-server.js';
-
-interface SelectionHarness {
-  store: LeaseStore;
-  /** The queue revokeSelected writes its jobs to. */
-  queue: RevocationQueue;
-  /** The quarantines put-lease checks. */
-  quarantines: QuarantineStore;
-  close(): Promise<void>;
-}
-
-type MakeSelectionHarness = () => Promise<SelectionHarness>;
-
-const memorySelection: MakeSelectionHarness = async () => {
-  const queue = new MemoryRevocationQueue();
-  const quarantines = new MemoryQuarantineStore();
-  const store = new MemoryLeaseStore({
-    revocations: queue,
-    quarantined: (agent, now) => quarantines.matchSync(agent, now) !== undefined,
-  });
-  return {
-    store,
-    queue,
-    quarantines,
-    close: async () => {
-      await store.close();
-      await queue.close();
-    },
-  };
-};
-
-const redisSelection: MakeSelectionHarness = async () => {
-  const server = await sharedRedis();
-  const prefix = randomPrefix();
-  const store = new RedisLeaseStore(createRedisClient(server.url), { prefix });
-  // The queue and the quarantine store find the lease store's keys through the prefix alone.
-  const side = createRedisClient(server.url);
-  const queue = new RedisRevocationQueue(side, { prefix });
-  const quarantines = new RedisQuarantineStore(side, { prefix });
-  await Promise.all([store.ping(), quarantines.ping()]);
-  return {
-    store,
-    queue,
-    quarantines,
-    close: async () => {
-      await store.close();
-      await side.quit();
-    },
-  };
-};
 
 const TD = 'example.org';
 const A = `spiffe://${TD}/agents/a`;
@@ -788,6 +741,7 @@ function describeSelectionContract(name: string, makeHarness: MakeSelectionHarne
           assert.deepEqual(await h.store.taskLeaseSummary(task.id), {
             count: c.allowed.length,
             roles: ['token/reader'],
+            version: c.allowed.length,
           });
           assert.equal((await h.store.listLeases({ taskId: task.id })).length, c.allowed.length);
         });

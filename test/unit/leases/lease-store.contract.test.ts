@@ -65,7 +65,7 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
 
       it('tallies the leases of a task, every state counted, roles distinct and sorted', async () => {
         const task = await activeTask();
-        assert.deepEqual(await store.taskLeaseSummary(task.id), { count: 0, roles: [] });
+        assert.deepEqual(await store.taskLeaseSummary(task.id), { count: 0, roles: [], version: 0 });
         const first = await activeLease(task, { role: 'vault/db' });
         await activeLease(task, { role: 'token/demo' });
         await activeLease(task, { role: 'vault/db' });
@@ -73,9 +73,10 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         assert.deepEqual(await store.taskLeaseSummary(task.id), {
           count: 3,
           roles: ['token/demo', 'vault/db'],
+          version: 3,
         });
         const other = await activeTask();
-        assert.deepEqual(await store.taskLeaseSummary(other.id), { count: 0, roles: [] });
+        assert.deepEqual(await store.taskLeaseSummary(other.id), { count: 0, roles: [], version: 0 });
         assert.equal(await store.taskLeaseSummary('no-such-task'), undefined);
       });
 

@@ -134,7 +134,7 @@ function describeReaper(name: string, makeHarness: MakeHarness): void {
       const result = await reaper(h.store).sweepOnce();
       await reaper(await h.replica()).sweepOnce();
 
-      assert.deepEqual(result, { tasksExpired: 1, leasesExpired: 0, failures: 0 });
+      assert.deepEqual(result, { tasksExpired: 1, leasesExpired: 0, leasesOrphaned: 0, failures: 0 });
       assert.deepEqual(expiredTasks, [
         { ...due, state: 'expired', endReason: 'expired', endedAt: now + 1000 },
       ]);
@@ -148,7 +148,7 @@ function describeReaper(name: string, makeHarness: MakeHarness): void {
       clock = now + 2000;
       const result = await reaper(h.store).sweepOnce();
 
-      assert.deepEqual(result, { tasksExpired: 0, leasesExpired: 5, failures: 1 });
+      assert.deepEqual(result, { tasksExpired: 0, leasesExpired: 5, leasesOrphaned: 0, failures: 1 });
       assert.deepEqual(
         [...backend.revoked].sort(),
         expired
@@ -164,14 +164,19 @@ function describeReaper(name: string, makeHarness: MakeHarness): void {
     it('after a restart, a new reaper revokes what expired while nothing ran', async () => {
       const { expired } = await seed();
       const before = reaper(h.store);
-      assert.deepEqual(await before.sweepOnce(), { tasksExpired: 0, leasesExpired: 0, failures: 0 });
+      assert.deepEqual(await before.sweepOnce(), {
+        tasksExpired: 0,
+        leasesExpired: 0,
+        leasesOrphaned: 0,
+        failures: 0,
+      });
       await before.stop();
 
       // Down for a while: the leases and the task expire with nobody watching.
       clock = now + 2 * 60 * 60_000;
       const after = reaper(await h.replica(), { batchSize: 4 });
       const result = await after.sweepOnce();
-      assert.deepEqual(result, { tasksExpired: 1, leasesExpired: 6, failures: 0 });
+      assert.deepEqual(result, { tasksExpired: 1, leasesExpired: 6, leasesOrphaned: 0, failures: 0 });
       assert.equal(backend.revoked.length, 6);
       for (const l of expired) assert.ok(backend.revoked.includes(l.id));
       assert.equal(expiredTasks.length, 1);
@@ -189,7 +194,7 @@ function describeReaper(name: string, makeHarness: MakeHarness): void {
       assert.equal(backend.revoked.length, expired.length);
       assert.deepEqual(
         logger.entries.filter((e) => e.level === 'info').map((e) => e.obj),
-        [{ tasksExpired: 0, leasesExpired: 5, failures: 0 }],
+        [{ tasksExpired: 0, leasesExpired: 5, leasesOrphaned: 0, failures: 0 }],
       );
 
       // Stopped: a lease expiring now stays for the next reaper.

@@ -64,6 +64,7 @@ function sources(overrides: Partial<BrokerGaugeSources> = {}): BrokerGaugeSource
   return {
     pendingApprovals: async () => 2,
     activeLeasesByBackend: async () => ({ token: 3 }),
+    pendingLeases: async () => 2,
     pendingRevocations: async () => 1,
     activeQuarantines: async () => 0,
     feedLagSeconds: () => 0.5,
