@@ -55,6 +55,7 @@ const request: PolicyRequest = {
     authMethod: 'x509',
     taskAgeSeconds: 10,
     taskRoles: [],
+    taskBackends: [],
     taskCredentialCount: 0,
     intent: 'bench',
     approved: false,

@@ -195,6 +195,7 @@ function issue(
       authMethod: 'x509',
       taskAgeSeconds: 10,
       taskRoles: [],
+      taskBackends: [],
       taskCredentialCount: 0,
       approved: false,
       approvalCount: 0,

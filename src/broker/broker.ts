@@ -452,6 +452,7 @@ export class Broker {
         authMethod: caller.authMethod,
         taskAgeSeconds: Math.max(0, Math.floor((now - task.createdAt) / 1000)),
         taskRoles: summary.roles,
+        taskBackends: [...new Set(summary.roles.map((r) => r.split('/')[0] ?? r))].sort(),
         taskCredentialCount: summary.count,
         approved,
         approvalCount: approved ? (open?.approvals.length ?? 0) : 0,

@@ -329,6 +329,7 @@ function defaultContext(action: PolicyAction, sensitivity: string): Record<strin
         authMethod: 'x509',
         taskAgeSeconds: 0,
         taskRoles: [],
+        taskBackends: [],
         taskCredentialCount: 0,
         approved: false,
         approvalCount: 0,

@@ -36,21 +36,25 @@ const sensitivity = fc.constantFrom<RoleDefinition['sensitivity']>(
 const roleDef = fc
   .record({ name: roleName, environments: fc.uniqueArray(environment, { maxLength: 3 }), sensitivity })
   .map(({ name, environments, sensitivity: s }) => role(name, { environments, sensitivity: s }));
-const issueContext = fc.record({
-  environment,
-  ttlSeconds: fc.integer({ min: 0, max: 2 * 86400 }),
-  changeType: fc.constantFrom('read', 'write', 'destructive', 'admin'),
-  sensitivity,
-  taskRoles: fc.uniqueArray(fc.constantFrom(...EXAMPLE_ROLES), { maxLength: 3 }),
-  approved: fc.boolean(),
-  breakGlass: fc.boolean(),
-});
+const issueContext = fc
+  .record({
+    environment,
+    ttlSeconds: fc.integer({ min: 0, max: 2 * 86400 }),
+    changeType: fc.constantFrom('read', 'write', 'destructive', 'admin'),
+    sensitivity,
+    taskRoles: fc.uniqueArray(fc.constantFrom(...EXAMPLE_ROLES), { maxLength: 3 }),
+    approved: fc.boolean(),
+    breakGlass: fc.boolean(),
+  })
+  // The broker derives taskBackends from taskRoles (`<backend>/<name>`).
+  .map((c) => ({ ...c, taskBackends: [...new Set(c.taskRoles.map((r) => r.split('/')[0] ?? r))] }));
 type IssueContext = {
   environment: string;
   ttlSeconds: number;
   changeType: string;
   sensitivity: string;
   taskRoles: string[];
+  taskBackends: string[];
   approved: boolean;
   breakGlass: boolean;
 };
@@ -96,6 +100,12 @@ function model(who: string, r: RoleDefinition, c: IssueContext): { allow: boolea
       c.environment === 'prod' &&
         (r.name === 'token/secrets-read' || r.backend === 'vault') &&
         c.taskRoles.includes('token/logs-read'),
+    ],
+    [
+      'prod-no-logs-after-secrets',
+      c.environment === 'prod' &&
+        r.name === 'token/logs-read' &&
+        (c.taskRoles.includes('token/secrets-read') || c.taskBackends.includes('vault')),
     ],
     [
       'prod-destructive-needs-approval',

@@ -186,8 +186,27 @@ const CASES: Case[] = [
     expect: allow('demo-agent-read-logs-and-secrets'),
   },
   {
-    name: 'prod logs after prod secrets (the rule is one way)',
-    request: issueRequest(DEMO_AGENT, LOGS, { ...prod, taskRoles: ['token/secrets-read'] }),
+    name: 'prod logs after prod secrets: denied too (the pair is forbidden in either order)',
+    request: issueRequest(DEMO_AGENT, LOGS, {
+      ...prod,
+      taskRoles: ['token/secrets-read'],
+      taskBackends: ['token'],
+    }),
+    expect: deny('prod-no-logs-after-secrets'),
+  },
+  {
+    name: 'prod logs after a vault role: denied',
+    request: issueRequest(DEMO_AGENT, LOGS, {
+      ...prod,
+      taskRoles: ['vault/db-readonly'],
+      taskBackends: ['vault'],
+      breakGlass: true,
+    }),
+    expect: deny('prod-no-logs-after-secrets'),
+  },
+  {
+    name: 'dev logs after dev secrets',
+    request: issueRequest(DEMO_AGENT, LOGS, { taskRoles: ['token/secrets-read'], taskBackends: ['token'] }),
     expect: allow('demo-agent-read-logs-and-secrets'),
   },
   {

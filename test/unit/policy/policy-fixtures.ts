@@ -58,6 +58,7 @@ export function issueContext(overrides: Record<string, ContextValue> = {}): Reco
     authMethod: 'x509',
     taskAgeSeconds: 10,
     taskRoles: [],
+    taskBackends: [],
     taskCredentialCount: 0,
     intent: 'unit test',
     approved: false,
