@@ -4,7 +4,8 @@
  * started through startBroker() with the production defaults (fsync'd audit file, reaper every
  * second, log level warn: nothing is logged per request at info either).
  *
- * Started by bench/run.ts as `node --import tsx bench/broker-process.ts [config-overrides-json]`.
+ * Started by bench/run.ts as `node --import tsx bench/broker-process.ts [config-overrides-json]`
+ * (overrides: fsync, logLevel, and issuance: the Broker's issuance safeguards, for the ledger rows).
  * Prints one JSON line on stdout once serving ({ pid, grpcPort, httpPort, endpoints, ... }), then
  * shuts everything down when its stdin closes (so a driver that dies never leaves it behind).
  */
@@ -18,6 +19,7 @@ import { devRoles } from '../src/dev/dev-stack.js';
 import { LocalCa } from '../src/dev/local-ca.js';
 import { spawnRedisServer } from '../src/dev/redis-process.js';
 import { WorkloadApiServer } from '../src/dev/workload-api-server.js';
+import type { IssuanceSafeguards } from '../src/broker/broker.js';
 import { createLogger, startBroker } from '../src/main.js';
 import { packageRoot } from '../src/package-root.js';
 
@@ -86,7 +88,9 @@ async function main(): Promise<void> {
       log: { level: (overrides.logLevel as string | undefined) ?? 'warn' },
       roles: devRoles(),
     });
-    const broker = await startBroker({ config, logger });
+    // The ledger comparison (bench/run.ts) starts variants with issuance safeguards off.
+    const issuance = overrides.issuance as IssuanceSafeguards | undefined;
+    const broker = await startBroker({ config, logger, ...(issuance ? { issuance } : {}) });
     closers.push(() => broker.close());
 
     const info: BrokerProcessInfo = {

@@ -27,6 +27,10 @@
  *          --tsx (run the broker from source under tsx instead of compiling it; quicker to iterate)
  *          --node-arg=ARG (repeatable: extra node/V8 flag for the broker process, e.g. --node-arg=--trace-deopt)
  *          --broker-stdout=FILE (what the broker prints on stdout besides its ports; default: this stderr)
+ *          --no-ledger-compare (skip the issuance rows with the ledger safeguards off: `issue-old` is the
+ *            broker before the decision-consistency change and two-phase leases (no task version
+ *            check, the lease written active at once), `issue-ver` has the version check only; each
+ *            runs in a broker process of its own, measured in the same interleaved rounds)
  *          --no-policy-scale, --no-vault, --no-incident (skip the policy-scale, Vault or incident-response
  *            section after the main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident>.ts`)
  */
@@ -89,6 +93,7 @@ interface Options {
   brokerStdout: string | undefined;
   tsx: boolean;
   rssDetail: boolean;
+  ledgerCompare: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -105,6 +110,7 @@ function parseOptions(argv: string[]): Options {
     brokerStdout: undefined,
     tsx: false,
     rssDetail: false,
+    ledgerCompare: true,
   };
   const num = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -154,6 +160,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case 'rss-detail':
         opts.rssDetail = true;
+        break;
+      case 'no-ledger-compare':
+        opts.ledgerCompare = false;
         break;
       case 'no-policy-scale':
       case 'no-vault':
@@ -221,7 +230,26 @@ function buildBroker(): { script: string; dir: string } {
   }
 }
 
-async function startBrokerChild(opts: Options): Promise<BrokerChild> {
+/** The issuance safeguards of a broker variant (Broker's `issuance` option), for the ledger comparison. */
+interface LedgerVariant {
+  scenario: string;
+  issuance: { versionCheck: boolean; twoPhase: boolean };
+  label: string;
+}
+const LEDGER_VARIANTS: readonly LedgerVariant[] = [
+  {
+    scenario: 'issue-old',
+    issuance: { versionCheck: false, twoPhase: false },
+    label: 'before: no task version check, lease written active at once (one Redis write)',
+  },
+  {
+    scenario: 'issue-ver',
+    issuance: { versionCheck: true, twoPhase: false },
+    label: 'the task version check only (decision consistency), lease written active at once',
+  },
+];
+
+async function startBrokerChild(opts: Options, variant?: LedgerVariant): Promise<BrokerChild> {
   let script = fileURLToPath(new URL('./broker-process.ts', import.meta.url));
   let buildDir: string | undefined;
   const nodeArgs: string[] = [];
@@ -231,7 +259,11 @@ async function startBrokerChild(opts: Options): Promise<BrokerChild> {
   nodeArgs.push(...opts.nodeArgs);
   const child: ChildProcess = spawn(
     process.execPath,
-    [...nodeArgs, script, JSON.stringify({ fsync: opts.fsync })],
+    [
+      ...nodeArgs,
+      script,
+      JSON.stringify({ fsync: opts.fsync, ...(variant ? { issuance: variant.issuance } : {}) }),
+    ],
     {
       stdio: ['pipe', 'pipe', 'inherit'],
     },
@@ -462,41 +494,82 @@ function summarize(scenario: string, concurrency: number, samples: Sample[]): Re
 // Main
 // ---------------------------------------------------------------------------------------------------------
 
+/** The load a driver puts on one broker child: its own demo SVID, channels and one task per worker. */
+interface Driver {
+  conns: Connections;
+  source: X509Source;
+  issuance: Op;
+  baseline: Op;
+  close(): void;
+}
+
+async function startDriver(info: BrokerProcessInfo, opts: Options, guarded: (op: Op) => Op): Promise<Driver> {
+  const source = await X509Source.create({ endpoint: info.endpoints.demo as string, timeoutMs: 10_000 });
+  const c = new Connections(`127.0.0.1:${info.grpcPort}`, source, opts.channels);
+  const { service } = loadBrokerProto();
+  const beginTask = service.BeginTask as unknown as AnyMethod;
+  const issueCredential = service.IssueCredential as unknown as AnyMethod;
+  const healthCheck = healthService.Check as unknown as AnyMethod;
+
+  // One task per worker, begun outside the measurement; `--leases-per-task` rotates them.
+  const maxWorkers = Math.max(...opts.concurrencies);
+  const tasks: string[] = [];
+  const issuedOnTask: number[] = [];
+  const newTask = async (worker: number): Promise<string> => {
+    const req: Partial<BeginTaskRequestMsg> = {
+      environment: 'dev',
+      intent: `bench worker ${worker}`,
+      ttl_seconds: 3600,
+      labels: { bench: 'run' },
+    };
+    const task = await c.call<TaskMsg>(worker, beginTask, req);
+    tasks[worker] = task.task_id;
+    issuedOnTask[worker] = 0;
+    return task.task_id;
+  };
+  await Promise.all(Array.from({ length: maxWorkers }, (_, w) => newTask(w)));
+
+  const baseline: Op = guarded(async (worker) => {
+    await c.call(worker, healthCheck, { service: '' });
+  });
+  const issuance: Op = guarded(async (worker) => {
+    if (opts.leasesPerTask > 0 && (issuedOnTask[worker] ?? 0) >= opts.leasesPerTask) await newTask(worker);
+    const req: Partial<IssueCredentialRequestMsg> = {
+      task_id: tasks[worker] as string,
+      role: 'token/demo',
+      ttl_seconds: 300,
+      sensitivity: 'internal',
+      change_type: 'read',
+      justification: 'benchmark',
+      tool: 'bench',
+    };
+    const res = await c.call<IssueCredentialResponseMsg>(worker, issueCredential, req);
+    if (!res.credential?.token) throw new Error('IssueCredential returned no token');
+    issuedOnTask[worker] = (issuedOnTask[worker] ?? 0) + 1;
+  });
+  return {
+    conns: c,
+    source,
+    issuance,
+    baseline,
+    close() {
+      c.close();
+      source.close();
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const began = performance.now();
   const broker = await startBrokerChild(opts);
-  let source: X509Source | undefined;
-  let conns: Connections | undefined;
+  const variants = opts.ledgerCompare ? LEDGER_VARIANTS : [];
+  const others: Array<{ variant: LedgerVariant; child: BrokerChild; driver?: Driver }> = [];
+  let driver: Driver | undefined;
   let failure: unknown;
   try {
+    for (const variant of variants) others.push({ variant, child: await startBrokerChild(opts, variant) });
     const { info } = broker;
-    source = await X509Source.create({ endpoint: info.endpoints.demo as string, timeoutMs: 10_000 });
-    conns = new Connections(`127.0.0.1:${info.grpcPort}`, source, opts.channels);
-    const c = conns;
-
-    const { service } = loadBrokerProto();
-    const beginTask = service.BeginTask as unknown as AnyMethod;
-    const issueCredential = service.IssueCredential as unknown as AnyMethod;
-    const healthCheck = healthService.Check as unknown as AnyMethod;
-
-    // One task per worker, begun outside the measurement; `--leases-per-task` rotates them.
-    const maxWorkers = Math.max(...opts.concurrencies);
-    const tasks: string[] = [];
-    const issuedOnTask: number[] = [];
-    const newTask = async (worker: number): Promise<string> => {
-      const req: Partial<BeginTaskRequestMsg> = {
-        environment: 'dev',
-        intent: `bench worker ${worker}`,
-        ttl_seconds: 3600,
-        labels: { bench: 'run' },
-      };
-      const task = await c.call<TaskMsg>(worker, beginTask, req);
-      tasks[worker] = task.task_id;
-      issuedOnTask[worker] = 0;
-      return task.task_id;
-    };
-    await Promise.all(Array.from({ length: maxWorkers }, (_, w) => newTask(w)));
 
     let errors = 0;
     let firstError: unknown;
@@ -510,25 +583,20 @@ async function main(): Promise<void> {
           firstError ??= err;
         }
       };
-
-    const baseline: Op = guarded(async (worker) => {
-      await c.call(worker, healthCheck, { service: '' });
-    });
-    const issuance: Op = guarded(async (worker) => {
-      if (opts.leasesPerTask > 0 && (issuedOnTask[worker] ?? 0) >= opts.leasesPerTask) await newTask(worker);
-      const req: Partial<IssueCredentialRequestMsg> = {
-        task_id: tasks[worker] as string,
-        role: 'token/demo',
-        ttl_seconds: 300,
-        sensitivity: 'internal',
-        change_type: 'read',
-        justification: 'benchmark',
-        tool: 'bench',
-      };
-      const res = await c.call<IssueCredentialResponseMsg>(worker, issueCredential, req);
-      if (!res.credential?.token) throw new Error('IssueCredential returned no token');
-      issuedOnTask[worker] = (issuedOnTask[worker] ?? 0) + 1;
-    });
+    driver = await startDriver(info, opts, guarded);
+    for (const other of others) other.driver = await startDriver(other.child.info, opts, guarded);
+    const { baseline, issuance } = driver;
+    // Every scenario of a round, in order: the baseline and the issuance on the main broker, then
+    // the issuance on each variant broker (each its own process, so CPU is counted per process).
+    const scenarios = [
+      { name: 'baseline', op: baseline, pid: info.pid },
+      { name: 'issuance', op: issuance, pid: info.pid },
+      ...others.map((o) => ({
+        name: o.variant.scenario,
+        op: (o.driver as Driver).issuance,
+        pid: o.child.info.pid,
+      })),
+    ];
 
     // RSS: once idle after startup, sampled every 100 ms under load, at the end, and the kernel's peak.
     const rssIdle = procRss(info.pid)?.rss;
@@ -540,15 +608,13 @@ async function main(): Promise<void> {
     const roundMs = (opts.durationS * 1000) / opts.rounds;
     for (const concurrency of opts.concurrencies) {
       // Warm-up: connections, JIT, Redis scripts, the wasm module, the audit file.
-      await runFor(concurrency, opts.warmupS * 1000, baseline, info.pid);
-      await runFor(concurrency, opts.warmupS * 1000, issuance, info.pid);
-      const samples: { baseline: Sample[]; issuance: Sample[] } = { baseline: [], issuance: [] };
+      for (const sc of scenarios) await runFor(concurrency, opts.warmupS * 1000, sc.op, sc.pid);
+      const samples = new Map<string, Sample[]>(scenarios.map((sc) => [sc.name, []]));
       for (let round = 0; round < opts.rounds; round++) {
-        samples.baseline.push(await runFor(concurrency, roundMs, baseline, info.pid));
-        samples.issuance.push(await runFor(concurrency, roundMs, issuance, info.pid));
+        for (const sc of scenarios)
+          samples.get(sc.name)?.push(await runFor(concurrency, roundMs, sc.op, sc.pid));
       }
-      results.push(summarize('baseline', concurrency, samples.baseline));
-      results.push(summarize('issuance', concurrency, samples.issuance));
+      for (const sc of scenarios) results.push(summarize(sc.name, concurrency, samples.get(sc.name) ?? []));
     }
     if (errors > 0) {
       throw new Error(
@@ -562,16 +628,37 @@ async function main(): Promise<void> {
     const leasesIssued = results.filter((r) => r.scenario === 'issuance').reduce((n, r) => n + r.count, 0);
     const rss = { idle: rssIdle, loadMax: rssLoadMax || undefined, end: rssNow, peak: proc?.peak };
     report(opts, results, rss, leasesIssued, performance.now() - began);
+    reportLedger(opts, results, variants);
     if (opts.rssDetail) await printRssDetail(info.pid, info.httpPort);
   } catch (err) {
     failure = err;
   } finally {
-    conns?.close();
-    source?.close();
-    await broker.stop();
+    driver?.close();
+    for (const o of others) o.driver?.close();
+    await Promise.all([broker.stop(), ...others.map((o) => o.child.stop())]);
   }
   if (failure !== undefined) throw failure;
   if (opts.profileDir) console.log(`\nbroker CPU profile written to ${opts.profileDir}`);
+}
+
+/** The issuance figures before and after the ledger safeguards, side by side (same run, same rounds). */
+function reportLedger(opts: Options, results: Result[], variants: readonly LedgerVariant[]): void {
+  if (variants.length === 0) return;
+  const fx = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  console.log('\nledger safeguards (task version check, two-phase lease), issuance rows above:');
+  for (const v of variants) console.log(`  ${v.scenario.padEnd(10)} ${v.label}`);
+  console.log(
+    `  ${'issuance'.padEnd(10)} after: version check in put-lease, lease written pending then activated`,
+  );
+  for (const concurrency of opts.concurrencies) {
+    const after = results.find((r) => r.scenario === 'issuance' && r.concurrency === concurrency);
+    const before = results.find((r) => r.scenario === 'issue-old' && r.concurrency === concurrency);
+    if (!after || !before) continue;
+    console.log(
+      `  at concurrency ${concurrency}: after/before throughput ${fx(after.rps / before.rps)}x, ` +
+        `p50 ${fx(after.p50 / before.p50)}x, p99 ${fx(after.p99 / before.p99)}x`,
+    );
+  }
 }
 
 function report(

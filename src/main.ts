@@ -9,7 +9,12 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
-import { Broker, type IncidentHooks, type ScreenedRequest } from './broker/broker.js';
+import {
+  Broker,
+  type IncidentHooks,
+  type IssuanceSafeguards,
+  type ScreenedRequest,
+} from './broker/broker.js';
 import { QuarantineAdmin } from './broker/quarantine-admin.js';
 import type { BrokerError } from './errors.js';
 import { MemoryInvalidationFeed } from './feed/memory-feed.js';
@@ -84,6 +89,8 @@ export interface StartBrokerOptions {
   now?: () => number;
   /** Seconds between signing-key rotations, for tests. */
   keyRotationSeconds?: number;
+  /** The bench's ledger comparison only (Broker's `issuance`): production keeps both safeguards on. */
+  issuance?: IssuanceSafeguards;
 }
 
 export interface RunningBroker {
@@ -460,6 +467,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       incidents,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.issuance ? { issuance: opts.issuance } : {}),
     });
     const admin = new BrokerAdmin({
       approvals,

@@ -315,7 +315,8 @@ describe('broker metrics', () => {
         role: (v) => [...ROLES.keys(), 'other'].includes(v),
         reason: (v) => /^[a-z][a-z0-9_]*$/.test(v),
         action: (v) => /^[A-Z][A-Za-z]*$/.test(v) || v === 'other',
-        outcome: (v) => ['revoked', 'queued', 'revoke_failed', 'not_revocable', 'expired'].includes(v),
+        outcome: (v) =>
+          ['revoked', 'queued', 'revoke_failed', 'not_revocable', 'expired', 'orphaned'].includes(v),
         trigger: (v) => /^[a-z][a-z0-9_]*$/.test(v),
       };
       const ours = parse(text).filter((s) =>
