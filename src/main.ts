@@ -450,6 +450,10 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       audit,
       approvals,
       approvalTtlSeconds: config.approvals.ttlSeconds,
+      approvalCaps: {
+        perAgent: config.approvals.maxOpenPerAgent,
+        perTask: config.approvals.maxOpenPerTask,
+      },
       breakGlass,
       budgets,
       budgetLimits: config.budgets,

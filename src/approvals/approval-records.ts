@@ -4,7 +4,14 @@
  */
 import { BrokerError, failedPrecondition, invalidArgument } from '../errors.js';
 import { requireTime } from '../leases/lease-records.js';
-import type { ApprovalDecisionRecord, ApprovalRequest, ApprovalState, BreakGlassGrant } from './types.js';
+import type {
+  ApprovalDecisionRecord,
+  ApprovalRequest,
+  ApprovalState,
+  BreakGlassGrant,
+  CreateApprovalResult,
+  OpenApprovalCaps,
+} from './types.js';
 
 export { DEFAULT_RETENTION_SECONDS, requireRetentionSeconds, requireTime } from '../leases/lease-records.js';
 
@@ -95,6 +102,22 @@ export function withEffectiveState(r: ApprovalRequest, now: number): ApprovalReq
 export function byNewest(a: ApprovalRequest, b: ApprovalRequest): number {
   return b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
 }
+
+/** Open-request caps are non-negative integers (0: no cap). */
+export function requireCaps(caps: OpenApprovalCaps): void {
+  for (const [name, value] of Object.entries(caps)) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0))
+      throw invalidArgument(`caps.${name}`, 'must be a non-negative integer');
+  }
+}
+
+const CREATE_RESULTS: readonly CreateApprovalResult[] = [
+  'ok',
+  'too_many_open_for_agent',
+  'too_many_open_for_task',
+];
+export const isCreateResult = (code: string): code is CreateApprovalResult =>
+  (CREATE_RESULTS as readonly string[]).includes(code);
 
 /** Ids are never reused: overwriting a decided request would reopen it. */
 export const approvalExists = (id: string): BrokerError =>

@@ -10,6 +10,7 @@ import {
   decisionRecord,
   DEFAULT_RETENTION_SECONDS,
   isOpen,
+  requireCaps,
   requireRetentionSeconds,
   requireTime,
   validateDecision,
@@ -17,7 +18,14 @@ import {
   withEffectiveState,
 } from './approval-records.js';
 import { invalidArgument } from '../errors.js';
-import type { ApprovalRequest, ApprovalState, ApprovalStore, DecideOutcome } from './types.js';
+import type {
+  ApprovalRequest,
+  ApprovalState,
+  ApprovalStore,
+  CreateApprovalResult,
+  DecideOutcome,
+  OpenApprovalCaps,
+} from './types.js';
 
 export interface MemoryApprovalStoreOptions {
   /** How long a request stays readable after its expiresAt. Default 7 days. */
@@ -36,11 +44,19 @@ export class MemoryApprovalStore implements ApprovalStore {
     this.clock = opts.clock ?? Date.now;
   }
 
-  async create(request: ApprovalRequest): Promise<void> {
+  async create(request: ApprovalRequest, caps: OpenApprovalCaps = {}): Promise<CreateApprovalResult> {
     validateNewApproval(request);
+    requireCaps(caps);
     this.dropRetired();
     if (this.requests.has(request.id)) throw approvalExists(request.id);
+    // Same order of checks as create-approval-6.lua.
+    const open = [...this.requests.values()].filter((r) => isOpen(r, request.createdAt));
+    const over = (cap: number | undefined, mine: (r: ApprovalRequest) => boolean): boolean =>
+      (cap ?? 0) > 0 && open.filter(mine).length >= (cap ?? 0);
+    if (over(caps.perAgent, (r) => r.requester === request.requester)) return 'too_many_open_for_agent';
+    if (over(caps.perTask, (r) => r.taskId === request.taskId)) return 'too_many_open_for_task';
     this.requests.set(request.id, structuredClone(request));
+    return 'ok';
   }
 
   async get(id: string, now: number): Promise<ApprovalRequest | undefined> {

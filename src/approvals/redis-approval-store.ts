@@ -26,6 +26,8 @@ import {
   byNewest,
   decisionRecord,
   DEFAULT_RETENTION_SECONDS,
+  isCreateResult,
+  requireCaps,
   requireRetentionSeconds,
   requireTime,
   validateDecision,
@@ -38,7 +40,9 @@ import type {
   ApprovalRequest,
   ApprovalState,
   ApprovalStore,
+  CreateApprovalResult,
   DecideOutcome,
+  OpenApprovalCaps,
 } from './types.js';
 
 // Shipped next to this module; the build must copy src/approvals/lua/ to dist (as for leases).
@@ -72,7 +76,13 @@ function malformed(what: string): BrokerError {
 }
 
 /** Named codes the scripts return; each script's header lists the ones it can return. */
-type ScriptCode = DecideOutcome | 'approval_exists' | 'digest_mismatch' | 'corrupt' | 'ok';
+type ScriptCode =
+  | DecideOutcome
+  | 'approval_exists'
+  | 'digest_mismatch'
+  | 'corrupt'
+  | 'ok'
+  | Exclude<CreateApprovalResult, 'ok'>;
 const SCRIPT_CODES = new Map<number, ScriptCode>([
   [1, 'approved'],
   [2, 'recorded'],
@@ -85,6 +95,8 @@ const SCRIPT_CODES = new Map<number, ScriptCode>([
   [-6, 'approval_exists'],
   [-8, 'digest_mismatch'],
   [-9, 'corrupt'],
+  [-10, 'too_many_open_for_agent'],
+  [-11, 'too_many_open_for_task'],
 ]);
 
 /** Codes that are an answer; the others are thrown by interpretReply. */
@@ -213,6 +225,8 @@ class ApprovalKeys {
   get all(): string {
     return `${this.tag}:approvals:all`;
   }
+  openOfAgent = (agent: string): string => `${this.tag}:approvals:open:agent:${agent}`;
+  openOfTask = (taskId: string): string => `${this.tag}:approvals:open:task:${taskId}`;
 }
 
 export class RedisApprovalStore implements ApprovalStore {
@@ -245,15 +259,34 @@ export class RedisApprovalStore implements ApprovalStore {
     return this.keys.tag;
   }
 
-  async create(request: ApprovalRequest): Promise<void> {
+  async create(request: ApprovalRequest, caps: OpenApprovalCaps = {}): Promise<CreateApprovalResult> {
     validateNewApproval(request);
+    requireCaps(caps);
     const k = this.keys;
     const reply = await this.scripts.run(
       'create-approval',
-      [k.request(request.id), k.digest(request.digest), k.pending, k.all],
-      [request.id, request.createdAt, request.expiresAt, this.retentionMs, ...requestToFields(request)],
+      [
+        k.request(request.id),
+        k.digest(request.digest),
+        k.pending,
+        k.all,
+        k.openOfAgent(request.requester),
+        k.openOfTask(request.taskId),
+      ],
+      [
+        request.id,
+        request.createdAt,
+        request.expiresAt,
+        this.retentionMs,
+        k.tag,
+        caps.perAgent ?? 0,
+        caps.perTask ?? 0,
+        ...requestToFields(request),
+      ],
     );
-    interpretReply(reply, request.id, 'ok');
+    const result = interpretReply(reply, request.id, 'ok');
+    if (result.kind === 'code' && isCreateResult(result.code)) return result.code;
+    throw malformed('unexpected reply from create-approval');
   }
 
   async get(id: string, now: number): Promise<ApprovalRequest | undefined> {
@@ -325,7 +358,7 @@ export class RedisApprovalStore implements ApprovalStore {
       return { outcome: 'not_found' };
     }
     const outcome = result.code;
-    if (outcome === undefined || outcome === 'ok' || outcome === 'digest_mismatch') {
+    if (outcome === undefined || outcome === 'digest_mismatch' || isCreateResult(outcome)) {
       throw malformed('unexpected reply from decide-approval');
     }
     return { outcome, request: withEffectiveState(requestFromFields(result.fields), decision.at) };

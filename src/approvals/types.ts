@@ -54,9 +54,20 @@ export type DecideOutcome =
   /** This approver already approved it. */
   | 'duplicate_approver';
 
+/** Caps on open requests (pending or approved, unexpired); 0 or absent: no cap. */
+export interface OpenApprovalCaps {
+  perAgent?: number;
+  perTask?: number;
+}
+
+export type CreateApprovalResult = 'ok' | 'too_many_open_for_agent' | 'too_many_open_for_task';
+
 export interface ApprovalStore {
-  /** Stores a new pending request (state 'pending', no approvals). */
-  create(request: ApprovalRequest): Promise<void>;
+  /**
+   * Stores a new pending request (state 'pending', no approvals), unless its requester or its task
+   * already holds `caps` open requests; the count and the write are atomic.
+   */
+  create(request: ApprovalRequest, caps?: OpenApprovalCaps): Promise<CreateApprovalResult>;
   get(id: string, now: number): Promise<ApprovalRequest | undefined>;
   /** The newest request with this digest that is pending or approved and unexpired at `now`. */
   findOpenByDigest(digest: string, now: number): Promise<ApprovalRequest | undefined>;

@@ -30,7 +30,13 @@ import type { RevocationQueue } from '../leases/revocation-queue.js';
 import { ORPHANED_REASON } from '../leases/lease-records.js';
 import { revocationBackoff } from '../leases/revocation-worker.js';
 import type { ActivateLeaseResult, Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
-import type { ApprovalRequest, ApprovalStore, BreakGlassGrant, BreakGlassStore } from '../approvals/types.js';
+import type {
+  ApprovalRequest,
+  ApprovalStore,
+  BreakGlassGrant,
+  BreakGlassStore,
+  OpenApprovalCaps,
+} from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyDecision, PolicyEngine } from '../policy/types.js';
@@ -38,8 +44,10 @@ import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
+  approvalRateScopes,
   budgetError,
   budgetFields,
+  openApprovalsError,
   budgetScopesFor,
   type BudgetConfig,
   type BudgetScopes,
@@ -118,6 +126,8 @@ export interface BrokerDeps {
   approvals: ApprovalStore;
   /** Seconds a pending approval waits for humans. */
   approvalTtlSeconds: number;
+  /** Caps on open approval requests per agent and per task (approvals.maxOpenPerAgent/PerTask). */
+  approvalCaps?: OpenApprovalCaps;
   breakGlass: BreakGlassStore;
   budgets: BudgetStore;
   /** Durable queue for backend revokes that failed; its worker retries them. */
@@ -543,6 +553,24 @@ export class Broker {
       state: 'pending',
       approvals: [],
     };
+    // An approval request costs a credential's place in the rate budgets: parking requests for
+    // humans must not be a way around credentialsPerMinute.
+    const rate = approvalRateScopes(this.budgetScopes(caller.spiffeId, task.id));
+    if (rate.length > 0) {
+      const budget = await this.deps.budgets.reserveCredential(
+        rate,
+        `approval:${approval.id}`,
+        approval.expiresAt,
+        now,
+      );
+      if (!budget.ok) {
+        await this.auditDenial(
+          { type: 'budget.exceeded', ...requestFields, ...budgetFields(budget) },
+          attempt,
+        );
+        throw budgetError(budget);
+      }
+    }
     // Recorded before it exists: an approval nobody can account for is never offered to approvers.
     try {
       await this.deps.audit.write({
@@ -558,7 +586,22 @@ export class Broker {
       throw auditUnavailable(err);
     }
     attempt.audited = true;
-    await this.deps.approvals.create(approval);
+    const caps = this.deps.approvalCaps ?? {};
+    const created = await this.deps.approvals.create(approval, caps);
+    if (created !== 'ok') {
+      // The trail already says it was requested: say it was never opened, and why.
+      const per = created === 'too_many_open_for_agent' ? 'agent' : 'task';
+      const max = (per === 'agent' ? caps.perAgent : caps.perTask) ?? 0;
+      await this.auditDenial({
+        type: 'budget.exceeded',
+        ...requestFields,
+        approval: approval.id,
+        budget_scope: per === 'agent' ? `agent:${caller.spiffeId}` : `task:${task.id}`,
+        budget_limit: per === 'agent' ? 'openApprovalsPerAgent' : 'openApprovalsPerTask',
+        budget_max: max,
+      });
+      throw openApprovalsError(per, max);
+    }
     return { ...parked, approval };
   }
 

@@ -60,6 +60,27 @@ export function budgetScopesFor(
   };
 }
 
+/**
+ * What an approval request counts against: the credentialsPerMinute of the scopes a credential
+ * would (a request parked for humans is an issuance attempt), never a place in activeLeases.
+ */
+export function approvalRateScopes(scopes: BudgetScopes): ScopedLimits[] {
+  return scopes.credential.flatMap((s) =>
+    s.limits.credentialsPerMinute === undefined
+      ? []
+      : [{ scope: s.scope, limits: { credentialsPerMinute: s.limits.credentialsPerMinute } }],
+  );
+}
+
+/** A cap on open approval requests was reached (approvals.maxOpenPerAgent / maxOpenPerTask). */
+export function openApprovalsError(per: 'agent' | 'task', max: number): BrokerError {
+  return new BrokerError(
+    'RESOURCE_EXHAUSTED',
+    `too many open approval requests for this ${per} (at most ${max}): wait for a decision or let one expire`,
+    { reason: 'too_many_open_approvals' },
+  );
+}
+
 function stripUndefined(s: { scope: string; limits: BudgetLimits }): ScopedLimits {
   const limits: BudgetLimits = {};
   for (const [k, v] of Object.entries(s.limits) as Array<[keyof BudgetLimits, number | undefined]>) {

@@ -20,7 +20,14 @@ import type { Broker, BulkRevocationResult } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 
-const STATES: readonly LeaseState[] = ['pending', 'active', 'revoking', 'revoked', 'expired', 'revoke_failed'];
+const STATES: readonly LeaseState[] = [
+  'pending',
+  'active',
+  'revoking',
+  'revoked',
+  'expired',
+  'revoke_failed',
+];
 
 /** Leases per ledger page of a revocation (one Lua call each). */
 export const REVOKE_PAGE_SIZE = 250;

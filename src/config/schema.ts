@@ -204,9 +204,13 @@ export const configSchema = z
         ttlSeconds: z.number().int().positive().max(86_400).default(900),
         /** How often AwaitApproval re-reads the shared store. */
         pollMs: z.number().int().positive().max(10_000).default(250),
+        /** Open requests (pending or approved, unexpired) one agent may hold at once; 0: no cap. */
+        maxOpenPerAgent: z.number().int().min(0).default(20),
+        /** Open requests one task may hold at once; 0: no cap. */
+        maxOpenPerTask: z.number().int().min(0).default(5),
       })
       .strict()
-      .default({ ttlSeconds: 900, pollMs: 250 }),
+      .default({ ttlSeconds: 900, pollMs: 250, maxOpenPerAgent: 20, maxOpenPerTask: 5 }),
     breakGlass: z
       .object({
         /** Hard cap on a grant's lifetime; longer requests are refused. */

@@ -68,6 +68,45 @@ export function describeApprovalStoreContract(name: string, makeHarness: MakeHar
     ): Promise<{ outcome: DecideOutcome; request?: ApprovalRequest }> =>
       store.decide(id, { approver, approve: true, reason: `lgtm from ${approver}`, at });
 
+    describe('caps on open requests', () => {
+      it('refuses a request past the cap of its requester or its task, counting only open ones', async () => {
+        const caps = { perAgent: 3, perTask: 2 };
+        const task = `task-cap-${now}`;
+        const other = 'spiffe://example.org/agent/other';
+        assert.equal(await store.create(makeRequest(now, { taskId: task }), caps), 'ok');
+        assert.equal(await store.create(makeRequest(now, { taskId: task }), caps), 'ok');
+        const third = makeRequest(now, { taskId: task });
+        assert.equal(await store.create(third, caps), 'too_many_open_for_task');
+        assert.equal(await store.get(third.id, now), undefined, 'nothing written');
+        // The task's cap binds whoever asks in it; the agent's cap counts every task of the agent.
+        assert.equal(
+          await store.create(makeRequest(now, { taskId: task, requester: other }), caps),
+          'too_many_open_for_task',
+        );
+        assert.equal(await store.create(makeRequest(now), caps), 'ok');
+        assert.equal(await store.create(makeRequest(now), caps), 'too_many_open_for_agent');
+        assert.equal(await store.create(makeRequest(now, { requester: other }), caps), 'ok');
+      });
+
+      it('frees a place when a request is denied, consumed or expires, but not when approved', async () => {
+        const caps = { perAgent: 1 };
+        const first = await approved();
+        assert.equal(
+          await store.create(makeRequest(now), caps),
+          'too_many_open_for_agent',
+          'approved is still open',
+        );
+        assert.ok(await store.consume(first.id, first.digest, now + 2));
+        const second = makeRequest(now + 3);
+        assert.equal(await store.create(second, caps), 'ok', 'consumed frees the place');
+        await store.decide(second.id, { approver: ALICE, approve: false, reason: 'no', at: now + 4 });
+        const third = makeRequest(now + 5, { expiresAt: now + 10 });
+        assert.equal(await store.create(third, caps), 'ok', 'denied frees the place');
+        assert.equal(await store.create(makeRequest(now + 10), caps), 'ok', 'expired frees the place');
+        assert.equal(await store.create(makeRequest(now + 10), {}), 'ok', 'no caps: no limit');
+      });
+    });
+
     describe('create', () => {
       it('stores a pending request and reads it back unchanged', async () => {
         const request = await pending({ policyIds: ['a', 'b'], justification: '', tool: '' });

@@ -101,6 +101,9 @@ describe('Redis approval and break-glass stores (Redis only)', () => {
           `${t}:approval:${request.id}`,
           `${t}:approval-digest:${request.digest}`,
           `${t}:approvals:all`,
+          // Approved and unspent is still open: it counts against the caps until used or expired.
+          `${t}:approvals:open:agent:${REQUESTER}`,
+          `${t}:approvals:open:task:${request.taskId}`,
           `${t}:breakglass:${grant.id}`,
           `${t}:breakglass:agent:${REQUESTER}`,
           `${t}:breakglass:unreviewed`,
