@@ -19,6 +19,7 @@ import type { Caller } from '../identity/types.js';
 import type { PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
+import { pageOfApprovals, type ApprovalPage } from './approval-pages.js';
 
 const APPROVAL_STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'consumed', 'expired'];
 
@@ -54,6 +55,14 @@ export class BrokerAdmin {
       const role = this.deps.roles.get(a.role);
       return role !== undefined && this.authorizeDecide(caller, a, role).decision === 'allow';
     });
+  }
+
+  /** One page of listApprovals (newest first); see approval-pages.ts for the token. */
+  async listApprovalPage(
+    caller: Caller,
+    input: { state: string; pageSize?: number; pageToken?: string },
+  ): Promise<ApprovalPage> {
+    return pageOfApprovals(await this.listApprovals(caller, input), input);
   }
 
   async decideApproval(

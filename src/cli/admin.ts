@@ -81,17 +81,25 @@ export async function runApprovals(args: string[]): Promise<number> {
       ...COMMON,
       state: { type: 'string', default: 'pending' },
       reason: { type: 'string', default: '' },
+      limit: { type: 'string', default: '' },
+      'page-token': { type: 'string', default: '' },
     },
   });
   if (sub !== 'list' && sub !== 'approve' && sub !== 'deny') {
     throw new Error(
-      'usage: svid-broker approvals list [--state S] | approve ID --reason TEXT | deny ID --reason TEXT',
+      'usage: svid-broker approvals list [--state S] [--limit N] [--page-token T] | approve ID --reason TEXT | deny ID --reason TEXT',
     );
   }
   const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
   try {
     if (sub === 'list') {
-      const { approvals } = await conn.admin.listApprovals({ state: values.state });
+      const { approvals, next_page_token: next } = await conn.admin.listApprovals({
+        state: values.state,
+        page_size: values.limit ? Number(values.limit) : 0,
+        page_token: values['page-token'],
+      });
+      // Stderr, so --json stays the array it always was.
+      if (next) console.error(`more: svid-broker approvals list --page-token ${next}`);
       if (values.json) {
         console.log(JSON.stringify(approvals.map(approvalJson), null, 2));
       } else if (approvals.length === 0) {

@@ -29,7 +29,7 @@ commands:
   task end TASK_ID [--reason TEXT]
                             end a task: revokes every credential issued in it; prints what it revoked
   audit verify FILE         check the audit file's hash chain; reports the first broken record
-  approvals list [--state S] [--json]
+  approvals list [--state S] [--limit N] [--page-token T] [--json]
   approvals approve|deny APPROVAL_ID --reason TEXT [--json]
                             decide a pending request (as the approver's identity)
   breakglass grant --agent ID --role R [--role R] [--task ID] --reason TEXT --ttl SECONDS [--json]

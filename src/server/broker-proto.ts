@@ -90,9 +90,12 @@ export interface ApprovalMsg {
 }
 export interface ListApprovalsRequestMsg {
   state: string;
+  page_size: number;
+  page_token: string;
 }
 export interface ListApprovalsResponseMsg {
   approvals: ApprovalMsg[];
+  next_page_token: string;
 }
 export interface DecideApprovalRequestMsg {
   approval_id: string;

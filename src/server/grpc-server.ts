@@ -261,9 +261,14 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   const adminImpl: UntypedServiceImplementation = {
     ListApprovals: adminUnary<ListApprovalsRequestMsg, ListApprovalsResponseMsg>(
       'ListApprovals',
-      async (caller, req) => ({
-        approvals: (await admin.listApprovals(caller, { state: req.state })).map(approvalToMsg),
-      }),
+      async (caller, req) => {
+        const page = await admin.listApprovalPage(caller, {
+          state: req.state,
+          pageSize: req.page_size,
+          pageToken: req.page_token,
+        });
+        return { approvals: page.approvals.map(approvalToMsg), next_page_token: page.nextPageToken };
+      },
     ),
     DecideApproval: adminUnary<DecideApprovalRequestMsg, DecideApprovalResponseMsg>(
       'DecideApproval',

@@ -3,9 +3,15 @@
  * and an agent or a task can hold only so many open requests, so approvers cannot be flooded.
  */
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import type { BrokerClient } from '../../src/client/broker-client.js';
 import { grpcError, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
+
+const run = promisify(execFile);
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 const deploy = (taskId: string, n: number) => ({
   task_id: taskId,
@@ -52,6 +58,56 @@ describe('integration: approval requests under budgets and caps', function () {
       const again = await demo.issueCredential(deploy(taskId, n));
       assert.equal(again.status, 'PENDING_APPROVAL');
       assert.equal(again.approval_id, open?.approval_id);
+    });
+  });
+
+  describe('ListApprovals pages', () => {
+    let h: Harness;
+    before(async () => {
+      h = await startHarness({ config: { approvals: { maxOpenPerAgent: 0, maxOpenPerTask: 0 } } });
+      const demo = await h.client('demo');
+      const taskId = (await demo.beginTask({ environment: 'prod', intent: 'deploy' })).task_id;
+      for (let n = 0; n < 5; n++) await demo.issueCredential(deploy(taskId, n));
+    });
+    after(() => h?.close());
+
+    it('pages newest first through the admin API and the CLI (--limit, --page-token)', async () => {
+      const admin = await h.adminClient('security');
+      const all = (await admin.listApprovals({})).approvals.map((a) => a.approval_id);
+      assert.equal(all.length, 5);
+      const seen: string[] = [];
+      let token = '';
+      do {
+        const page = await admin.listApprovals({ page_size: 2, page_token: token });
+        assert.ok(page.approvals.length <= 2);
+        seen.push(...page.approvals.map((a) => a.approval_id));
+        token = page.next_page_token;
+      } while (token);
+      assert.deepEqual(seen, all);
+
+      const env = {
+        ...process.env,
+        SPIFFE_ENDPOINT_SOCKET: h.endpoints.security,
+        SVID_BROKER_ADDR: h.address,
+      };
+      const cli = (...args: string[]) =>
+        run(
+          process.execPath,
+          ['--import', 'tsx', 'src/cli/main.ts', 'approvals', 'list', '--json', ...args],
+          {
+            cwd: REPO,
+            env,
+          },
+        );
+      const first = await cli('--limit', '3');
+      const next = /--page-token (\S+)/.exec(first.stderr)?.[1];
+      assert.ok(next, `the CLI names the next page: ${first.stderr}`);
+      const rest = await cli('--page-token', next);
+      const ids = [first.stdout, rest.stdout].flatMap((out) =>
+        (JSON.parse(out) as Array<{ approval_id: string }>).map((a) => a.approval_id),
+      );
+      assert.deepEqual(ids, all);
+      assert.doesNotMatch(rest.stderr, /--page-token/, 'no token after the last page');
     });
   });
 
