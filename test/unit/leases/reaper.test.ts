@@ -125,6 +125,59 @@ function describeReaper(name: string, makeHarness: MakeHarness): void {
       assert.deepEqual(expiredTasks, []);
     });
 
+    it('claims each orphan (pending past orphans.afterMs) once across replicas; fresh pending ones wait', async () => {
+      const task = makeTask(now, { expiresAt: now + 60 * 60_000 });
+      await h.store.createTask(task);
+      const orphans: Lease[] = [];
+      for (let i = 0; i < 3; i++) {
+        const lease = makeLease(task, now, { state: 'pending' });
+        assert.equal(await h.store.putLease(lease, now), 'ok');
+        orphans.push(lease);
+      }
+      const fresh = makeLease(task, now, { state: 'pending' });
+      assert.equal(await h.store.putLease(fresh, now + 50_000), 'ok');
+      const handed: string[] = [];
+      const orphanOpts = {
+        afterMs: 30_000,
+        retryAfterMs: 1000,
+        onOrphaned: async (leases: Lease[]) => {
+          handed.push(...leases.map((l) => l.id));
+        },
+      };
+      clock = now + 60_000;
+      const [a, b] = [
+        reaper(h.store, { orphans: orphanOpts }),
+        reaper(await h.replica(), { orphans: orphanOpts }),
+      ];
+      const results = await Promise.all([a.sweepOnce(), b.sweepOnce()]);
+      assert.deepEqual(handed.sort(), orphans.map((l) => l.id).sort());
+      assert.equal(
+        results.reduce((n, r) => n + r.leasesOrphaned, 0),
+        3,
+      );
+      for (const l of orphans) assert.equal((await h.store.getLease(l.id))?.state, 'revoking');
+      assert.equal((await h.store.getLease(fresh.id))?.state, 'pending');
+      assert.deepEqual(backend.revoked, [], 'orphans are not expired leases');
+    });
+
+    it('counts a failed orphan callback and keeps sweeping', async () => {
+      const task = makeTask(now, { expiresAt: now + 60 * 60_000 });
+      await h.store.createTask(task);
+      assert.equal(await h.store.putLease(makeLease(task, now, { state: 'pending' }), now), 'ok');
+      clock = now + 60_000;
+      const result = await reaper(h.store, {
+        orphans: {
+          afterMs: 30_000,
+          retryAfterMs: 1000,
+          onOrphaned: async () => {
+            throw new Error('backend down');
+          },
+        },
+      }).sweepOnce();
+      assert.deepEqual(result, { tasksExpired: 0, leasesExpired: 0, leasesOrphaned: 1, failures: 1 });
+      assert.ok(logger.entries.some((e) => e.msg === 'revoking orphaned leases failed'));
+    });
+
     it('hands an expired task to onTaskExpired once', async () => {
       const due = makeTask(now, { expiresAt: now + 1000 });
       const later = makeTask(now, { expiresAt: now + 60_000 });
