@@ -1176,7 +1176,6 @@ export class Broker {
 
 /** The audit record of one lease's revocation at its backend. */
 function revocationEvent(r: BulkRevocationResult, reason: string): AuditEventInput {
-  const l = r.lease;
   return {
     type:
       r.outcome === 'revoked'
@@ -1184,32 +1183,32 @@ function revocationEvent(r: BulkRevocationResult, reason: string): AuditEventInp
         : r.outcome === 'not_revocable'
           ? 'lease.not_revocable'
           : 'lease.revoke_queued',
-    agent: l.agent,
-    lease: l.id,
-    task: l.taskId,
-    role: l.role,
-    backend: l.backend,
-    environment: l.environment,
+    ...revokedLeaseFields(r),
     reason,
-    ...(r.outcome === 'not_revocable' ? { valid_until: new Date(l.expiresAt).toISOString() } : {}),
-    ...(r.error !== undefined ? { error: r.error } : {}),
   };
 }
 
 /** The audit record of an orphan the reaper revoked: what it found, and what it did at the backend. */
 function orphanEvent(r: BulkRevocationResult): AuditEventInput {
-  const l = r.lease;
   return {
     type: 'lease.orphaned',
+    ...revokedLeaseFields(r),
+    reason: ORPHANED_REASON,
+    outcome: r.outcome === 'pending_retry' ? 'revoke_queued' : r.outcome,
+    written_at: new Date(r.lease.issuedAt).toISOString(),
+  };
+}
+
+/** What every revocation record says about the lease and the backend's answer. */
+function revokedLeaseFields(r: BulkRevocationResult): { agent: string } & Record<string, unknown> {
+  const l = r.lease;
+  return {
     agent: l.agent,
     lease: l.id,
     task: l.taskId,
     role: l.role,
     backend: l.backend,
     environment: l.environment,
-    reason: ORPHANED_REASON,
-    outcome: r.outcome === 'pending_retry' ? 'revoke_queued' : r.outcome,
-    written_at: new Date(l.issuedAt).toISOString(),
     ...(r.outcome === 'not_revocable' ? { valid_until: new Date(l.expiresAt).toISOString() } : {}),
     ...(r.error !== undefined ? { error: r.error } : {}),
   };

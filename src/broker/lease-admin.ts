@@ -15,19 +15,13 @@ import { invalidArgument, notFound, unavailable } from '../errors.js';
 import { SpiffeIdPattern, parseTrustDomain } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
 import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevocationPage } from '../leases/types.js';
+import { LEASE_STATES } from '../leases/lease-records.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { Broker, BulkRevocationResult } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 
-const STATES: readonly LeaseState[] = [
-  'pending',
-  'active',
-  'revoking',
-  'revoked',
-  'expired',
-  'revoke_failed',
-];
+const STATES = LEASE_STATES;
 
 /** Leases per ledger page of a revocation (one Lua call each). */
 export const REVOKE_PAGE_SIZE = 250;

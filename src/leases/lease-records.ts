@@ -4,8 +4,24 @@
  */
 import { BrokerError, failedPrecondition, invalidArgument } from '../errors.js';
 import { patternMatches } from '../quarantine/types.js';
-import type { Lease, LeaseEndState, LeaseSelector, RevokeOutcome, Task, TaskState } from './types.js';
+import type {
+  Lease,
+  LeaseEndState,
+  LeaseSelector,
+  LeaseState,
+  RevokeOutcome,
+  Task,
+  TaskState,
+} from './types.js';
 
+export const LEASE_STATES: readonly LeaseState[] = [
+  'pending',
+  'active',
+  'revoking',
+  'revoked',
+  'expired',
+  'revoke_failed',
+];
 export const LEASE_END_STATES: readonly LeaseEndState[] = ['revoking', 'revoked', 'expired', 'revoke_failed'];
 export const REVOKE_OUTCOMES: readonly RevokeOutcome[] = ['revoked', 'revoke_failed'];
 export const TASK_END_STATES: readonly TaskState[] = ['ended', 'expired'];

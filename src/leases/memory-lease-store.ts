@@ -182,19 +182,7 @@ export class MemoryLeaseStore implements LeaseStore {
     for (const [id] of due) {
       const lease = this.leases.get(id);
       if (!lease) continue;
-      // Job first, as claim-orphaned-leases writes it in the same step.
-      await this.revocations?.enqueue(
-        {
-          leaseId: id,
-          backend: lease.backend,
-          backendRef: lease.backendRef,
-          expiresAt: lease.expiresAt,
-          reason: opts.reason,
-          attempts: 0,
-        },
-        opts.runAt,
-      );
-      const ended = this.endLeaseNow(id, 'revoking', opts.reason, opts.at);
+      const ended = await this.revokeWithJob(lease, opts);
       if (ended) claimed.push(ended);
     }
     return claimed;
@@ -323,19 +311,7 @@ export class MemoryLeaseStore implements LeaseStore {
       for (const id of ids) {
         const lease = this.leases.get(id);
         if (!lease || !leaseMatches(match, lease)) continue;
-        // Job first, as the Redis script writes it in the same step: never a revoking lease without one.
-        await this.revocations?.enqueue(
-          {
-            leaseId: id,
-            backend: lease.backend,
-            backendRef: lease.backendRef,
-            expiresAt: lease.expiresAt,
-            reason: opts.reason,
-            attempts: 0,
-          },
-          opts.runAt,
-        );
-        const ended = this.endLeaseNow(id, 'revoking', opts.reason, opts.at);
+        const ended = await this.revokeWithJob(lease, opts);
         if (ended) moved.push(ended);
       }
       yield { leases: moved, scanned: ids.length, total: snapshot.length };
@@ -398,6 +374,28 @@ export class MemoryLeaseStore implements LeaseStore {
         this.denied.delete(id);
       }
     }
+  }
+
+  /**
+   * Moves a lease to `revoking` with its backend revocation queued. Job first, as the Redis scripts
+   * write it in the same step: never a revoking lease without one.
+   */
+  private async revokeWithJob(
+    lease: Lease,
+    opts: { reason: string; at: number; runAt: number },
+  ): Promise<Lease | undefined> {
+    await this.revocations?.enqueue(
+      {
+        leaseId: lease.id,
+        backend: lease.backend,
+        backendRef: lease.backendRef,
+        expiresAt: lease.expiresAt,
+        reason: opts.reason,
+        attempts: 0,
+      },
+      opts.runAt,
+    );
+    return this.endLeaseNow(lease.id, 'revoking', opts.reason, opts.at);
   }
 
   private endTaskNow(id: string, state: Task['state'], reason: string, at: number): Task | undefined {

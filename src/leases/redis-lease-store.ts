@@ -37,6 +37,7 @@ import {
   DEFAULT_RETENTION_SECONDS,
   EXPIRED_REASON,
   LEASE_END_STATES,
+  LEASE_STATES,
   leaseExists,
   leaseMatches,
   REVOKE_OUTCOMES,
@@ -60,7 +61,6 @@ import type {
   LeaseSelector,
   RevocationOutcome,
   RevocationPage,
-  LeaseState,
   LeaseStore,
   PutLeaseOptions,
   PutLeaseResult,
@@ -252,14 +252,6 @@ function listOf(reply: unknown): unknown[] {
   return reply;
 }
 
-const LEASE_STATES: readonly LeaseState[] = [
-  'pending',
-  'active',
-  'revoking',
-  'revoked',
-  'expired',
-  'revoke_failed',
-];
 const TASK_STATES: readonly TaskState[] = ['active', 'ended', 'expired'];
 
 function text(fields: Record<string, string>, name: string): string {
