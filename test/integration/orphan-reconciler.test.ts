@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
+import { MemoryAuditSink } from '../../src/audit/memory-sink.js';
+import type { AuditEventInput, AuditRecord } from '../../src/audit/types.js';
 import { createRedisClient, RedisLeaseStore } from '../../src/leases/redis-lease-store.js';
 import type { Lease, LeaseStore } from '../../src/leases/types.js';
 import { eventually, grpcError, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
@@ -168,6 +170,39 @@ describe('integration: orphaned leases', function () {
       assert.equal(record.outcome, 'revoked');
       assert.equal((await h.broker.store.getLease(leaseId))?.state, 'revoked');
       assert.deepEqual(await h.broker.store.listLeases({ taskId: task.task_id, state: 'active' }), []);
+    });
+  });
+
+  describe('a task that ends while its lease is pending', () => {
+    let h: Harness;
+    /** Ends the task behind the broker's back once the issuance record is written (before activation). */
+    class EndTaskOnIssued extends MemoryAuditSink {
+      override async write(event: AuditEventInput): Promise<AuditRecord> {
+        const record = await super.write(event);
+        if (event.type === 'credential.issued') {
+          await h.broker.store.endTask(String(event.task), 'ended', 'ended meanwhile', Date.now());
+        }
+        return record;
+      }
+    }
+    const audit = new EndTaskOnIssued();
+
+    before(async () => {
+      h = await startHarness({ audit });
+    });
+    after(() => h?.close());
+
+    it('is never activated: the call is refused and the lease revoked, no credential leaves', async () => {
+      const demo = await h.client('demo');
+      const task = await demo.beginTask({ environment: 'dev', intent: 'race the end', ttl_seconds: 600 });
+      const err = await grpcError(demo.issueCredential({ task_id: task.task_id, role: 'token/demo' }));
+      assert.equal(err.code, status.FAILED_PRECONDITION);
+      assert.equal(err.metadata['x-svid-broker-reason'], 'task_not_active');
+      const issued = audit.records.find((r) => r.type === 'credential.issued');
+      const leaseId = issued?.lease as string;
+      assert.equal((await h.broker.store.getLease(leaseId))?.state, 'revoked');
+      assert.ok(audit.records.some((r) => r.type === 'lease.revoked' && r.lease === leaseId));
+      assert.ok(audit.records.some((r) => r.type === 'credential.denied' && r.task === task.task_id));
     });
   });
 });

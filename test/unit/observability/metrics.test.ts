@@ -365,6 +365,7 @@ describe('broker metrics', () => {
       assert.equal(await value('svid_broker_active_leases', { backend: 'vault' }), 0);
       assert.equal(await value('svid_broker_active_leases', { backend: 'other' }), 2);
       assert.equal(await value('svid_broker_pending_revocations'), 1);
+      assert.equal(await value('svid_broker_pending_leases'), 2, 'pending leases apart from active ones');
       assert.equal(await value('svid_broker_active_quarantines'), 0);
       assert.equal(await value('svid_broker_invalidation_feed_lag_seconds'), 0.5);
       pending = 5;
