@@ -3,8 +3,10 @@
  * arrive as verified `Caller`s, failures leave as BrokerErrors.
  *
  * Fail-closed order of IssueCredential: validate -> load task -> policy -> mint at the backend ->
- * write the lease -> write the audit record -> return. If the lease or the audit record cannot be
- * written, the credential is revoked at the backend and nothing leaves the broker.
+ * write the lease `pending` (only if the task is as the decision saw it) -> write the audit record
+ * -> activate the lease -> return. If the lease or the audit record cannot be written, or the
+ * lease cannot be activated, the credential is revoked at the backend and nothing leaves the
+ * broker; a `pending` lease left behind by a crash is revoked by the reaper (an orphan).
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
