@@ -34,6 +34,18 @@ export class SealRefused extends Error {
   }
 }
 
+/** A shared-state entry that was not used, as reported to the audit trail (`replica.entry_refused`). */
+export interface RefusedEntry {
+  kind: 'jwks' | 'policy';
+  /** The Redis key (and hash field) that held it. */
+  key: string;
+  /** A SealRefusal, or `stale_generation`: a sound record older than the set in service (a replay). */
+  reason: SealRefusal | 'stale_generation';
+  /** The signer's SPIFFE ID when its chain named one. */
+  signer?: string;
+  message: string;
+}
+
 export interface OpenedEntry {
   /** The payload exactly as signed. */
   payload: string;
