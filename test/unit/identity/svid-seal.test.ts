@@ -3,9 +3,12 @@ import assert from 'node:assert/strict';
 import { LocalCa } from '../../../src/dev/local-ca.js';
 import { SealRefused, SvidSeal, type SealRefusal } from '../../../src/identity/svid-seal.js';
 import type { X509Svid } from '../../../src/identity/types.js';
-
-const BROKER = 'spiffe://example.org/broker';
-const AGENT = 'spiffe://example.org/agents/demo';
+import {
+  AGENT_ID as AGENT,
+  BROKER_ID as BROKER,
+  sealFixture,
+  type SealFixture,
+} from '../../support/seal-fixture.js';
 
 async function refusal(p: Promise<unknown>): Promise<SealRefusal> {
   try {
@@ -18,28 +21,19 @@ async function refusal(p: Promise<unknown>): Promise<SealRefusal> {
 }
 
 describe('SvidSeal', () => {
+  let f: SealFixture;
   let ca: LocalCa;
   let svid: X509Svid;
-  let now: number;
-  let allowed: string[];
-  const sealWith = (s: X509Svid, bundleCa: LocalCa = ca): SvidSeal =>
-    new SvidSeal({
-      svid: { getX509Svid: () => s },
-      bundles: {
-        getX509BundleForTrustDomain: (td) =>
-          td === bundleCa.trustDomain ? bundleCa.x509Bundle() : undefined,
-      },
-      allowedIds: () => allowed,
-      now: () => now,
-    });
+  const sealWith = (s: X509Svid): SvidSeal => f.sealWith(s);
 
   before(async () => {
-    ca = await LocalCa.create('example.org');
+    f = await sealFixture();
+    ca = f.ca;
     svid = await ca.issueX509Svid(BROKER, { ttlSeconds: 3600 });
   });
   beforeEach(() => {
-    now = Date.now();
-    allowed = [BROKER];
+    f.clock = Date.now();
+    f.allowedIds = [BROKER];
   });
 
   it('opens what it sealed: the exact payload, the signer and when the signature stops verifying', async () => {
@@ -48,7 +42,7 @@ describe('SvidSeal', () => {
     const opened = await seal.open(await seal.seal(payload));
     assert.equal(opened.payload, payload);
     assert.equal(opened.signer, BROKER);
-    assert.ok(opened.expiresAt > now && opened.expiresAt <= now + 3600_000 + 1000);
+    assert.ok(opened.expiresAt > f.clock && opened.expiresAt <= f.clock + 3600_000 + 1000);
   });
 
   it('refuses unsigned, malformed and tampered entries', async () => {
@@ -80,7 +74,7 @@ describe('SvidSeal', () => {
       );
     assert.equal(err?.reason, 'signer_not_allowed');
     assert.equal(err?.signer, AGENT);
-    allowed = [BROKER, AGENT];
+    f.allowedIds = [BROKER, AGENT];
     assert.equal((await sealWith(svid).open(byAgent)).signer, AGENT);
   });
 
@@ -90,7 +84,7 @@ describe('SvidSeal', () => {
     const current = sealWith(svid); // the broker rotated: it now signs with another SVID
     const opened = await current.open(raw);
     assert.equal(opened.signer, BROKER);
-    now = opened.expiresAt + 1000;
+    f.clock = opened.expiresAt + 1000;
     assert.equal(await refusal(current.open(raw)), 'untrusted_signer');
   });
 
