@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet } from 'jose';
+import type { JSONWebKeySet } from 'jose';
 import { verifyAccessToken } from '../../src/credentials/token/verify-access-token.js';
 import { SvidSeal } from '../../src/identity/svid-seal.js';
 import { createRedisClient } from '../../src/redis/connect.js';
@@ -24,6 +24,7 @@ import {
   type Harness,
 } from '../support/broker-harness.js';
 import { sharedRedis } from '../support/redis-server.js';
+import { plantedKey } from '../support/seal-fixture.js';
 
 const FREEZE_DEV =
   '@id("freeze-dev")\n@reason("change freeze")\nforbid (principal, action == Action::"BeginTask", resource == Environment::"dev");\n';
@@ -86,21 +87,8 @@ describe('integration: shared state cannot be rolled back or forged', function (
   });
 
   it('a JWKS entry written straight into Redis is not served, and a token signed by its key is refused', async () => {
-    const { privateKey, publicKey } = await generateKeyPair('ES256');
-    const pub = await exportJWK(publicKey);
-    const kid = await calculateJwkThumbprint(pub, 'sha256');
-    const jwk = { ...pub, kid, alg: 'ES256', use: 'sig' };
-    await redis.hset(`{${h.redisPrefix}}:jwks`, kid, JSON.stringify({ jwk, until: Date.now() + 3600_000 }));
-    const token = await new SignJWT({ scope: 'demo:read', task: 't', env: 'dev', role: 'token/demo' })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid })
-      .setIssuer(BROKER_ID)
-      .setAudience('demo-api')
-      .setSubject(DEMO_AGENT)
-      .setJti('forged-lease')
-      .setIssuedAt()
-      .setNotBefore('0s')
-      .setExpirationTime('5m')
-      .sign(privateKey);
+    const { kid, jwk, entry, token } = await plantedKey();
+    await redis.hset(`{${h.redisPrefix}}:jwks`, kid, entry);
 
     const served = (await h.httpJson('/.well-known/jwks.json')).body as JSONWebKeySet;
     assert.ok(!served.keys.some((k) => k.kid === kid), 'the planted key is not served');

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { pino } from 'pino';
 import { SharedJwks } from '../../../src/credentials/token/shared-jwks.js';
 import { SigningKeyRing } from '../../../src/credentials/token/signing-keys.js';
@@ -9,7 +8,13 @@ import { verifyAccessToken } from '../../../src/credentials/token/verify-access-
 import type { EntrySeal, RefusedEntry } from '../../../src/identity/svid-seal.js';
 import { createRedisClient } from '../../../src/redis/connect.js';
 import { randomPrefix, sharedRedis } from '../../support/redis-server.js';
-import { AGENT_ID, BROKER_ID, sealFixture, type SealFixture } from '../../support/seal-fixture.js';
+import {
+  AGENT_ID,
+  BROKER_ID,
+  plantedKey,
+  sealFixture,
+  type SealFixture,
+} from '../../support/seal-fixture.js';
 
 const REFRESH_MS = 60_000;
 
@@ -34,14 +39,6 @@ describe('SharedJwks: signed entries', () => {
   };
   const kids = async (jwks: SharedJwks): Promise<string[]> =>
     (await jwks.jwks()).keys.map((k) => k.kid).sort();
-
-  /** An attacker's own key pair and its public JWK, as it would plant it. */
-  const attackerKey = async (): Promise<{ privateKey: CryptoKey; jwk: Record<string, unknown> }> => {
-    const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-    const pub = await exportJWK(publicKey);
-    const kid = await calculateJwkThumbprint(pub, 'sha256');
-    return { privateKey, jwk: { ...pub, kid, alg: 'ES256', use: 'sig' } };
-  };
 
   before(async () => {
     redis = createRedisClient((await sharedRedis()).url);
@@ -68,24 +65,14 @@ describe('SharedJwks: signed entries', () => {
   it('does not serve a key written straight into Redis, refuses tokens it signed, and reports it once', async () => {
     const a = await replica(await f.sealFor());
     await a.publish();
-    const forged = await attackerKey();
-    const kid = forged.jwk.kid as string;
-    await redis.hset(`{${prefix}}:jwks`, kid, JSON.stringify({ jwk: forged.jwk, until: f.clock + 3600_000 }));
+    const forged = await plantedKey();
+    const kid = forged.kid;
+    await redis.hset(`{${prefix}}:jwks`, kid, forged.entry);
 
     const served = await a.jwks();
     assert.ok(!served.keys.some((k) => k.kid === kid));
-    const token = await new SignJWT({ scope: 'demo:read', task: 't', env: 'dev', role: 'token/demo' })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid })
-      .setIssuer(BROKER_ID)
-      .setAudience('demo-api')
-      .setSubject(AGENT_ID)
-      .setJti('forged')
-      .setIssuedAt()
-      .setNotBefore('0s')
-      .setExpirationTime('5m')
-      .sign(forged.privateKey);
     const verify = (jwks: { keys: object[] }) =>
-      verifyAccessToken(token, { jwks: jwks as never, issuer: BROKER_ID, audience: 'demo-api' });
+      verifyAccessToken(forged.token, { jwks: jwks as never, issuer: BROKER_ID, audience: 'demo-api' });
     // The token itself is well formed: a JWKS holding the planted key would accept it.
     assert.equal((await verify({ keys: [...served.keys, forged.jwk] })).kid, kid);
     await assert.rejects(verify(served));

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { PolicyLoadError, type PolicyProblem } from '../../../src/policy/policy-load-error.js';
 import { PolicyManager, type PolicyManagerOptions } from '../../../src/policy/policy-manager.js';
 import {
+  ALLOW_DEV,
+  ALLOW_PROD,
   DEMO_AGENT,
   SHIPPED_SCHEMA,
   beginTaskRequest,
@@ -12,10 +14,6 @@ import {
 } from './policy-fixtures.js';
 
 const SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
-const ALLOW_DEV =
-  '@id("dev") permit (principal, action == Action::"BeginTask", resource == Environment::"dev");\n';
-const ALLOW_PROD =
-  '@id("prod") permit (principal, action == Action::"BeginTask", resource == Environment::"prod");\n';
 const BROKEN = '@id("broken") permit (principal, action, resource) when { context.nope };\n';
 
 /** A policy dir with its own schema, so watching it involves nothing outside the temp dir. */

@@ -12,6 +12,8 @@ import { createRedisClient } from '../../../src/redis/connect.js';
 import { randomPrefix, sharedRedis } from '../../support/redis-server.js';
 import { AGENT_ID, sealFixture, type SealFixture } from '../../support/seal-fixture.js';
 import {
+  ALLOW_DEV,
+  ALLOW_PROD,
   DEMO_AGENT,
   SHIPPED_SCHEMA,
   beginTaskRequest,
@@ -20,10 +22,6 @@ import {
 } from './policy-fixtures.js';
 
 const SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
-const ALLOW_DEV =
-  '@id("dev") permit (principal, action == Action::"BeginTask", resource == Environment::"dev");\n';
-const ALLOW_PROD =
-  '@id("prod") permit (principal, action == Action::"BeginTask", resource == Environment::"prod");\n';
 const ALLOW_ALL = '@id("all") permit (principal, action, resource);\n';
 
 /** One replica: its directory, policy manager, sync, and what the sync reported. */
