@@ -225,6 +225,24 @@ describe('config/load-config', () => {
     ]);
   });
 
+  it('reads replicas.allowedIds and policy.pinDigest, naming each malformed value', () => {
+    const digest = 'a'.repeat(64);
+    const cfg = parseConfig({
+      replicas: { allowedIds: ['spiffe://example.org/broker'] },
+      policy: { pinDigest: digest },
+    });
+    assert.deepEqual(cfg.replicas.allowedIds, ['spiffe://example.org/broker']);
+    assert.equal(cfg.policy.pinDigest, digest);
+    assert.deepEqual(parseConfig({}).replicas.allowedIds, []);
+    const err = configError(() =>
+      parseConfig({ replicas: { allowedIds: ['broker'] }, policy: { pinDigest: 'abc' } }),
+    );
+    assert.deepEqual(err.problems.slice().sort(), [
+      'policy.pinDigest: a policy set digest: 64 lowercase hex digits',
+      'replicas.allowedIds.0: must be a SPIFFE ID',
+    ]);
+  });
+
   it('rejects a role that names an environment that is not configured', () => {
     const err = configError(() =>
       parseConfig({
