@@ -154,4 +154,20 @@ describe('integration: shared state cannot be rolled back or forged', function (
     const denied = await grpcError(demo.beginTask({ environment: 'dev', intent: 'still frozen' }));
     assert.equal(denied.code, status.PERMISSION_DENIED);
   });
+
+  it("the broker's SVID key, which seals every entry, appears in no log line, audit record or entry", async () => {
+    const key = h.identities.broker?.current().svids[0]?.privateKey;
+    assert.ok(key);
+    const forms = [Buffer.from(key).toString('base64'), Buffer.from(key).toString('base64url')];
+    const stored = [
+      ...Object.values(await redis.hgetall(`{${h.redisPrefix}}:jwks`)),
+      (await redis.get(`{${h.redisPrefix}}:policy:record`)) ?? '',
+    ].join('\n');
+    const audit = JSON.stringify(await readAudit(h.auditFile));
+    for (const form of forms) {
+      for (const [where, text] of Object.entries({ logs: h.logs.text(), audit, stored })) {
+        assert.ok(!text.includes(form.slice(40, 100)), `the key is in the ${where}`);
+      }
+    }
+  });
 });
