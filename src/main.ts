@@ -211,7 +211,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
         // Every other replica adopts it (PolicySync, built once Redis is there).
         policySync.current
-          ?.publish()
+          ?.publish(digest)
           .catch((err: unknown) =>
             logger.error(
               { err: { message: (err as Error).message } },

@@ -129,9 +129,19 @@ export class PolicySync implements FeedListener {
     });
   }
 
-  /** Publishes the set in service as the next generation (after an operator's reload). */
-  publish(): Promise<void> {
-    return this.serial(() => this.publishLocked());
+  /**
+   * Publishes the set in service as the next generation, after an operator's reload made `digest`
+   * current. If a set from another replica was adopted in between (both operators acted at once),
+   * that newer generation stands and nothing is published: the reload is logged as superseded.
+   */
+  publish(digest: string): Promise<void> {
+    return this.serial(async () => {
+      if (this.deps.manager.current.digest === digest) return this.publishLocked();
+      this.deps.logger.warn(
+        { digest, generation: this.held },
+        'reloaded policy set superseded by a newer shared one before it was published: reload again to publish it',
+      );
+    });
   }
 
   async onEntry(entry: FeedEntry): Promise<void> {

@@ -116,7 +116,7 @@ describe('PolicySync: generations and sealed policy sets', () => {
     assert.equal(a.sync.generation, 1);
     writeFileSync(path.join(a.dir, 'main.cedar'), ALLOW_DEV + ALLOW_PROD);
     assert.equal(a.manager.reload().changed, true);
-    await a.sync.publish();
+    await a.sync.publish(a.manager.current.digest);
     assert.equal(a.sync.generation, 2);
 
     const old = await replica(ALLOW_DEV); // the directory A had before its change
@@ -142,12 +142,29 @@ describe('PolicySync: generations and sealed policy sets', () => {
     writeFileSync(path.join(b.dir, 'main.cedar'), ALLOW_DEV + ALLOW_PROD);
     a.manager.reload();
     b.manager.reload();
-    await Promise.all([a.sync.publish(), b.sync.publish()]);
+    await Promise.all([a.sync.publish(a.manager.current.digest), b.sync.publish(b.manager.current.digest)]);
     assert.deepEqual([a.sync.generation, b.sync.generation].sort(), [2, 3]);
     await a.announced();
     await b.announced();
     assert.equal(a.manager.current.digest, b.manager.current.digest);
     assert.deepEqual(await stored().then((r) => [r.generation, r.digest]), [3, a.manager.current.digest]);
+  });
+
+  it('a reload superseded by a newer shared set before it was published publishes nothing', async () => {
+    const a = await replica(ALLOW_DEV);
+    const b = await replica(ALLOW_DEV);
+    await a.sync.initialize();
+    await b.sync.initialize();
+    writeFileSync(path.join(a.dir, 'main.cedar'), ALLOW_PROD);
+    a.manager.reload();
+    const reloadedOnA = a.manager.current.digest;
+    writeFileSync(path.join(b.dir, 'main.cedar'), ALLOW_DEV + ALLOW_PROD);
+    b.manager.reload();
+    await b.sync.publish(b.manager.current.digest);
+    await a.announced(); // B's generation 2 reaches A before A's publish runs
+    await a.sync.publish(reloadedOnA);
+    assert.equal(a.manager.current.digest, b.manager.current.digest);
+    assert.deepEqual(await stored().then((r) => [r.generation, r.digest]), [2, b.manager.current.digest]);
   });
 
   it('does not adopt an unsigned set, or one sealed by an ID not in replicas.allowedIds, and reports each once', async () => {
@@ -216,7 +233,7 @@ describe('PolicySync: generations and sealed policy sets', () => {
     const first = (await redis.get(recordKey())) ?? '';
     writeFileSync(path.join(a.dir, 'main.cedar'), ALLOW_DEV + ALLOW_PROD);
     a.manager.reload();
-    await a.sync.publish();
+    await a.sync.publish(a.manager.current.digest);
     await redis.set(recordKey(), first); // an attacker replays generation 1
     await a.sync.onResync();
     assert.equal(allows(a, 'prod'), true);
