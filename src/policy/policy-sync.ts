@@ -174,24 +174,24 @@ export class PolicySync implements FeedListener {
 
   /**
    * Writes the set this replica holds back, sealed by it, when the stored record is missing,
-   * refused, older than ours, or signed by a certificate that expires within two refresh periods.
+   * refused, older than ours, or ours but signed by a certificate that expires within two refresh
+   * periods. A newer record is left to the feed (adopting it here would report a refusal, a
+   * pinned replica's say, every period).
    */
   refresh(): Promise<void> {
     return this.serial(async () => {
       if (this.held === 0) return;
       const stored = await this.readStored();
-      const { digest } = this.deps.manager.current;
-      const keep =
-        stored.state === 'ok' &&
-        (stored.record.generation > this.held ||
-          (stored.record.generation === this.held &&
-            (stored.record.digest !== digest || stored.opened.expiresAt > this.now() + 2 * this.refreshMs)));
-      if (keep) {
-        if (stored.record.generation > this.held) this.adopt(stored.record, 'refresh');
-        return;
-      }
-      await this.write(stored.raw, this.held);
+      if (this.shouldRewrite(stored)) await this.write(stored.raw, this.held);
     });
+  }
+
+  private shouldRewrite(stored: Stored): boolean {
+    if (stored.state !== 'ok') return true;
+    const { generation, digest } = stored.record;
+    if (generation !== this.held) return generation < this.held;
+    if (digest !== this.deps.manager.current.digest) return false;
+    return stored.opened.expiresAt <= this.now() + 2 * this.refreshMs;
   }
 
   private async publishLocked(): Promise<void> {
