@@ -234,6 +234,9 @@ describe('PolicySync: generations and sealed policy sets', () => {
     writeFileSync(path.join(a.dir, 'main.cedar'), ALLOW_DEV + ALLOW_PROD);
     a.manager.reload();
     await a.sync.publish(a.manager.current.digest);
+    const second = await redis.get(recordKey());
+    await a.sync.refresh(); // sound, current, not about to expire: left alone
+    assert.equal(await redis.get(recordKey()), second);
     await redis.set(recordKey(), first); // an attacker replays generation 1
     await a.sync.onResync();
     assert.equal(allows(a, 'prod'), true);
