@@ -93,6 +93,7 @@ describe('config/load-config', () => {
       revokeActive: true,
     });
     assert.deepEqual(config.quarantine.triggers.restrictedData?.allowedGroups, ['security']);
+    assert.deepEqual(config.replicas.allowedIds, ['spiffe://acme.io/broker']);
   });
 
   it('reads the YAML file named by SVID_BROKER_CONFIG; env overrides win over the file', () => {
