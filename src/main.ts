@@ -33,6 +33,7 @@ import { SharedJwks } from './credentials/token/shared-jwks.js';
 import { createTokenBackend } from './credentials/token/token-backend.js';
 import { BundleSet } from './identity/bundle-set.js';
 import { parseSpiffeId } from './identity/spiffe-id.js';
+import { SvidSeal, type RefusedEntry } from './identity/svid-seal.js';
 import type { JwtBundle, JwtBundleSource, X509Bundle } from './identity/types.js';
 import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
@@ -106,6 +107,8 @@ export interface RunningBroker {
   reloadPolicy(): { ok: boolean; digest: string };
   /** The digest of the policy set in service. */
   policyDigest(): string;
+  /** The generation of the shared policy set in service (0: none; always 0 without Redis). */
+  policyGeneration(): number;
   /** This replica's view of the quarantines (and whether its invalidation feed is fresh). */
   readonly quarantines: QuarantineView;
   readonly feedFreshness: FeedFreshness;
@@ -172,6 +175,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const spiffeId = (): string => x509.getX509Svid().spiffeId;
     const ownTrustDomain = (): string => parseSpiffeId(spiffeId()).trustDomain;
     logger.info({ spiffeId: spiffeId() }, 'broker SVID received');
+    // What this replica writes into shared state (JWKS, policy set) it seals with its SVID; what it
+    // reads there it uses only if sealed by an allowed broker (wall clock: certificates).
+    const seal = new SvidSeal({
+      svid: x509,
+      bundles: x509,
+      allowedIds: () => (config.replicas.allowedIds.length ? config.replicas.allowedIds : [spiffeId()]),
+    });
 
     // 2. Policy: parsed, validated and preparsed once; reloaded on file change and SIGHUP, and a
     // bad set never replaces a good one. Reload events go to the audit trail (built below).
@@ -179,14 +189,22 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })),
     );
     const agentGroups = (id: string): string[] => catalog.groupsOf(id);
-    // Filled once the audit sink exists (step 4); reloads only happen after startup.
-    const reloadAudit: { sink?: AuditSink } = {};
+    // Filled once the audit sink (with its metrics) exists; events from before are held until then.
+    const reloadAudit: { sink?: AuditSink; early: AuditEventInput[] } = { early: [] };
     const policyEvent = (event: AuditEventInput): void => {
+      if (!reloadAudit.sink) {
+        reloadAudit.early.push(event);
+        return;
+      }
       reloadAudit.sink
-        ?.write(event)
+        .write(event)
         .catch((err: unknown) =>
           logger.error({ err: { message: (err as Error).message }, type: event.type }, 'audit write failed'),
         );
+    };
+    const entryRefused = (entry: RefusedEntry): void => {
+      logger.warn({ ...entry }, 'shared state entry refused: ignored');
+      policyEvent({ type: 'replica.entry_refused', agent: '', ...entry });
     };
     const policySync: { current?: PolicySync } = {};
     const policies = PolicyManager.load({
@@ -194,12 +212,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       ...(config.policy.schema ? { schemaPath: config.policy.schema } : {}),
       agentGroups,
       watch: config.policy.watch,
+      ...(config.policy.pinDigest ? { pinDigest: config.policy.pinDigest } : {}),
       onReloaded: (digest, previousDigest) => {
         logger.info({ digest, previousDigest }, 'policy set reloaded');
         policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
         // Every other replica adopts it (PolicySync, built once Redis is there).
         policySync.current
-          ?.publish()
+          ?.publish(digest)
           .catch((err: unknown) =>
             logger.error(
               { err: { message: (err as Error).message } },
@@ -298,17 +317,42 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const quarantineView = new QuarantineView(quarantines, freshness, opts.now);
     feed.listen(quarantineView);
     if (redis) {
-      // The set this replica just loaded becomes everyone's (the last one loaded anywhere wins).
+      // The stored set (the highest generation) becomes this replica's; an empty Redis gets ours.
       const sync = new PolicySync({
         redis,
         prefix: config.redis.prefix,
         feedMaxLen: config.feed.maxLen,
         manager: policies,
+        seal,
         replica: `${spiffeId()}#${process.pid}`,
         logger,
-        onSynced: (digest, previousDigest, from) => {
-          logger.info({ digest, previousDigest, from }, 'policy set adopted from another replica');
-          policyEvent({ type: 'policy.synced', agent: '', digest, previous_digest: previousDigest, from });
+        onSynced: (digest, previousDigest, from, generation) => {
+          logger.info(
+            { digest, previousDigest, from, generation },
+            'policy set adopted from another replica',
+          );
+          policyEvent({
+            type: 'policy.synced',
+            agent: '',
+            digest,
+            previous_digest: previousDigest,
+            from,
+            generation,
+          });
+        },
+        onRefused: entryRefused,
+        onDirectoryDiffers: (directoryDigest, stored) => {
+          logger.warn(
+            { directoryDigest, digest: stored.digest, generation: stored.generation },
+            'policy directory differs from the shared set: serving the shared set, not publishing ours',
+          );
+          policyEvent({
+            type: 'policy.directory_differs',
+            agent: '',
+            directory_digest: directoryDigest,
+            digest: stored.digest,
+            generation: stored.generation,
+          });
         },
         onSyncFailed: (digest, problems) => {
           const list = problems.map((p) => formatPolicyProblem(p));
@@ -323,12 +367,14 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         },
       });
       try {
-        await sync.publish();
+        await sync.initialize();
       } catch (err) {
-        throw new StartupError(`cannot publish the policy set: ${(err as Error).message}`);
+        throw new StartupError(`cannot read or publish the policy set: ${(err as Error).message}`);
       }
       policySync.current = sync;
       feed.listen(sync);
+      sync.start();
+      cleanups.push(() => sync.stop());
     }
     try {
       await feed.start();
@@ -349,7 +395,6 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       const built = audit;
       cleanups.push(() => built.close());
     }
-    reloadAudit.sink = audit;
 
     // 5. Backends and the role catalog, validated together.
     const roles = roleDefinitions(config);
@@ -360,7 +405,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     // Private keys stay in this process; the public halves of every replica's keys are shared
     // through Redis, so any replica's JWKS verifies any replica's tokens.
     const sharedJwks = redis
-      ? new SharedJwks(redis, keys, { prefix: config.redis.prefix, logger })
+      ? new SharedJwks(redis, keys, { prefix: config.redis.prefix, seal, onRefused: entryRefused, logger })
       : undefined;
     if (sharedJwks) {
       try {
@@ -439,6 +484,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     );
     audit = withMetrics(audit, metrics);
     reloadAudit.sink = audit;
+    for (const event of reloadAudit.early.splice(0)) policyEvent(event);
     // --- metrics: end ---
 
     // 6. The use cases. The quarantine triggers need the lease admin, which needs the broker: the
@@ -613,6 +659,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       reaper,
       admin,
       policyDigest: () => policies.current.digest,
+      policyGeneration: () => policySync.current?.generation ?? 0,
       quarantines: quarantineView,
       feedFreshness: freshness,
       reloadPolicy: () => {

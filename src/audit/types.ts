@@ -29,6 +29,8 @@ export type AuditEventType =
   | 'policy.reloaded'
   | 'policy.reload_failed'
   | 'policy.synced'
+  | 'policy.directory_differs'
+  | 'replica.entry_refused'
   | 'broker.started'
   | 'broker.stopped';
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
+import { isValidSpiffeId } from '../identity/spiffe-id.js';
 
 const listenAddress = z
   .string()
@@ -165,9 +166,22 @@ export const configSchema = z
         schema: z.string().optional(),
         /** Reload when a file in the directory changes (SIGHUP always reloads). */
         watch: z.boolean().default(true),
+        /** Serve only the set with this digest (`svid-broker policy validate` prints it). */
+        pinDigest: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/, 'a policy set digest: 64 lowercase hex digits')
+          .optional(),
       })
       .strict()
       .default({ dir: 'policies', watch: true }),
+    /** The brokers whose entries in shared state (JWKS, policy set) this replica trusts. */
+    replicas: z
+      .object({
+        /** SPIFFE IDs of the brokers; empty = this broker's own ID. */
+        allowedIds: z.array(z.string().refine(isValidSpiffeId, 'must be a SPIFFE ID')).default([]),
+      })
+      .strict()
+      .default({ allowedIds: [] }),
     audit: z
       .object({
         file: z.string().default('svid-broker-audit.jsonl'),

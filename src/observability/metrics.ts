@@ -140,6 +140,7 @@ class AuditCounters {
   private readonly denials: Counter<'action' | 'reason'>;
   private readonly revocations: Counter<'backend' | 'outcome'>;
   private readonly quarantines: Counter<'trigger'>;
+  private readonly refusedEntries: Counter<'kind' | 'reason'>;
   private readonly seen = new Map<string, Set<string>>();
   private failing = false;
 
@@ -171,6 +172,12 @@ class AuditCounters {
       name: 'svid_broker_quarantines_total',
       help: 'Quarantines set, by trigger (manual or the automatic trigger name)',
       labelNames: ['trigger'] as const,
+      registers,
+    });
+    this.refusedEntries = new Counter({
+      name: 'svid_broker_replica_entries_refused_total',
+      help: 'Entries in shared state (JWKS, policy set) not used: unsigned, forged, from a broker not allowed, or a replayed older policy set; by kind and reason',
+      labelNames: ['kind', 'reason'] as const,
       registers,
     });
     // Known series start at 0, so rate() and increase() see their first event.
@@ -239,6 +246,12 @@ class AuditCounters {
         return this.revocation(event, 'orphaned');
       case 'quarantine.set':
         this.quarantines.inc({ trigger: this.bounded('trigger', shaped(event.trigger, CODE)) });
+        return;
+      case 'replica.entry_refused':
+        this.refusedEntries.inc({
+          kind: event.kind === 'jwks' || event.kind === 'policy' ? event.kind : OTHER,
+          reason: this.bounded('reason', shaped(event.reason, CODE)),
+        });
         return;
       default:
         return;

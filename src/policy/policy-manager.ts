@@ -5,6 +5,12 @@
  * `reload()` is synchronous from reading the files to the swap, so two reloads (a SIGHUP and a
  * file change, say) can never interleave, and every request sees either the old engine or the
  * new one. Callers read `current` per request and keep what they got for that request.
+ *
+ * The set in service may have come from another replica (adopt()) and differ from this replica's
+ * directory. A reload therefore acts only when the directory's content changed since it was last
+ * read: a SIGHUP to a replica whose directory is older than the shared set does not roll it back.
+ * With `pinDigest`, only the set with that digest is ever served: loading, reloading or adopting
+ * another is refused.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
@@ -35,6 +41,8 @@ export interface PolicyManagerOptions extends CedarEngineOptions {
   /** Reload when a file in the policy directory (or the schema file) changes. */
   watch?: boolean;
   debounceMs?: number;
+  /** Serve only the set with this digest (`policy.pinDigest`). */
+  pinDigest?: string;
 }
 
 export interface PolicyReloadResult {
@@ -49,6 +57,8 @@ export interface PolicyReloadResult {
 
 export class PolicyManager {
   private engine: CedarPolicyEngine;
+  /** The digest of the directory's content when it was last read successfully. */
+  private dirDigest: string;
   private readonly watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -58,11 +68,15 @@ export class PolicyManager {
     initial: CedarPolicyEngine,
   ) {
     this.engine = initial;
+    this.dirDigest = initial.digest;
   }
 
   /** Loads the initial set (throws PolicyLoadError when it is invalid) and starts watching. */
   static load(options: PolicyManagerOptions): PolicyManager {
-    const manager = new PolicyManager(options, CedarPolicyEngine.load(options));
+    const engine = CedarPolicyEngine.load(options);
+    const unpinned = pinProblem(options.pinDigest, engine.digest, options.policyDir);
+    if (unpinned) throw new PolicyLoadError(options.policyDir, [unpinned]);
+    const manager = new PolicyManager(options, engine);
     if (options.watch === true) manager.startWatching();
     return manager;
   }
@@ -75,17 +89,29 @@ export class PolicyManager {
     return this.engine;
   }
 
-  /** Reads the directory again; swaps in the new set only if it is valid and different. */
+  /** The digest of this replica's policy directory as last read (may differ from `current`). */
+  get directoryDigest(): string {
+    return this.dirDigest;
+  }
+
+  /**
+   * Reads the directory again; swaps in its set only if the directory changed since it was last
+   * read, and the new set is valid and differs from the one in service.
+   */
   reload(): PolicyReloadResult {
     if (this.closed) throw new Error('policy: reload after the policy manager was closed');
     const previous = this.engine;
     let next: CedarPolicyEngine;
     try {
       const read = readPolicyBundle(this.options.policyDir, this.options.schemaPath);
-      // Same content, same digest: nothing to do, and nothing to announce.
-      if (read.bundle?.digest === previous.digest) {
+      const digest = read.bundle?.digest;
+      // The directory did not change, or now holds the set in service: nothing to do or announce.
+      if (digest === this.dirDigest || digest === previous.digest) {
+        if (digest !== undefined) this.dirDigest = digest;
         return { ok: true, digest: previous.digest, changed: false };
       }
+      const unpinned = pinProblem(this.options.pinDigest, digest, this.options.policyDir);
+      if (unpinned) throw new PolicyLoadError(this.options.policyDir, [unpinned]);
       next = CedarPolicyEngine.fromBundle(this.options, read);
     } catch (err) {
       const problems = problemsOf(err, this.options.policyDir);
@@ -93,22 +119,31 @@ export class PolicyManager {
       return { ok: false, digest: previous.digest, changed: false, problems };
     }
     this.engine = next;
+    this.dirDigest = next.digest;
     this.options.onReloaded?.(next.digest, previous.digest);
     return { ok: true, digest: next.digest, changed: true };
   }
 
   /**
-   * Swaps in a set another replica loaded (sent as texts through Redis), if it is valid and
-   * different; the same all-or-nothing rule as reload(). Does not call onReloaded: the caller
-   * (PolicySync) records it as a sync, and must not announce it again.
+   * Swaps in a set another replica loaded (sent as texts through Redis), if its texts hash to
+   * `digest` (the one announced with them), it is valid and different; the same all-or-nothing
+   * rule as reload(). Does not call onReloaded: the caller (PolicySync) records it as a sync, and
+   * must not announce it again.
    */
-  adopt(sources: PolicySources, origin: string): PolicyReloadResult {
+  adopt(sources: PolicySources, origin: string, digest: string): PolicyReloadResult {
     if (this.closed) throw new Error('policy: adopt after the policy manager was closed');
     const previous = this.engine;
     let next: CedarPolicyEngine;
     try {
       const read = policyBundleFromSources(origin, sources);
-      if (read.bundle?.digest === previous.digest) {
+      const actual = read.bundle?.digest;
+      if (actual !== undefined && actual !== digest) {
+        const message = `the texts hash to ${actual}, not to the announced digest ${digest}`;
+        throw new PolicyLoadError(origin, [{ file: origin, message }]);
+      }
+      const unpinned = pinProblem(this.options.pinDigest, digest, origin);
+      if (unpinned) throw new PolicyLoadError(origin, [unpinned]);
+      if (actual === previous.digest) {
         return { ok: true, digest: previous.digest, changed: false };
       }
       next = CedarPolicyEngine.fromBundle(this.options, read);
@@ -177,6 +212,16 @@ export class PolicyManager {
     }, this.options.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS);
     this.timer.unref();
   }
+}
+
+/** Why a set with `digest` may not serve under `pin`, or undefined when it may. */
+function pinProblem(
+  pin: string | undefined,
+  digest: string | undefined,
+  file: string,
+): PolicyProblem | undefined {
+  if (pin === undefined || digest === undefined || digest === pin) return undefined;
+  return { file, message: `the set's digest ${digest} is not policy.pinDigest ${pin}` };
 }
 
 function problemsOf(err: unknown, dir: string): PolicyProblem[] {

@@ -4,13 +4,23 @@
  * every replica's `/.well-known/jwks.json` serves the union. So a verifier may fetch the JWKS from
  * any replica and still verify a token another replica signed.
  *
- * `{svb}:jwks` (hash kid -> JSON {jwk, until}): a key stays published until `until`, which each
- * publish pushes to now + the ring's overlap + the refresh period. A replica that dies stops
- * refreshing, and its keys drop out once the tokens they signed have expired (the overlap is at
- * least the longest token TTL).
+ * `{svb}:jwks` (hash kid -> sealed entry): each entry's payload is JSON `{jwk, until}`, sealed with
+ * the publishing broker's X.509-SVID (src/identity/svid-seal.ts). A key stays published until
+ * `until`, which each publish pushes to now + the ring's overlap + the refresh period. A replica
+ * that dies stops refreshing, and its keys drop out once the tokens they signed have expired (the
+ * overlap is at least the longest token TTL).
+ *
+ * Only entries that open (signed by an allowed broker whose chain verifies against the trust
+ * bundle) are served: anything else written into the hash is ignored and reported once. Every
+ * publish re-seals this replica's own entries with its current SVID, and re-seals a live entry of
+ * another replica (one that still opens) whose signature would expire before the entry does, so a
+ * dead replica's keys stay served for their whole overlap. Results of opening are cached per
+ * entry for one refresh period, so the unauthenticated JWKS endpoint costs a hash read, not a
+ * chain verification.
  */
 import type { Logger } from 'pino';
 import { invalidArgument } from '../../errors.js';
+import { SealRefused, type EntrySeal, type RefusedEntry } from '../../identity/svid-seal.js';
 import type { RedisClient } from '../../redis/connect.js';
 import { hashTag } from '../../redis/lua-scripts.js';
 import type { PublicSigningJwk, SigningKeyRing } from './signing-keys.js';
@@ -19,15 +29,34 @@ export interface SharedJwksOptions {
   prefix: string;
   /** How often this replica republishes its keys (and prunes expired entries). Default 60 s. */
   refreshMs?: number;
+  /** Seals this replica's entries and opens everyone's. */
+  seal: EntrySeal;
+  /** Called once per distinct refused entry (per process). */
+  onRefused: (entry: RefusedEntry) => void;
   logger: Logger;
   now?: () => number;
 }
+
+interface Served {
+  jwk: PublicSigningJwk;
+  until: number;
+  /** The exact signed payload, for re-sealing. */
+  payload: string;
+  signer: string;
+  signatureExpiresAt: number;
+}
+
+type Checked = { ok: true; entry: Served } | { ok: false };
 
 export class SharedJwks {
   private readonly key: string;
   private readonly refreshMs: number;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
+  /** raw entry -> what opening it gave, and when (re-opened after a refresh period). */
+  private readonly checked = new Map<string, { at: number; result: Promise<Checked> }>();
+  /** Raw entries already reported as refused (each is reported once while it stays in Redis). */
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -39,17 +68,38 @@ export class SharedJwks {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Publishes this replica's public keys now and drops entries past their `until`. */
+  /**
+   * Publishes this replica's public keys now (sealed with its current SVID), re-seals other
+   * replicas' live entries whose signatures are about to expire, and drops entries past `until`.
+   */
   async publish(): Promise<void> {
     const now = this.now();
     const until = now + this.ring.overlapSeconds * 1000 + 2 * this.refreshMs;
-    const fields = this.ring.jwks().keys.flatMap((jwk) => [jwk.kid, JSON.stringify({ jwk, until })]);
-    const stale = Object.entries(await this.redis.hgetall(this.key))
-      .filter(([, raw]) => (parseEntry(raw)?.until ?? 0) <= now)
-      .map(([kid]) => kid);
+    const own = this.ring.jwks().keys;
+    const fields: string[] = [];
+    for (const jwk of own) fields.push(jwk.kid, await this.opts.seal.seal(JSON.stringify({ jwk, until })));
+    const stored = await this.redis.hgetall(this.key);
+    const stale: string[] = [];
+    const ownKids = new Set(own.map((k) => k.kid));
+    for (const [kid, raw] of Object.entries(stored)) {
+      if (ownKids.has(kid)) continue;
+      if ((untilOf(raw) ?? 0) <= now) {
+        stale.push(kid);
+        continue;
+      }
+      const checked = await this.check(kid, raw, true);
+      // Re-sealed by us before its signature lapses, so it keeps verifying until `until`.
+      if (
+        checked.ok &&
+        checked.entry.signatureExpiresAt < Math.min(checked.entry.until, now + 2 * this.refreshMs)
+      ) {
+        fields.push(kid, await this.opts.seal.seal(checked.entry.payload));
+      }
+    }
     const tx = this.redis.multi().hset(this.key, ...fields);
     if (stale.length) tx.hdel(this.key, ...stale);
     await tx.exec();
+    this.forgetAbsent(new Set(Object.values(stored)));
   }
 
   /** Republishes every refreshMs until stop(); failures are logged and retried on the next tick. */
@@ -69,18 +119,23 @@ export class SharedJwks {
   }
 
   /**
-   * The union of every replica's published keys and this replica's own (which are served even
-   * when Redis is unreachable: a JWKS without our own keys would break our own tokens).
+   * The union of every replica's published keys that open, and this replica's own (which are
+   * served even when Redis is unreachable: a JWKS without our own keys would break our own tokens).
    */
   async jwks(): Promise<{ keys: PublicSigningJwk[] }> {
     const own = this.ring.jwks().keys;
     const byKid = new Map(own.map((k) => [k.kid, k]));
     try {
       const now = this.now();
-      for (const raw of Object.values(await this.redis.hgetall(this.key))) {
-        const entry = parseEntry(raw);
-        if (entry && entry.until > now && !byKid.has(entry.jwk.kid)) byKid.set(entry.jwk.kid, entry.jwk);
+      const stored = await this.redis.hgetall(this.key);
+      for (const [kid, raw] of Object.entries(stored)) {
+        if (byKid.has(kid)) continue;
+        const checked = await this.check(kid, raw, false);
+        if (checked.ok && checked.entry.until > now && checked.entry.signatureExpiresAt > now) {
+          byKid.set(kid, checked.entry.jwk);
+        }
       }
+      this.forgetAbsent(new Set(Object.values(stored)));
     } catch (err) {
       this.opts.logger.warn(
         { err: { message: (err as Error).message } },
@@ -89,11 +144,69 @@ export class SharedJwks {
     }
     return { keys: [...byKid.values()] };
   }
+
+  /** Opens one entry, at most once per refresh period unless `fresh`; reports a refusal once. */
+  private check(kid: string, raw: string, fresh: boolean): Promise<Checked> {
+    const now = this.now();
+    const cached = this.checked.get(raw);
+    if (cached !== undefined && !fresh && now - cached.at < this.refreshMs) return cached.result;
+    const result = this.open(kid, raw).then(
+      (entry): Checked => ({ ok: true, entry }),
+      (err: unknown): Checked => {
+        // Reported the first time this exact entry is refused, not on every JWKS request.
+        if (!this.reported.has(raw)) {
+          this.reported.add(raw);
+          this.report(kid, err);
+        }
+        return { ok: false };
+      },
+    );
+    this.checked.set(raw, { at: now, result });
+    return result;
+  }
+
+  private async open(kid: string, raw: string): Promise<Served> {
+    const opened = await this.opts.seal.open(raw);
+    const entry = parsePayload(opened.payload);
+    if (entry === undefined || entry.jwk.kid !== kid) {
+      throw new SealRefused('malformed', 'payload is not {jwk, until} for this kid', opened.signer);
+    }
+    return { ...entry, payload: opened.payload, signer: opened.signer, signatureExpiresAt: opened.expiresAt };
+  }
+
+  private report(kid: string, err: unknown): void {
+    const refusal = err instanceof SealRefused ? err : new SealRefused('malformed', String(err));
+    this.opts.onRefused({
+      kind: 'jwks',
+      key: `${this.key}/${kid}`,
+      reason: refusal.reason,
+      ...(refusal.signer === undefined ? {} : { signer: refusal.signer }),
+      message: refusal.message,
+    });
+  }
+
+  /** Keeps the cache to what Redis holds now. */
+  private forgetAbsent(present: ReadonlySet<string>): void {
+    for (const raw of this.checked.keys()) if (!present.has(raw)) this.checked.delete(raw);
+    for (const raw of this.reported) if (!present.has(raw)) this.reported.delete(raw);
+  }
 }
 
-function parseEntry(raw: string): { jwk: PublicSigningJwk; until: number } | undefined {
+/** `until` of an entry without opening it: enough to prune an expired one, never to serve it. */
+function untilOf(raw: string): number | undefined {
   try {
-    const parsed = JSON.parse(raw) as { jwk?: PublicSigningJwk; until?: number };
+    const envelope = JSON.parse(raw) as { payload?: unknown; until?: unknown };
+    const body = typeof envelope.payload === 'string' ? (JSON.parse(envelope.payload) as unknown) : envelope;
+    const until = (body as { until?: unknown } | null)?.until;
+    return typeof until === 'number' ? until : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parsePayload(payload: string): { jwk: PublicSigningJwk; until: number } | undefined {
+  try {
+    const parsed = JSON.parse(payload) as { jwk?: PublicSigningJwk; until?: number };
     const jwk = parsed.jwk;
     if (!jwk || typeof jwk.kid !== 'string' || typeof parsed.until !== 'number') return undefined;
     // Only the public members of an EC P-256 key: nothing else is ever served.

@@ -93,6 +93,7 @@ describe('config/load-config', () => {
       revokeActive: true,
     });
     assert.deepEqual(config.quarantine.triggers.restrictedData?.allowedGroups, ['security']);
+    assert.deepEqual(config.replicas.allowedIds, ['spiffe://acme.io/broker']);
   });
 
   it('reads the YAML file named by SVID_BROKER_CONFIG; env overrides win over the file', () => {
@@ -222,6 +223,24 @@ describe('config/load-config', () => {
       '(root): Unrecognized key: "listne"',
       'audit: Unrecognized key: "fsyncc"',
       'redis: Unrecognized key: "urll"',
+    ]);
+  });
+
+  it('reads replicas.allowedIds and policy.pinDigest, naming each malformed value', () => {
+    const digest = 'a'.repeat(64);
+    const cfg = parseConfig({
+      replicas: { allowedIds: ['spiffe://example.org/broker'] },
+      policy: { pinDigest: digest },
+    });
+    assert.deepEqual(cfg.replicas.allowedIds, ['spiffe://example.org/broker']);
+    assert.equal(cfg.policy.pinDigest, digest);
+    assert.deepEqual(parseConfig({}).replicas.allowedIds, []);
+    const err = configError(() =>
+      parseConfig({ replicas: { allowedIds: ['broker'] }, policy: { pinDigest: 'abc' } }),
+    );
+    assert.deepEqual(err.problems.slice().sort(), [
+      'policy.pinDigest: a policy set digest: 64 lowercase hex digits',
+      'replicas.allowedIds.0: must be a SPIFFE ID',
     ]);
   });
 

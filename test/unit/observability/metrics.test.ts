@@ -226,6 +226,22 @@ describe('broker metrics', () => {
       assert.equal(await value('svid_broker_quarantines_total', { trigger: 'denial_burst' }), 1);
     });
 
+    it('counts refused shared-state entries by kind and reason, never by key or signer', async () => {
+      const refused = (kind: string, reason: string): AuditEventInput => ({
+        type: 'replica.entry_refused',
+        agent: '',
+        kind,
+        reason,
+        key: '{svb}:jwks/kid-1',
+        signer: AGENT,
+      });
+      await write(refused('jwks', 'unsigned'), refused('jwks', 'unsigned'), refused('policy', 'Bad Reason!'));
+      const name = 'svid_broker_replica_entries_refused_total';
+      assert.equal(await value(name, { kind: 'jwks', reason: 'unsigned' }), 2);
+      assert.equal(await value(name, { kind: 'policy', reason: 'other' }), 1);
+      assert.ok(!(await registry.metrics()).includes('kid-1'));
+    });
+
     it('ignores events that are not decisions', async () => {
       const before = await registry.metrics();
       await write(

@@ -13,6 +13,12 @@ export const SECURITY_ONCALL = 'spiffe://example.org/security/oncall';
 export const OTHER_AGENT = 'spiffe://example.org/agents/builder';
 export const SHIPPED_CASES = path.join(SHIPPED_POLICY_DIR, 'cases.yaml');
 
+/** Small policies for sets that differ: demo BeginTask in dev, in prod, or anything at all. */
+export const ALLOW_DEV =
+  '@id("dev") permit (principal, action == Action::"BeginTask", resource == Environment::"dev");\n';
+export const ALLOW_PROD =
+  '@id("prod") permit (principal, action == Action::"BeginTask", resource == Environment::"prod");\n';
+
 /** The agent catalog of the dev stack. */
 export const DEV_CATALOG = [
   { pattern: 'spiffe://example.org/agents/*', groups: ['agents'] },

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { PolicyLoadError, type PolicyProblem } from '../../../src/policy/policy-load-error.js';
 import { PolicyManager, type PolicyManagerOptions } from '../../../src/policy/policy-manager.js';
 import {
+  ALLOW_DEV,
+  ALLOW_PROD,
   DEMO_AGENT,
   SHIPPED_SCHEMA,
   beginTaskRequest,
@@ -12,10 +14,6 @@ import {
 } from './policy-fixtures.js';
 
 const SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
-const ALLOW_DEV =
-  '@id("dev") permit (principal, action == Action::"BeginTask", resource == Environment::"dev");\n';
-const ALLOW_PROD =
-  '@id("prod") permit (principal, action == Action::"BeginTask", resource == Environment::"prod");\n';
 const BROKEN = '@id("broken") permit (principal, action, resource) when { context.nope };\n';
 
 /** A policy dir with its own schema, so watching it involves nothing outside the temp dir. */
@@ -129,6 +127,67 @@ describe('PolicyManager', () => {
     writeFileSync(path.join(dir, 'main.cedar'), ALLOW_DEV);
     assert.equal(manager.reload().changed, false);
     assert.deepEqual(events.reloaded, []);
+  });
+
+  describe('sets from other replicas, and a pinned digest', () => {
+    const sourcesOf = (
+      policies: string,
+    ): { digest: string; sources: PolicyManager['current']['sources'] } => {
+      const other = manage({ policyDir: dirWith(policies) });
+      return { digest: other.current.digest, sources: other.current.sources };
+    };
+
+    it('adopts texts that hash to the announced digest, and refuses texts that do not', () => {
+      const manager = manage({ policyDir: dirWith(ALLOW_DEV) });
+      const prod = sourcesOf(ALLOW_PROD);
+      const other = sourcesOf(ALLOW_DEV + ALLOW_PROD);
+
+      const forged = manager.adopt(prod.sources, 'redis:x', other.digest);
+      assert.equal(forged.ok, false);
+      assert.match(forged.problems?.[0]?.message ?? '', /not to the announced digest/);
+      assert.equal(beginsIn(manager, 'prod'), false);
+
+      const adopted = manager.adopt(prod.sources, 'redis:x', prod.digest);
+      assert.deepEqual(adopted, { ok: true, digest: prod.digest, changed: true });
+      assert.equal(beginsIn(manager, 'prod'), true);
+    });
+
+    it('does not roll an adopted set back on a reload when its own (older) directory did not change', () => {
+      const dir = dirWith(ALLOW_DEV);
+      const events = recorder();
+      const manager = manage({ policyDir: dir, ...events.options });
+      const newer = sourcesOf(ALLOW_DEV + ALLOW_PROD);
+      assert.equal(manager.adopt(newer.sources, 'redis:x', newer.digest).changed, true);
+
+      assert.deepEqual(manager.reload(), { ok: true, digest: newer.digest, changed: false });
+      assert.equal(manager.current.digest, newer.digest);
+      assert.notEqual(manager.directoryDigest, newer.digest);
+      // An edit of the directory is an operator's change: it takes effect (and is announced).
+      writeFileSync(path.join(dir, 'main.cedar'), ALLOW_PROD);
+      assert.equal(manager.reload().changed, true);
+      assert.equal(events.reloaded.length, 1);
+      assert.equal(manager.directoryDigest, manager.current.digest);
+    });
+
+    it('with pinDigest, serves only that set: loading, reloading or adopting another is refused', () => {
+      const dir = dirWith(ALLOW_DEV);
+      const pinned = sourcesOf(ALLOW_DEV);
+      const other = sourcesOf(ALLOW_PROD);
+      assert.throws(
+        () => manage({ policyDir: dirWith(ALLOW_PROD), pinDigest: pinned.digest }),
+        (err: unknown) => err instanceof PolicyLoadError && /policy.pinDigest/.test(err.message),
+      );
+      const events = recorder();
+      const manager = manage({ policyDir: dir, pinDigest: pinned.digest, ...events.options });
+
+      const adopted = manager.adopt(other.sources, 'redis:x', other.digest);
+      assert.equal(adopted.ok, false);
+      assert.match(adopted.problems?.[0]?.message ?? '', /is not policy.pinDigest/);
+      writeFileSync(path.join(dir, 'main.cedar'), ALLOW_PROD);
+      assert.equal(manager.reload().ok, false);
+      assert.match(events.failed[0]?.[0]?.message ?? '', /is not policy.pinDigest/);
+      assert.equal(manager.current.digest, pinned.digest);
+    });
   });
 
   it('fails reload() after close(), and keeps answering with the last good set', () => {
