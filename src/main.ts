@@ -58,6 +58,7 @@ import { createRedisConnection, describeRedisTarget, type RedisClient } from './
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
+import { RevokedList } from './server/revoked-list.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
 
 // The broker's live heap is small (about 25 MB under load: `npm run bench -- --rss-detail`), but
@@ -378,7 +379,14 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     );
     cleanups.push(() => keys.stop());
     const backends = new Map<string, CredentialBackend>([
-      ['token', createTokenBackend({ issuer: spiffeId, keys })],
+      [
+        'token',
+        createTokenBackend({
+          issuer: spiffeId,
+          keys,
+          clockSkewSeconds: config.backends.token.maxClockSkewSeconds,
+        }),
+      ],
     ]);
     if (config.backends.vault) {
       // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
@@ -532,6 +540,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       {
         jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
         store: leaseStore,
+        revoked: new RevokedList({
+          store: leaseStore,
+          clockSkewMs: config.backends.token.maxClockSkewSeconds * 1000,
+          ...config.revokedList,
+          ...(opts.now ? { now: opts.now } : {}),
+        }),
         registry,
         logger,
         ...(opts.now ? { now: opts.now } : {}),

@@ -35,11 +35,13 @@ import type {
   LeaseStore,
   RevocationOutcome,
   RevocationPage,
+  RevokedToken,
   PutLeaseResult,
   RevokeOutcome,
   Task,
   TaskLeaseSummary,
 } from './types.js';
+import { TOKEN_BACKEND } from './types.js';
 
 export interface MemoryLeaseStoreOptions {
   /** How long ended records stay listable after their expiresAt. Default 7 days. */
@@ -62,6 +64,8 @@ export class MemoryLeaseStore implements LeaseStore {
   private readonly leases = new Map<string, Lease>();
   /** Ids on the deny list (the Redis store's `revoked` zset): leases revoked or being revoked. */
   private readonly denied = new Set<string>();
+  /** The token deny list (the Redis store's `revoked:tokens` zset): jti -> expiresAt. */
+  private readonly deniedTokens = new Map<string, number>();
   private readonly retentionMs: number;
   private readonly clock: () => number;
   private closed = false;
@@ -209,6 +213,30 @@ export class MemoryLeaseStore implements LeaseStore {
       .map((l) => structuredClone(l));
   }
 
+  async listRevokedTokens(
+    since: number,
+    page: { after?: RevokedToken; limit: number },
+  ): Promise<RevokedToken[]> {
+    this.open();
+    requireTime('since', since);
+    requirePageSize(page.limit);
+    for (const [jti, expiresAt] of this.deniedTokens) if (expiresAt <= since) this.deniedTokens.delete(jti);
+    const after = page.after;
+    const afterEntry = after && this.deniedTokens.get(after.jti);
+    // By (expiresAt, jti) after the cursor's entry; a cursor whose entry is gone starts after its
+    // expiry, as list-revoked-tokens-1.lua does.
+    const isAfter = (t: RevokedToken): boolean =>
+      !after ||
+      (afterEntry === undefined
+        ? t.expiresAt > after.expiresAt
+        : t.expiresAt > afterEntry || (t.expiresAt === afterEntry && t.jti > after.jti));
+    return [...this.deniedTokens]
+      .map(([jti, expiresAt]) => ({ jti, expiresAt }))
+      .filter(isAfter)
+      .sort((a, b) => a.expiresAt - b.expiresAt || (a.jti < b.jti ? -1 : a.jti > b.jti ? 1 : 0))
+      .slice(0, page.limit);
+  }
+
   async scanLeases(
     selector: LeaseSelector,
     cursor: string | undefined,
@@ -304,6 +332,7 @@ export class MemoryLeaseStore implements LeaseStore {
     this.tasks.clear();
     this.leases.clear();
     this.denied.clear();
+    this.deniedTokens.clear();
   }
 
   /** Fails like a closed Redis client would, and drops what Redis would have expired by now. */
@@ -332,7 +361,10 @@ export class MemoryLeaseStore implements LeaseStore {
     const lease = this.leases.get(id);
     if (!lease || lease.state !== 'active') return undefined;
     Object.assign(lease, { state, revokeReason: reason, revokedAt: at });
-    if (state === 'revoked' || state === 'revoking') this.denied.add(id);
+    if (state === 'revoked' || state === 'revoking') {
+      this.denied.add(id);
+      if (lease.backend === TOKEN_BACKEND) this.deniedTokens.set(lease.backendRef, lease.expiresAt);
+    }
     return structuredClone(lease);
   }
 }

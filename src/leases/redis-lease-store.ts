@@ -13,6 +13,7 @@
  * | `{svb}:agent-tasks:<spiffeId>` | zset | one agent's active task ids by expiresAt | none; Redis drops it when empty |
  * | `{svb}:active-leases` | zset | active lease ids by expiresAt | none; a lease leaves when it ends |
  * | `{svb}:revoked` | zset | deny list: lease ids revoked or being revoked, by expiresAt | none; members pruned once their expiresAt passes |
+ * | `{svb}:revoked:tokens` | zset | token deny list: jtis of `token` leases on the deny list, by expiresAt (GET /v1/revoked) | none; members pruned once their expiresAt + the verifiers' clock skew passes |
  * | `{svb}:idx:agent:<spiffeId>` | zset | one agent's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:task:<taskId>` | zset | one task's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:env:<env>` | zset | one environment's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
@@ -57,6 +58,7 @@ import type {
   LeaseSelector,
   RevocationOutcome,
   RevocationPage,
+  RevokedToken,
   LeaseState,
   LeaseStore,
   PutLeaseResult,
@@ -81,6 +83,7 @@ const SCRIPT_NAMES = [
   'claim-expired-tasks',
   'list-leases',
   'list-revoked-unexpired',
+  'list-revoked-tokens',
   'select-leases',
   'complete-revocations',
 ] as const;
@@ -389,6 +392,10 @@ class LeaseKeys {
   get revoked(): string {
     return `${this.tag}:revoked`;
   }
+  /** Written by end-lease and select-leases as `<revoked>:tokens` (they derive it from `revoked`). */
+  get revokedTokens(): string {
+    return `${this.tag}:revoked:tokens`;
+  }
   get activeByBackend(): string {
     return `${this.tag}:active-leases:by-backend`;
   }
@@ -622,6 +629,30 @@ export class RedisLeaseStore implements LeaseStore {
     const k = this.keys;
     const reply = await this.run('list-revoked-unexpired', [k.revoked], [k.tag, now, backend ?? '']);
     return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
+  }
+
+  async listRevokedTokens(
+    since: number,
+    page: { after?: RevokedToken; limit: number },
+  ): Promise<RevokedToken[]> {
+    requireTime('since', since);
+    requirePageSize(page.limit);
+    const after = page.after;
+    const reply = listOf(
+      await this.run(
+        'list-revoked-tokens',
+        [this.keys.revokedTokens],
+        [since, after?.jti ?? '', after?.expiresAt ?? '', page.limit],
+      ),
+    );
+    const tokens: RevokedToken[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      const [jti, score] = [reply[i] as unknown, reply[i + 1] as unknown];
+      const expiresAt = Number(score);
+      if (typeof jti !== 'string' || !Number.isSafeInteger(expiresAt)) throw malformed('revoked token entry');
+      tokens.push({ jti, expiresAt });
+    }
+    return tokens;
   }
 
   async scanLeases(

@@ -72,6 +72,7 @@ describe('credentials/token', () => {
     assert.deepEqual(decodeJwt(issued.credential.token), {
       iss: ISSUER,
       sub: 'spiffe://example.org/agent/summariser',
+      client_id: 'spiffe://example.org/agent/summariser',
       aud: AUDIENCE,
       scope: 'read:a read:b',
       task: 'task-42',
@@ -99,6 +100,7 @@ describe('credentials/token', () => {
 
     const { claims, kid: verifiedKid } = await verify(issued.credential.token);
     assert.equal(claims.jti, 'lease-0001');
+    assert.equal(claims.client_id, 'spiffe://example.org/agent/summariser');
     assert.equal(verifiedKid, kid);
   });
 
@@ -331,6 +333,16 @@ describe('credentials/token', () => {
         .setExpirationTime(Math.floor(T0 / 1000) + 60)
         .sign(key.privateKey);
       await rejectsWith(verifyAccessToken(idToken, base), /typ/);
+      // RFC 9068 requires client_id: an at+jwt without it is not one of ours.
+      const noClient = await new SignJWT({ sub: 'x', scope: 'a', jti: 'j', task: 't', env: 'e', role: 'r' })
+        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setIssuedAt(Math.floor(T0 / 1000))
+        .setNotBefore(Math.floor(T0 / 1000))
+        .setExpirationTime(Math.floor(T0 / 1000) + 60)
+        .sign(key.privateKey);
+      await rejectsWith(verifyAccessToken(noClient, base), /client_id/);
     });
   });
 
