@@ -58,6 +58,8 @@ import { createRedisConnection, describeRedisTarget, type RedisClient } from './
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
+import { CallGate } from './server/call-gate.js';
+import { grpcServerOptions } from './config/grpc-server-config.js';
 import { RevokedList } from './server/revoked-list.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
 
@@ -517,8 +519,15 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       ...(opts.now ? { now: opts.now } : {}),
     });
 
+    // Per-peer limits and the aggregated auth.denied audit; stopped after the server (cleanups run
+    // in reverse), so the last window's counts are written before the audit sink closes.
+    const gate = new CallGate({ config: config.grpc, audit, logger, ...(opts.now ? { now: opts.now } : {}) });
+    gate.start();
+    cleanups.push(() => gate.stop());
     const grpc: RunningGrpcServer = await startGrpcServer(
       {
+        gate,
+        serverOptions: grpcServerOptions(config.grpc),
         broker,
         admin,
         leaseAdmin,
