@@ -256,10 +256,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           revocations,
         });
       } else {
-        store = new RedisLeaseStore(redis, {
+        const redisStore = new RedisLeaseStore(redis, {
           prefix: config.redis.prefix,
           retentionSeconds: config.redis.retentionSeconds,
         });
+        store = redisStore;
         try {
           await store.ping();
         } catch (err) {
@@ -268,6 +269,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
               (redisProblem ? ` (${redisProblem.message})` : ''),
           );
         }
+        // /v1/revoked reads the token deny list only: bring over what older versions revoked.
+        await redisStore.backfillRevokedTokens((opts.now ?? Date.now)()).catch((err: unknown) => {
+          throw new StartupError(
+            `cannot copy revoked tokens to the token deny list: ${(err as Error).message}`,
+          );
+        });
       }
       const built = store;
       cleanups.push(() => built.close());

@@ -84,6 +84,7 @@ const SCRIPT_NAMES = [
   'list-leases',
   'list-revoked-unexpired',
   'list-revoked-tokens',
+  'backfill-revoked-tokens',
   'select-leases',
   'complete-revocations',
 ] as const;
@@ -653,6 +654,31 @@ export class RedisLeaseStore implements LeaseStore {
       tokens.push({ jti, expiresAt });
     }
     return tokens;
+  }
+
+  /**
+   * Copies the deny list's unexpired `token` leases onto the token deny list, a page at a time (one
+   * short script each, so Redis is never held long); returns how many it copied. For a store written
+   * before the token deny list existed: run at startup, it is idempotent.
+   */
+  async backfillRevokedTokens(now: number, pageSize = 500): Promise<number> {
+    requireTime('now', now);
+    requirePageSize(pageSize);
+    const k = this.keys;
+    let copied = 0;
+    for (let offset = 0; ; offset += pageSize) {
+      const reply = listOf(
+        await this.run(
+          'backfill-revoked-tokens',
+          [k.revoked, k.revokedTokens],
+          [k.tag, now, offset, pageSize],
+        ),
+      );
+      const [looked, added] = reply;
+      if (typeof looked !== 'number' || typeof added !== 'number') throw malformed('backfill-revoked-tokens');
+      copied += added;
+      if (looked < pageSize) return copied;
+    }
   }
 
   async scanLeases(
