@@ -324,24 +324,23 @@ describe('credentials/token', () => {
         /ERR_JWT_EXPIRED/,
       );
       const key = keys.current();
-      const idToken = await new SignJWT({ sub: 'x', scope: 'a', jti: 'j' })
-        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
-        .setIssuer(ISSUER)
-        .setAudience(AUDIENCE)
-        .setIssuedAt(Math.floor(T0 / 1000))
-        .setNotBefore(Math.floor(T0 / 1000))
-        .setExpirationTime(Math.floor(T0 / 1000) + 60)
-        .sign(key.privateKey);
+      /** A token signed with the broker's key, valid for a minute, with these claims and `typ`. */
+      const signed = (claims: Record<string, string>, typ: string): Promise<string> =>
+        new SignJWT(claims)
+          .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ })
+          .setIssuer(ISSUER)
+          .setAudience(AUDIENCE)
+          .setIssuedAt(Math.floor(T0 / 1000))
+          .setNotBefore(Math.floor(T0 / 1000))
+          .setExpirationTime(Math.floor(T0 / 1000) + 60)
+          .sign(key.privateKey);
+      const idToken = await signed({ sub: 'x', scope: 'a', jti: 'j' }, 'JWT');
       await rejectsWith(verifyAccessToken(idToken, base), /typ/);
       // RFC 9068 requires client_id: an at+jwt without it is not one of ours.
-      const noClient = await new SignJWT({ sub: 'x', scope: 'a', jti: 'j', task: 't', env: 'e', role: 'r' })
-        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })
-        .setIssuer(ISSUER)
-        .setAudience(AUDIENCE)
-        .setIssuedAt(Math.floor(T0 / 1000))
-        .setNotBefore(Math.floor(T0 / 1000))
-        .setExpirationTime(Math.floor(T0 / 1000) + 60)
-        .sign(key.privateKey);
+      const noClient = await signed(
+        { sub: 'x', scope: 'a', jti: 'j', task: 't', env: 'e', role: 'r' },
+        'at+jwt',
+      );
       await rejectsWith(verifyAccessToken(noClient, base), /client_id/);
     });
   });
