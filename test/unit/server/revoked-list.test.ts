@@ -48,7 +48,11 @@ describe('RevokedList (/v1/revoked)', () => {
     const pages = [l.page(q()), l.page(q('limit=2')), l.page(q('limit=3'))];
     store.release();
     const [first, same, other] = await Promise.all(pages);
-    assert.equal(store.calls.length, 2, 'one read for the default page (limit=2 is the same), one for limit=3');
+    assert.equal(
+      store.calls.length,
+      2,
+      'one read for the default page (limit=2 is the same), one for limit=3',
+    );
     assert.equal(same, first);
     assert.equal(other?.revoked.length, 3);
     clock += 999;
