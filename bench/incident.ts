@@ -15,7 +15,8 @@
  *    deny-listed, its backend job queued. Redis's own time comes from INFO commandstats, and the
  *    threaded PINGs run meanwhile (what another replica's commands wait). This process's heap and
  *    RSS are sampled on every page, and the live heap is measured once half-way after a forced GC
- *    (its pause is left out of the time).
+ *    (its pause is left out of the time). Then GET /v1/revoked's read over those revoked tokens:
+ *    a page through RevokedList, every page, and the old per-lease script once, for comparison.
  * 3. Backend: two brokers (the integration harness and its replica(): LocalCa, real Workload API,
  *    fsync'd audit files) on one key prefix; more leases of another agent, revoked by `security`
  *    through the admin RevokeLeases stream on replica A: ledger pages, the token backend's revoke,
@@ -43,6 +44,7 @@ import type { Redis } from 'ioredis';
 import { REVOKE_PAGE_SIZE } from '../src/broker/lease-admin.js';
 import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
 import type { Lease } from '../src/leases/types.js';
+import { RevokedList } from '../src/server/revoked-list.js';
 import {
   DEMO_AGENT,
   TRUST_DOMAIN,
@@ -237,6 +239,61 @@ interface Ledger {
   rssBefore: number;
   peaks: MemoryPeaks;
   holdAllBytes: number;
+  revokedList: RevokedListCost;
+}
+
+/** GET /v1/revoked's read with every revoked lease a token on the deny list. */
+interface RevokedListCost {
+  /** One page of REVOKED_PAGE jtis through RevokedList (what the route runs, without HTTP). */
+  page: Stats;
+  /** Redis's own time per page (INFO commandstats). */
+  pageRedisMs: number;
+  /** Every page, following next_cursor. */
+  allPagesMs: number;
+  pages: number;
+  /** The script the route ran before (an HGETALL per revoked lease): one call, and PINGs meanwhile. */
+  oldScanMs: number;
+  oldScanPingMax: number;
+}
+
+const REVOKED_PAGE = 1000;
+const REVOKED_ROUNDS = 50;
+
+async function measureRevokedList(
+  server: RunningRedis,
+  redis: Redis,
+  store: RedisLeaseStore,
+): Promise<RevokedListCost> {
+  const list = new RevokedList({
+    store,
+    clockSkewMs: 60_000,
+    cacheMs: 0,
+    defaultPageSize: REVOKED_PAGE,
+    maxPageSize: REVOKED_PAGE,
+  });
+  const first = new URLSearchParams();
+  for (let i = 0; i < 5; i++) await list.page(first);
+  await redis.config('RESETSTAT');
+  const pageMs: number[] = [];
+  for (let i = 0; i < REVOKED_ROUNDS; i++) {
+    const t0 = performance.now();
+    await list.page(first);
+    pageMs.push(performance.now() - t0);
+  }
+  const pageRedisMs = (await redisCommandMs(redis, ['evalsha', 'eval'])) / REVOKED_ROUNDS;
+  const t0 = performance.now();
+  let pages = 0;
+  for (let cursor: string | null = ''; cursor !== null; pages++) {
+    const body = await list.page(new URLSearchParams(cursor ? { cursor } : {}));
+    cursor = body.next_cursor;
+  }
+  const allPagesMs = performance.now() - t0;
+  const pinger = pingMeanwhile(server.port);
+  const t1 = performance.now();
+  await store.listRevokedUnexpired(Date.now(), 'token');
+  const oldScanMs = performance.now() - t1;
+  const oldScanPingMax = (await pinger.stop()).max;
+  return { page: stats(pageMs), pageRedisMs, allPagesMs, pages, oldScanMs, oldScanPingMax };
 }
 
 /** Redis's total time (ms) in the commands named, from INFO commandstats. */
@@ -304,6 +361,7 @@ async function revokeLedger(
         `ledger revoke incomplete: ${revoked} revoked, ${denied} deny-listed, ${queued} jobs, ${active} active`,
       );
     }
+    const revokedList = await measureRevokedList(server, redis, store);
     return {
       count,
       seedMs,
@@ -319,6 +377,7 @@ async function revokeLedger(
       rssBefore: before.rss,
       peaks,
       holdAllBytes: holdAllBytes(count, gc),
+      revokedList,
     };
   } finally {
     await store.close();
@@ -598,6 +657,12 @@ function report(b: Baseline, l: Ledger, be: Backend, q: Propagation, totalMs: nu
       `(+${mb(l.peaks.heap - l.heapBefore)}); ${mb(l.heapAfter)} after`,
     `             RSS ${mb(l.rssBefore)} before, peak ${mb(l.peaks.rss)} (+${mb(l.peaks.rss - l.rssBefore)}); ` +
       `for scale, ${l.count} Lease objects held at once take ${mb(l.holdAllBytes)} of heap`,
+    `  /v1/revoked with those ${l.count} revoked tokens on the deny list: one page of ${REVOKED_PAGE} ` +
+      `p50 ${fx(l.revokedList.page.p50)} ms, p99 ${fx(l.revokedList.page.p99)} ms ` +
+      `(${fx(l.revokedList.page.p50 / rtt, 0)} PING p50s), Redis busy ${fx(l.revokedList.pageRedisMs)} ms per page`,
+    `             all ${l.revokedList.pages} pages: ${fx(l.revokedList.allPagesMs, 0)} ms; before (one script, an ` +
+      `HGETALL per revoked lease, on every call): ${fx(l.revokedList.oldScanMs, 0)} ms, ` +
+      `PING max meanwhile ${fx(l.revokedList.oldScanPingMax)} ms`,
     `  backend    RevokeLeases by security on replica A (gRPC stream): ${be.count} leases (seeded in ` +
       `${fx(be.seedMs / 1000, 1)} s) revoked in ${fx(be.totalMs, 0)} ms, ${perS(be.count, be.totalMs)}`,
     `             ledger pages + token backend revoke + completeRevocations + one fsync’d audit record per ` +

@@ -64,6 +64,9 @@ import { createRedisConnection, describeRedisTarget, type RedisClient } from './
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
+import { CallGate } from './server/call-gate.js';
+import { grpcServerOptions } from './config/grpc-server-config.js';
+import { RevokedList } from './server/revoked-list.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
 
 // The broker's live heap is small (about 25 MB under load: `npm run bench -- --rss-detail`), but
@@ -279,10 +282,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           revocations,
         });
       } else {
-        store = new RedisLeaseStore(redis, {
+        const redisStore = new RedisLeaseStore(redis, {
           prefix: config.redis.prefix,
           retentionSeconds: config.redis.retentionSeconds,
         });
+        store = redisStore;
         try {
           await store.ping();
         } catch (err) {
@@ -291,6 +295,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
               (redisProblem ? ` (${redisProblem.message})` : ''),
           );
         }
+        // /v1/revoked reads the token deny list only: bring over what older versions revoked.
+        await redisStore.backfillRevokedTokens((opts.now ?? Date.now)()).catch((err: unknown) => {
+          throw new StartupError(
+            `cannot copy revoked tokens to the token deny list: ${(err as Error).message}`,
+          );
+        });
       }
       const built = store;
       cleanups.push(() => built.close());
@@ -430,7 +440,14 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     );
     cleanups.push(() => keys.stop());
     const backends = new Map<string, CredentialBackend>([
-      ['token', createTokenBackend({ issuer: spiffeId, keys })],
+      [
+        'token',
+        createTokenBackend({
+          issuer: spiffeId,
+          keys,
+          clockSkewSeconds: config.backends.token.maxClockSkewSeconds,
+        }),
+      ],
     ]);
     if (config.backends.vault) {
       // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
@@ -568,8 +585,15 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       ...(opts.now ? { now: opts.now } : {}),
     });
 
+    // Per-peer limits and the aggregated auth.denied audit; stopped after the server (cleanups run
+    // in reverse), so the last window's counts are written before the audit sink closes.
+    const gate = new CallGate({ config: config.grpc, audit, logger, ...(opts.now ? { now: opts.now } : {}) });
+    gate.start();
+    cleanups.push(() => gate.stop());
     const grpc: RunningGrpcServer = await startGrpcServer(
       {
+        gate,
+        serverOptions: grpcServerOptions(config.grpc),
         broker,
         admin,
         leaseAdmin,
@@ -591,6 +615,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       {
         jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
         store: leaseStore,
+        revoked: new RevokedList({
+          store: leaseStore,
+          clockSkewMs: config.backends.token.maxClockSkewSeconds * 1000,
+          ...config.revokedList,
+          ...(opts.now ? { now: opts.now } : {}),
+        }),
         registry,
         logger,
         ...(opts.now ? { now: opts.now } : {}),

@@ -34,11 +34,21 @@ export function optionalTtl(value: number, field = 'ttl_seconds'): number {
   return value;
 }
 
+/**
+ * What free text may not contain: C0 controls (newline and tab included), DEL, C1 controls, the
+ * line and paragraph separators, and the bidi marks, embeddings, overrides and isolates. Any of
+ * them lets an agent draw something else than what it sent in an approver's terminal or a
+ * human-read log: a fake table row, a reversed role name.
+ */
+export const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+
 export function boundedText(value: string, field: string, max: number): string {
   if (value.length > max) throw invalidArgument(field, `must be at most ${max} characters`);
-  // Control characters would let an agent forge lines in human-read logs.
-  if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(value))
-    throw invalidArgument(field, 'must not contain control characters');
+  const unsafe = UNSAFE_TEXT.exec(value);
+  if (unsafe) {
+    const code = (unsafe[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+    throw invalidArgument(field, `must not contain control or bidi characters (found U+${code})`);
+  }
   return value;
 }
 

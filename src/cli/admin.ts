@@ -11,6 +11,7 @@ import type {
   RevokeLeasesReportMsg,
 } from '../server/broker-proto.js';
 import { connect } from './connect.js';
+import { printable, safeJson } from './escape.js';
 import { iso } from './request.js';
 
 const COMMON = {
@@ -19,8 +20,9 @@ const COMMON = {
   'broker-id': { type: 'string' },
 } as const;
 
-/** Left-aligned columns, for a terminal. */
-export function table(headers: string[], rows: string[][]): string {
+/** Left-aligned columns, for a terminal; every cell is escaped (see printable), so none can add a row. */
+export function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
@@ -101,7 +103,7 @@ export async function runApprovals(args: string[]): Promise<number> {
       // Stderr, so --json stays the array it always was.
       if (next) console.error(`more: svid-broker approvals list --page-token ${next}`);
       if (values.json) {
-        console.log(JSON.stringify(approvals.map(approvalJson), null, 2));
+        console.log(safeJson(approvals.map(approvalJson)));
       } else if (approvals.length === 0) {
         console.log(`no ${values.state} approvals you may decide`);
       } else {
@@ -145,13 +147,7 @@ export async function runApprovals(args: string[]): Promise<number> {
       reason: values.reason,
     });
     if (values.json) {
-      console.log(
-        JSON.stringify(
-          { outcome: res.outcome, approval: res.approval && approvalJson(res.approval) },
-          null,
-          2,
-        ),
-      );
+      console.log(safeJson({ outcome: res.outcome, approval: res.approval && approvalJson(res.approval) }));
     } else {
       const a = res.approval;
       const progress = a ? ` (${a.approvals.length}/${a.approvals_required} approvals)` : '';
@@ -161,7 +157,7 @@ export async function runApprovals(args: string[]): Promise<number> {
           : res.outcome === 'denied'
             ? 'denied: the agent is told your reason'
             : 'approval recorded: another approver is still needed';
-      console.log(`${id}: ${what}${progress}`);
+      console.log(`${printable(id)}: ${what}${progress}`);
     }
     return 0;
   } finally {
@@ -203,17 +199,18 @@ export async function runBreakGlass(args: string[]): Promise<number> {
         reason: values.reason,
         ttl_seconds: ttl,
       });
-      if (values.json) console.log(JSON.stringify(grantJson(grant), null, 2));
+      if (values.json) console.log(safeJson(grantJson(grant)));
       else
         console.log(
-          `break-glass ${grant.grant_id} granted to ${grant.agent} for ${grant.roles.join(', ')} until ${iso(grant.expires_at)}; ` +
-            'it stays on `svid-broker breakglass list` until reviewed',
+          printable(
+            `break-glass ${grant.grant_id} granted to ${grant.agent} for ${grant.roles.join(', ')} until ${iso(grant.expires_at)}; `,
+          ) + 'it stays on `svid-broker breakglass list` until reviewed',
         );
       return 0;
     }
     if (sub === 'list') {
       const { grants } = await conn.admin.listBreakGlass();
-      if (values.json) console.log(JSON.stringify(grants.map(grantJson), null, 2));
+      if (values.json) console.log(safeJson(grants.map(grantJson)));
       else if (grants.length === 0) console.log('no break-glass grants awaiting review');
       else
         console.log(
@@ -236,8 +233,8 @@ export async function runBreakGlass(args: string[]): Promise<number> {
     if (!id) throw new Error('usage: svid-broker breakglass review GRANT_ID --note TEXT');
     if (!values.note) throw new Error('--note is required: record what the review found');
     const grant = await conn.admin.reviewBreakGlass({ grant_id: id, note: values.note });
-    if (values.json) console.log(JSON.stringify(grantJson(grant), null, 2));
-    else console.log(`${id}: reviewed (${grant.uses} use(s))`);
+    if (values.json) console.log(safeJson(grantJson(grant)));
+    else console.log(`${printable(id)}: reviewed (${grant.uses} use(s))`);
     return 0;
   } finally {
     conn.close();
@@ -326,7 +323,7 @@ function revokeSummary(r: RevokeLeasesReportMsg): string[] {
   ];
   for (const [backend, c] of Object.entries(r.by_backend)) {
     lines.push(
-      `  ${backend}: revoked ${c.revoked}, pending retry ${c.pending_retry}, not revocable ${c.not_revocable}`,
+      `  ${printable(backend)}: revoked ${c.revoked}, pending retry ${c.pending_retry}, not revocable ${c.not_revocable}`,
     );
   }
   return lines;
@@ -368,7 +365,7 @@ export async function runAdmin(args: string[]): Promise<number> {
     all: values.all,
   };
   const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
-  const out = (v: unknown): void => console.log(JSON.stringify(v, null, 2));
+  const out = (v: unknown): void => console.log(safeJson(v));
   try {
     switch (sub) {
       case 'leases': {
@@ -400,7 +397,9 @@ export async function runAdmin(args: string[]): Promise<number> {
         const lease = await conn.admin.getLease(id);
         if (values.json) out(lease);
         else
-          console.log(leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${lease.revoke_reason}` : ''));
+          console.log(
+            leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${printable(lease.revoke_reason)}` : ''),
+          );
         return 0;
       }
       case 'revoke': {
@@ -446,7 +445,7 @@ export async function runAdmin(args: string[]): Promise<number> {
         } else {
           const q = res.quarantine;
           console.log(
-            `quarantined ${q?.pattern ?? values.agent}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
+            `quarantined ${printable(q?.pattern ?? values.agent)}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
               (q?.expires_at ? ` until ${iso(q.expires_at)}` : ' until released'),
           );
           if (res.revocation) for (const line of revokeSummary(res.revocation)) console.log(line);
@@ -459,7 +458,7 @@ export async function runAdmin(args: string[]): Promise<number> {
         if (!values.reason) throw new Error('--reason is required: it is recorded in the audit trail');
         const q = await conn.admin.releaseQuarantine({ agent: values.agent, reason: values.reason });
         if (values.json) out(quarantineJson(q));
-        else console.log(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`);
+        else console.log(printable(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`));
         return 0;
       }
       default: {

@@ -10,6 +10,7 @@ import { PolicyLoadError } from '../policy/policy-load-error.js';
 import { StartupError } from '../main.js';
 import { runAdmin, runApprovals, runBreakGlass } from './admin.js';
 import { runAuditVerify } from './audit-verify.js';
+import { printable } from './escape.js';
 import { runPolicyTest, runPolicyValidate } from './policy.js';
 import { runDev } from './dev.js';
 import { runRequest, runTaskEnd } from './request.js';
@@ -110,8 +111,8 @@ function report(err: unknown): number {
   }
   const e = err as { code?: unknown; details?: unknown; message?: unknown };
   if (typeof e.code === 'number' && typeof e.details === 'string') {
-    // A gRPC status from the broker: already a safe, human message.
-    console.error(`svid-broker: ${e.details}`);
+    // A gRPC status from the broker: a human message, which may quote an approver's reason.
+    console.error(`svid-broker: ${printable(e.details)}`);
     return 1;
   }
   console.error(`svid-broker: ${typeof e.message === 'string' ? e.message : String(err)}`);

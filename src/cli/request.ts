@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { fromTimestamp, type IssueCredentialResponseMsg, type TaskMsg } from '../server/broker-proto.js';
 import { connect } from './connect.js';
+import { printable, safeJson } from './escape.js';
 
 export const iso = (ts: Parameters<typeof fromTimestamp>[0]): string =>
   new Date(fromTimestamp(ts)).toISOString();
@@ -76,7 +77,7 @@ export async function runRequest(args: string[]): Promise<number> {
       };
       if (!values.wait) {
         // Exit 3: not an error, not a credential. Re-run with the same flags and --task once approved.
-        console.log(JSON.stringify(pending, null, 2));
+        console.log(safeJson(pending));
         console.error(
           `pending approval ${issued.approval_id}: needs ${issued.approvals_required} approval(s); ` +
             'an approver runs `svid-broker approvals approve ' +
@@ -96,7 +97,7 @@ export async function runRequest(args: string[]): Promise<number> {
       );
     }
     const out = credentialJson(task, issued);
-    console.log(JSON.stringify(out, null, 2));
+    console.log(safeJson(out));
     return 0;
   } finally {
     conn.close();
@@ -134,16 +135,12 @@ export async function runTaskEnd(args: string[]): Promise<number> {
   try {
     const res = await conn.client.endTask({ task_id: taskId, reason: values.reason });
     console.log(
-      JSON.stringify(
-        {
-          ...(res.task ? taskJson(res.task) : { task_id: taskId }),
-          revoked: res.revoked,
-        },
-        null,
-        2,
-      ),
+      safeJson({
+        ...(res.task ? taskJson(res.task) : { task_id: taskId }),
+        revoked: res.revoked,
+      }),
     );
-    console.error(`ended task ${taskId}: revoked ${res.revoked.length} lease(s)`);
+    console.error(`ended task ${printable(taskId)}: revoked ${res.revoked.length} lease(s)`);
     return 0;
   } finally {
     conn.close();

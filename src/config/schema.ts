@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 import { isValidSpiffeId } from '../identity/spiffe-id.js';
+import { GRPC_SERVER_DEFAULTS, grpcServerConfigSchema } from './grpc-server-config.js';
 
 const listenAddress = z
   .string()
@@ -251,14 +252,31 @@ export const configSchema = z
             keyRotationSeconds: z.number().int().positive().default(86_400),
             /** Must cover the longest token lifetime; defaults to the longest role max TTL + 5 min. */
             keyOverlapSeconds: z.number().int().positive().optional(),
+            /** The most clock skew a verifier tolerates past `exp`: /v1/revoked lists a jti until exp + this. */
+            maxClockSkewSeconds: z.number().int().min(0).max(3600).default(60),
           })
           .strict()
-          .default({ keyRotationSeconds: 86_400 }),
+          .default({ keyRotationSeconds: 86_400, maxClockSkewSeconds: 60 }),
         /** Vault dynamic secrets and tokens; the `vault/...` roles need it. */
         vault: vaultBackendConfigSchema.optional(),
       })
       .strict()
-      .default({ token: { keyRotationSeconds: 86_400 } }),
+      .default({ token: { keyRotationSeconds: 86_400, maxClockSkewSeconds: 60 } }),
+    /** GET /v1/revoked on the ops listener. */
+    revokedList: z
+      .object({
+        /** How long this replica serves a page from memory (single-flight: one store read per page). */
+        cacheMs: z.number().int().min(0).max(60_000).default(1000),
+        defaultPageSize: z.number().int().min(1).max(10_000).default(1000),
+        maxPageSize: z.number().int().min(1).max(10_000).default(5000),
+      })
+      .strict()
+      .refine((r) => r.defaultPageSize <= r.maxPageSize, {
+        message: 'defaultPageSize must not exceed maxPageSize',
+        path: ['defaultPageSize'],
+      })
+      .default({ cacheMs: 1000, defaultPageSize: 1000, maxPageSize: 5000 }),
+    grpc: grpcServerConfigSchema.default(GRPC_SERVER_DEFAULTS),
     /** The durable revocation queue: backend revokes that failed are retried with backoff. */
     revocation: z
       .object({

@@ -38,11 +38,13 @@ import type {
   RevocationOutcome,
   RevocationPage,
   PutLeaseOptions,
+  RevokedToken,
   PutLeaseResult,
   RevokeOutcome,
   Task,
   TaskLeaseSummary,
 } from './types.js';
+import { TOKEN_BACKEND } from './types.js';
 
 export interface MemoryLeaseStoreOptions {
   /** How long ended records stay listable after their expiresAt. Default 7 days. */
@@ -69,6 +71,8 @@ export class MemoryLeaseStore implements LeaseStore {
   private readonly versions = new Map<string, number>();
   /** Pending lease id -> when it was written (the Redis store's pending set). */
   private readonly pending = new Map<string, number>();
+  /** The token deny list (the Redis store's `revoked:tokens` zset): jti -> expiresAt. */
+  private readonly deniedTokens = new Map<string, number>();
   private readonly retentionMs: number;
   private readonly clock: () => number;
   private closed = false;
@@ -270,6 +274,30 @@ export class MemoryLeaseStore implements LeaseStore {
       .map((l) => structuredClone(l));
   }
 
+  async listRevokedTokens(
+    since: number,
+    page: { after?: RevokedToken; limit: number },
+  ): Promise<RevokedToken[]> {
+    this.open();
+    requireTime('since', since);
+    requirePageSize(page.limit);
+    for (const [jti, expiresAt] of this.deniedTokens) if (expiresAt <= since) this.deniedTokens.delete(jti);
+    const after = page.after;
+    const afterEntry = after && this.deniedTokens.get(after.jti);
+    // By (expiresAt, jti) after the cursor's entry; a cursor whose entry is gone starts after its
+    // expiry, as list-revoked-tokens-1.lua does.
+    const isAfter = (t: RevokedToken): boolean =>
+      !after ||
+      (afterEntry === undefined
+        ? t.expiresAt > after.expiresAt
+        : t.expiresAt > afterEntry || (t.expiresAt === afterEntry && t.jti > after.jti));
+    return [...this.deniedTokens]
+      .map(([jti, expiresAt]) => ({ jti, expiresAt }))
+      .filter(isAfter)
+      .sort((a, b) => a.expiresAt - b.expiresAt || (a.jti < b.jti ? -1 : a.jti > b.jti ? 1 : 0))
+      .slice(0, page.limit);
+  }
+
   async scanLeases(
     selector: LeaseSelector,
     cursor: string | undefined,
@@ -355,6 +383,7 @@ export class MemoryLeaseStore implements LeaseStore {
     this.denied.clear();
     this.versions.clear();
     this.pending.clear();
+    this.deniedTokens.clear();
   }
 
   /** Fails like a closed Redis client would, and drops what Redis would have expired by now. */
@@ -410,7 +439,10 @@ export class MemoryLeaseStore implements LeaseStore {
     if (!lease || (lease.state !== 'active' && lease.state !== 'pending')) return undefined;
     this.pending.delete(id);
     Object.assign(lease, { state, revokeReason: reason, revokedAt: at });
-    if (state === 'revoked' || state === 'revoking') this.denied.add(id);
+    if (state === 'revoked' || state === 'revoking') {
+      this.denied.add(id);
+      if (lease.backend === TOKEN_BACKEND) this.deniedTokens.set(lease.backendRef, lease.expiresAt);
+    }
     return structuredClone(lease);
   }
 }

@@ -14,6 +14,7 @@
  * | `{svb}:active-leases` | zset | active lease ids by expiresAt | none; a lease leaves when it ends |
  * | `{svb}:active-leases:pending` | zset | pending lease ids (written, not yet activated) by write time | none; a lease leaves when activated, ended or claimed as an orphan |
  * | `{svb}:revoked` | zset | deny list: lease ids revoked or being revoked, by expiresAt | none; members pruned once their expiresAt passes |
+ * | `{svb}:revoked:tokens` | zset | token deny list: jtis of `token` leases on the deny list, by expiresAt (GET /v1/revoked) | none; members pruned once their expiresAt + the verifiers' clock skew passes |
  * | `{svb}:idx:agent:<spiffeId>` | zset | one agent's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:task:<taskId>` | zset | one task's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
  * | `{svb}:idx:env:<env>` | zset | one environment's lease ids (all states) by expiresAt | newest member's expiresAt + retention |
@@ -61,6 +62,8 @@ import type {
   LeaseSelector,
   RevocationOutcome,
   RevocationPage,
+  RevokedToken,
+  LeaseState,
   LeaseStore,
   PutLeaseOptions,
   PutLeaseResult,
@@ -87,6 +90,8 @@ const SCRIPT_NAMES = [
   'claim-expired-tasks',
   'list-leases',
   'list-revoked-unexpired',
+  'list-revoked-tokens',
+  'backfill-revoked-tokens',
   'select-leases',
   'complete-revocations',
 ] as const;
@@ -416,6 +421,10 @@ class LeaseKeys {
   get revoked(): string {
     return `${this.tag}:revoked`;
   }
+  /** Written by end-lease and select-leases as `<revoked>:tokens` (they derive it from `revoked`). */
+  get revokedTokens(): string {
+    return `${this.tag}:revoked:tokens`;
+  }
   get activeByBackend(): string {
     return `${this.tag}:active-leases:by-backend`;
   }
@@ -705,6 +714,55 @@ export class RedisLeaseStore implements LeaseStore {
     const k = this.keys;
     const reply = await this.run('list-revoked-unexpired', [k.revoked], [k.tag, now, backend ?? '']);
     return listOf(reply).map((r) => leaseFromFields(fieldsOf(r)));
+  }
+
+  async listRevokedTokens(
+    since: number,
+    page: { after?: RevokedToken; limit: number },
+  ): Promise<RevokedToken[]> {
+    requireTime('since', since);
+    requirePageSize(page.limit);
+    const after = page.after;
+    const reply = listOf(
+      await this.run(
+        'list-revoked-tokens',
+        [this.keys.revokedTokens],
+        [since, after?.jti ?? '', after?.expiresAt ?? '', page.limit],
+      ),
+    );
+    const tokens: RevokedToken[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      const [jti, score] = [reply[i] as unknown, reply[i + 1] as unknown];
+      const expiresAt = Number(score);
+      if (typeof jti !== 'string' || !Number.isSafeInteger(expiresAt)) throw malformed('revoked token entry');
+      tokens.push({ jti, expiresAt });
+    }
+    return tokens;
+  }
+
+  /**
+   * Copies the deny list's unexpired `token` leases onto the token deny list, a page at a time (one
+   * short script each, so Redis is never held long); returns how many it copied. For a store written
+   * before the token deny list existed: run at startup, it is idempotent.
+   */
+  async backfillRevokedTokens(now: number, pageSize = 500): Promise<number> {
+    requireTime('now', now);
+    requirePageSize(pageSize);
+    const k = this.keys;
+    let copied = 0;
+    for (let offset = 0; ; offset += pageSize) {
+      const reply = listOf(
+        await this.run(
+          'backfill-revoked-tokens',
+          [k.revoked, k.revokedTokens],
+          [k.tag, now, offset, pageSize],
+        ),
+      );
+      const [looked, added] = reply;
+      if (typeof looked !== 'number' || typeof added !== 'number') throw malformed('backfill-revoked-tokens');
+      copied += added;
+      if (looked < pageSize) return copied;
+    }
   }
 
   async scanLeases(

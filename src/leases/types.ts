@@ -168,6 +168,13 @@ export interface LeaseStore {
    */
   listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]>;
   /**
+   * One page of the token deny list (what GET /v1/revoked serves): the jtis of `token` leases that
+   * went on the deny list, with expiresAt > `since`, in (expiresAt, jti) order, after `after` (the
+   * previous page's last entry). Entries at or before `since` are dropped. O(log N + limit): it
+   * never reads a lease, so its cost does not grow with the number of revoked leases.
+   */
+  listRevokedTokens(since: number, page: { after?: RevokedToken; limit: number }): Promise<RevokedToken[]>;
+  /**
    * One page of leases matching `selector`, in expiresAt order, from the narrowest index it names.
    * Pages are by position: under heavy churn a page may repeat or miss a lease that moved, which
    * is fine for listing (a revocation uses revokeSelected, which cannot miss one).
@@ -194,6 +201,15 @@ export interface LeaseStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** A broker-signed token on the deny list: its jti (the lease's backendRef) and expiry. */
+export interface RevokedToken {
+  jti: string;
+  expiresAt: number;
+}
+
+/** The backend whose leases' backendRefs are token ids that verifiers look up at /v1/revoked. */
+export const TOKEN_BACKEND = 'token';
 
 /**
  * Which leases an incident action covers: every field given must match (an empty selector matches

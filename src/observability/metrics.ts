@@ -219,6 +219,7 @@ class AuditCounters {
           'budget_exceeded',
         );
       case 'auth.denied':
+        if (event.aggregate === true) return this.authDenialAggregate(event);
         return this.denial(shaped(event.method, METHOD_NAME) ?? OTHER, stringField(event, 'reason'));
       case 'approval.denied':
         // A human said no: the agent's IssueCredential ends with approval_denied.
@@ -258,11 +259,25 @@ class AuditCounters {
     }
   }
 
-  private denial(action: string, reason: string | undefined): void {
-    this.denials.inc({
-      action: this.bounded('action', action),
-      reason: this.bounded('reason', shaped(reason, CODE)),
-    });
+  private denial(action: string, reason: string | undefined, by = 1): void {
+    this.denials.inc(
+      {
+        action: this.bounded('action', action),
+        reason: this.bounded('reason', shaped(reason, CODE)),
+      },
+      by,
+    );
+  }
+
+  /** An aggregate auth.denied record counts the denials of its window, per method. */
+  private authDenialAggregate(event: AuditEventInput): void {
+    const methods = event.methods;
+    if (typeof methods !== 'object' || methods === null) return;
+    for (const [method, n] of Object.entries(methods)) {
+      if (typeof n === 'number' && Number.isSafeInteger(n) && n > 0) {
+        this.denial(shaped(method, METHOD_NAME) ?? OTHER, stringField(event, 'reason'), n);
+      }
+    }
   }
 
   private revocation(event: AuditEventInput, outcome: RevocationOutcome): void {

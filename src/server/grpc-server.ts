@@ -28,6 +28,7 @@ import { isBrokerError, unavailable } from '../errors.js';
 import type { Caller } from '../identity/types.js';
 import type { Task } from '../leases/types.js';
 import type { Authenticator } from './authenticate.js';
+import type { CallGate } from './call-gate.js';
 import {
   loadBrokerProto,
   toTimestamp,
@@ -79,6 +80,10 @@ export interface GrpcServerDeps {
   /** How often AwaitApproval re-reads the approval store. */
   approvalPollMs: number;
   authenticator: Authenticator;
+  /** Per-peer limits, the aggregated auth.denied audit and the AwaitApproval cap. */
+  gate: CallGate;
+  /** grpc-js server options (connection limits: grpcServerOptions in config/grpc-server-config.ts). */
+  serverOptions?: Record<string, number>;
   certificates: SvidCertificateProvider;
   audit: AuditSink;
   logger: Logger;
@@ -107,7 +112,7 @@ export function taskToMsg(task: Task): TaskMsg {
 export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Promise<RunningGrpcServer> {
   const { broker, logger } = deps;
   const { service, adminService } = loadBrokerProto();
-  const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024 });
+  const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024, ...deps.serverOptions });
 
   /** Starts a call's latency timer; the returned function counts it with its status code. */
   const observe = (method: string): ((code: string) => void) => {
@@ -117,17 +122,28 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       deps.metrics?.requests.inc({ method, code });
     };
   };
-  /** The verified caller, or the refusal to send (audited as auth.denied). */
+  /**
+   * The verified caller, or the refusal to send (audited as auth.denied, aggregated per peer). A
+   * peer over its limits is refused before its credentials are verified.
+   */
   const authenticateCall = async (
     call: { metadata: Metadata; getPeer(): string },
     method: string,
-  ): Promise<{ caller: Caller } | { refusal: Partial<ServiceError> }> => {
-    try {
-      return { caller: await deps.authenticator.authenticate(call, call.metadata) };
-    } catch (err) {
-      await auditAuthDenied(deps, err, method, call.getPeer());
-      return { refusal: toServiceError(err, logger, method) };
+  ): Promise<{ caller: Caller } | { refusal: Partial<ServiceError>; code: string }> => {
+    const peer = call.getPeer();
+    let refusal: unknown = deps.gate.admit(peer);
+    if (refusal === undefined) {
+      try {
+        return { caller: await deps.authenticator.authenticate(call, call.metadata) };
+      } catch (err) {
+        refusal = err;
+      }
     }
+    await deps.gate.denied(peer, method, refusal);
+    return {
+      refusal: toServiceError(refusal, logger, method),
+      code: isBrokerError(refusal) ? refusal.code : 'UNAUTHENTICATED',
+    };
   };
 
   const unary =
@@ -137,7 +153,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       void (async () => {
         const auth = await authenticateCall(call, method);
         if ('refusal' in auth) {
-          done('UNAUTHENTICATED');
+          done(auth.code);
           callback(auth.refusal as ServiceError);
           return;
         }
@@ -210,7 +226,10 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
           return;
         }
         const caller = auth.caller;
+        let release: (() => void) | undefined;
         try {
+          release = deps.gate.openStream(caller.spiffeId);
+          call.on('close', release);
           const issued = await broker.awaitApproval(
             caller,
             { approvalId: call.request.approval_id },
@@ -231,6 +250,8 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
           call.end();
         } catch (err) {
           if (!abort.signal.aborted) call.emit('error', toServiceError(err, logger, method));
+        } finally {
+          release?.();
         }
       })();
     },
@@ -323,7 +344,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     void (async () => {
       const auth = await authenticateCall(call, method);
       if ('refusal' in auth) {
-        done('UNAUTHENTICATED');
+        done(auth.code);
         // grpc-js sends a stream's status from its 'error' event.
         call.emit('error', auth.refusal);
         return;
@@ -575,27 +596,4 @@ export function grantToMsg(g: BreakGlassGrant): BreakGlassGrantMsg {
     reviewed_at: g.reviewedAt ? toTimestamp(g.reviewedAt) : null,
     review_note: g.reviewNote ?? '',
   };
-}
-
-async function auditAuthDenied(
-  deps: GrpcServerDeps,
-  err: unknown,
-  method: string,
-  peer: string,
-): Promise<void> {
-  try {
-    await deps.audit.write({
-      type: 'auth.denied',
-      agent: '',
-      method,
-      peer,
-      reason: isBrokerError(err) ? err.reason : 'internal',
-      message: isBrokerError(err) ? err.message : 'authentication failed',
-    });
-  } catch (auditErr) {
-    deps.logger.error(
-      { err: { message: (auditErr as Error).message } },
-      'audit write failed for auth.denied',
-    );
-  }
 }

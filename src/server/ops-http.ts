@@ -7,10 +7,13 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { LeaseStore } from '../leases/types.js';
+import { RevokedQueryError, type RevokedList } from './revoked-list.js';
 
 export interface OpsHttpDeps {
   jwks: () => { keys: Array<Record<string, unknown>> } | Promise<{ keys: Array<Record<string, unknown>> }>;
   store: LeaseStore;
+  /** GET /v1/revoked: the token deny list, paged and cached per replica. */
+  revoked: Pick<RevokedList, 'page'>;
   /** Throws (or rejects) with a reason when the broker cannot serve: no valid SVID, store down. */
   ready: () => Promise<void>;
   registry?: Registry;
@@ -39,7 +42,6 @@ function send(
 }
 
 export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<RunningOpsHttp> {
-  const now = deps.now ?? Date.now;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'method not allowed' });
     const path = (req.url ?? '/').split('?')[0];
@@ -47,18 +49,16 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
       case '/.well-known/jwks.json':
         // Short cache: keys rotate with an overlap, so a minute of staleness is safe.
         return send(res, 200, await deps.jwks(), { 'cache-control': 'public, max-age=60' });
-      case '/v1/revoked': {
-        const at = now();
-        const leases = await deps.store.listRevokedUnexpired(at, 'token');
-        return send(res, 200, {
-          generated_at: new Date(at).toISOString(),
-          revoked: leases.map((l) => ({
-            jti: l.backendRef,
-            exp: Math.floor(l.expiresAt / 1000),
-            revoked_at: l.revokedAt ? new Date(l.revokedAt).toISOString() : null,
-          })),
-        });
-      }
+      case '/v1/revoked':
+        try {
+          const query = new URL(req.url ?? '/', 'http://ops').searchParams;
+          // Verifiers poll it; one second of staleness matches the replica's own cache.
+          return send(res, 200, await deps.revoked.page(query), { 'cache-control': 'public, max-age=1' });
+        } catch (err) {
+          if (err instanceof RevokedQueryError)
+            return send(res, 400, { error: err.message, param: err.param });
+          throw err;
+        }
       case '/healthz':
         return send(res, 200, { status: 'ok' });
       case '/readyz':

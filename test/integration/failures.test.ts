@@ -34,6 +34,7 @@ import type {
   PutLeaseResult,
   RevocationOutcome,
   RevocationPage,
+  RevokedToken,
   Task,
   TaskLeaseSummary,
 } from '../../src/leases/types.js';
@@ -142,6 +143,9 @@ class FlakyLeaseStore implements LeaseStore {
   }
   listRevokedUnexpired(now: number, backend?: string): Promise<Lease[]> {
     return this.inner.listRevokedUnexpired(now, backend);
+  }
+  listRevokedTokens(since: number, page: { after?: RevokedToken; limit: number }): Promise<RevokedToken[]> {
+    return this.inner.listRevokedTokens(since, page);
   }
   scanLeases(selector: LeaseSelector, cursor: string | undefined, pageSize: number): Promise<LeasePage> {
     return this.inner.scanLeases(selector, cursor, pageSize);

@@ -158,8 +158,9 @@ describe('integration: federation', function () {
       const err3 = await grpcError(clientWithSvid(viaIntermediate).beginTask({ environment: 'dev' }));
       assert.equal(err3.code, status.UNAUTHENTICATED);
 
+      // One full record per peer address and reason per window; the repeats are counted at its end.
       const denials = (await readAudit(h.auditFile)).filter((r) => r.type === 'auth.denied');
-      assert.ok(denials.length >= 3);
+      assert.ok(denials.some((r) => r.reason === 'untrusted_chain'));
       assert.ok(
         denials.every((r) => r.agent === ''),
         'no forged identity is recorded as an agent',
@@ -207,10 +208,11 @@ describe('integration: federation', function () {
         assert.equal(err.metadata['x-svid-broker-reason'], 'trust_domain_not_allowed');
         assert.match(err.details, /partner\.test/);
       }
+      // Both from 127.0.0.1 with one reason: the first in full, the second counted at the window's end.
       const denials = (await readAudit(h.auditFile)).filter(
         (r) => r.type === 'auth.denied' && r.reason === 'trust_domain_not_allowed',
       );
-      assert.equal(denials.length, 2);
+      assert.equal(denials.length, 1);
       // The broker's own domain is still served.
       assert.equal((await (await h.client('demo')).beginTask({ environment: 'dev' })).agent, DEMO_AGENT);
     });

@@ -251,12 +251,15 @@ describe('integration: issuance', function () {
 
       const revoked = await h.httpJson('/v1/revoked');
       assert.equal(revoked.status, 200);
-      const list = (
-        revoked.body as { revoked: Array<{ jti: string; exp: number; revoked_at: string | null }> }
-      ).revoked;
+      const body = revoked.body as {
+        revoked: Array<{ jti: string; exp: number }>;
+        next_cursor: string | null;
+      };
+      const list = body.revoked;
       assert.equal(list.find((r) => r.jti === a.lease_id)?.exp, expA);
       assert.equal(list.find((r) => r.jti === b.lease_id)?.exp, expB);
-      assert.ok(list.every((r) => typeof r.revoked_at === 'string'));
+      assert.ok(list.every((r) => Object.keys(r).sort().join() === 'exp,jti'));
+      assert.equal(body.next_cursor, null);
       // A verifier that consults the list refuses the token.
       await assert.rejects(
         verifyAccessToken(a.credential?.token ?? '', {
@@ -341,6 +344,33 @@ describe('integration: issuance', function () {
       assert.match(unknownRole.details, /unknown role "token\/nope"/);
       // Nothing was issued for the task.
       assert.deepEqual(await h.broker.store.listLeases({ taskId }), []);
+    });
+
+    it('INVALID_ARGUMENT naming the free-text field that carries a control or bidi character', async () => {
+      // A newline, a C1 control or a bidi override would let an agent draw a fake row in an
+      // approver's table; every field an agent writes in its own words is checked.
+      const issue = (extra: Record<string, string>): Promise<unknown> =>
+        demo.issueCredential({ task_id: taskId, role: 'token/demo', ...extra });
+      const cases: Array<[Promise<unknown>, string]> = [
+        [demo.beginTask({ environment: 'dev', intent: 'deploy\nAPPROVED' }), 'intent'],
+        [demo.beginTask({ environment: 'dev', labels: { ticket: 'INC-1\u202e' } }), 'labels.ticket'],
+        [
+          issue({ justification: 'routine\n0190  approved  spiffe://example.org/agents/demo' }),
+          'justification',
+        ],
+        [issue({ justification: 'look \u2066right\u2069' }), 'justification'],
+        [issue({ tool: 'kubectl\u0085' }), 'tool'],
+        [issue({ tool: 'kubectl\u200f' }), 'tool'],
+        [demo.endTask({ task_id: taskId, reason: 'done\r\nforged' }), 'reason'],
+      ];
+      for (const [call, field] of cases) {
+        const err = await failing(call);
+        assert.equal(err.code, status.INVALID_ARGUMENT, `${field}: ${err.details}`);
+        assert.equal(err.metadata[FIELD], field);
+        assert.match(err.details, /must not contain control or bidi characters/);
+      }
+      assert.deepEqual(await h.broker.store.listLeases({ taskId }), []);
+      assert.equal((await demo.getTask({ task_id: taskId })).state, 'active');
     });
 
     it('NOT_FOUND for an unknown task', async () => {

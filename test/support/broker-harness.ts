@@ -183,6 +183,10 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         audit: { file: audit, fsync: true },
         reaper: { intervalMs: 100, batchSize: 100 },
         log: { level: 'debug' },
+        // Tests read /v1/revoked right after a revocation: no per-replica cache (unit-tested on its own).
+        revokedList: { cacheMs: 0 },
+        // Many tests fail authentication on purpose, all from 127.0.0.1: the per-peer limit has its own tests.
+        grpc: { authFailureBurst: 100_000 },
         ...extra,
         roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
         agents: (extra.agents as unknown[] | undefined) ?? devAgents(),

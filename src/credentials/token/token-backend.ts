@@ -125,6 +125,9 @@ export function createTokenBackend(options: TokenBackendOptions): CredentialBack
       const token = await new SignJWT({
         iss,
         sub: req.agent,
+        // RFC 9068 §2.2: the client the token was issued to. The agent holds it for itself, so the
+        // client is the subject: its SPIFFE ID.
+        client_id: req.agent,
         aud: audience,
         scope,
         task: req.taskId,

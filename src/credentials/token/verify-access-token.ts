@@ -1,7 +1,8 @@
 /**
  * What a downstream service does with a broker token: verify it against the broker's JWKS, insist
  * on ES256 and the RFC 9068 `at+jwt` type (so an ID token or another JWT from the same keys cannot
- * be replayed as an access token), check issuer and audience, then consult the revocation list.
+ * be replayed as an access token), check issuer and audience, require the RFC 9068 claims
+ * (`client_id` included), then consult the revocation list.
  * Used by the tests and shown in the docs.
  */
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
@@ -23,6 +24,8 @@ export interface VerifyAccessTokenOptions {
 export interface AccessTokenClaims {
   iss: string;
   sub: string;
+  /** RFC 9068: the client the token was issued to (the agent's SPIFFE ID, as `sub`). */
+  client_id: string;
   aud: string | string[];
   scope: string;
   task: string;
@@ -34,7 +37,7 @@ export interface AccessTokenClaims {
   exp: number;
 }
 
-const STRING_CLAIMS = ['iss', 'sub', 'scope', 'task', 'env', 'role', 'jti'] as const;
+const STRING_CLAIMS = ['iss', 'sub', 'client_id', 'scope', 'task', 'env', 'role', 'jti'] as const;
 
 export async function verifyAccessToken(
   token: string,
@@ -47,7 +50,7 @@ export async function verifyAccessToken(
       typ: 'at+jwt',
       issuer: opts.issuer,
       audience: opts.audience,
-      requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'scope'],
+      requiredClaims: ['iss', 'sub', 'client_id', 'aud', 'exp', 'iat', 'nbf', 'jti', 'scope'],
       ...(opts.clockToleranceSeconds === undefined ? {} : { clockTolerance: opts.clockToleranceSeconds }),
       ...(opts.currentDate === undefined ? {} : { currentDate: opts.currentDate }),
     });

@@ -1,7 +1,8 @@
 --[[
   Moves an active lease to `revoking`, `revoked`, `expired` or `revoke_failed`, exactly once: of
   concurrent callers, one gets the lease back and the others get lease_not_active. `revoking` and
-  `revoked` leases go on the deny list; a `revoking` lease keeps no TTL until its outcome is set
+  `revoked` leases go on the deny list (and a token's jti on the token deny list,
+  {prefix}:revoked:tokens, next to KEYS[3]); a `revoking` lease keeps no TTL until its outcome is set
   (mark-revoke-outcome).
 
   Input:

@@ -31,8 +31,8 @@
 
   Lease and job keys are built from ARGV[1]; safe on Redis Cluster because every key of the store
   shares the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for
-  `revoking` (state, reason, time, out of the active set, onto the deny list, the per-backend
-  count), and each queued job is the revocation queue's hash (enqueue-revocation's format).
+  `revoking` (state, reason, time, out of the active set, onto the deny list and, for a token, the
+  token deny list KEYS[3]:tokens, the per-backend count), and each queued job is the revocation queue's hash (enqueue-revocation's format).
 
   Output:
     { next offset (-1 when the source is exhausted), entries looked at, lease, lease, ... }
@@ -79,7 +79,7 @@ for i, field in ipairs(FIELDS) do
 end
 
 local ended = {}
-local moved, deny, queued = {}, {}, {}
+local moved, deny, queued, tokens = {}, {}, {}, {}
 local ids = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = { -1, #ids }
 if #ids == count then
@@ -112,6 +112,10 @@ for _, id in ipairs(ids) do
       moved[#moved + 1] = id
       deny[#deny + 1] = expiresAt
       deny[#deny + 1] = id
+      if backend == 'token' then
+        tokens[#tokens + 1] = expiresAt
+        tokens[#tokens + 1] = v[7]
+      end
       ended[backend] = (ended[backend] or 0) + 1
       -- Compact: the fields in a fixed order (a revoke run returns up to every lease of an
       -- agent, and parsing names with every value costs the driver as much as the script).
@@ -125,6 +129,9 @@ end
 if #moved > 0 then
   redis.call('ZREM', KEYS[2], unpack(moved))
   redis.call('ZADD', KEYS[3], unpack(deny))
+end
+if #tokens > 0 then
+  redis.call('ZADD', KEYS[3] .. ':tokens', unpack(tokens))
 end
 if #queued > 0 then
   redis.call('ZADD', KEYS[4], unpack(queued))

@@ -72,6 +72,7 @@ describe('credentials/token', () => {
     assert.deepEqual(decodeJwt(issued.credential.token), {
       iss: ISSUER,
       sub: 'spiffe://example.org/agent/summariser',
+      client_id: 'spiffe://example.org/agent/summariser',
       aud: AUDIENCE,
       scope: 'read:a read:b',
       task: 'task-42',
@@ -99,6 +100,7 @@ describe('credentials/token', () => {
 
     const { claims, kid: verifiedKid } = await verify(issued.credential.token);
     assert.equal(claims.jti, 'lease-0001');
+    assert.equal(claims.client_id, 'spiffe://example.org/agent/summariser');
     assert.equal(verifiedKid, kid);
   });
 
@@ -322,15 +324,24 @@ describe('credentials/token', () => {
         /ERR_JWT_EXPIRED/,
       );
       const key = keys.current();
-      const idToken = await new SignJWT({ sub: 'x', scope: 'a', jti: 'j' })
-        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
-        .setIssuer(ISSUER)
-        .setAudience(AUDIENCE)
-        .setIssuedAt(Math.floor(T0 / 1000))
-        .setNotBefore(Math.floor(T0 / 1000))
-        .setExpirationTime(Math.floor(T0 / 1000) + 60)
-        .sign(key.privateKey);
+      /** A token signed with the broker's key, valid for a minute, with these claims and `typ`. */
+      const signed = (claims: Record<string, string>, typ: string): Promise<string> =>
+        new SignJWT(claims)
+          .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ })
+          .setIssuer(ISSUER)
+          .setAudience(AUDIENCE)
+          .setIssuedAt(Math.floor(T0 / 1000))
+          .setNotBefore(Math.floor(T0 / 1000))
+          .setExpirationTime(Math.floor(T0 / 1000) + 60)
+          .sign(key.privateKey);
+      const idToken = await signed({ sub: 'x', scope: 'a', jti: 'j' }, 'JWT');
       await rejectsWith(verifyAccessToken(idToken, base), /typ/);
+      // RFC 9068 requires client_id: an at+jwt without it is not one of ours.
+      const noClient = await signed(
+        { sub: 'x', scope: 'a', jti: 'j', task: 't', env: 'e', role: 'r' },
+        'at+jwt',
+      );
+      await rejectsWith(verifyAccessToken(noClient, base), /client_id/);
     });
   });
 

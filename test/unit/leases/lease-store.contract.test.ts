@@ -4,7 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { isBrokerError } from '../../../src/errors.js';
-import type { Lease, LeaseStore, Task } from '../../../src/leases/types.js';
+import type { Lease, LeaseStore, RevokedToken, Task } from '../../../src/leases/types.js';
 import {
   makeLease,
   makeTask,
@@ -514,6 +514,84 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         assert.deepEqual(ids(await store.listRevokedUnexpired(now + 5000)), []);
         // The record itself stays listable for the incident.
         assert.equal((await store.getLease(revokedShort.id))?.state, 'revoked');
+      });
+    });
+
+    describe('listRevokedTokens', () => {
+      /** Every page of the token deny list, `limit` at a time, as /v1/revoked hands them out. */
+      async function allPages(since: number, limit: number): Promise<RevokedToken[][]> {
+        const pages: RevokedToken[][] = [];
+        let after: RevokedToken | undefined;
+        for (;;) {
+          const page = await store.listRevokedTokens(since, { ...(after ? { after } : {}), limit });
+          if (page.length > 0) pages.push(page);
+          if (page.length < limit) return pages;
+          after = page[page.length - 1];
+        }
+      }
+      const entry = (l: Lease): RevokedToken => ({ jti: l.backendRef, expiresAt: l.expiresAt });
+      const byExpiry = (a: RevokedToken, b: RevokedToken): number =>
+        a.expiresAt - b.expiresAt || (a.jti < b.jti ? -1 : a.jti > b.jti ? 1 : 0);
+
+      it('lists the jtis of token leases put on the deny list, by expiry, whichever path put them there', async () => {
+        const task = await activeTask();
+        const revoked = await activeLease(task, { expiresAt: now + 5000 });
+        const revoking = await activeLease(task, { expiresAt: now + 3000 });
+        const failed = await activeLease(task, { expiresAt: now + 4000 });
+        const bulk = await activeLease(task, { expiresAt: now + 2000, role: 'token/bulk' });
+        const vault = await activeLease(task, { expiresAt: now + 5000, backend: 'vault', role: 'vault/db' });
+        const expired = await activeLease(task, { expiresAt: now + 5000 });
+        const ended = await activeLease(task, { expiresAt: now + 5000 });
+        await activeLease(task, { expiresAt: now + 5000 }); // active: never listed
+        await store.markLeaseEnded(revoked.id, 'revoked', 'incident', now + 1);
+        await store.markLeaseEnded(revoking.id, 'revoking', 'task_ended', now + 1);
+        await store.markLeaseEnded(failed.id, 'revoking', 'task_ended', now + 1);
+        await store.markRevokeOutcome(failed.id, 'revoke_failed', 'gave up', now + 2);
+        await store.markLeaseEnded(vault.id, 'revoked', 'incident', now + 1);
+        await store.markLeaseEnded(expired.id, 'expired', 'expired', now + 1);
+        await store.markLeaseEnded(ended.id, 'revoke_failed', 'backend down', now + 1);
+        const run = store.revokeSelected(
+          { role: 'token/bulk' },
+          { reason: 'INC', at: now + 1, runAt: now, pageSize: 10 },
+        );
+        for await (const page of run) assert.ok(page.scanned >= 0);
+
+        const want = [bulk, revoking, failed, revoked].map(entry);
+        assert.deepEqual(await store.listRevokedTokens(now, { limit: 100 }), want);
+        // Listed until `since` (the caller's now minus the verifiers' clock skew) passes their expiry.
+        assert.deepEqual(await store.listRevokedTokens(now + 3000, { limit: 100 }), [
+          entry(failed),
+          entry(revoked),
+        ]);
+        assert.deepEqual(await store.listRevokedTokens(now + 5000, { limit: 100 }), []);
+        // Pruned for good: an earlier `since` does not bring them back.
+        assert.deepEqual(await store.listRevokedTokens(now, { limit: 100 }), []);
+      });
+
+      it('pages neither repeat nor skip entries, ties on expiry included', async () => {
+        const task = await activeTask();
+        const leases: Lease[] = [];
+        for (let i = 0; i < 11; i++) {
+          leases.push(await activeLease(task, { expiresAt: now + 1000 + 100 * (i % 3) }));
+        }
+        for (const l of leases) await store.markLeaseEnded(l.id, 'revoked', 'incident', now + 1);
+        const want = leases.map(entry).sort(byExpiry);
+        for (const limit of [1, 2, 4, 11, 50]) {
+          const pages = await allPages(now, limit);
+          assert.deepEqual(pages.flat(), want, `limit ${limit}`);
+          assert.ok(pages.every((p) => p.length <= limit));
+        }
+      });
+
+      it('a cursor whose entry was pruned continues after `since`', async () => {
+        const task = await activeTask();
+        const early = await activeLease(task, { expiresAt: now + 1000 });
+        const late = await activeLease(task, { expiresAt: now + 9000 });
+        for (const l of [early, late]) await store.markLeaseEnded(l.id, 'revoked', 'incident', now + 1);
+        const [first] = await store.listRevokedTokens(now, { limit: 1 });
+        assert.deepEqual(first, entry(early));
+        const next = await store.listRevokedTokens(now + 2000, { after: first as RevokedToken, limit: 1 });
+        assert.deepEqual(next, [entry(late)]);
       });
     });
 

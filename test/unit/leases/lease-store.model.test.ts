@@ -80,6 +80,15 @@ const step = fc.oneof(
       backend: fc.option(pick(BACKENDS), { nil: undefined }),
     }),
   ),
+  w(
+    1,
+    fc.record({
+      op: fc.constant('listRevokedTokens' as const),
+      skew: fc.integer({ min: 0, max: 3 }),
+      limit: fc.integer({ min: 1, max: 4 }),
+      fromSecond: fc.boolean(),
+    }),
+  ),
   w(1, fc.record({ op: fc.constant('countActiveTasks' as const), agent: pick(AGENTS) })),
   w(1, fc.record({ op: fc.constant('get' as const), lease: leaseNo, task: taskNo })),
 );
@@ -132,6 +141,13 @@ async function apply(store: LeaseStore, s: Step, now: number, base: number): Pro
     }
     case 'listRevokedUnexpired':
       return store.listRevokedUnexpired(now, s.backend);
+    case 'listRevokedTokens': {
+      // The first page, or the page after its first entry (a cursor as /v1/revoked hands it out).
+      const first = await store.listRevokedTokens(now - s.skew, { limit: s.limit });
+      const after = first[0];
+      if (!s.fromSecond || !after) return first;
+      return [first, await store.listRevokedTokens(now - s.skew, { after, limit: s.limit })];
+    }
     case 'countActiveTasks':
       return store.countActiveTasks(s.agent, now);
     case 'get':

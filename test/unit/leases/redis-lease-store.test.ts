@@ -82,6 +82,7 @@ describe('RedisLeaseStore (Redis only)', () => {
         'active-tasks',
         'active-leases',
         'revoked',
+        'revoked:tokens',
         `agent-tasks:spiffe`,
         'idx:agent',
         'idx:task',
@@ -91,6 +92,30 @@ describe('RedisLeaseStore (Redis only)', () => {
         assert.ok(kinds.has(kind), `expected a ${kind} key, have ${[...kinds].join(', ')}`);
       }
       assert.equal(store.keyTag, `{${prefix}}`);
+    });
+
+    it('copies the token leases of a deny list written before the token deny list existed', async () => {
+      const now = Date.now();
+      const task = makeTask(now);
+      await store.createTask(task);
+      const tokens = Array.from({ length: 7 }, (_, i) =>
+        makeLease(task, now, { expiresAt: now + 10_000 + i }),
+      );
+      const vault = makeLease(task, now, { backend: 'vault', role: 'vault/db' });
+      const past = makeLease(task, now, { expiresAt: now + 5 });
+      for (const l of [...tokens, vault, past]) {
+        assert.equal(await store.putLease(l, now), 'ok');
+        await store.markLeaseEnded(l.id, 'revoked', 'incident', now + 1);
+      }
+      // As an older version left it: the deny list only.
+      await raw.del(`{${prefix}}:revoked:tokens`);
+      assert.deepEqual(await store.listRevokedTokens(now, { limit: 100 }), []);
+
+      assert.equal(await store.backfillRevokedTokens(now + 10, 3), tokens.length);
+      const want = tokens.map((l) => ({ jti: l.backendRef, expiresAt: l.expiresAt }));
+      assert.deepEqual(await store.listRevokedTokens(now + 10, { limit: 100 }), want);
+      assert.equal(await store.backfillRevokedTokens(now + 10), tokens.length, 'idempotent');
+      assert.deepEqual(await store.listRevokedTokens(now + 10, { limit: 100 }), want);
     });
 
     it('keeps active records without TTL and drops ended ones at expiresAt + retention', async () => {

@@ -9,7 +9,7 @@
 -- The hash is read before the TTL is set: a lease whose expiresAt + retention already passed is
 -- dropped by Redis at once, and the caller still needs to see it.
 local function endLease(leaseKey, activeLeasesKey, revokedKey, id, state, reason, at, retentionMs)
-  local fields = redis.call('HMGET', leaseKey, 'state', 'expiresAt', 'backend')
+  local fields = redis.call('HMGET', leaseKey, 'state', 'expiresAt', 'backend', 'backendRef')
   if not fields[1] then
     return -7
   end
@@ -31,6 +31,10 @@ local function endLease(leaseKey, activeLeasesKey, revokedKey, id, state, reason
     -- Only credentials the broker revokes belong on a deny list (one being revoked already is);
     -- an expired one is dead anyway.
     redis.call('ZADD', revokedKey, expiresAt, id)
+    if fields[3] == 'token' then
+      -- The token deny list /v1/revoked pages through: jti -> exp, nothing to read per entry.
+      redis.call('ZADD', revokedKey .. ':tokens', expiresAt, fields[4])
+    end
   end
   local record = redis.call('HGETALL', leaseKey)
   if state ~= 'revoking' then
