@@ -85,6 +85,7 @@ export async function startVaultBroker(
         backends: {
           vault: {
             address: vault.url,
+            insecure: true, // the emulator speaks plain HTTP
             timeoutMs: timeoutMs ?? 1000,
             auth: { method: 'jwt', role: 'svid-broker', audience: 'vault' },
           },
