@@ -30,6 +30,7 @@ import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
+import { backendReason, publicBackendError } from './backend-error.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   budgetError,
@@ -152,7 +153,7 @@ export interface ScreenedRequest {
 export interface BulkRevocationResult {
   lease: Lease;
   outcome: 'revoked' | 'pending_retry' | 'not_revocable';
-  /** Why the backend refused (pending_retry); never a secret. */
+  /** Why the backend refused (pending_retry): its reason code, never its message. */
   error?: string;
 }
 
@@ -505,13 +506,11 @@ export class Broker {
           ...requestFields,
           lease: leaseId,
           stage: 'backend',
-          error: isBrokerError(err) ? err.reason : 'backend_error',
+          error: backendReason(err),
         },
         attempt,
       );
-      throw isBrokerError(err)
-        ? err
-        : unavailable('backend_unavailable', `backend "${role.backend}" is unavailable`);
+      throw publicBackendError(role.backend, err);
     }
 
     const lease: Lease = {
@@ -842,7 +841,7 @@ export class Broker {
       if (!backend) throw new Error(`backend "${lease.backend}" is not configured`);
       await backend.revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt });
     } catch (err) {
-      const message = safeErr(err).message;
+      const message = safeErr(err).message; // for the log and the queue; the audit gets the reason
       this.deps.logger.error(
         { err: safeErr(err), lease: lease.id },
         'backend revoke failed: queued for retry',
@@ -855,7 +854,7 @@ export class Broker {
           message,
         )
         .catch(() => false);
-      return { lease, outcome: 'pending_retry', error: message };
+      return { lease, outcome: 'pending_retry', error: backendReason(err) };
     }
     const expiresOnly = role !== undefined && backend.revocability?.(role) === 'expires_only';
     return { lease, outcome: expiresOnly ? 'not_revocable' : 'revoked' };

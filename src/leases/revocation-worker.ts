@@ -165,12 +165,16 @@ export class RevocationWorker {
     const { queue, store, logger } = this.opts;
     const attempts = job.attempts + 1;
     let error: string | undefined;
+    // The audit record gets the reason code only: a backend's message names its paths and quotes
+    // its own error text (kept in the queue and the log).
+    let reason = 'backend_error';
     try {
       const backend = this.opts.backends.get(job.backend);
       if (!backend) throw new Error(`backend "${job.backend}" is not configured`);
       await backend.revoke({ leaseId: job.leaseId, backendRef: job.backendRef, expiresAt: job.expiresAt });
     } catch (err) {
       error = errorMessage(err);
+      if (isBrokerError(err)) reason = err.reason;
     }
 
     try {
@@ -214,7 +218,7 @@ export class RevocationWorker {
         backend: job.backend,
         reason: job.reason,
         attempts,
-        error,
+        error: reason,
       });
       await this.recordOutcome(job, 'revoke_failed');
       await queue.complete(job.leaseId, job.claim);

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import { eventually, grpcError, readAudit, type Harness } from '../support/broker-harness.js';
 import type { VaultEmulator } from '../support/vault-emulator/index.js';
-import { startVaultBroker, type VaultBroker } from '../support/vault-broker.js';
+import { BROKER_VAULT_POLICY, startVaultBroker, type VaultBroker } from '../support/vault-broker.js';
 
 describe('integration: Vault backend through the broker', () => {
   let vault: VaultEmulator;
@@ -160,6 +160,31 @@ describe('integration: Vault backend through the broker', () => {
       (r) => r.type === 'lease.not_revocable' && r.lease === sts.lease_id,
     );
     assert.ok(record?.valid_until, 'the audit record says until when the session lives');
+  });
+
+  it("Vault's error text and paths reach the log, never the agent's status or the audit record", async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'vault refuses the broker' });
+    // The broker's Vault policy loses the database path: Vault answers 403 "permission denied".
+    vault.setPolicy('svid-broker', { ...BROKER_VAULT_POLICY, 'database/creds/*': ['deny'] });
+    let err;
+    try {
+      err = await grpcError(demo.issueCredential({ task_id: task.task_id, role: 'vault/db-readonly' }));
+    } finally {
+      vault.setPolicy('svid-broker', BROKER_VAULT_POLICY);
+    }
+    assert.equal(err.code, status.UNAVAILABLE);
+    assert.equal(err.metadata['x-svid-broker-reason'], 'vault_permission_denied');
+    assert.equal(err.details, 'backend "vault" is unavailable (vault_permission_denied)');
+    const leaked = /database\/creds|permission denied|auth\/jwt|svid-broker/;
+    assert.doesNotMatch(err.details, leaked);
+    const record = (await readAudit(h.auditFile)).find(
+      (r) => r.type === 'credential.failed' && r.task === task.task_id,
+    );
+    assert.ok(record, 'the failure is audited');
+    assert.equal(record.error, 'vault_permission_denied');
+    assert.doesNotMatch(JSON.stringify(record), leaked);
+    assert.match(h.logs.text(), /GET database\/creds\/readonly: permission denied/, 'the detail is logged');
   });
 
   it('a sealed Vault answers UNAVAILABLE and leaves no active lease', async () => {
