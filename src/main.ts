@@ -467,6 +467,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       roles,
       audit,
       breakGlassMaxTtlSeconds: config.breakGlass.maxTtlSeconds,
+      incidents,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
@@ -476,6 +477,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       broker,
       policy: () => policies.current,
       audit,
+      incidents,
       logger,
       jobDelayMs: config.revocation.visibilityTimeoutMs,
       ...(opts.now ? { now: opts.now } : {}),

@@ -350,6 +350,7 @@ export class Broker {
       sensitivity,
       changeType,
       justification,
+      tool,
     });
     // Independent reads on the issuance path: one round trip's wait instead of three.
     const [{ count: taskCredentialCount, roles: taskRoles }, grant, open] = await Promise.all([
@@ -438,6 +439,9 @@ export class Broker {
           type: 'approval.requested',
           ...requestFields,
           approval: approval.id,
+          // An approved request that no longer meets the gate (an @approvals raised since) is
+          // never spent: it needs this new approval instead.
+          ...(open?.state === 'approved' ? { supersedes: open.id } : {}),
           approvals_required: approval.required,
           approval_expires_at: new Date(approval.expiresAt).toISOString(),
           ...decisionFields(decision),
