@@ -153,6 +153,8 @@ export interface ScreenedRequest {
 export interface BulkRevocationResult {
   lease: Lease;
   outcome: 'revoked' | 'pending_retry' | 'not_revocable';
+  /** not_revocable: when the credential really ends, if not at the lease's expiry (Infinity: unknown). */
+  validUntil?: number;
   /** Why the backend refused (pending_retry): its reason code, never its message. */
   error?: string;
 }
@@ -861,7 +863,13 @@ export class Broker {
       return { lease, outcome: 'pending_retry', error: backendReason(err) };
     }
     const expiresOnly = role !== undefined && backend.revocability?.(role) === 'expires_only';
-    return { lease, outcome: expiresOnly ? 'not_revocable' : 'revoked' };
+    if (!expiresOnly) return { lease, outcome: 'revoked' };
+    const validUntil = backend.validUntil?.({
+      leaseId: lease.id,
+      backendRef: lease.backendRef,
+      expiresAt: lease.expiresAt,
+    });
+    return { lease, outcome: 'not_revocable', ...(validUntil !== undefined ? { validUntil } : {}) };
   }
 
   /** Lets the automatic quarantine triggers see a refusal; their failure never changes the answer. */
@@ -978,9 +986,14 @@ function revocationEvent(r: BulkRevocationResult, reason: string): AuditEventInp
     backend: l.backend,
     environment: l.environment,
     reason,
-    ...(r.outcome === 'not_revocable' ? { valid_until: new Date(l.expiresAt).toISOString() } : {}),
+    ...(r.outcome === 'not_revocable' ? { valid_until: validUntilText(r.validUntil ?? l.expiresAt) } : {}),
     ...(r.error !== undefined ? { error: r.error } : {}),
   };
+}
+
+/** RFC 3339, or null when the backend cannot say when the credential ends. */
+function validUntilText(ms: number): string | null {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

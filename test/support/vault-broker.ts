@@ -26,6 +26,14 @@ export const VAULT_ROLES = {
     sensitivity: 'confidential',
   },
   'vault/ci-token': { kind: 'token', policies: ['ci-read'], maxTtlSeconds: 600, sensitivity: 'confidential' },
+  // A wrapped dynamic secret: the agent unwraps it; Vault gives it the database role's TTL.
+  'vault/db-wrapped': {
+    kind: 'dynamic',
+    path: 'database/creds/readonly',
+    wrap: true,
+    maxTtlSeconds: 600,
+    sensitivity: 'confidential',
+  },
   // AWS STS sessions: Vault hands out a lease, but AWS cannot end a session early.
   'vault/deploy-sts': {
     kind: 'dynamic',

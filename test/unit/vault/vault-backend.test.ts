@@ -17,7 +17,7 @@ const revokeTarget = (
 
 function refId(ref: string, kind: string): string {
   assert.ok(ref.startsWith(`${kind}:`), `expected a ${kind}: reference, got ${ref}`);
-  return ref.slice(kind.length + 1);
+  return ref.slice(kind.length + 1).replace(/@\d+$/, ''); // a wrap ref may carry its bound
 }
 
 describe('vault backend: issue and revoke against the emulator', () => {
@@ -219,6 +219,27 @@ describe('vault backend: issue and revoke against the emulator', () => {
       assert.equal(h.vault.unwrapCount(issued.credential.token), 1);
       // Revoking after the unwrap: the wrapping token is gone, which counts as done.
       await h.backend.revoke(revokeTarget(issued));
+    });
+
+    it('a wrapped dynamic secret is expires_only: once unwrapped it outlives the task, and is reported so', async () => {
+      const role = vaultRole('db', { kind: 'dynamic', path: 'database/creds/readonly', wrap: true });
+      assert.equal(h.backend.revocability?.(role), 'expires_only');
+      // A task with 10 minutes left; Vault's database role has default_ttl 1h.
+      const req = issueRequest(role, { ttlSeconds: 600, notAfter: Date.now() + 600_000 });
+      const issued = await h.backend.issue(req);
+      const brokerTokenEnd = h.auth.state.expiresAt;
+      assert.ok(brokerTokenEnd !== undefined);
+      assert.equal(issued.backendRef, `wrap:${refId(issued.backendRef, 'wrap')}@${brokerTokenEnd}`);
+      assert.equal(issued.credential.metadata.secret_valid_until, new Date(brokerTokenEnd).toISOString());
+      assert.ok(await unwrap(issued.credential.token));
+      const [lease] = h.vault.leases();
+      assert.ok(lease && lease.expireTime > req.notAfter, 'Vault gave the role TTL, past the task');
+
+      await h.backend.revoke(revokeTarget(issued));
+      assert.ok(h.vault.lease(lease.id), 'still alive at Vault: nothing the broker can call ends it');
+      assert.equal(h.backend.validUntil?.(revokeTarget(issued)), brokerTokenEnd);
+      // The bound holds: Vault revokes a lease with the token that read it, at that token's end.
+      assert.equal(lease.ownerAccessor, h.vault.lookupToken(await h.auth.token())?.accessor);
     });
 
     it('revoking an unused wrap makes it impossible to unwrap', async () => {
