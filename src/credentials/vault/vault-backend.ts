@@ -237,7 +237,7 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
         ownerEnd = s.orphan ? Infinity : tokenExpiresAt;
         return client.request({
           method: 'POST',
-          path: s.orphan ? 'auth/token/create-orphan' : 'auth/token/create',
+          path: tokenCreatePath(s),
           token,
           body,
           ...(s.wrap ? { wrapTtlSeconds: s.wrapTtlSeconds } : {}),
@@ -375,6 +375,12 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
       await revokeRef(ref);
     },
   };
+}
+
+/** Where a token is minted: the token role's endpoint, else create-orphan or create. */
+function tokenCreatePath(s: VaultTokenSettings): string {
+  if (s.tokenRole !== undefined) return `auth/token/create/${s.tokenRole}`;
+  return s.orphan ? 'auth/token/create-orphan' : 'auth/token/create';
 }
 
 /** The reference that revokes what a (possibly wrapped) response created, or undefined. */

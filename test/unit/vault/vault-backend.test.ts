@@ -5,7 +5,14 @@
 import { strict as assert } from 'node:assert';
 import { isBrokerError } from '../../../src/errors.js';
 import type { IssuedCredential } from '../../../src/credentials/backend.js';
-import { AGENT_ID, issueRequest, startVaultHarness, vaultRole, type VaultHarness } from './vault-harness.js';
+import {
+  AGENT_ID,
+  BROKER_POLICY,
+  issueRequest,
+  startVaultHarness,
+  vaultRole,
+  type VaultHarness,
+} from './vault-harness.js';
 
 const revokeTarget = (
   issued: IssuedCredential,
@@ -157,6 +164,30 @@ describe('vault backend: issue and revoke against the emulator', () => {
       const ending = issueRequest(role, { ttlSeconds: 600, now, notAfter: now + 1000_000 });
       const capped = h.vault.lookupToken((await h.backend.issue(ending)).credential.token);
       assert.equal(capped?.explicitMaxTtl, 1000, 'renewals stop at the task end');
+    });
+
+    it('mints through a token role (auth/token/create/<role>) without sudo, and revokes it', async () => {
+      h.vault.configureTokenRole('svid-broker-agents', { allowed_policies: ['ci-read'], orphan: true });
+      // The broker's policy as the README gives it for token roles: no sudo, no create-orphan.
+      h.vault.setPolicy('svid-broker', {
+        ...BROKER_POLICY,
+        'auth/token/create-orphan': ['deny'],
+        'auth/token/create': ['deny'],
+        'auth/token/create/svid-broker-agents': ['update'],
+      });
+      const role = vaultRole('ci', { kind: 'token', policies: ['ci-read'], tokenRole: 'svid-broker-agents' });
+      const issued = await h.backend.issue(issueRequest(role));
+      const token = h.vault.lookupToken(issued.credential.token);
+      assert.equal(token?.path, 'auth/token/create/svid-broker-agents');
+      assert.equal(token?.orphan, true);
+      assert.deepEqual(token?.policies, ['ci-read', 'default']);
+      await h.backend.revoke(revokeTarget(issued));
+      assert.equal(h.vault.lookupToken(issued.credential.token), undefined);
+      h.vault.setPolicy('svid-broker', BROKER_POLICY);
+      assert.deepEqual(
+        h.backend.validateRole(vaultRole('bad', { kind: 'token', policies: ['x'], tokenRole: 'no/slash' })),
+        ['settings.tokenRole: must be a Vault token role name, got "no/slash"'],
+      );
     });
 
     it('orphan tokens survive the revocation of the broker token; child tokens and leases do not', async () => {
