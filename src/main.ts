@@ -568,6 +568,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const revocationWorker = new RevocationWorker({
       queue: revocations,
       backends,
+      roles,
       store,
       audit: (event) => auditSink.write(event).then(() => undefined),
       maxAttempts: config.revocation.maxAttempts,
