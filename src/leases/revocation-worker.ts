@@ -188,36 +188,18 @@ export class RevocationWorker {
     }
 
     try {
-      const expiresOnly = error === undefined && backend && (await this.expiresOnly(backend, job.leaseId));
-      if (expiresOnly) {
-        const lease = await this.recordOutcome(
-          { ...job, reason: `not_revocable: ${job.reason}` },
-          'revoke_failed',
-        );
-        if (lease) {
-          const until = backend.validUntil?.(target) ?? lease.expiresAt;
-          await this.audit({
-            type: 'lease.not_revocable',
-            agent: lease.agent,
-            lease: lease.id,
-            task: lease.taskId,
-            role: lease.role,
-            environment: lease.environment,
-            backend: job.backend,
-            reason: job.reason,
-            attempts,
-            valid_until: Number.isFinite(until) ? new Date(until).toISOString() : null,
-          });
-        }
-        await queue.complete(job.leaseId, job.claim);
-        return 'notRevocable';
-      }
       if (error === undefined) {
-        const lease = await this.recordOutcome(job, 'revoked');
+        // A credential its backend can only let expire is reported, never counted as revoked.
+        const notRevocable = backend !== undefined && (await this.expiresOnly(backend, job.leaseId));
+        const lease = await this.recordOutcome(
+          notRevocable ? { ...job, reason: `not_revocable: ${job.reason}` } : job,
+          notRevocable ? 'revoke_failed' : 'revoked',
+        );
         // Undefined: another worker (or the broker) already recorded the outcome; nothing to add.
         if (lease) {
+          const until = notRevocable ? (backend?.validUntil?.(target) ?? lease.expiresAt) : undefined;
           await this.audit({
-            type: 'lease.revoked',
+            type: notRevocable ? 'lease.not_revocable' : 'lease.revoked',
             agent: lease.agent,
             lease: lease.id,
             task: lease.taskId,
@@ -226,11 +208,17 @@ export class RevocationWorker {
             backend: job.backend,
             reason: job.reason,
             attempts,
+            ...(until !== undefined
+              ? { valid_until: Number.isFinite(until) ? new Date(until).toISOString() : null }
+              : {}),
           });
         }
         await queue.complete(job.leaseId, job.claim);
-        logger.info({ leaseId: job.leaseId, backend: job.backend, attempts }, 'queued revocation succeeded');
-        return 'revoked';
+        logger.info(
+          { leaseId: job.leaseId, backend: job.backend, attempts, notRevocable },
+          'queued revocation succeeded',
+        );
+        return notRevocable ? 'notRevocable' : 'revoked';
       }
 
       if (attempts < this.opts.maxAttempts) {
