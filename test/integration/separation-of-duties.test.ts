@@ -150,6 +150,14 @@ describe('integration: separation of duties', function () {
     assert.equal(set?.trigger, 'denials');
     const after = await grpcError(other.listLeases({ selector: { agent: OTHER_AGENT } }));
     assert.equal(after.metadata[REASON], 'quarantined');
+    const refusedQuarantined = (await readAudit(h.auditFile)).filter(
+      (r) => r.type === 'admin.denied' && r.agent === OTHER_AGENT && r.reason === 'quarantined',
+    );
+    assert.deepEqual(
+      refusedQuarantined.map((r) => r.method),
+      ['ListLeases'],
+      'a quarantined identity’s admin call is audited too',
+    );
     await security.releaseQuarantine({ agent: OTHER_AGENT, reason: 'test over' });
   });
 });
