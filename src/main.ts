@@ -543,6 +543,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       roles,
       audit,
       breakGlassMaxTtlSeconds: config.breakGlass.maxTtlSeconds,
+      incidents,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
@@ -552,6 +553,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       broker,
       policy: () => policies.current,
       audit,
+      incidents,
       logger,
       jobDelayMs: config.revocation.visibilityTimeoutMs,
       ...(opts.now ? { now: opts.now } : {}),
@@ -660,6 +662,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const revocationWorker = new RevocationWorker({
       queue: revocations,
       backends,
+      roles,
       store,
       audit: (event) => auditSink.write(event).then(() => undefined),
       maxAttempts: config.revocation.maxAttempts,

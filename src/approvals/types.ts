@@ -14,7 +14,7 @@ export interface ApprovalDecisionRecord {
 /** A credential request that policy says needs human approval, bound to its exact parameters. */
 export interface ApprovalRequest {
   id: string;
-  /** sha256 hex of the canonical request: agent, task, role, environment, ttl, sensitivity, change type, justification. */
+  /** sha256 hex of the canonical request: agent, task, role, environment, ttl, sensitivity, change type, justification, tool. */
   digest: string;
   /** SPIFFE ID of the agent that asked. It can never approve its own request. */
   requester: string;

@@ -24,6 +24,8 @@ export type AuditEventType =
   | 'budget.exceeded'
   | 'admin.revoke'
   | 'admin.revoke_dry_run'
+  | 'admin.denied'
+  | 'admin.read'
   | 'quarantine.set'
   | 'quarantine.released'
   | 'policy.reloaded'

@@ -1,6 +1,8 @@
 /**
  * Administrative use cases: deciding approvals and break-glass. Every call is authorized by
- * policy (DecideApproval, BreakGlass, WatchAudit), audited, and refused closed.
+ * policy (DecideApproval, BreakGlass, WatchAudit), audited, and refused closed; every refusal is
+ * a strike for the automatic quarantine (admin-guard.ts). Separation of duties: nobody decides
+ * their own request, grants themselves break-glass, or reviews a grant they gave or received.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -17,6 +19,8 @@ import { failedPrecondition, invalidArgument, notFound, permissionDenied, unavai
 import { parseSpiffeId } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
 import type { PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
+import { AdminGuard } from './admin-guard.js';
+import type { IncidentHooks } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 import { pageOfApprovals, type ApprovalPage } from './approval-pages.js';
@@ -30,6 +34,8 @@ export interface BrokerAdminDeps {
   roles: ReadonlyMap<string, RoleDefinition>;
   audit: AuditSink;
   breakGlassMaxTtlSeconds: number;
+  /** The automatic quarantine triggers: an admin refusal is a strike. */
+  incidents?: Pick<IncidentHooks, 'onRefused'>;
   logger: Logger;
   now?: () => number;
   newId?: () => string;
@@ -38,10 +44,17 @@ export interface BrokerAdminDeps {
 export class BrokerAdmin {
   private readonly now: () => number;
   private readonly newId: () => string;
+  private readonly guard: AdminGuard;
 
   constructor(private readonly deps: BrokerAdminDeps) {
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
+    this.guard = new AdminGuard({
+      policy: deps.policy,
+      audit: deps.audit,
+      logger: deps.logger,
+      ...(deps.incidents ? { incidents: deps.incidents } : {}),
+    });
   }
 
   /** Requests in a state (default pending) that the caller may decide. */
@@ -51,10 +64,12 @@ export class BrokerAdmin {
       throw invalidArgument('state', `must be one of ${APPROVAL_STATES.join(', ')}`);
     }
     const all = await this.deps.approvals.list({ state }, this.now());
-    return all.filter((a) => {
+    const visible = all.filter((a) => {
       const role = this.deps.roles.get(a.role);
       return role !== undefined && this.authorizeDecide(caller, a, role).decision === 'allow';
     });
+    await this.guard.recordRead(caller, 'ListApprovals', { state, count: visible.length });
+    return visible;
   }
 
   /** One page of listApprovals (newest first); see approval-pages.ts for the token. */
@@ -90,7 +105,8 @@ export class BrokerAdmin {
     };
     if (request.requester === caller.spiffeId) {
       await this.record({ type: 'approval.decision_refused', ...base, refusal: 'self_approval' });
-      throw permissionDenied('the requester cannot decide its own request', [], 'self_approval');
+      const err = permissionDenied('the requester cannot decide its own request', [], 'self_approval');
+      return this.guard.refuse(caller, 'DecideApproval', err, {}, true);
     }
     const decision = this.authorizeDecide(caller, request, role);
     if (decision.decision !== 'allow') {
@@ -100,7 +116,8 @@ export class BrokerAdmin {
         refusal: 'policy',
         ...decisionFields(decision),
       });
-      throw denialError(decision, `DecideApproval for "${request.role}"`);
+      const err = denialError(decision, `DecideApproval for "${request.role}"`);
+      return this.guard.refuse(caller, 'DecideApproval', err, {}, true);
     }
 
     const { outcome, request: after } = await this.deps.approvals.decide(approvalId, {
@@ -151,8 +168,10 @@ export class BrokerAdmin {
       throw invalidArgument('agent', 'must be the SPIFFE ID of an agent');
     }
     // Cedar cannot compare context.target with the principal, so the two-person rule is here.
-    if (agent === caller.spiffeId)
-      throw permissionDenied('break-glass cannot be granted to yourself', [], 'self_grant');
+    if (agent === caller.spiffeId) {
+      const err = permissionDenied('break-glass cannot be granted to yourself', [], 'self_grant');
+      return this.guard.refuse(caller, 'BreakGlass', err, { target: agent, refusal: 'self_grant' });
+    }
     const taskId = input.taskId ? requireTaskId(input.taskId) : undefined;
     if (input.roles.length === 0) throw invalidArgument('roles', 'name at least one role');
     const roles = [...new Set(input.roles.map((r) => requireRoleName(r)))];
@@ -184,7 +203,13 @@ export class BrokerAdmin {
       });
       if (decision.decision !== 'allow') {
         await this.record({ type: 'breakglass.denied', ...base, role: r, ...decisionFields(decision) });
-        throw denialError(decision, `BreakGlass for "${r}"`);
+        return this.guard.refuse(
+          caller,
+          'BreakGlass',
+          denialError(decision, `BreakGlass for "${r}"`),
+          {},
+          true,
+        );
       }
     }
     const now = this.now();
@@ -217,15 +242,31 @@ export class BrokerAdmin {
   }
 
   async listBreakGlass(caller: Caller): Promise<BreakGlassGrant[]> {
-    this.authorizeAudit(caller, 'ListBreakGlass');
-    return this.deps.breakGlass.listUnreviewed();
+    // Reviewing break-glass use is audit work: the WatchAudit admin action governs it.
+    await this.guard.authorize(caller, 'WatchAudit', 'ListBreakGlass');
+    const grants = await this.deps.breakGlass.listUnreviewed();
+    await this.guard.recordRead(caller, 'ListBreakGlass', { count: grants.length });
+    return grants;
   }
 
   async reviewBreakGlass(caller: Caller, input: { grantId: string; note: string }): Promise<BreakGlassGrant> {
     const grantId = requireTaskId(input.grantId, 'grant_id');
     const note = boundedText(input.note.trim(), 'note', LIMITS.reason);
     if (!note) throw invalidArgument('note', 'is required: record what the review found');
-    this.authorizeAudit(caller, 'ReviewBreakGlass');
+    await this.guard.authorize(caller, 'WatchAudit', 'ReviewBreakGlass');
+    const grant = await this.deps.breakGlass.get(grantId);
+    if (!grant) throw notFound('grant_not_found', 'break-glass grant not found');
+    // A review is a second person's look: neither the grantor nor the agent that used the grant.
+    if (grant.grantedBy === caller.spiffeId || grant.agent === caller.spiffeId) {
+      const own = grant.grantedBy === caller.spiffeId ? 'you granted it' : 'it was granted to you';
+      const err = permissionDenied(`you cannot review this break-glass grant: ${own}`, [], 'self_review');
+      return this.guard.refuse(caller, 'ReviewBreakGlass', err, {
+        grant: grantId,
+        granted_by: grant.grantedBy,
+        target: grant.agent,
+        refusal: 'self_review',
+      });
+    }
     const reviewed = await this.deps.breakGlass.review(grantId, caller.spiffeId, note, this.now());
     if (!reviewed) throw notFound('grant_not_found', 'break-glass grant not found');
     await this.record({
@@ -253,17 +294,6 @@ export class BrokerAdmin {
       },
     };
     return this.deps.policy().authorize(req);
-  }
-
-  /** Reviewing break-glass use is audit work: the WatchAudit admin action governs it. */
-  private authorizeAudit(caller: Caller, what: string): void {
-    const decision = this.deps.policy().authorize({
-      principal: caller.spiffeId,
-      action: 'WatchAudit',
-      resource: { type: 'Broker' },
-      context: {},
-    });
-    if (decision.decision !== 'allow') throw denialError(decision, what);
   }
 
   /** Admin records must be written: an unrecorded admin action is refused. */

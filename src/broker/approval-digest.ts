@@ -1,6 +1,8 @@
 /**
- * What an approval is bound to: a digest of the exact request. A changed TTL, role, task or
- * justification is a different request and needs its own approval.
+ * What an approval is bound to: a digest of the exact request. A changed TTL, role, task, tool or
+ * justification is a different request and needs its own approval: approvers see the tool, and an
+ * approval given for one tool must not hand the credential to another. (Version 2 added the tool:
+ * approvals given before it no longer match, and the request asks again.)
  */
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../audit/hash-chain.js';
@@ -14,11 +16,12 @@ export interface ApprovalSubject {
   sensitivity: string;
   changeType: string;
   justification: string;
+  tool: string;
 }
 
 export function approvalDigest(subject: ApprovalSubject): string {
   const canonical = canonicalJson({
-    v: 1,
+    v: 2,
     agent: subject.agent,
     task: subject.taskId,
     role: subject.role,
@@ -27,6 +30,7 @@ export function approvalDigest(subject: ApprovalSubject): string {
     sensitivity: subject.sensitivity,
     change_type: subject.changeType,
     justification: subject.justification,
+    tool: subject.tool,
   });
   return createHash('sha256').update(canonical).digest('hex');
 }

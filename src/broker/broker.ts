@@ -44,6 +44,7 @@ import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyDecision, PolicyEngine } from '../policy/types.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
+import { backendReason, publicBackendError } from './backend-error.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   approvalRateScopes,
@@ -183,7 +184,9 @@ export interface ScreenedRequest {
 export interface BulkRevocationResult {
   lease: Lease;
   outcome: 'revoked' | 'pending_retry' | 'not_revocable';
-  /** Why the backend refused (pending_retry); never a secret. */
+  /** not_revocable: when the credential really ends, if not at the lease's expiry (Infinity: unknown). */
+  validUntil?: number;
+  /** Why the backend refused (pending_retry): its reason code, never its message. */
   error?: string;
 }
 
@@ -415,6 +418,7 @@ export class Broker {
       sensitivity,
       changeType,
       justification,
+      tool,
     });
     return {
       caller,
@@ -579,6 +583,9 @@ export class Broker {
         type: 'approval.requested',
         ...requestFields,
         approval: approval.id,
+        // An approved request that no longer meets the gate (an @approvals raised since) is
+        // never spent: it needs this new approval instead.
+        ...(open?.state === 'approved' ? { supersedes: open.id } : {}),
         approvals_required: approval.required,
         approval_expires_at: new Date(approval.expiresAt).toISOString(),
         ...decisionFields(decision),
@@ -646,13 +653,11 @@ export class Broker {
           ...allowed.requestFields,
           lease: leaseId,
           stage: 'backend',
-          error: isBrokerError(err) ? err.reason : 'backend_error',
+          error: backendReason(err),
         },
         attempt,
       );
-      throw isBrokerError(err)
-        ? err
-        : unavailable('backend_unavailable', `backend "${role.backend}" is unavailable`);
+      throw publicBackendError(role.backend, err);
     }
   }
 
@@ -1067,7 +1072,7 @@ export class Broker {
       if (!backend) throw new Error(`backend "${lease.backend}" is not configured`);
       await backend.revoke({ leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt });
     } catch (err) {
-      const message = safeErr(err).message;
+      const message = safeErr(err).message; // for the log and the queue; the audit gets the reason
       this.deps.logger.error(
         { err: safeErr(err), lease: lease.id },
         'backend revoke failed: queued for retry',
@@ -1080,10 +1085,16 @@ export class Broker {
           message,
         )
         .catch(() => false);
-      return { lease, outcome: 'pending_retry', error: message };
+      return { lease, outcome: 'pending_retry', error: backendReason(err) };
     }
     const expiresOnly = role !== undefined && backend.revocability?.(role) === 'expires_only';
-    return { lease, outcome: expiresOnly ? 'not_revocable' : 'revoked' };
+    if (!expiresOnly) return { lease, outcome: 'revoked' };
+    const validUntil = backend.validUntil?.({
+      leaseId: lease.id,
+      backendRef: lease.backendRef,
+      expiresAt: lease.expiresAt,
+    });
+    return { lease, outcome: 'not_revocable', ...(validUntil !== undefined ? { validUntil } : {}) };
   }
 
   /** Lets the automatic quarantine triggers see a refusal; their failure never changes the answer. */
@@ -1211,9 +1222,14 @@ function revokedLeaseFields(r: BulkRevocationResult): { agent: string } & Record
     role: l.role,
     backend: l.backend,
     environment: l.environment,
-    ...(r.outcome === 'not_revocable' ? { valid_until: new Date(l.expiresAt).toISOString() } : {}),
+    ...(r.outcome === 'not_revocable' ? { valid_until: validUntilText(r.validUntil ?? l.expiresAt) } : {}),
     ...(r.error !== undefined ? { error: r.error } : {}),
   };
+}
+
+/** RFC 3339, or null when the backend cannot say when the credential ends. */
+function validUntilText(ms: number): string | null {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -17,8 +17,8 @@ import type { Caller } from '../identity/types.js';
 import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevocationPage } from '../leases/types.js';
 import { LEASE_STATES } from '../leases/lease-records.js';
 import type { PolicyEngine } from '../policy/types.js';
-import type { Broker, BulkRevocationResult } from './broker.js';
-import { decisionFields, denialError } from './decisions.js';
+import { AdminGuard, type AdminAction } from './admin-guard.js';
+import type { Broker, BulkRevocationResult, IncidentHooks } from './broker.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 
 const STATES = LEASE_STATES;
@@ -31,9 +31,6 @@ const LEDGER_LOOKAHEAD = 8;
 const AUDIT_LEASE_IDS = 1000;
 const DEFAULT_LIST_PAGE = 100;
 const MAX_LIST_PAGE = 1000;
-
-export type AdminAction =
-  'ListLeases' | 'RevokeLeases' | 'Quarantine' | 'ReleaseQuarantine' | 'ListQuarantines';
 
 export interface LeaseSelectorInput {
   leaseId: string;
@@ -85,6 +82,8 @@ export interface LeaseAdminDeps {
   broker: Broker;
   policy: () => PolicyEngine;
   audit: AuditSink;
+  /** The automatic quarantine triggers: an admin refusal is a strike. */
+  incidents?: Pick<IncidentHooks, 'onRefused'>;
   logger: Logger;
   /**
    * When the revocation worker may take over a bulk revocation's jobs (the call revokes them
@@ -103,9 +102,16 @@ export interface RevokeInput {
 
 export class LeaseAdmin {
   private readonly now: () => number;
+  private readonly guard: AdminGuard;
 
   constructor(private readonly deps: LeaseAdminDeps) {
     this.now = deps.now ?? Date.now;
+    this.guard = new AdminGuard({
+      policy: deps.policy,
+      audit: deps.audit,
+      logger: deps.logger,
+      ...(deps.incidents ? { incidents: deps.incidents } : {}),
+    });
   }
 
   async listLeases(
@@ -113,7 +119,7 @@ export class LeaseAdmin {
     input: LeaseSelectorInput,
     page: { pageSize?: number; pageToken?: string } = {},
   ): Promise<{ leases: Lease[]; nextPageToken: string }> {
-    this.authorize(caller, 'ListLeases');
+    await this.authorize(caller, 'ListLeases');
     const state = input.state || 'active';
     if (state !== 'any' && !(STATES as readonly string[]).includes(state)) {
       throw invalidArgument('state', `must be one of ${STATES.join(', ')} or any`);
@@ -122,7 +128,7 @@ export class LeaseAdmin {
     if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_LIST_PAGE) {
       throw invalidArgument('page_size', `must be between 1 and ${MAX_LIST_PAGE}`);
     }
-    const selector = parseSelector(input, state === 'any' ? undefined : (state as LeaseState)).selector;
+    const { selector, describe } = parseSelector(input, state === 'any' ? undefined : (state as LeaseState));
     // Keep reading index pages until this page is full or the index ends: a selective filter may
     // match nothing in many entries, and the caller should not have to page through emptiness.
     const leases: Lease[] = [];
@@ -132,12 +138,20 @@ export class LeaseAdmin {
       leases.push(...got.leases);
       cursor = got.cursor;
     } while (cursor !== undefined && leases.length < pageSize);
+    await this.guard.recordRead(caller, 'ListLeases', {
+      selector: describe,
+      state,
+      ...(page.pageToken ? { page_token: page.pageToken } : {}),
+      count: leases.length,
+    });
     return { leases, nextPageToken: cursor ?? '' };
   }
 
   async getLease(caller: Caller, leaseId: string): Promise<Lease> {
-    this.authorize(caller, 'ListLeases');
-    const lease = await this.deps.store.getLease(requireTaskId(leaseId, 'lease_id'));
+    await this.authorize(caller, 'ListLeases', 'GetLease');
+    const id = requireTaskId(leaseId, 'lease_id');
+    const lease = await this.deps.store.getLease(id);
+    await this.guard.recordRead(caller, 'GetLease', { lease: id, found: lease !== undefined });
     if (!lease) throw notFound('lease_not_found', 'lease not found (or past its retention)');
     return lease;
   }
@@ -148,7 +162,7 @@ export class LeaseAdmin {
     input: RevokeInput,
     onProgress: ProgressSink = () => undefined,
   ): Promise<RevokeReport> {
-    this.authorize(caller, 'RevokeLeases');
+    await this.authorize(caller, 'RevokeLeases');
     const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
     if (!reason) throw invalidArgument('reason', 'is required: it is recorded on every lease');
     if (input.selector.all && !input.confirmAll) {
@@ -310,20 +324,14 @@ export class LeaseAdmin {
     if (failure !== undefined) throw failure;
   }
 
-  authorize(caller: Caller, action: AdminAction): void {
-    const decision = this.deps.policy().authorize({
-      principal: caller.spiffeId,
-      action,
-      resource: { type: 'Broker' },
-      context: {},
-    });
-    if (decision.decision !== 'allow') {
-      this.deps.logger.info(
-        { caller: caller.spiffeId, action, ...decisionFields(decision) },
-        'admin call denied',
-      );
-      throw denialError(decision, action);
-    }
+  /** Authorizes an admin call by its action (`method` names the rpc); a refusal is audited and a strike. */
+  authorize(caller: Caller, action: AdminAction, method: string = action): Promise<void> {
+    return this.guard.authorize(caller, action, method);
+  }
+
+  /** Audits a successful admin read (refused when it cannot be recorded). */
+  recordRead(caller: Caller, method: string, fields: Record<string, unknown>): Promise<void> {
+    return this.guard.recordRead(caller, method, fields);
   }
 }
 

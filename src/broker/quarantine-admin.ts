@@ -15,14 +15,14 @@ export const MAX_QUARANTINE_TTL_SECONDS = 30 * 86_400;
 export class QuarantineAdmin {
   constructor(
     private readonly service: QuarantineService,
-    private readonly leases: Pick<LeaseAdmin, 'authorize'>,
+    private readonly leases: Pick<LeaseAdmin, 'authorize' | 'recordRead'>,
   ) {}
 
   async quarantine(
     caller: Caller,
     input: { agent: string; reason: string; ttlSeconds: number; revokeActive: boolean },
   ): Promise<QuarantineResult> {
-    this.leases.authorize(caller, 'Quarantine');
+    await this.leases.authorize(caller, 'Quarantine');
     const selector = parseAgentSelector(input.agent);
     const pattern = selector.agent ?? selector.agentPattern ?? '';
     const reason = requireReason(input.reason);
@@ -47,7 +47,7 @@ export class QuarantineAdmin {
   }
 
   async release(caller: Caller, input: { agent: string; reason: string }): Promise<Quarantine> {
-    this.leases.authorize(caller, 'ReleaseQuarantine');
+    await this.leases.authorize(caller, 'ReleaseQuarantine');
     const selector = parseAgentSelector(input.agent);
     return this.service.release(
       selector.agent ?? selector.agentPattern ?? '',
@@ -57,8 +57,10 @@ export class QuarantineAdmin {
   }
 
   async list(caller: Caller): Promise<Quarantine[]> {
-    this.leases.authorize(caller, 'ListQuarantines');
-    return this.service.list();
+    await this.leases.authorize(caller, 'ListQuarantines');
+    const quarantines = await this.service.list();
+    await this.leases.recordRead(caller, 'ListQuarantines', { count: quarantines.length });
+    return quarantines;
   }
 }
 

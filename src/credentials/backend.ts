@@ -67,6 +67,12 @@ export interface CredentialBackend {
    * as not revocable, never as revoked. Default: `revocable`.
    */
   revocability?(role: RoleDefinition): 'revocable' | 'expires_only';
+  /**
+   * For an `expires_only` credential whose real end is not the lease's (a wrapped Vault dynamic
+   * secret lives for its Vault role's TTL, whatever the task): when it ends at the latest (epoch
+   * ms), Infinity when the backend cannot say, undefined when the lease's own expiry is the truth.
+   */
+  validUntil?(target: RevokeTarget): number | undefined;
   renew?(target: RevokeTarget, ttlSeconds: number): Promise<{ expiresAt: number }>;
   close?(): Promise<void>;
 }

@@ -11,7 +11,7 @@
  * worst the audit event is written twice, never not at all).
  */
 import { PeriodicJob } from './periodic-job.js';
-import type { CredentialBackend } from '../credentials/backend.js';
+import type { CredentialBackend, RoleDefinition } from '../credentials/backend.js';
 import { isBrokerError } from '../errors.js';
 import { boundedError, type ClaimedRevocation, type RevocationQueue } from './revocation-queue.js';
 import type { Lease, LeaseStore, RevokeOutcome } from './types.js';
@@ -25,7 +25,7 @@ export interface RevocationWorkerLogger {
 
 /** What the worker reports to the audit trail; shaped to be handed to AuditSink.write as is. */
 export type RevocationAuditEvent = {
-  type: 'lease.revoked' | 'lease.revoke_failed';
+  type: 'lease.revoked' | 'lease.revoke_failed' | 'lease.not_revocable';
   /** The lease's agent, or '' when the lease record is gone. */
   agent: string;
   lease: string;
@@ -35,8 +35,10 @@ export type RevocationAuditEvent = {
   backend: string;
   reason: string;
   attempts: number;
-  /** The last attempt's error message (never a secret), for revoke_failed. */
+  /** The last attempt's reason code, for revoke_failed. */
   error?: string;
+  /** not_revocable: until when the credential lives (RFC 3339), null when the backend cannot say. */
+  valid_until?: string | null;
 };
 
 export interface BackoffOptions {
@@ -47,6 +49,11 @@ export interface BackoffOptions {
 export interface RevocationWorkerOptions extends BackoffOptions {
   queue: RevocationQueue;
   backends: ReadonlyMap<string, CredentialBackend>;
+  /**
+   * The role catalog, so a retried revoke of a credential its backend can only let expire (AWS STS,
+   * a wrapped Vault dynamic secret) ends `not_revocable`, never `revoked`.
+   */
+  roles?: ReadonlyMap<string, RoleDefinition>;
   store: LeaseStore;
   /**
    * Records an outcome the queue reached: `lease.revoked` after a retry succeeded,
@@ -68,6 +75,8 @@ export interface RevocationWorkerOptions extends BackoffOptions {
 
 export interface DrainResult {
   revoked: number;
+  /** Revoked at the backend, but the credential lives until it expires (reported, not revoked). */
+  notRevocable: number;
   retried: number;
   failed: number;
   /** Jobs left claimed because the store, the queue or the audit trail failed; they come back. */
@@ -150,7 +159,7 @@ export class RevocationWorker {
   private async drain(): Promise<DrainResult> {
     // One `now` per drain: retries rescheduled meanwhile land after it, so the loop always ends.
     const now = this.now();
-    const result: DrainResult = { revoked: 0, retried: 0, failed: 0, deferred: 0 };
+    const result: DrainResult = { revoked: 0, notRevocable: 0, retried: 0, failed: 0, deferred: 0 };
     for (let full = true; full && !this.job.isStopping;) {
       const jobs = await this.opts.queue.claimDue(now, this.batchSize);
       full = jobs.length === this.batchSize;
@@ -165,21 +174,32 @@ export class RevocationWorker {
     const { queue, store, logger } = this.opts;
     const attempts = job.attempts + 1;
     let error: string | undefined;
+    // The audit record gets the reason code only: a backend's message names its paths and quotes
+    // its own error text (kept in the queue and the log).
+    let reason = 'backend_error';
+    const target = { leaseId: job.leaseId, backendRef: job.backendRef, expiresAt: job.expiresAt };
+    const backend = this.opts.backends.get(job.backend);
     try {
-      const backend = this.opts.backends.get(job.backend);
       if (!backend) throw new Error(`backend "${job.backend}" is not configured`);
-      await backend.revoke({ leaseId: job.leaseId, backendRef: job.backendRef, expiresAt: job.expiresAt });
+      await backend.revoke(target);
     } catch (err) {
       error = errorMessage(err);
+      if (isBrokerError(err)) reason = err.reason;
     }
 
     try {
       if (error === undefined) {
-        const lease = await this.recordOutcome(job, 'revoked');
+        // A credential its backend can only let expire is reported, never counted as revoked.
+        const notRevocable = backend !== undefined && (await this.expiresOnly(backend, job.leaseId));
+        const lease = await this.recordOutcome(
+          notRevocable ? { ...job, reason: `not_revocable: ${job.reason}` } : job,
+          notRevocable ? 'revoke_failed' : 'revoked',
+        );
         // Undefined: another worker (or the broker) already recorded the outcome; nothing to add.
         if (lease) {
+          const until = notRevocable ? (backend?.validUntil?.(target) ?? lease.expiresAt) : undefined;
           await this.audit({
-            type: 'lease.revoked',
+            type: notRevocable ? 'lease.not_revocable' : 'lease.revoked',
             agent: lease.agent,
             lease: lease.id,
             task: lease.taskId,
@@ -188,11 +208,17 @@ export class RevocationWorker {
             backend: job.backend,
             reason: job.reason,
             attempts,
+            ...(until !== undefined
+              ? { valid_until: Number.isFinite(until) ? new Date(until).toISOString() : null }
+              : {}),
           });
         }
         await queue.complete(job.leaseId, job.claim);
-        logger.info({ leaseId: job.leaseId, backend: job.backend, attempts }, 'queued revocation succeeded');
-        return 'revoked';
+        logger.info(
+          { leaseId: job.leaseId, backend: job.backend, attempts, notRevocable },
+          'queued revocation succeeded',
+        );
+        return notRevocable ? 'notRevocable' : 'revoked';
       }
 
       if (attempts < this.opts.maxAttempts) {
@@ -214,7 +240,7 @@ export class RevocationWorker {
         backend: job.backend,
         reason: job.reason,
         attempts,
-        error,
+        error: reason,
       });
       await this.recordOutcome(job, 'revoke_failed');
       await queue.complete(job.leaseId, job.claim);
@@ -245,6 +271,14 @@ export class RevocationWorker {
     if (lease) return lease;
     if (!(await store.markLeaseEnded(job.leaseId, 'revoking', job.reason, at))) return undefined;
     return store.markRevokeOutcome(job.leaseId, outcome, job.reason, at);
+  }
+
+  /** Whether the lease's role is one whose credentials its backend can only let expire. */
+  private async expiresOnly(backend: CredentialBackend, leaseId: string): Promise<boolean> {
+    if (!backend.revocability || !this.opts.roles) return false;
+    const lease = await this.opts.store.getLease(leaseId);
+    const role = lease && this.opts.roles.get(lease.role);
+    return role !== undefined && backend.revocability(role) === 'expires_only';
   }
 
   private async audit(event: RevocationAuditEvent): Promise<void> {

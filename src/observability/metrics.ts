@@ -231,6 +231,8 @@ class AuditCounters {
         );
       case 'breakglass.denied':
         return this.denial('BreakGlass', policyReason(event));
+      case 'admin.denied':
+        return this.denial(shaped(event.method, METHOD_NAME) ?? OTHER, stringField(event, 'reason'));
       case 'lease.revoked':
         return this.revocation(event, 'revoked');
       case 'lease.revoke_queued':

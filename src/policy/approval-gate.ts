@@ -11,15 +11,22 @@
  * have agreed. A policy that tests `context.approvalCount >= K` must therefore carry
  * `@approvals` of at least K, or no number of approvals will satisfy it here: the annotation is
  * the source of truth, and the approval store sets `approved` only once it is met.
+ *
+ * An approved request is checked against the policy in force now, not the one it was approved
+ * under: when an `@approvals` was raised since (or a new gate appeared) and the request holds fewer
+ * approvals than the gate now needs, it is `approval_required` again with the new number, never
+ * issued on the old approval.
  */
 import type { ContextValue, GatedDecision, PolicyEngine, PolicyRequest } from './types.js';
 
 /**
  * Decides an IssueCredential request: allow, deny, or approval_required with the number of
- * distinct approvers. Requests whose context has no `approved: false` (already approved, or
- * another action) are decided as given, allow or deny.
+ * distinct approvers. Another action is decided as given; an approved request as given too,
+ * unless it holds fewer approvals than the gate now needs (then approval_required again).
  */
 export function decideWithApprovalGate(engine: PolicyEngine, req: PolicyRequest): GatedDecision {
+  if (req.action === 'IssueCredential' && req.context['approved'] === true)
+    return decideApproved(engine, req);
   const first = engine.authorize(req);
   if (first.decision === 'allow') return { outcome: 'allow', decision: first };
   if (req.action !== 'IssueCredential' || req.context['approved'] !== false) {
@@ -42,6 +49,24 @@ export function decideWithApprovalGate(engine: PolicyEngine, req: PolicyRequest)
     }
   }
   return { outcome: 'approval_required', decision: first, approvalsRequired: required };
+}
+
+/**
+ * A request holding approvals: decided as given, unless the same request without them now needs
+ * more approvers than it holds (`approvalCount`).
+ */
+function decideApproved(engine: PolicyEngine, req: PolicyRequest): GatedDecision {
+  const held = req.context['approvalCount'];
+  const unapproved: PolicyRequest = {
+    ...req,
+    context: { ...req.context, approved: false, approvalCount: 0 },
+  };
+  const now = decideWithApprovalGate(engine, unapproved);
+  if (now.outcome === 'approval_required' && (typeof held !== 'number' || now.approvalsRequired > held)) {
+    return now;
+  }
+  const decision = engine.authorize(req);
+  return { outcome: decision.decision === 'allow' ? 'allow' : 'deny', decision };
 }
 
 function approvedBy(req: PolicyRequest, approvalCount: number): PolicyRequest {

@@ -270,13 +270,21 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
 
   const admin = deps.admin;
   // A quarantined identity is refused on every admin call, checked here once for the service
-  // (the agent calls are checked, and audited, by the broker itself).
+  // and audited as admin.denied (the agent calls are checked, and audited, by the broker itself).
+  const checkQuarantine = async (caller: Caller, method: string): Promise<void> => {
+    try {
+      deps.quarantine?.check(caller.spiffeId);
+    } catch (err) {
+      await auditAdminRefused(deps, caller, method, err);
+      throw err;
+    }
+  };
   const adminUnary = <Req, Res>(
     method: string,
     fn: (caller: Caller, req: Req) => Promise<Res>,
   ): handleUnaryCall<Req, Res> =>
-    unary<Req, Res>(method, (caller, req) => {
-      deps.quarantine?.check(caller.spiffeId);
+    unary<Req, Res>(method, async (caller, req) => {
+      await checkQuarantine(caller, method);
       return fn(caller, req);
     });
   const adminImpl: UntypedServiceImplementation = {
@@ -351,7 +359,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       }
       const caller = auth.caller;
       try {
-        deps.quarantine?.check(caller.spiffeId);
+        await checkQuarantine(caller, method);
         const req = call.request;
         // Revocation goes on if the caller hangs up: half a revocation helps nobody.
         const report = await deps.leaseAdmin.revokeLeases(
@@ -596,4 +604,26 @@ export function grantToMsg(g: BreakGlassGrant): BreakGlassGrantMsg {
     reviewed_at: g.reviewedAt ? toTimestamp(g.reviewedAt) : null,
     review_note: g.reviewNote ?? '',
   };
+}
+
+/** A quarantined identity's admin call: refused before any admin code runs, recorded here. */
+async function auditAdminRefused(
+  deps: GrpcServerDeps,
+  caller: Caller,
+  method: string,
+  err: unknown,
+): Promise<void> {
+  await deps.audit
+    .write({
+      type: 'admin.denied',
+      agent: caller.spiffeId,
+      method,
+      reason: isBrokerError(err) ? err.reason : 'internal',
+    })
+    .catch((auditErr: unknown) =>
+      deps.logger.error(
+        { err: { message: (auditErr as Error).message } },
+        'audit write failed for admin.denied',
+      ),
+    );
 }

@@ -1,6 +1,7 @@
 /**
- * The one place where errors become gRPC statuses. BrokerErrors keep their code and message;
- * anything else becomes INTERNAL with a generic message (details go to the log, never to callers).
+ * The one place where errors become gRPC statuses. BrokerErrors keep their code and message
+ * (INTERNAL ones only their reason); anything else becomes INTERNAL with a generic message
+ * (details go to the log, never to callers).
  */
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -36,7 +37,10 @@ export function toServiceError(err: unknown, logger: Logger, method: string): Pa
         err.message,
       );
     }
-    return { code: CODES[err.code], details: err.message, metadata };
+    // An INTERNAL error is a bug: its message may name internals (files, paths, keys), so the
+    // caller gets the generic text and its reason code; the message went to the log above.
+    const details = err.code === 'INTERNAL' ? 'internal error' : err.message;
+    return { code: CODES[err.code], details, metadata };
   }
   logger.error(
     { method, err: { message: err instanceof Error ? err.message : String(err) } },

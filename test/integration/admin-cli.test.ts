@@ -10,6 +10,7 @@ import {
   DEMO_AGENT,
   OTHER_AGENT,
   SECURITY,
+  SECURITY_2,
   eventually,
   readAudit,
   startHarness,
@@ -209,18 +210,16 @@ describe('integration: approvals and break-glass CLI', function () {
     assert.equal(denied.stdout, '');
     assert.match(denied.stderr, /^svid-broker: .*denied/);
 
-    const reviewRun = await cli('security', [
-      'breakglass',
-      'review',
-      grant.grant_id,
-      '--note',
-      'checked: one logs token',
-      '--json',
-    ]);
+    // The grantor cannot review its own grant: a second security identity does.
+    const review = ['breakglass', 'review', grant.grant_id, '--note', 'checked: one logs token', '--json'];
+    const ownReview = await cli('security', review);
+    assert.equal(ownReview.code, 1);
+    assert.match(ownReview.stderr, /you granted it/);
+    const reviewRun = await cli('security2', review);
     assert.equal(reviewRun.code, 0, reviewRun.stderr);
     const reviewed = JSON.parse(reviewRun.stdout) as GrantOutput;
     assert.equal(reviewed.reviewed, true);
-    assert.equal(reviewed.reviewed_by, SECURITY);
+    assert.equal(reviewed.reviewed_by, SECURITY_2);
     assert.equal(reviewed.review_note, 'checked: one logs token');
     assert.deepEqual((await (await h.adminClient('security')).listBreakGlass()).grants, []);
   });

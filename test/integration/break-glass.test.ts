@@ -9,6 +9,7 @@ import {
   BROKER_ID,
   OTHER_AGENT,
   SECURITY,
+  SECURITY_2,
   TRUST_DOMAIN,
   breakGlassStoreFor,
   grpcError,
@@ -97,16 +98,29 @@ describe('integration: break-glass', function () {
       otherAdmin.reviewBreakGlass({ grant_id: grant.grant_id, note: 'fine' }),
     );
     assert.equal(selfReview.code, status.PERMISSION_DENIED);
+    // Separation of duties: the grantor cannot review its own grant either.
+    const grantorReview = await grpcError(
+      security.reviewBreakGlass({ grant_id: grant.grant_id, note: 'ok' }),
+    );
+    assert.equal(grantorReview.code, status.PERMISSION_DENIED);
+    assert.equal(grantorReview.metadata[REASON], 'self_review');
+    const refusal = (await readAudit(h.auditFile)).find(
+      (r) => r.type === 'admin.denied' && r.grant === grant.grant_id && r.agent === SECURITY,
+    );
+    assert.equal(refusal?.method, 'ReviewBreakGlass');
+    assert.equal(refusal?.refusal, 'self_review');
+    assert.equal(refusal?.granted_by, SECURITY);
 
-    const noNote = await grpcError(security.reviewBreakGlass({ grant_id: grant.grant_id, note: ' ' }));
+    const reviewer = await h.adminClient('security2');
+    const noNote = await grpcError(reviewer.reviewBreakGlass({ grant_id: grant.grant_id, note: ' ' }));
     assert.equal(noNote.code, status.INVALID_ARGUMENT);
     assert.equal(noNote.metadata[FIELD], 'note');
-    const reviewed = await security.reviewBreakGlass({
+    const reviewed = await reviewer.reviewBreakGlass({
       grant_id: grant.grant_id,
       note: 'incident 42 closed; one logs token used',
     });
     assert.equal(reviewed.reviewed, true);
-    assert.equal(reviewed.reviewed_by, SECURITY);
+    assert.equal(reviewed.reviewed_by, SECURITY_2);
     assert.equal(reviewed.uses, 1);
     assert.equal(reviewed.review_note, 'incident 42 closed; one logs token used');
     assert.ok(!(await security.listBreakGlass()).grants.some((g) => g.grant_id === grant.grant_id));
@@ -114,7 +128,7 @@ describe('integration: break-glass', function () {
       (r) => r.type === 'breakglass.reviewed' && r.grant === grant.grant_id,
     );
     assert.equal(reviewRecord?.uses, 1);
-    assert.equal(reviewRecord?.agent, SECURITY);
+    assert.equal(reviewRecord?.agent, SECURITY_2);
   });
 
   it('restricted roles stay out of reach: refused at grant time, and forbidden even with a grant in the store', async () => {

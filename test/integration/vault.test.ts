@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import { eventually, grpcError, readAudit, type Harness } from '../support/broker-harness.js';
 import type { VaultEmulator } from '../support/vault-emulator/index.js';
-import { startVaultBroker, type VaultBroker } from '../support/vault-broker.js';
+import { BROKER_VAULT_POLICY, startVaultBroker, type VaultBroker } from '../support/vault-broker.js';
 
 describe('integration: Vault backend through the broker', () => {
   let vault: VaultEmulator;
@@ -160,6 +160,59 @@ describe('integration: Vault backend through the broker', () => {
       (r) => r.type === 'lease.not_revocable' && r.lease === sts.lease_id,
     );
     assert.ok(record?.valid_until, 'the audit record says until when the session lives');
+  });
+
+  it('a wrapped dynamic secret, once unwrapped, is reported not revocable until its real end, never revoked', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'wrapped', ttl_seconds: 300 });
+    const wrapped = await demo.issueCredential({ task_id: task.task_id, role: 'vault/db-wrapped' });
+    assert.equal(wrapped.credential?.kind, 'vault_wrapped');
+    const realEnd = wrapped.credential?.metadata.secret_valid_until ?? '';
+    const leaseEnd = Number(wrapped.expires_at?.seconds) * 1000;
+    assert.ok(Date.parse(realEnd) > leaseEnd, 'Vault keeps the secret past the task: the agent is told so');
+    // The agent unwraps it; the broker never sees the Vault lease behind it.
+    const unwrapped = await fetch(`${vault.url}/v1/sys/wrapping/unwrap`, {
+      method: 'POST',
+      headers: { 'X-Vault-Token': wrapped.credential?.token ?? '' },
+    });
+    assert.equal(unwrapped.status, 200);
+    const vaultLease = ((await unwrapped.json()) as { lease_id: string }).lease_id;
+
+    const ended = await demo.endTask({ task_id: task.task_id });
+    assert.deepEqual(
+      ended.revoked.map((r) => [r.lease_id, r.state]),
+      [[wrapped.lease_id, 'not_revocable']],
+    );
+    const records = (await readAudit(h.auditFile)).filter((r) => r.lease === wrapped.lease_id);
+    assert.ok(!records.some((r) => r.type === 'lease.revoked'), records.map((r) => r.type).join());
+    const notRevocable = records.find((r) => r.type === 'lease.not_revocable');
+    assert.equal(notRevocable?.valid_until, realEnd, 'the real end, not the lease expiry');
+    assert.ok(vault.lease(vaultLease), 'the secret is still alive at Vault, as reported');
+  });
+
+  it("Vault's error text and paths reach the log, never the agent's status or the audit record", async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'vault refuses the broker' });
+    // The broker's Vault policy loses the database path: Vault answers 403 "permission denied".
+    vault.setPolicy('svid-broker', { ...BROKER_VAULT_POLICY, 'database/creds/*': ['deny'] });
+    let err;
+    try {
+      err = await grpcError(demo.issueCredential({ task_id: task.task_id, role: 'vault/db-readonly' }));
+    } finally {
+      vault.setPolicy('svid-broker', BROKER_VAULT_POLICY);
+    }
+    assert.equal(err.code, status.UNAVAILABLE);
+    assert.equal(err.metadata['x-svid-broker-reason'], 'vault_permission_denied');
+    assert.equal(err.details, 'backend "vault" is unavailable (vault_permission_denied)');
+    const leaked = /database\/creds|permission denied|auth\/jwt|svid-broker/;
+    assert.doesNotMatch(err.details, leaked);
+    const record = (await readAudit(h.auditFile)).find(
+      (r) => r.type === 'credential.failed' && r.task === task.task_id,
+    );
+    assert.ok(record, 'the failure is audited');
+    assert.equal(record.error, 'vault_permission_denied');
+    assert.doesNotMatch(JSON.stringify(record), leaked);
+    assert.match(h.logs.text(), /GET database\/creds\/readonly: permission denied/, 'the detail is logged');
   });
 
   it('a sealed Vault answers UNAVAILABLE and leaves no active lease', async () => {

@@ -5,7 +5,7 @@
  */
 import type { LocalCa } from '../../src/dev/local-ca.js';
 import { BROKER_ID, startHarness, type Harness, type HarnessOptions } from './broker-harness.js';
-import { startVaultEmulator, type VaultEmulator } from './vault-emulator/index.js';
+import { startVaultEmulator, type PolicyRules, type VaultEmulator } from './vault-emulator/index.js';
 
 export const VAULT_TEST_POLICY = `
 @id("test-demo-vault-dev")
@@ -26,6 +26,14 @@ export const VAULT_ROLES = {
     sensitivity: 'confidential',
   },
   'vault/ci-token': { kind: 'token', policies: ['ci-read'], maxTtlSeconds: 600, sensitivity: 'confidential' },
+  // A wrapped dynamic secret: the agent unwraps it; Vault gives it the database role's TTL.
+  'vault/db-wrapped': {
+    kind: 'dynamic',
+    path: 'database/creds/readonly',
+    wrap: true,
+    maxTtlSeconds: 600,
+    sensitivity: 'confidential',
+  },
   // AWS STS sessions: Vault hands out a lease, but AWS cannot end a session early.
   'vault/deploy-sts': {
     kind: 'dynamic',
@@ -35,6 +43,16 @@ export const VAULT_ROLES = {
     sensitivity: 'confidential',
   },
 } as const;
+
+/** The broker's Vault policy in the emulator (README: "Configure Vault for the broker"). */
+export const BROKER_VAULT_POLICY: PolicyRules = {
+  'database/creds/*': ['read'],
+  'aws/sts/*': ['update'],
+  'auth/token/create-orphan': ['update', 'sudo'],
+  'auth/token/create': ['update', 'sudo'],
+  'auth/token/revoke-accessor': ['update'],
+  'sys/leases/revoke': ['update'],
+};
 
 export interface VaultBroker {
   vault: VaultEmulator;
@@ -63,14 +81,7 @@ export async function startVaultBroker(
       },
     },
   });
-  vault.setPolicy('svid-broker', {
-    'database/creds/*': ['read'],
-    'aws/sts/*': ['update'],
-    'auth/token/create-orphan': ['update', 'sudo'],
-    'auth/token/create': ['update', 'sudo'],
-    'auth/token/revoke-accessor': ['update'],
-    'sys/leases/revoke': ['update'],
-  });
+  vault.setPolicy('svid-broker', BROKER_VAULT_POLICY);
   vault.setPolicy('ci-read', { 'secret/data/ci/*': ['read'] });
   vault.configureDatabaseRole('readonly', { default_ttl: '1h', max_ttl: '24h' });
   vault.configureAwsRole('deploy', { default_ttl: '1h', max_ttl: '2h' });
@@ -85,6 +96,7 @@ export async function startVaultBroker(
         backends: {
           vault: {
             address: vault.url,
+            insecure: true, // the emulator speaks plain HTTP
             timeoutMs: timeoutMs ?? 1000,
             auth: { method: 'jwt', role: 'svid-broker', audience: 'vault' },
           },

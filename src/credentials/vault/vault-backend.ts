@@ -16,14 +16,16 @@
  * - `accessor:<accessor>`           a token                   -> auth/token/revoke-accessor
  * - `wrapped-accessor:<accessor>`   a wrapped token           -> auth/token/revoke-accessor (the
  *                                   wrapped token's accessor: Vault reports it, spec §5)
- * - `wrap:<wrapping accessor>`      a wrapped dynamic secret  -> auth/token/revoke-accessor on the
- *                                   wrapping token. Revoking it stops a wrap nobody unwrapped yet
- *                                   (nobody can get the secret any more). The Vault lease behind the
- *                                   wrap is inside the wrapped response, which the broker never
- *                                   sees: it ends only by its TTL (the granted TTL with `ttlParam`,
- *                                   else the engine's default, so prefer ttlParam or a short
- *                                   default_ttl for wrapped roles) or with the broker token that
- *                                   requested it.
+ * - `wrap:<wrapping accessor>[@<ms>]` a wrapped dynamic secret -> auth/token/revoke-accessor on
+ *                                   the wrapping token. Revoking it stops a wrap nobody unwrapped
+ *                                   yet. The Vault lease behind the wrap is inside the wrapped
+ *                                   response, which the broker never sees: Vault gives it the role's
+ *                                   default TTL (a read takes no TTL, spec §10), so it is not
+ *                                   bounded by the task, and once unwrapped nothing the broker can
+ *                                   call ends it before its TTL or the end of the broker token that
+ *                                   requested it (`@<ms>`, epoch ms; absent when that token never
+ *                                   expires). Such roles are `expires_only`: a revocation reports
+ *                                   them not revocable, valid until `<ms>`, never revoked.
  *
  * Failure behaviour: Vault sealed, down, slow or rate-limiting -> UNAVAILABLE within the client's
  * timeout, nothing issued. A response that arrives after the timeout is revoked at once, since the
@@ -62,13 +64,23 @@ const SILENT: VaultLogger = { info: () => undefined, warn: () => undefined, erro
 const REF_KINDS = ['lease', 'accessor', 'wrapped-accessor', 'wrap'] as const;
 type RefKind = (typeof REF_KINDS)[number];
 
-export function parseVaultRef(ref: string): { kind: RefKind; id: string } | undefined {
+export function parseVaultRef(ref: string): { kind: RefKind; id: string; until?: number } | undefined {
   const colon = ref.indexOf(':');
   if (colon <= 0) return undefined;
   const kind = REF_KINDS.find((k) => k === ref.slice(0, colon));
-  const id = ref.slice(colon + 1);
-  return kind && id !== '' ? { kind, id } : undefined;
+  let id = ref.slice(colon + 1);
+  let until: number | undefined;
+  const at = kind === 'wrap' ? id.indexOf('@') : -1;
+  if (at >= 0) {
+    until = Number(id.slice(at + 1));
+    id = id.slice(0, at);
+    if (!Number.isSafeInteger(until)) return undefined;
+  }
+  return kind && id !== '' ? { kind, id, ...(until !== undefined ? { until } : {}) } : undefined;
 }
+
+/** A wrapped dynamic secret: once unwrapped, only its Vault TTL or its owner token's end stops it. */
+const isWrappedDynamic = (s: VaultRoleSettings): boolean => s.kind === 'dynamic' && s.wrap;
 
 /** Secret values as the agent receives them: strings as they are, anything else as JSON. */
 function stringifyValues(data: Record<string, unknown> | null): Record<string, string> {
@@ -225,7 +237,7 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
         ownerEnd = s.orphan ? Infinity : tokenExpiresAt;
         return client.request({
           method: 'POST',
-          path: s.orphan ? 'auth/token/create-orphan' : 'auth/token/create',
+          path: tokenCreatePath(s),
           token,
           body,
           ...(s.wrap ? { wrapTtlSeconds: s.wrapTtlSeconds } : {}),
@@ -276,10 +288,13 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
       if (wrap?.accessor) await revokeRef({ kind: 'wrap', id: wrap.accessor }).catch(() => undefined);
       throw malformed(s.kind === 'token' ? 'a wrapping token and the wrapped accessor' : 'a wrapping token');
     }
-    // The wrapped secret or token lives for the TTL the broker granted (sent with the request);
-    // the broker lease ends then, at the task's end, or with the broker token that owns it.
+    // The broker lease ends at the granted TTL, the task's end, or with the broker token. A wrapped
+    // token has that TTL (sent with the request); a wrapped dynamic secret has its Vault role's
+    // default TTL instead, up to the end of the broker token that read it: the ref and the
+    // metadata carry that bound, and revocations report it.
     const expiresAt = Math.min(req.now + ttlSeconds * 1000, req.notAfter, ownerEnd);
     warnIfCut(req, ttlSeconds, ownerEnd);
+    const bound = isWrappedDynamic(s) && Number.isFinite(ownerEnd) ? `@${ownerEnd}` : '';
     return {
       credential: {
         kind: 'vault_wrapped',
@@ -291,9 +306,16 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
           creation_time: wrap.creation_time,
           wrapped_kind: s.kind,
           unwrap_path: 'sys/wrapping/unwrap',
+          ...(isWrappedDynamic(s)
+            ? {
+                secret_valid_until: Number.isFinite(ownerEnd)
+                  ? new Date(ownerEnd).toISOString()
+                  : 'unknown (the Vault role TTL)',
+              }
+            : {}),
         },
       },
-      backendRef: `${ref.kind}:${ref.id}`,
+      backendRef: `${ref.kind}:${ref.id}${bound}`,
       expiresAt,
       renewable: false,
     };
@@ -308,12 +330,18 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
     },
 
     // Vault can revoke the lease of an AWS STS credential, but AWS cannot end the session it
-    // already handed out: it lives until its own expiry.
+    // already handed out: it lives until its own expiry. A wrapped dynamic secret, once unwrapped,
+    // lives until its Vault TTL (the broker never learns its lease id).
     revocability(role: RoleDefinition): 'revocable' | 'expires_only' {
       const read = readVaultRoleSettings(role.settings, role.maxTtlSeconds);
-      return read.ok && read.settings.kind === 'dynamic' && isStsPath(read.settings.path)
-        ? 'expires_only'
-        : 'revocable';
+      if (!read.ok || read.settings.kind !== 'dynamic') return 'revocable';
+      return isStsPath(read.settings.path) || isWrappedDynamic(read.settings) ? 'expires_only' : 'revocable';
+    },
+
+    validUntil(target: RevokeTarget): number | undefined {
+      const ref = parseVaultRef(target.backendRef);
+      if (ref?.kind !== 'wrap') return undefined;
+      return ref.until ?? Infinity;
     },
 
     async issue(req: IssueRequest): Promise<IssuedCredential> {
@@ -347,6 +375,12 @@ export function createVaultBackend(options: VaultBackendOptions): CredentialBack
       await revokeRef(ref);
     },
   };
+}
+
+/** Where a token is minted: the token role's endpoint, else create-orphan or create. */
+function tokenCreatePath(s: VaultTokenSettings): string {
+  if (s.tokenRole !== undefined) return `auth/token/create/${s.tokenRole}`;
+  return s.orphan ? 'auth/token/create-orphan' : 'auth/token/create';
 }
 
 /** The reference that revokes what a (possibly wrapped) response created, or undefined. */

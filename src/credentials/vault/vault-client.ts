@@ -5,6 +5,9 @@
  *   no helper can overwrite the broker's token, and no VAULT_TOKEN from the environment is sent;
  * - only `request` with explicit paths is used (helpers drop fields);
  * - every call has a timeout (node-vault has none) and a hard deadline on top of it;
+ * - redirects are never followed (vault-http.ts): a 3xx is refused, so the token never reaches
+ *   another origin and no other origin's answer is taken for Vault's;
+ * - `http://` is refused unless the caller says `insecure` (the token would cross the wire in clear);
  * - environment fallbacks (VAULT_NAMESPACE, VAULT_PREFIX, VAULT_SKIP_VERIFY) are switched off, and
  *   node-vault's debug output (which prints request bodies: JWTs, tokens) is silenced;
  * - every failure becomes a VaultError (a BrokerError) whose message carries the method, path,
@@ -15,6 +18,7 @@
 import { readFileSync } from 'node:fs';
 import nodeVault from 'node-vault';
 import { BrokerError, type ErrorCode } from '../../errors.js';
+import { vaultHttpLayer } from './vault-http.js';
 
 export interface VaultClientOptions {
   /** e.g. `https://vault.internal:8200`. */
@@ -27,6 +31,8 @@ export interface VaultClientOptions {
   ca?: string;
   /** Per-call timeout. Default 5000. */
   timeoutMs?: number;
+  /** Allows an `http://` endpoint (the token crosses the wire in clear): tests, a local sidecar. */
+  insecure?: boolean;
   /**
    * How long past the timeout a call that may create something (it has onLateResponse) keeps
    * listening, so what a slow Vault issued after the caller gave up can still be revoked.
@@ -181,6 +187,11 @@ export class VaultClient {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') {
       throw new Error(`vault: endpoint must be http(s), got ${url.protocol}`);
     }
+    if (url.protocol === 'http:' && opts.insecure !== true) {
+      throw new Error(
+        'vault: endpoint is http://, which sends the Vault token in clear: use https://, or set insecure',
+      );
+    }
     this.endpoint = opts.endpoint.replace(/\/+$/, '');
     this.namespace = opts.namespace ?? '';
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_VAULT_TIMEOUT_MS;
@@ -204,11 +215,8 @@ export class VaultClient {
       apiVersion: 'v1',
       // Its debug output prints request bodies (JWTs, tokens) when DEBUG=node-vault is set.
       debug: () => undefined,
-      requestOptions: {
-        // Always verify Vault's certificate, whatever VAULT_SKIP_VERIFY says.
-        strictSSL: true,
-        ...(ca !== undefined ? { ca } : {}),
-      },
+      // Its own HTTP layer follows redirects with the token attached; this one never follows.
+      'request-promise': vaultHttpLayer(ca !== undefined ? { ca } : {}),
     }) as unknown as NodeVaultClient;
     // node-vault falls back to VAULT_TOKEN / VAULT_NAMESPACE / VAULT_PREFIX; this client takes
     // nothing from the environment.
@@ -296,6 +304,16 @@ export class VaultClient {
       const vaultErrors = errorsOf(err.response.body);
       const said = vaultErrors.length > 0 ? `: ${vaultErrors.join('; ')}` : '';
       const details = { status, vaultErrors, cause: new Error(`Vault answered ${status}${said}`) };
+      if (status >= 300 && status < 400) {
+        // Never followed (vault-http.ts): a redirect would carry the token to whatever it names.
+        return new VaultError(
+          'UNAVAILABLE',
+          'vault_redirect_refused',
+          `Vault answered ${where} with a redirect (${status}), which the broker does not follow: ` +
+            'point backends.vault.address at the active node or a load balancer',
+          details,
+        );
+      }
       if (status === 503) {
         const sealed = vaultErrors.some((e) => /sealed/i.test(e));
         return new VaultError(

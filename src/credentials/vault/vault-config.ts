@@ -9,6 +9,7 @@
  *     namespace: team-a/          # optional (Vault Enterprise)
  *     caFile: /etc/svid-broker/vault-ca.pem
  *     timeoutMs: 5000
+ *     insecure: false            # true allows an http:// address (warned at startup)
  *     auth:
  *       method: jwt               # jwt | cert | token_file
  *       mount: jwt
@@ -64,9 +65,21 @@ export const vaultBackendConfigSchema = z
     caFile: z.string().min(1).optional(),
     /** Every Vault call fails with UNAVAILABLE after this long. */
     timeoutMs: z.number().int().positive().max(60_000).default(DEFAULT_VAULT_TIMEOUT_MS),
+    /** Allows an `http://` address (the broker's Vault token crosses the wire in clear). */
+    insecure: z.boolean().default(false),
     auth: vaultAuthConfigSchema,
   })
-  .strict();
+  .strict()
+  .superRefine((v, ctx) => {
+    if (v.address.startsWith('http://') && !v.insecure) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['address'],
+        message:
+          "http:// would send the broker's Vault token in clear: use https://, or set backends.vault.insecure: true",
+      });
+    }
+  });
 
 export type VaultBackendConfig = z.infer<typeof vaultBackendConfigSchema>;
 
@@ -87,9 +100,16 @@ export interface BuiltVaultBackend {
 
 /** Builds client, login and backend from a validated config section. Throws on a bad combination. */
 export function buildVaultBackend(config: VaultBackendConfig, deps: VaultBackendDeps): BuiltVaultBackend {
+  if (config.address.startsWith('http://')) {
+    deps.logger?.warn(
+      { address: config.address },
+      "backends.vault.insecure: Vault is reached over plain http://, the broker's Vault token crosses the wire in clear",
+    );
+  }
   const client = new VaultClient({
     endpoint: config.address,
     timeoutMs: config.timeoutMs,
+    insecure: config.insecure,
     ...(config.namespace !== undefined ? { namespace: config.namespace } : {}),
     ...(config.caFile !== undefined ? { caFile: config.caFile } : {}),
   });

@@ -14,6 +14,7 @@
  *   kind: token
  *   policies: [ci-read]
  *   orphan: true                # default: revoking the broker's own token does not cascade
+ *   tokenRole: svid-broker-agents # mint through auth/token/create/<role> (no sudo needed)
  *   numUses: 0
  *   meta: { team: ci }          # merged with spiffe_id, task_id, environment, lease_id, role
  *   wrap: true                  # either kind: the agent gets a single-use wrapping token
@@ -44,6 +45,11 @@ export interface VaultTokenSettings extends WrapSettings {
   policies: string[];
   /** `auth/token/create-orphan` (default) rather than a child of the broker's own token. */
   orphan: boolean;
+  /**
+   * Mint through `auth/token/create/<tokenRole>`: Vault applies the token role's allowed_policies
+   * and orphan setting, and the broker needs no sudo. `orphan` must then say what the role does.
+   */
+  tokenRole?: string;
   /** Caps renewals; never beyond the task's end. */
   explicitMaxTtlSeconds?: number;
   /** 0 = unlimited (Vault's default). */
@@ -60,7 +66,15 @@ export const DEFAULT_WRAP_TTL_SECONDS = 60;
 
 const COMMON_KEYS = ['kind', 'wrap', 'wrapTtlSeconds'];
 const DYNAMIC_KEYS = ['path', 'method', 'ttlParam'];
-const TOKEN_KEYS = ['policies', 'orphan', 'explicitMaxTtlSeconds', 'numUses', 'renewable', 'meta'];
+const TOKEN_KEYS = [
+  'policies',
+  'orphan',
+  'tokenRole',
+  'explicitMaxTtlSeconds',
+  'numUses',
+  'renewable',
+  'meta',
+];
 
 /** A Vault API path: segments of safe characters, no `..`, no leading slash, no query. */
 const VAULT_PATH = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*(\/[A-Za-z0-9_.-]+)*$/;
@@ -187,6 +201,16 @@ export function readVaultRoleSettings(
       problems.push('settings.policies: must not include root');
     } else policies = rawPolicies;
     const orphan = optionalBoolean(settings, 'orphan', true, problems);
+    const rawTokenRole = settings.tokenRole;
+    let tokenRole: string | undefined;
+    if (rawTokenRole !== undefined) {
+      if (typeof rawTokenRole === 'string' && /^[A-Za-z0-9_.-]{1,128}$/.test(rawTokenRole))
+        tokenRole = rawTokenRole;
+      else
+        problems.push(
+          `settings.tokenRole: must be a Vault token role name, got ${JSON.stringify(rawTokenRole)}`,
+        );
+    }
     const renewable = optionalBoolean(settings, 'renewable', false, problems);
     const numUses = optionalInteger(settings, 'numUses', 0, problems) ?? 0;
     const explicitMaxTtlSeconds = optionalInteger(settings, 'explicitMaxTtlSeconds', 1, problems);
@@ -222,6 +246,7 @@ export function readVaultRoleSettings(
         wrap,
         wrapTtlSeconds,
         ...(explicitMaxTtlSeconds !== undefined ? { explicitMaxTtlSeconds } : {}),
+        ...(tokenRole !== undefined ? { tokenRole } : {}),
       },
     };
   }

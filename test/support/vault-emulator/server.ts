@@ -175,6 +175,14 @@ export class VaultHttpServer {
     if (this.state.faults.hang === true) return;
     const latency = this.state.faults.latencyMs ?? 0;
     if (latency > 0) await this.delay(latency);
+    const redirect = this.state.faults.redirectTo;
+    if (redirect !== undefined) {
+      record.status = redirect.status ?? 307;
+      if (!res.destroyed) {
+        res.writeHead(record.status, { Location: `${redirect.origin}${req.url ?? '/'}` }).end();
+      }
+      return;
+    }
 
     let out: Outgoing;
     try {

@@ -67,6 +67,12 @@ export interface VaultFaults {
   failRevokes?: number;
   /** Requests are read and then never answered, as behind a blocked audit device. */
   hang?: boolean;
+  /**
+   * Every request (sys/health included) answers `status` (default 307) with `Location` = this
+   * origin + the request's path and query, as a standby or a hijacked load balancer would: a client
+   * that follows it sends its request, `X-Vault-Token` included, to that origin.
+   */
+  redirectTo?: { origin: string; status?: 301 | 302 | 303 | 307 | 308 };
 }
 
 /** What sys/health reports; `uninitialized` also makes every other path answer 503. */

@@ -85,9 +85,19 @@ function job(leaseId: string, overrides: Partial<RevocationJob> = {}): Revocatio
 }
 
 /** A backend whose revoke fails `failRevokes` times, then succeeds; it records every target. */
+const FAKE_VALID_UNTIL = Date.UTC(2030, 0, 1);
+
 class FakeBackend implements CredentialBackend {
   readonly name = 'fake';
   failRevokes = 0;
+  /** Its credentials can only be let expire, at FAKE_VALID_UNTIL. */
+  expiresOnly = false;
+  revocability(): 'revocable' | 'expires_only' {
+    return this.expiresOnly ? 'expires_only' : 'revocable';
+  }
+  validUntil(): number | undefined {
+    return this.expiresOnly ? FAKE_VALID_UNTIL : undefined;
+  }
   readonly revoked: RevokeTarget[] = [];
   calls = 0;
   validateRole(): string[] {
@@ -354,7 +364,13 @@ function describeWorker(name: string, makeHarness: MakeQueueHarness, durable: bo
     it('revokes a due job, marks the lease revoked, audits it and empties the queue', async () => {
       const lease = await revokingLease();
       const { worker: w } = worker();
-      assert.deepEqual(await w.drainOnce(), { revoked: 1, retried: 0, failed: 0, deferred: 0 });
+      assert.deepEqual(await w.drainOnce(), {
+        revoked: 1,
+        notRevocable: 0,
+        retried: 0,
+        failed: 0,
+        deferred: 0,
+      });
       assert.deepEqual(backend.revoked, [
         { leaseId: lease.id, backendRef: lease.backendRef, expiresAt: lease.expiresAt },
       ]);
@@ -410,6 +426,33 @@ function describeWorker(name: string, makeHarness: MakeQueueHarness, durable: bo
       assert.equal(audit[0]?.attempts, 4);
     });
 
+    it('a retried revoke of an expire-only credential ends not_revocable with its real end, never revoked', async () => {
+      const lease = await revokingLease();
+      backend.failRevokes = 1;
+      backend.expiresOnly = true;
+      const role = {
+        name: 'fake/r',
+        backend: 'fake',
+        maxTtlSeconds: 900,
+        sensitivity: 'internal' as const,
+        environments: [],
+        description: '',
+        settings: {},
+      };
+      const { worker: w } = worker({ maxAttempts: 5, roles: new Map([['fake/r', role]]) });
+      assert.equal((await w.drainOnce()).retried, 1);
+      clock += 10_000;
+      assert.equal((await w.drainOnce()).notRevocable, 1);
+      const stored = await h.store.getLease(lease.id);
+      assert.equal(stored?.state, 'revoke_failed');
+      assert.match(stored?.revokeReason ?? '', /^not_revocable: /);
+      assert.deepEqual(
+        audit.map((e) => [e.type, e.valid_until]),
+        [['lease.not_revocable', new Date(FAKE_VALID_UNTIL).toISOString()]],
+      );
+      assert.equal(await h.queue.pending(), 0);
+    });
+
     it('after maxAttempts marks the lease revoke_failed and audits attempts and the last error', async () => {
       const lease = await revokingLease();
       backend.failRevokes = 100;
@@ -433,10 +476,12 @@ function describeWorker(name: string, makeHarness: MakeQueueHarness, durable: bo
           backend: 'fake',
           reason: 'task_ended',
           attempts: 3,
-          error: 'vault_unavailable: Vault is unavailable (connection refused)',
+          // The reason code only: the backend's message (paths, Vault's text) goes to the log.
+          error: 'vault_unavailable',
         },
       ]);
       assert.ok(lines.some((l) => l.level === 'error' && /revoke_failed/.test(l.msg)));
+      assert.ok(lines.some((l) => JSON.stringify(l).includes('Vault is unavailable (connection refused)')));
       // Still refused downstream: the broker set out to revoke it.
       assert.deepEqual(
         (await h.store.listRevokedUnexpired(clock)).map((l) => l.id),

@@ -141,14 +141,45 @@ describe('decideWithApprovalGate', () => {
     assert.deepEqual(denied.decision.policyIds, []);
   });
 
-  it('does not probe a request that is already approved, or another action', () => {
+  it('does not probe another action', () => {
     const { engine, seen } = engineOver(`@id("p") permit (principal, action, resource) when { false };`);
-    assert.equal(
-      decideWithApprovalGate(engine, prodDeploy({ approved: true, approvalCount: 1 })).outcome,
-      'deny',
-    );
     assert.equal(decideWithApprovalGate(engine, beginTaskRequest(DEMO_AGENT, 'dev')).outcome, 'deny');
-    assert.equal(seen.length, 2);
+    assert.equal(seen.length, 1);
+  });
+
+  it('an approved request is decided as given when it holds what the gate needs now', () => {
+    const { engine } = engineOver(
+      `${PERMIT_ALL}
+      @id("two") @approvals("2") forbid (principal, ${ISSUE}, resource) unless { context.approved };`,
+    );
+    const gated = decideWithApprovalGate(engine, prodDeploy({ approved: true, approvalCount: 2 }));
+    assert.equal(gated.outcome, 'allow');
+    assert.deepEqual(gated.decision.policyIds, ['permit-all']);
+    const nothingPermits = engineOver(`@id("p") permit (principal, action, resource) when { false };`);
+    const denied = decideWithApprovalGate(
+      nothingPermits.engine,
+      prodDeploy({ approved: true, approvalCount: 1 }),
+    );
+    assert.equal(denied.outcome, 'deny');
+  });
+
+  it('an approval that no longer meets a raised @approvals is not enough: approval is required again', () => {
+    // Approved by one when the gate said @approvals("1"); the gate now says 2.
+    const { engine } = engineOver(
+      `${PERMIT_ALL}
+      @id("raised") @approvals("2") @reason("two approvers now")
+      forbid (principal, ${ISSUE}, resource) unless { context.approved };`,
+    );
+    const gated = decideWithApprovalGate(engine, prodDeploy({ approved: true, approvalCount: 1 }));
+    assert.equal(gated.outcome, 'approval_required');
+    assert.equal(gated.outcome === 'approval_required' && gated.approvalsRequired, 2);
+    assert.deepEqual(gated.decision.policyIds, ['raised']);
+    // An approval the gate no longer asks for at all is simply not needed.
+    const lifted = engineOver(PERMIT_ALL);
+    assert.equal(
+      decideWithApprovalGate(lifted.engine, prodDeploy({ approved: true, approvalCount: 1 })).outcome,
+      'allow',
+    );
   });
 
   it('never turns a request the engine could not evaluate into an approval', () => {

@@ -5,7 +5,14 @@
 import { strict as assert } from 'node:assert';
 import { isBrokerError } from '../../../src/errors.js';
 import type { IssuedCredential } from '../../../src/credentials/backend.js';
-import { AGENT_ID, issueRequest, startVaultHarness, vaultRole, type VaultHarness } from './vault-harness.js';
+import {
+  AGENT_ID,
+  BROKER_POLICY,
+  issueRequest,
+  startVaultHarness,
+  vaultRole,
+  type VaultHarness,
+} from './vault-harness.js';
 
 const revokeTarget = (
   issued: IssuedCredential,
@@ -17,7 +24,7 @@ const revokeTarget = (
 
 function refId(ref: string, kind: string): string {
   assert.ok(ref.startsWith(`${kind}:`), `expected a ${kind}: reference, got ${ref}`);
-  return ref.slice(kind.length + 1);
+  return ref.slice(kind.length + 1).replace(/@\d+$/, ''); // a wrap ref may carry its bound
 }
 
 describe('vault backend: issue and revoke against the emulator', () => {
@@ -159,6 +166,30 @@ describe('vault backend: issue and revoke against the emulator', () => {
       assert.equal(capped?.explicitMaxTtl, 1000, 'renewals stop at the task end');
     });
 
+    it('mints through a token role (auth/token/create/<role>) without sudo, and revokes it', async () => {
+      h.vault.configureTokenRole('svid-broker-agents', { allowed_policies: ['ci-read'], orphan: true });
+      // The broker's policy as the README gives it for token roles: no sudo, no create-orphan.
+      h.vault.setPolicy('svid-broker', {
+        ...BROKER_POLICY,
+        'auth/token/create-orphan': ['deny'],
+        'auth/token/create': ['deny'],
+        'auth/token/create/svid-broker-agents': ['update'],
+      });
+      const role = vaultRole('ci', { kind: 'token', policies: ['ci-read'], tokenRole: 'svid-broker-agents' });
+      const issued = await h.backend.issue(issueRequest(role));
+      const token = h.vault.lookupToken(issued.credential.token);
+      assert.equal(token?.path, 'auth/token/create/svid-broker-agents');
+      assert.equal(token?.orphan, true);
+      assert.deepEqual(token?.policies, ['ci-read', 'default']);
+      await h.backend.revoke(revokeTarget(issued));
+      assert.equal(h.vault.lookupToken(issued.credential.token), undefined);
+      h.vault.setPolicy('svid-broker', BROKER_POLICY);
+      assert.deepEqual(
+        h.backend.validateRole(vaultRole('bad', { kind: 'token', policies: ['x'], tokenRole: 'no/slash' })),
+        ['settings.tokenRole: must be a Vault token role name, got "no/slash"'],
+      );
+    });
+
     it('orphan tokens survive the revocation of the broker token; child tokens and leases do not', async () => {
       const orphan = await h.backend.issue(
         issueRequest(vaultRole('o', { kind: 'token', policies: ['ci-read'] })),
@@ -219,6 +250,27 @@ describe('vault backend: issue and revoke against the emulator', () => {
       assert.equal(h.vault.unwrapCount(issued.credential.token), 1);
       // Revoking after the unwrap: the wrapping token is gone, which counts as done.
       await h.backend.revoke(revokeTarget(issued));
+    });
+
+    it('a wrapped dynamic secret is expires_only: once unwrapped it outlives the task, and is reported so', async () => {
+      const role = vaultRole('db', { kind: 'dynamic', path: 'database/creds/readonly', wrap: true });
+      assert.equal(h.backend.revocability?.(role), 'expires_only');
+      // A task with 10 minutes left; Vault's database role has default_ttl 1h.
+      const req = issueRequest(role, { ttlSeconds: 600, notAfter: Date.now() + 600_000 });
+      const issued = await h.backend.issue(req);
+      const brokerTokenEnd = h.auth.state.expiresAt;
+      assert.ok(brokerTokenEnd !== undefined);
+      assert.equal(issued.backendRef, `wrap:${refId(issued.backendRef, 'wrap')}@${brokerTokenEnd}`);
+      assert.equal(issued.credential.metadata.secret_valid_until, new Date(brokerTokenEnd).toISOString());
+      assert.ok(await unwrap(issued.credential.token));
+      const [lease] = h.vault.leases();
+      assert.ok(lease && lease.expireTime > req.notAfter, 'Vault gave the role TTL, past the task');
+
+      await h.backend.revoke(revokeTarget(issued));
+      assert.ok(h.vault.lease(lease.id), 'still alive at Vault: nothing the broker can call ends it');
+      assert.equal(h.backend.validUntil?.(revokeTarget(issued)), brokerTokenEnd);
+      // The bound holds: Vault revokes a lease with the token that read it, at that token's end.
+      assert.equal(lease.ownerAccessor, h.vault.lookupToken(await h.auth.token())?.accessor);
     });
 
     it('revoking an unused wrap makes it impossible to unwrap', async () => {

@@ -220,7 +220,7 @@ describe('vault backend: failures', () => {
     });
 
     it('a JWT-SVID the Workload API cannot provide: UNAVAILABLE vault_login_failed', async () => {
-      const client = new VaultClient({ endpoint: h.vault.url, timeoutMs: 300 });
+      const client = new VaultClient({ endpoint: h.vault.url, timeoutMs: 300, insecure: true });
       const auth = new VaultAuth({
         client,
         method: { method: 'jwt', role: BROKER_VAULT_ROLE, audience: 'vault' },
@@ -291,7 +291,7 @@ describe('vault backend: failures', () => {
         const first = h.vault.createToken({ policies: ['svid-broker'] });
         writeFileSync(path, `${first.token}\n`);
         const { logger, logs } = captureLogger();
-        const client = new VaultClient({ endpoint: h.vault.url, timeoutMs: 300 });
+        const client = new VaultClient({ endpoint: h.vault.url, timeoutMs: 300, insecure: true });
         const auth = new VaultAuth({ client, method: { method: 'token_file', path }, logger });
         const backend = createVaultBackend({ client, auth, logger });
         const a = await backend.issue(issueRequest(TOKEN));
@@ -315,7 +315,7 @@ describe('vault backend: failures', () => {
     });
 
     it('refuses incomplete login settings at construction', () => {
-      const client = new VaultClient({ endpoint: h.vault.url });
+      const client = new VaultClient({ endpoint: h.vault.url, insecure: true });
       assert.throws(
         () => new VaultAuth({ client, method: { method: 'jwt', role: '', audience: '' } }),
         /jwt: role is required; jwt: audience is required; jwt: needs a JWT-SVID source/,

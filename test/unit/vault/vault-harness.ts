@@ -101,6 +101,7 @@ export async function startVaultHarness(opts: HarnessOptions = {}): Promise<Vaul
   const { logger, logs } = captureLogger();
   const client = new VaultClient({
     endpoint: vault.url,
+    insecure: true, // the emulator speaks plain HTTP
     timeoutMs: opts.timeoutMs ?? 2000,
     ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
   });

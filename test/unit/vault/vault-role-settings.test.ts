@@ -21,7 +21,7 @@ function role(settings: Record<string, unknown>, maxTtlSeconds = 900): RoleDefin
 }
 
 // validateRole needs no Vault: a client pointing nowhere is enough.
-const client = new VaultClient({ endpoint: 'http://127.0.0.1:1', timeoutMs: 100 });
+const client = new VaultClient({ endpoint: 'http://127.0.0.1:1', timeoutMs: 100, insecure: true });
 const backend = createVaultBackend({
   client,
   auth: new VaultAuth({ client, method: { method: 'token_file', path: '/nonexistent' } }),
