@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { setFlagsFromString } from 'node:v8';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
@@ -32,6 +33,8 @@ import type { JwtBundle, JwtBundleSource, X509Bundle } from './identity/types.js
 import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
 import { createBrokerMetrics, withMetrics } from './observability/metrics.js';
+import { registerDependencyGauge } from './observability/dependency-health.js';
+import { buildDependencyHealth, setGrpcServing } from './server/readiness.js';
 import { LeaseReaper } from './leases/reaper.js';
 import { RedisLeaseStore } from './leases/redis-lease-store.js';
 import type { LeaseStore } from './leases/types.js';
@@ -54,7 +57,13 @@ import { MemoryRevocationQueue } from './leases/memory-revocation-queue.js';
 import { RedisRevocationQueue } from './leases/redis-revocation-queue.js';
 import type { RevocationQueue } from './leases/revocation-queue.js';
 import { RevocationWorker } from './leases/revocation-worker.js';
-import { createRedisConnection, describeRedisTarget, type RedisClient } from './redis/connect.js';
+import {
+  createRedisConnection,
+  describeRedisTarget,
+  pingKeySlot,
+  type RedisClient,
+} from './redis/connect.js';
+import { planDurability } from './redis/durability.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
@@ -253,18 +262,25 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           revocations,
         });
       } else {
-        store = new RedisLeaseStore(redis, {
-          prefix: config.redis.prefix,
-          retentionSeconds: config.redis.retentionSeconds,
-        });
+        const storeKey = `{${config.redis.prefix}}:active-leases`;
         try {
-          await store.ping();
+          await pingKeySlot(redis, storeKey);
         } catch (err) {
           throw new StartupError(
             `cannot reach ${describeRedisTarget(config.redis)}: ${(err as Error).message}` +
               (redisProblem ? ` (${redisProblem.message})` : ''),
           );
         }
+        const durability = await planDurability(redis, storeKey, config.redis).catch((err: unknown) => {
+          throw new StartupError(`${describeRedisTarget(config.redis)}: ${(err as Error).message}`);
+        });
+        if (durability.warning) logger.warn(durability.warning);
+        else logger.info(durability.summary);
+        store = new RedisLeaseStore(redis, {
+          prefix: config.redis.prefix,
+          retentionSeconds: config.redis.retentionSeconds,
+          ...(durability.confirm ? { confirmWrite: durability.confirm } : {}),
+        });
       }
       const built = store;
       cleanups.push(() => built.close());
@@ -338,11 +354,20 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     // 4. Audit.
     let audit = opts.audit;
     if (!audit) {
-      audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync });
+      audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync, logger });
       const built = audit;
       cleanups.push(() => built.close());
     }
     reloadAudit.sink = audit;
+    const health = buildDependencyHealth({
+      store,
+      freshness,
+      audit,
+      x509,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    const refuseWhileAuditDown = auditGate(audit);
 
     // 5. Backends and the role catalog, validated together.
     const roles = roleDefinitions(config);
@@ -429,6 +454,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       },
       { roles, logger },
     );
+    registerDependencyGauge(registry, health);
     audit = withMetrics(audit, metrics);
     reloadAudit.sink = audit;
     // --- metrics: end ---
@@ -455,7 +481,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       roles,
       environments: config.environments,
       tasks: config.tasks,
-      quarantine: quarantineView,
+      // Run first on every call: nothing is decided or minted while the audit sink is down.
+      quarantine: {
+        check: (agent) => {
+          refuseWhileAuditDown();
+          quarantineView.check(agent);
+        },
+      },
       incidents,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
@@ -535,18 +567,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         registry,
         logger,
         ...(opts.now ? { now: opts.now } : {}),
-        ready: async () => {
-          const svid = x509.getX509Svid();
-          if (!svid) throw new Error('no SVID');
-          await leaseStore.ping();
-          const lag = freshness.lagMs();
-          if (lag > freshness.staleAfterMs)
-            throw new Error(`invalidation feed stale (${Math.round(lag)} ms)`);
-        },
+        readiness: () => health.refresh(),
       },
       config.httpListen,
     );
     cleanups.push(() => http.close());
+    // gRPC health follows the same checks; stopped before the server's shutdown sets NOT_SERVING.
+    health.onReadinessChange((report) => setGrpcServing(grpc.health, report.ready));
+    await health.refresh();
+    health.start();
+    cleanups.push(() => health.stop());
 
     // 8. The reaper: expires tasks and leases, revokes at the backend, also after a restart.
     const reaper = new LeaseReaper({

@@ -12,6 +12,7 @@ import type { AuditEventInput, AuditSink } from '../audit/types.js';
 import type { ChangeType, Sensitivity } from '../config/schema.js';
 import type { Credential, CredentialBackend, RoleDefinition } from '../credentials/backend.js';
 import {
+  alreadyReported,
   BrokerError,
   failedPrecondition,
   invalidArgument,
@@ -953,7 +954,9 @@ export class Broker {
     try {
       await this.deps.audit.write(event);
     } catch (err) {
-      this.deps.logger.error({ err: safeErr(err), type: event.type }, 'audit write failed for a denial');
+      // A sink that is down logged its cause once; one line per refused request would bury it.
+      const level = alreadyReported(err) ? 'debug' : 'error';
+      this.deps.logger[level]({ err: safeErr(err), type: event.type }, 'audit write failed for a denial');
     }
   }
 }
