@@ -379,7 +379,8 @@ async function syncDirectory(fileSystem: ChainFileSystem, dir: string): Promise<
 function describe(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
-    return code === undefined ? err.message : `${code}: ${err.message}`;
+    // Node's own messages already start with the code ("ENOSPC: no space left on device, write").
+    return code === undefined || err.message.startsWith(code) ? err.message : `${code}: ${err.message}`;
   }
   return String(err);
 }
