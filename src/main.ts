@@ -57,13 +57,8 @@ import { MemoryRevocationQueue } from './leases/memory-revocation-queue.js';
 import { RedisRevocationQueue } from './leases/redis-revocation-queue.js';
 import type { RevocationQueue } from './leases/revocation-queue.js';
 import { RevocationWorker } from './leases/revocation-worker.js';
-import {
-  createRedisConnection,
-  describeRedisTarget,
-  pingKeySlot,
-  type RedisClient,
-} from './redis/connect.js';
-import { planDurability } from './redis/durability.js';
+import { createRedisConnection, describeRedisTarget, type RedisClient } from './redis/connect.js';
+import { planDurability, type ConfirmWrite } from './redis/durability.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
@@ -262,25 +257,31 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           revocations,
         });
       } else {
-        const storeKey = `{${config.redis.prefix}}:active-leases`;
+        // Each lease write is confirmed as redis.durability asks, once startup has checked the server.
+        const durable: { confirm?: ConfirmWrite } = {};
+        store = new RedisLeaseStore(redis, {
+          prefix: config.redis.prefix,
+          retentionSeconds: config.redis.retentionSeconds,
+          confirmWrite: () => durable.confirm?.() ?? Promise.resolve(),
+        });
         try {
-          await pingKeySlot(redis, storeKey);
+          await store.ping();
         } catch (err) {
           throw new StartupError(
             `cannot reach ${describeRedisTarget(config.redis)}: ${(err as Error).message}` +
               (redisProblem ? ` (${redisProblem.message})` : ''),
           );
         }
-        const durability = await planDurability(redis, storeKey, config.redis).catch((err: unknown) => {
+        const plan = await planDurability(
+          redis,
+          `{${config.redis.prefix}}:active-leases`,
+          config.redis,
+        ).catch((err: unknown) => {
           throw new StartupError(`${describeRedisTarget(config.redis)}: ${(err as Error).message}`);
         });
-        if (durability.warning) logger.warn(durability.warning);
-        else logger.info(durability.summary);
-        store = new RedisLeaseStore(redis, {
-          prefix: config.redis.prefix,
-          retentionSeconds: config.redis.retentionSeconds,
-          ...(durability.confirm ? { confirmWrite: durability.confirm } : {}),
-        });
+        if (plan.warning) logger.warn(plan.warning);
+        else logger.info(plan.summary);
+        if (plan.confirm) durable.confirm = plan.confirm;
       }
       const built = store;
       cleanups.push(() => built.close());
