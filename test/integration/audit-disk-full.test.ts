@@ -8,7 +8,16 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -183,5 +192,48 @@ describe('integration: the audit disk fills, then space returns', function () {
     // The trail claims no issuance the broker took back: every lease it records as issued is active.
     for (const lease of issued)
       assert.equal(leaseStates.get(String(lease)), 'active', `lease ${String(lease)}`);
+  });
+});
+
+describe('integration: a broker restarting on a torn audit tail', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let file: string;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'svb-torn-'));
+    file = join(dir, 'audit.jsonl');
+    const sink = await FileChainSink.open(file);
+    await sink.write({ type: 'broker.started', agent: '' });
+    await sink.write({ type: 'broker.stopped', agent: '' });
+    await sink.close();
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('cuts its own interrupted write, records audit.repaired, and serves', async () => {
+    appendFileSync(file, '{"id":"01939c2e-7a41-7000-8000-0000000000aa","time":"2026-12-04T05:');
+    const h = await startHarness({ config: { audit: { file, fsync: true } } });
+    try {
+      assert.equal((await h.httpJson('/readyz')).status, 200);
+      const demo = await h.client('demo');
+      await demo.beginTask({ environment: 'dev', intent: 'after the repair' });
+    } finally {
+      await h.close();
+    }
+    assert.equal((await verifyAuditFile(file)).ok, true);
+    const types = records(file).map((r) => r.type);
+    assert.deepEqual(types.slice(0, 3), ['broker.started', 'broker.stopped', 'audit.repaired']);
+    assert.ok(types.includes('task.begun'));
+  });
+
+  it('refuses to start on a tail that is not its own write, and leaves the file as it was', async () => {
+    appendFileSync(file, 'rm -rf /var/lib/svid-broker');
+    const before = readFileSync(file);
+    await assert.rejects(startHarness({ config: { audit: { file, fsync: true } } }), (err: Error) => {
+      assert.match(err.message, /not a record this broker was writing/);
+      assert.match(err.message, /truncate -s \d+ /);
+      return true;
+    });
+    assert.deepEqual(readFileSync(file), before);
   });
 });
