@@ -617,7 +617,10 @@ export async function runIncidentBench(opts: IncidentBenchOptions = {}): Promise
     const baseline = await measureBaseline(server, redis);
     const ledger = await revokeLedger(server, redis, leases, gc);
     // Two replicas on one Redis key prefix, as `svid-broker serve` run twice.
-    a = await startHarness({ redisUrl: server.url });
+    // The server runs without persistence (above), so the brokers accept that explicitly.
+    a = await startHarness({
+      config: { redis: { url: server.url, prefix: randomPrefix(), store: 'redis', durability: 'none' } },
+    });
     const b = await a.replica();
     const backend = await revokeThroughBroker(server, a, backendLeases);
     const quarantine = await measurePropagation(a, b, rounds);

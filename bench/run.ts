@@ -31,9 +31,11 @@
  *            broker before the decision-consistency change and two-phase leases (no task version
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
- *          --no-policy-scale, --no-vault, --no-incident (skip the policy-scale, Vault or incident-response
- *            section after the main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident>.ts`)
+ *          --no-policy-scale, --no-vault, --no-incident, --no-durability (skip the policy-scale, Vault,
+ *            incident-response or redis.durability section after the main bench; run one alone with
+ *            `npx tsx bench/<policy-scale|vault|incident|durability>.ts`)
  */
+import { runDurabilityBench } from './durability.js';
 import { runIncidentBench } from './incident.js';
 import { runPolicyScaleBench } from './policy-scale.js';
 import { runVaultBench } from './vault.js';
@@ -167,7 +169,8 @@ function parseOptions(argv: string[]): Options {
       case 'no-policy-scale':
       case 'no-vault':
       case 'no-incident':
-        // read by policyScale(), vaultSection() and incidentSection()
+      case 'no-durability':
+        // read by policyScale(), vaultSection(), incidentSection() and durabilitySection()
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
@@ -741,10 +744,17 @@ async function incidentSection(): Promise<void> {
   for (const line of await runIncidentBench()) console.log(line);
 }
 
+async function durabilitySection(): Promise<void> {
+  if (process.argv.includes('--no-durability')) return;
+  console.log('\nissuance by redis.durability, beside none (same run):');
+  for (const line of await runDurabilityBench()) console.log(line);
+}
+
 main()
   .then(policyScale)
   .then(vaultSection)
   .then(incidentSection)
+  .then(durabilitySection)
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);

@@ -20,6 +20,11 @@ export interface BrokerErrorOptions {
   /** Deciding policy ids, for PERMISSION_DENIED. */
   policies?: string[];
   cause?: unknown;
+  /**
+   * The failing dependency already logged its real cause once, when it changed state (an audit
+   * sink that failed), so callers that see this error per request log it at debug only.
+   */
+  reported?: boolean;
 }
 
 export class BrokerError extends Error {
@@ -27,6 +32,7 @@ export class BrokerError extends Error {
   readonly reason: string;
   readonly field: string | undefined;
   readonly policies: string[];
+  readonly reported: boolean;
 
   constructor(code: ErrorCode, message: string, opts: BrokerErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -35,7 +41,16 @@ export class BrokerError extends Error {
     this.reason = opts.reason ?? code.toLowerCase();
     this.field = opts.field;
     this.policies = opts.policies ?? [];
+    this.reported = opts.reported ?? false;
   }
+}
+
+/** True when `err`, or an error it wraps, is an outage whose cause was already logged once. */
+export function alreadyReported(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    if (e instanceof BrokerError && e.reported) return true;
+  }
+  return false;
 }
 
 export function isBrokerError(err: unknown): err is BrokerError {

@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { setFlagsFromString } from 'node:v8';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
@@ -38,6 +39,8 @@ import type { JwtBundle, JwtBundleSource, X509Bundle } from './identity/types.js
 import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
 import { createBrokerMetrics, withMetrics } from './observability/metrics.js';
+import { registerDependencyGauge } from './observability/dependency-health.js';
+import { buildDependencyHealth, setGrpcServing } from './server/readiness.js';
 import { LeaseReaper } from './leases/reaper.js';
 import { RedisLeaseStore } from './leases/redis-lease-store.js';
 import type { LeaseStore } from './leases/types.js';
@@ -61,6 +64,7 @@ import { RedisRevocationQueue } from './leases/redis-revocation-queue.js';
 import type { RevocationQueue } from './leases/revocation-queue.js';
 import { RevocationWorker } from './leases/revocation-worker.js';
 import { createRedisConnection, describeRedisTarget, type RedisClient } from './redis/connect.js';
+import { planDurability, type ConfirmWrite } from './redis/durability.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
@@ -282,9 +286,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           revocations,
         });
       } else {
+        // Each lease write is confirmed as redis.durability asks, once startup has checked the server.
+        const durable: { confirm?: ConfirmWrite } = {};
         const redisStore = new RedisLeaseStore(redis, {
           prefix: config.redis.prefix,
           retentionSeconds: config.redis.retentionSeconds,
+          confirmWrite: () => durable.confirm?.() ?? Promise.resolve(),
         });
         store = redisStore;
         try {
@@ -295,6 +302,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
               (redisProblem ? ` (${redisProblem.message})` : ''),
           );
         }
+        const plan = await planDurability(
+          redis,
+          `{${config.redis.prefix}}:active-leases`,
+          config.redis,
+        ).catch((err: unknown) => {
+          throw new StartupError(`${describeRedisTarget(config.redis)}: ${(err as Error).message}`);
+        });
+        if (plan.warning) logger.warn(plan.warning);
+        else logger.info(plan.summary);
+        if (plan.confirm) durable.confirm = plan.confirm;
         // /v1/revoked reads the token deny list only: bring over what older versions revoked.
         await redisStore.backfillRevokedTokens((opts.now ?? Date.now)()).catch((err: unknown) => {
           throw new StartupError(
@@ -401,10 +418,19 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     // 4. Audit.
     let audit = opts.audit;
     if (!audit) {
-      audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync });
+      audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync, logger });
       const built = audit;
       cleanups.push(() => built.close());
     }
+    const health = buildDependencyHealth({
+      store,
+      freshness,
+      audit,
+      x509,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    const refuseWhileAuditDown = auditGate(audit);
 
     // 5. Backends and the role catalog, validated together.
     const roles = roleDefinitions(config);
@@ -499,6 +525,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       },
       { roles, logger },
     );
+    registerDependencyGauge(registry, health);
     audit = withMetrics(audit, metrics);
     reloadAudit.sink = audit;
     for (const event of reloadAudit.early.splice(0)) policyEvent(event);
@@ -530,7 +557,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       roles,
       environments: config.environments,
       tasks: config.tasks,
-      quarantine: quarantineView,
+      // Run first on every call: nothing is decided or minted while the audit sink is down.
+      quarantine: {
+        check: (agent) => {
+          refuseWhileAuditDown();
+          quarantineView.check(agent);
+        },
+      },
       incidents,
       logger,
       ...(opts.now ? { now: opts.now } : {}),
@@ -626,18 +659,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         registry,
         logger,
         ...(opts.now ? { now: opts.now } : {}),
-        ready: async () => {
-          const svid = x509.getX509Svid();
-          if (!svid) throw new Error('no SVID');
-          await leaseStore.ping();
-          const lag = freshness.lagMs();
-          if (lag > freshness.staleAfterMs)
-            throw new Error(`invalidation feed stale (${Math.round(lag)} ms)`);
-        },
+        readiness: () => health.refresh(),
       },
       config.httpListen,
     );
     cleanups.push(() => http.close());
+    // gRPC health follows the same checks; stopped before the server's shutdown sets NOT_SERVING.
+    health.onReadinessChange((report) => setGrpcServing(grpc.health, report.ready));
+    await health.refresh();
+    health.start();
+    cleanups.push(() => health.stop());
 
     // 8. The reaper: expires tasks and leases, revokes at the backend, also after a restart.
     const reaper = new LeaseReaper({

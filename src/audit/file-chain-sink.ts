@@ -6,15 +6,20 @@
  * durable with one fdatasync, and each caller is answered only after that sync. Under load the
  * cost of a sync is shared by the whole batch instead of serialising callers behind it.
  *
- * Failing closed: after any I/O error the sink stays failed, because whether the failed batch
- * reached the disk (and so where the chain now ends) is unknown; continuing would risk a fork.
+ * Failing closed, and healing: when a batch cannot be written or synced (a full disk, an I/O
+ * error) every caller of that batch and every later one is refused. The sink knows where the file
+ * ended before the batch, so it cuts exactly what it wrote of it and keeps the chain head of the
+ * last record it had synced; then it retries with backoff, and the first write that succeeds is
+ * an `audit.recovered` record (how long it was down, how many writes it refused), after which it
+ * accepts writes again. The cause (errno, path, free space) is logged once per state change.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open as openFile } from 'node:fs/promises';
+import { mkdir, open as openFile, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { BrokerError, failedPrecondition, unavailable } from '../errors.js';
-import { checkRecordLine, GENESIS_HASH, sealRecord } from './hash-chain.js';
-import type { AuditEventInput, AuditRecord, AuditSink } from './types.js';
+import { BrokerError, unavailable } from '../errors.js';
+import { readChainTail, type ChainTail } from './chain-tail.js';
+import { sealRecord } from './hash-chain.js';
+import type { AuditEventInput, AuditRecord, AuditSink, AuditSinkHealth } from './types.js';
 import { createUuidV7Factory } from './uuid-v7.js';
 
 /** The slice of fs/promises' FileHandle the sink uses; a seam for counting syncs and injecting faults. */
@@ -22,6 +27,7 @@ export interface ChainFileHandle {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   write(buffer: Uint8Array, offset: number, length: number): Promise<{ bytesWritten: number }>;
   stat(): Promise<{ size: number }>;
+  truncate(length: number): Promise<void>;
   datasync(): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
@@ -30,12 +36,25 @@ export interface ChainFileHandle {
 export interface ChainFileSystem {
   open(path: string, flags: string | number, mode: number): Promise<ChainFileHandle>;
   mkdir(path: string, options: { recursive: true; mode: number }): Promise<unknown>;
+  /** Free bytes for unprivileged writers on the file system holding `path` (for the log only). */
+  freeBytes?(path: string): Promise<number>;
 }
 
 export const nodeChainFileSystem: ChainFileSystem = {
   open: (path, flags, mode) => openFile(path, flags, mode),
   mkdir: (path, options) => mkdir(path, options),
+  freeBytes: async (path) => {
+    const s = await statfs(path);
+    return s.bavail * s.bsize;
+  },
 };
+
+/** The slice of a pino logger the sink uses. */
+export interface SinkLogger {
+  error(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
 
 export interface FileChainSinkOptions {
   /**
@@ -46,6 +65,9 @@ export interface FileChainSinkOptions {
   now?: () => Date;
   idFactory?: () => string;
   fileSystem?: ChainFileSystem;
+  logger?: SinkLogger;
+  /** Backoff between attempts to heal after a failed write: base doubles up to max. 100 ms, 5 s. */
+  retry?: { baseDelayMs: number; maxDelayMs: number };
 }
 
 interface PendingWrite {
@@ -55,60 +77,82 @@ interface PendingWrite {
   reject: (err: unknown) => void;
 }
 
-/** Tail reads go backwards in chunks of this size until the start of the last line is found. */
-const TAIL_CHUNK_BYTES = 64 * 1024;
-const NEWLINE = 0x0a;
+/** While the sink refuses writes: since when, why, how often it refused, its next attempt. */
+interface Outage {
+  since: number;
+  cause: string;
+  errno: string | undefined;
+  refused: number;
+  attempt: number;
+  timer?: NodeJS.Timeout;
+  refusal: BrokerError;
+}
+
+/** Where the file is known good: its size and the hash of its last record, both synced. */
+interface Committed {
+  size: number;
+  hash: string;
+}
+
+const DEFAULT_RETRY = { baseDelayMs: 100, maxDelayMs: 5000 };
+const silentLogger: SinkLogger = { error: () => undefined, warn: () => undefined, info: () => undefined };
 
 export class FileChainSink implements AuditSink {
   private queue: PendingWrite[] = [];
   private flushing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
-  private failure: BrokerError | undefined;
+  private outage: Outage | undefined;
+  /** The chain head for new records: the last record accepted (possibly not yet on disk). */
+  private lastHash: string;
 
   private constructor(
     private readonly path: string,
     private readonly handle: ChainFileHandle,
-    private lastHash: string,
-    private readonly fsync: boolean,
-    private readonly now: () => Date,
-    private readonly nextId: () => string,
-  ) {}
+    private committed: Committed,
+    private readonly settings: {
+      fsync: boolean;
+      now: () => Date;
+      nextId: () => string;
+      fileSystem: ChainFileSystem;
+      logger: SinkLogger;
+      retry: { baseDelayMs: number; maxDelayMs: number };
+    },
+  ) {
+    this.lastHash = committed.hash;
+  }
 
   /**
    * Opens (creating with mode 0600, parent directories 0700) and resumes the chain from the last
    * record. The tail record's own hash is checked; the rest of the file is not read (that is
    * `audit verify`'s job), so opening stays O(1) in the file size.
    *
-   * A last line without its newline is an interrupted write. It cannot have been acknowledged
-   * (callers are answered only after the whole batch is synced), but it may also be the visible
-   * sign of tampering, so open refuses rather than truncating evidence on its own; the error says
-   * at which byte offset an operator can cut the file after looking at it.
+   * A last line without its newline is an interrupted write, never acknowledged. When it is
+   * provably this sink's own (chain-tail.ts) it is cut and the repair is recorded as
+   * `audit.repaired`; anything else is refused, with the offset an operator can cut at.
    */
   static async open(path: string, opts: FileChainSinkOptions = {}): Promise<FileChainSink> {
     const fileSystem = opts.fileSystem ?? nodeChainFileSystem;
-    const fsync = opts.fsync ?? true;
     const now = opts.now ?? (() => new Date());
-    const nextId = opts.idFactory ?? createUuidV7Factory(() => now().getTime());
-    const dir = dirname(path);
-    let handle: ChainFileHandle;
-    try {
-      await fileSystem.mkdir(dir, { recursive: true, mode: 0o700 });
-      // O_APPEND: every write lands at the end whatever else holds the file open.
-      handle = await fileSystem.open(
-        path,
-        fsConstants.O_RDWR | fsConstants.O_APPEND | fsConstants.O_CREAT,
-        0o600,
-      );
-    } catch (err) {
-      throw unavailable('audit_unavailable', `audit: cannot open ${path}: ${describe(err)}`, err);
-    }
+    const settings = {
+      fsync: opts.fsync ?? true,
+      now,
+      nextId: opts.idFactory ?? createUuidV7Factory(() => now().getTime()),
+      fileSystem,
+      logger: opts.logger ?? silentLogger,
+      retry: opts.retry ?? DEFAULT_RETRY,
+    };
+    const handle = await openChainFile(fileSystem, path);
+    let sink: FileChainSink | undefined;
     try {
       const { size } = await handle.stat();
-      const lastHash = size === 0 ? GENESIS_HASH : await readTailHash(handle, size, path);
-      if (size === 0 && fsync) await syncDirectory(fileSystem, dir);
-      return new FileChainSink(path, handle, lastHash, fsync, now, nextId);
+      const tail = await readChainTail(handle, size, path);
+      if (size === 0 && settings.fsync) await syncDirectory(fileSystem, dirname(path));
+      sink = new FileChainSink(path, handle, { size: tail.completeSize, hash: tail.lastHash }, settings);
+      // A repair that cannot be recorded fails startup: the next start finds the same tail.
+      if (tail.torn) await sink.repairTornTail(tail, size);
+      return sink;
     } catch (err) {
-      await handle.close().catch(() => undefined);
+      await (sink ?? handle).close().catch(() => undefined);
       if (err instanceof BrokerError) throw err;
       throw unavailable('audit_unavailable', `audit: cannot read ${path}: ${describe(err)}`, err);
     }
@@ -119,7 +163,7 @@ export class FileChainSink implements AuditSink {
     if (refusal !== undefined) return Promise.reject(refusal);
     let record: AuditRecord;
     try {
-      record = sealRecord(this.lastHash, event, this.nextId(), this.now().toISOString());
+      record = sealRecord(this.lastHash, event, this.settings.nextId(), this.settings.now().toISOString());
     } catch (err) {
       return Promise.reject(err);
     }
@@ -131,9 +175,15 @@ export class FileChainSink implements AuditSink {
     });
   }
 
+  health(): AuditSinkHealth {
+    if (this.outage === undefined) return { ok: true };
+    return { ok: false, since: new Date(this.outage.since).toISOString(), cause: this.outage.cause };
+  }
+
   /** Flushes what was accepted, then closes; later writes reject. Safe to call more than once. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearTimeout(this.outage?.timer);
       await this.flushing;
       await this.handle.close();
     })();
@@ -141,9 +191,10 @@ export class FileChainSink implements AuditSink {
   }
 
   private refusal(): BrokerError | undefined {
-    if (this.failure !== undefined) return this.failure;
     if (this.closing !== undefined) return unavailable('audit_closed', 'audit log closed');
-    return undefined;
+    if (this.outage === undefined) return undefined;
+    this.outage.refused += 1;
+    return this.outage.refusal;
   }
 
   private async flushLoop(): Promise<void> {
@@ -152,24 +203,158 @@ export class FileChainSink implements AuditSink {
     while (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];
+      const data = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
       try {
-        await writeFully(this.handle, Buffer.from(batch.map((p) => p.line).join(''), 'utf8'));
-        if (this.fsync) await this.handle.datasync();
+        await this.append(data);
       } catch (err) {
-        // The message reaches callers, so it stays generic; the path and errno travel in the cause.
-        const detail = new Error(
-          `audit: writing ${this.path} failed (${describe(err)}); the sink stays failed because the chain position is uncertain`,
-          { cause: err },
-        );
-        this.failure = unavailable('audit_unavailable', 'audit log unavailable', detail);
-        for (const pending of [...batch, ...this.queue]) pending.reject(this.failure);
+        this.fail(err, [...batch, ...this.queue]);
         this.queue = [];
         break;
       }
+      this.committed = { size: this.committed.size + data.length, hash: lastOf(batch).record.hash };
       for (const pending of batch) pending.resolve(pending.record);
     }
     this.flushing = undefined;
   }
+
+  private async append(data: Buffer): Promise<void> {
+    await writeFully(this.handle, data);
+    if (this.settings.fsync) await this.handle.datasync();
+  }
+
+  /**
+   * A batch failed: refuse it and everything queued behind it (they were chained onto it), go
+   * back to the last synced record, cut what reached the file, and start healing.
+   */
+  private fail(err: unknown, rejected: PendingWrite[]): void {
+    const errno = (err as NodeJS.ErrnoException).code;
+    // The message reaches callers, so it stays generic; the path and errno are logged once.
+    const refusal = new BrokerError('UNAVAILABLE', 'audit log unavailable', {
+      reason: 'audit_unavailable',
+      reported: true,
+      cause: new Error(`audit: writing ${this.path} failed (${describe(err)})`, { cause: err }),
+    });
+    this.outage = {
+      since: this.settings.now().getTime(),
+      cause: describe(err),
+      errno,
+      refused: rejected.length,
+      attempt: 0,
+      refusal,
+    };
+    this.lastHash = this.committed.hash;
+    for (const pending of rejected) pending.reject(refusal);
+    void this.logFailure('audit sink failed: refusing every request until a write succeeds', err, 'error');
+    this.scheduleHeal();
+  }
+
+  private scheduleHeal(): void {
+    const outage = this.outage;
+    if (outage === undefined || this.closing !== undefined) return;
+    const { baseDelayMs, maxDelayMs } = this.settings.retry;
+    const delay = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.min(outage.attempt, 20));
+    outage.attempt += 1;
+    outage.timer = setTimeout(() => void this.heal(outage), delay);
+  }
+
+  /** One attempt: cut back to the last synced record, then write `audit.recovered`. */
+  private async heal(outage: Outage): Promise<void> {
+    if (this.closing !== undefined) return;
+    const downMs = this.settings.now().getTime() - outage.since;
+    const record = sealRecord(
+      this.committed.hash,
+      {
+        type: 'audit.recovered',
+        agent: '',
+        down_ms: downMs,
+        down_since: new Date(outage.since).toISOString(),
+        refused_writes: outage.refused,
+        cause: outage.cause,
+      },
+      this.settings.nextId(),
+      this.settings.now().toISOString(),
+    );
+    const data = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
+    try {
+      await this.handle.truncate(this.committed.size);
+      await this.append(data);
+    } catch (err) {
+      this.noteStillFailing(outage, err);
+      this.scheduleHeal();
+      return;
+    }
+    this.committed = { size: this.committed.size + data.length, hash: record.hash };
+    this.lastHash = record.hash;
+    this.outage = undefined;
+    this.settings.logger.info(
+      { path: this.path, down_ms: downMs, refused_writes: outage.refused },
+      'audit sink recovered: accepting writes again',
+    );
+  }
+
+  /** Logs only when the cause changed (another errno): a state change, not every attempt. */
+  private noteStillFailing(outage: Outage, err: unknown): void {
+    const errno = (err as NodeJS.ErrnoException).code;
+    if (errno === outage.errno) return;
+    outage.errno = errno;
+    outage.cause = describe(err);
+    void this.logFailure('audit sink still failing, with another cause', err, 'warn');
+  }
+
+  private async logFailure(msg: string, err: unknown, level: 'error' | 'warn'): Promise<void> {
+    const free = await this.settings.fileSystem.freeBytes?.(dirname(this.path)).catch(() => undefined);
+    const e = err as NodeJS.ErrnoException;
+    this.settings.logger[level](
+      {
+        path: this.path,
+        errno: e.code,
+        syscall: e.syscall,
+        error: describe(err),
+        ...(free === undefined ? {} : { free_bytes: free }),
+        chain_bytes: this.committed.size,
+      },
+      msg,
+    );
+  }
+
+  /** Cuts the sink's own partial write found at startup and records the repair. */
+  private async repairTornTail(tail: ChainTail, size: number): Promise<void> {
+    const torn = tail.torn;
+    if (torn === undefined) return;
+    await this.handle.truncate(tail.completeSize);
+    if (this.settings.fsync) await this.handle.datasync();
+    this.settings.logger.warn(
+      { path: this.path, offset: tail.completeSize, bytes: torn.bytes },
+      'audit: cut an interrupted write at the end of the file (never acknowledged); recorded as audit.repaired',
+    );
+    await this.write({
+      type: 'audit.repaired',
+      agent: '',
+      repair: 'cut_partial_record',
+      offset: tail.completeSize,
+      file_size: size,
+      removed_bytes: torn.bytes,
+      removed_sha256: torn.sha256,
+    });
+  }
+}
+
+async function openChainFile(fileSystem: ChainFileSystem, path: string): Promise<ChainFileHandle> {
+  try {
+    await fileSystem.mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    // O_APPEND: every write lands at the end whatever else holds the file open.
+    return await fileSystem.open(
+      path,
+      fsConstants.O_RDWR | fsConstants.O_APPEND | fsConstants.O_CREAT,
+      0o600,
+    );
+  } catch (err) {
+    throw unavailable('audit_unavailable', `audit: cannot open ${path}: ${describe(err)}`, err);
+  }
+}
+
+function lastOf<T>(items: T[]): T {
+  return items[items.length - 1] as T;
 }
 
 async function writeFully(handle: ChainFileHandle, data: Buffer): Promise<void> {
@@ -179,49 +364,6 @@ async function writeFully(handle: ChainFileHandle, data: Buffer): Promise<void> 
     if (bytesWritten <= 0) throw new Error('write made no progress');
     offset += bytesWritten;
   }
-}
-
-async function readFully(handle: ChainFileHandle, buffer: Buffer, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < buffer.length) {
-    const { bytesRead } = await handle.read(buffer, offset, buffer.length - offset, position + offset);
-    if (bytesRead <= 0) throw new Error('file shrank while reading its tail');
-    offset += bytesRead;
-  }
-}
-
-/** Returns the hash of the last record, after checking that record's own hash. */
-async function readTailHash(handle: ChainFileHandle, size: number, path: string): Promise<string> {
-  let tail = Buffer.alloc(0);
-  let start = size;
-  // Read backwards until the newline before the last line (or the file's start) is in hand.
-  while (start > 0 && (tail.length < 2 || tail.lastIndexOf(NEWLINE, tail.length - 2) < 0)) {
-    const from = Math.max(0, start - TAIL_CHUNK_BYTES);
-    const chunk = Buffer.alloc(start - from);
-    await readFully(handle, chunk, from);
-    tail = Buffer.concat([chunk, tail]);
-    start = from;
-  }
-  const lineStart = tail.length < 2 ? 0 : tail.lastIndexOf(NEWLINE, tail.length - 2) + 1;
-  if (tail[tail.length - 1] !== NEWLINE) {
-    const offset = start + lineStart;
-    throw failedPrecondition(
-      'audit_partial_record',
-      `audit: ${path} ends with an incomplete record (${size - offset} bytes after byte ${offset}), ` +
-        'most likely a write cut short by a crash; it was never acknowledged. Refusing to continue the chain: ' +
-        `inspect the tail, then truncate the file to ${offset} bytes (truncate -s ${offset} ${path}) and run ` +
-        '`svid-broker audit verify` before restarting.',
-    );
-  }
-  const line = tail.subarray(lineStart, tail.length - 1).toString('utf8');
-  const check = checkRecordLine(line, undefined);
-  if (!check.ok) {
-    throw failedPrecondition(
-      'audit_chain_damaged',
-      `audit: the last record of ${path} is damaged (${check.error}); run \`svid-broker audit verify ${path}\``,
-    );
-  }
-  return check.hash;
 }
 
 /** A new file's directory entry must be durable too, or a crash can lose the whole file. */
@@ -237,7 +379,8 @@ async function syncDirectory(fileSystem: ChainFileSystem, dir: string): Promise<
 function describe(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
-    return code === undefined ? err.message : `${code}: ${err.message}`;
+    // Node's own messages already start with the code ("ENOSPC: no space left on device, write").
+    return code === undefined || err.message.startsWith(code) ? err.message : `${code}: ${err.message}`;
   }
   return String(err);
 }

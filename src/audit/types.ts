@@ -34,7 +34,9 @@ export type AuditEventType =
   | 'policy.directory_differs'
   | 'replica.entry_refused'
   | 'broker.started'
-  | 'broker.stopped';
+  | 'broker.stopped'
+  | 'audit.recovered'
+  | 'audit.repaired';
 
 /** What callers hand to a sink. Values must be JSON (RFC 8785-canonicalisable); never secrets. */
 export interface AuditEventInput {
@@ -60,4 +62,9 @@ export interface AuditRecord extends AuditEventInput {
 export interface AuditSink {
   write(event: AuditEventInput): Promise<AuditRecord>;
   close(): Promise<void>;
+  /** Whether writes are being accepted now (sinks that can fail and heal report it). */
+  health?(): AuditSinkHealth;
 }
+
+/** A sink refusing writes says since when and why (errno, path: for operators, never for callers). */
+export type AuditSinkHealth = { ok: true } | { ok: false; since: string; cause: string };

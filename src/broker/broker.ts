@@ -19,6 +19,7 @@ import type {
   RoleDefinition,
 } from '../credentials/backend.js';
 import {
+  alreadyReported,
   BrokerError,
   failedPrecondition,
   invalidArgument,
@@ -1182,7 +1183,9 @@ export class Broker {
     try {
       await this.deps.audit.write(event);
     } catch (err) {
-      this.deps.logger.error({ err: safeErr(err), type: event.type }, 'audit write failed for a denial');
+      // A sink that is down logged its cause once; one line per refused request would bury it.
+      const level = alreadyReported(err) ? 'debug' : 'error';
+      this.deps.logger[level]({ err: safeErr(err), type: event.type }, 'audit write failed for a denial');
     }
   }
 }

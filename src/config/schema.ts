@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 import { isValidSpiffeId } from '../identity/spiffe-id.js';
 import { GRPC_SERVER_DEFAULTS, grpcServerConfigSchema } from './grpc-server-config.js';
+import { DURABILITY_MODES } from '../redis/durability.js';
 
 const listenAddress = z
   .string()
@@ -134,6 +135,14 @@ export const configSchema = z
           .default(7 * 86_400),
         /** `memory` is for the dev stack only: not durable, not shared between replicas. */
         store: z.enum(['redis', 'memory']).default('redis'),
+        /** How durable a lease write is before the credential leaves (src/redis/durability.ts). */
+        durability: z.enum(DURABILITY_MODES).default('fsync'),
+        /** `replica`: replicas that must have each lease write (WAIT). */
+        replicas: z.number().int().positive().default(1),
+        /** How long one WAIT / WAITAOF may block before the write counts as not durable. */
+        durabilityTimeoutMs: z.number().int().positive().default(1000),
+        /** `fsync` on Redis < 7.2 with CONFIG disabled: the operator vouches for appendfsync always. */
+        assumeAppendfsyncAlways: z.boolean().default(false),
       })
       .strict()
       // One topology: `url` alone (the default), `sentinels` + `sentinelName`, or `cluster`.
@@ -159,6 +168,10 @@ export const configSchema = z
         prefix: 'svb',
         retentionSeconds: 7 * 86_400,
         store: 'redis',
+        durability: 'fsync',
+        replicas: 1,
+        durabilityTimeoutMs: 1000,
+        assumeAppendfsyncAlways: false,
       }),
     policy: z
       .object({

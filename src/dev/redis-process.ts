@@ -86,6 +86,11 @@ export async function spawnRedisServer(opts: {
   port?: number;
   /** Forward redis-server's own log to this function (default: discarded). */
   log?: (line: string) => void;
+  /**
+   * Default `always`: every write is fsynced before Redis answers, which the broker's default
+   * `redis.durability: fsync` requires of a Redis older than 7.2.
+   */
+  appendfsync?: 'always' | 'everysec' | 'no';
 }): Promise<RedisProcess> {
   const binary = opts.binary ?? findRedisServer();
   if (!binary) throw new Error('redis-server not found on PATH');
@@ -108,7 +113,7 @@ export async function spawnRedisServer(opts: {
         '--appendonly',
         'yes',
         '--appendfsync',
-        'everysec',
+        opts.appendfsync ?? 'always',
         '--daemonize',
         'no',
         '--protected-mode',

@@ -63,7 +63,6 @@ import type {
   RevocationOutcome,
   RevocationPage,
   RevokedToken,
-  LeaseState,
   LeaseStore,
   PutLeaseOptions,
   PutLeaseResult,
@@ -111,6 +110,11 @@ export interface RedisLeaseStoreOptions {
   prefix?: string;
   /** How long ended records stay listable after their expiresAt. Default 7 days. */
   retentionSeconds?: number;
+  /**
+   * Run after each lease write the script accepted, before putLease resolves: makes it durable as
+   * `redis.durability` asks (WAITAOF / WAIT, src/redis/durability.ts); rejects when it is not.
+   */
+  confirmWrite?: () => Promise<void>;
 }
 
 /** The one place a storage failure becomes an error, so callers fail closed on any of them. */
@@ -483,6 +487,7 @@ export class RedisLeaseStore implements LeaseStore {
   readonly durable = true;
   private readonly keys: LeaseKeys;
   private readonly retentionMs: number;
+  private readonly confirmWrite: (() => Promise<void>) | undefined;
 
   /** Takes ownership of `redis`: close() quits it. Build it with createRedisConnection. */
   constructor(
@@ -495,6 +500,7 @@ export class RedisLeaseStore implements LeaseStore {
       throw invalidArgument('prefix', 'must be non-empty, without braces');
     this.keys = new LeaseKeys(`{${prefix}}`);
     this.retentionMs = requireRetentionSeconds(opts.retentionSeconds ?? DEFAULT_RETENTION_SECONDS) * 1000;
+    this.confirmWrite = opts.confirmWrite;
     for (const [name, script] of loadLeaseScripts()) {
       redis.defineCommand(commandName(name), script);
     }
@@ -572,8 +578,11 @@ export class RedisLeaseStore implements LeaseStore {
       ],
     );
     const result = interpretReply(reply, lease.id);
-    if (result.kind === 'code' && isPutLeaseResult(result.code)) return result.code;
-    throw malformed('unexpected reply from put-lease');
+    if (result.kind !== 'code' || !isPutLeaseResult(result.code))
+      throw malformed('unexpected reply from put-lease');
+    const confirm = this.confirmWrite;
+    if (result.code === 'ok' && confirm) await this.guard(confirm);
+    return result.code;
   }
 
   async activateLease(id: string, taskId: string, now: number): Promise<ActivateLeaseResult> {

@@ -8,14 +8,15 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { LeaseStore } from '../leases/types.js';
 import { RevokedQueryError, type RevokedList } from './revoked-list.js';
+import { describeNotReady, type HealthReport } from '../observability/dependency-health.js';
 
 export interface OpsHttpDeps {
   jwks: () => { keys: Array<Record<string, unknown>> } | Promise<{ keys: Array<Record<string, unknown>> }>;
   store: LeaseStore;
   /** GET /v1/revoked: the token deny list, paged and cached per replica. */
   revoked: Pick<RevokedList, 'page'>;
-  /** Throws (or rejects) with a reason when the broker cannot serve: no valid SVID, store down. */
-  ready: () => Promise<void>;
+  /** Checks every required dependency now (Redis, feed, audit sink, SVID) for `/readyz`. */
+  readiness: () => Promise<HealthReport>;
   registry?: Registry;
   logger: Logger;
   now?: () => number;
@@ -60,14 +61,14 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
           throw err;
         }
       case '/healthz':
+        // Liveness only: the process answers. Whether it can work is /readyz.
         return send(res, 200, { status: 'ok' });
-      case '/readyz':
-        try {
-          await deps.ready();
-          return send(res, 200, { status: 'ready' });
-        } catch (err) {
-          return send(res, 503, { status: 'not ready', reason: (err as Error).message });
-        }
+      case '/readyz': {
+        const report = await deps.readiness();
+        if (report.ready) return send(res, 200, { status: 'ready', dependencies: report.dependencies });
+        const reason = describeNotReady(report);
+        return send(res, 503, { status: 'not ready', reason, dependencies: report.dependencies });
+      }
       case '/metrics':
         if (!deps.registry) return send(res, 404, { error: 'not found' });
         return send(res, 200, await deps.registry.metrics(), { 'content-type': deps.registry.contentType });

@@ -5,7 +5,7 @@
  */
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { isBrokerError, type ErrorCode } from '../errors.js';
+import { alreadyReported, isBrokerError, type ErrorCode } from '../errors.js';
 
 const CODES: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -32,7 +32,8 @@ export function toServiceError(err: unknown, logger: Logger, method: string): Pa
     if (err.field) metadata.set(STATUS_METADATA.field, err.field);
     if (err.policies.length) metadata.set(STATUS_METADATA.policies, err.policies.join(','));
     if (err.code === 'INTERNAL' || err.code === 'UNAVAILABLE') {
-      logger.warn(
+      // An outage whose cause its owner logged once (the audit sink) is noise per request.
+      logger[alreadyReported(err) ? 'debug' : 'warn'](
         { method, code: err.code, reason: err.reason, cause: causeMessage(err.cause) },
         err.message,
       );

@@ -155,7 +155,7 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
 
   before(async function () {
     this.timeout(60_000);
-    ownCluster = startRedisCluster({ masters: 3, persistent: true });
+    ownCluster = startRedisCluster({ masters: 3 });
     ownCluster.catch(() => undefined);
     await sharedRedisCluster();
   });

@@ -145,8 +145,6 @@ function reapOnExit(children: () => ChildProcess[], dir: string): () => void {
 export interface RedisClusterOptions {
   /** Default 3, the fewest `redis-cli --cluster create` accepts. */
   masters?: number;
-  /** Keep data across a kill and restart (append-only file, fsync on every write). Default off. */
-  persistent?: boolean;
 }
 
 /**
@@ -180,9 +178,8 @@ export async function startRedisCluster(opts: RedisClusterOptions = {}): Promise
             ...['--port', String(port), '--bind', '127.0.0.1', '--dir', nodeDir],
             ...['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
             ...['--cluster-port', String(free[masters + i])],
-            ...(opts.persistent
-              ? ['--appendonly', 'yes', '--appendfsync', 'always']
-              : ['--appendonly', 'no']),
+            // Always fsynced: the broker's default redis.durability (fsync) refuses anything less.
+            ...['--appendonly', 'yes', '--appendfsync', 'always'],
             ...['--save', '', '--daemonize', 'no', '--loglevel', 'warning'],
           ]);
         }),
@@ -234,7 +231,9 @@ export async function startRedisSentinel(opts: { name?: string } = {}): Promise<
       [
         ...['--port', String(masterPort), '--bind', '127.0.0.1', '--dir', masterDir],
         ...['--requirepass', password, '--masterauth', password],
-        ...['--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+        // appendfsync always: the broker's default redis.durability (fsync) refuses anything less.
+        ...['--save', '', '--appendonly', 'yes', '--appendfsync', 'always'],
+        ...['--daemonize', 'no', '--loglevel', 'warning'],
       ],
       password,
     );

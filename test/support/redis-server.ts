@@ -42,12 +42,14 @@ export function findOrInstallRedisServer(): string {
   throw new Error(NOT_FOUND);
 }
 
-export async function startRedisServer(): Promise<RunningRedis> {
+export async function startRedisServer(
+  opts: { appendfsync?: 'always' | 'everysec' | 'no' } = {},
+): Promise<RunningRedis> {
   const binary = findOrInstallRedisServer();
   const dir = mkdtempSync(join(tmpdir(), 'svb-redis-'));
   let proc: RedisProcess;
   try {
-    proc = await spawnRedisServer({ dir, binary });
+    proc = await spawnRedisServer({ dir, binary, ...opts });
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;

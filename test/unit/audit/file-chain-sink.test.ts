@@ -1,12 +1,33 @@
 import assert from 'node:assert/strict';
-import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileChainSink } from '../../../src/audit/file-chain-sink.js';
 import { GENESIS_HASH, verifyChain } from '../../../src/audit/hash-chain.js';
 import type { AuditEventInput, AuditRecord } from '../../../src/audit/types.js';
 import { isBrokerError } from '../../../src/errors.js';
+import { eventually } from '../../support/eventually.js';
 import { createFsSpy } from './fs-spy.js';
+
+/** Heal attempts a few milliseconds apart, so outages in these tests end quickly. */
+const FAST = { baseDelayMs: 1, maxDelayMs: 5 };
+
+/** A SinkLogger that keeps what it was told. */
+function captureLogger(): {
+  lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }>;
+  error(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+} {
+  const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
+  const at =
+    (level: string) =>
+    (obj: object, msg: string): void => {
+      lines.push({ level, obj: obj as Record<string, unknown>, msg });
+    };
+  return { lines, error: at('error'), warn: at('warn'), info: at('info') };
+}
 
 const RFC3339_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -143,32 +164,66 @@ describe('audit/file-chain-sink', () => {
     assert.equal(verifyChain(await fileLines(path)).ok, true);
   });
 
-  it('fails closed on a write error: that batch and every later write reject', async () => {
+  it('fails closed on a write error, cuts what it wrote of the batch, and heals once writes succeed', async () => {
     const spy = createFsSpy();
-    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
-    await sink.write(issued(0));
-    spy.faults.write = 'ENOSPC';
+    const logs = captureLogger();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem, logger: logs, retry: FAST });
+    const kept = await sink.write(issued(0));
+    const goodSize = (await stat(path)).size;
+    // The disk fills 40 bytes into the batch: a torn record lands, then ENOSPC.
+    Object.assign(spy.faults, { write: 'ENOSPC', writeAfter: 40 });
     const results = await Promise.allSettled([sink.write(issued(1)), sink.write(issued(2))]);
     assert.deepEqual(
       results.map((r) => r.status),
       ['rejected', 'rejected'],
     );
+    // Down: refused at once, with a generic message; the cause is logged once, not per refusal.
+    for (let i = 3; i < 6; i += 1) {
+      await assert.rejects(sink.write(issued(i)), (err: unknown) => {
+        assert.equal(isBrokerError(err) && err.code, 'UNAVAILABLE');
+        assert.equal(reasonOf(err), 'audit_unavailable');
+        assert.doesNotMatch((err as Error).message, /audit\.jsonl/, 'the caller-facing message has no path');
+        return true;
+      });
+    }
+    const health = sink.health();
+    assert.equal(health.ok, false);
+    assert.match(health.ok ? '' : health.cause, /ENOSPC/);
+    await eventually(() => (statSync(path).size === goodSize ? true : undefined));
+    await eventually(() => logs.lines.length > 0);
+    assert.equal(logs.lines.length, 1);
+    assert.equal(logs.lines[0]?.level, 'error');
+    assert.equal(logs.lines[0]?.obj.errno, 'ENOSPC');
+    assert.equal(logs.lines[0]?.obj.path, path);
+    assert.equal(logs.lines[0]?.obj.free_bytes, 0);
+
     delete spy.faults.write;
-    // The disk is fine again, but where the chain ends is not known: the sink stays failed.
-    await assert.rejects(sink.write(issued(3)), (err: unknown) => {
-      assert.equal(isBrokerError(err) && err.code, 'UNAVAILABLE');
-      assert.equal(reasonOf(err), 'audit_unavailable');
-      assert.doesNotMatch((err as Error).message, /audit\.jsonl/, 'the caller-facing message has no path');
-      assert.match(String(((err as Error).cause as Error).message), /ENOSPC/);
-      return true;
-    });
+    await eventually(() => sink.health().ok);
+    const next = await sink.write(issued(6));
     await sink.close();
-    assert.equal((await fileLines(path)).length, 1);
+
+    const lines = await fileLines(path);
+    assert.equal(verifyChain(lines).ok, true);
+    const records = lines.map((line) => JSON.parse(line) as AuditRecord);
+    assert.deepEqual(
+      records.map((r) => r.type),
+      ['credential.issued', 'audit.recovered', 'credential.issued'],
+    );
+    const recovered = records[1] as AuditRecord;
+    assert.equal(recovered.prev_hash, kept.hash, 'the chain continues from the last synced record');
+    assert.equal(recovered.refused_writes, 5, 'the failed batch and the three refused while down');
+    assert.equal(typeof recovered.down_ms, 'number');
+    assert.match(String(recovered.cause), /ENOSPC/);
+    assert.equal(next.prev_hash, recovered.hash);
+    assert.deepEqual(
+      logs.lines.map((l) => l.level),
+      ['error', 'info'],
+    );
   });
 
-  it('fails closed on a sync error, rejecting writes queued behind it too', async () => {
+  it('cuts a batch whose sync failed, rejecting writes queued behind it too, then heals', async () => {
     const spy = createFsSpy();
-    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem, retry: FAST });
     spy.faults.datasync = 'EIO';
     const first = sink.write(issued(0));
     // Queued while the first flush is in flight.
@@ -180,7 +235,51 @@ describe('audit/file-chain-sink', () => {
       ['rejected', 'rejected'],
     );
     await assert.rejects(sink.write(issued(2)), (err: unknown) => reasonOf(err) === 'audit_unavailable');
+    delete spy.faults.datasync;
+    await eventually(() => sink.health().ok);
+    await sink.write(issued(3));
     await sink.close();
+    const lines = await fileLines(path);
+    assert.deepEqual(
+      lines.map((line) => (JSON.parse(line) as AuditRecord).type),
+      ['audit.recovered', 'credential.issued'],
+    );
+    assert.equal(verifyChain(lines).ok, true);
+  });
+
+  it('logs a failure that persists once per cause, not once per attempt', async () => {
+    const spy = createFsSpy();
+    const logs = captureLogger();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem, logger: logs, retry: FAST });
+    spy.faults.write = 'ENOSPC';
+    await assert.rejects(sink.write(issued(0)));
+    await eventually(() => spy.counts.writes >= 5);
+    spy.faults.write = 'EIO';
+    const writes = spy.counts.writes;
+    await eventually(() => spy.counts.writes >= writes + 5);
+    delete spy.faults.write;
+    await eventually(() => sink.health().ok);
+    await sink.close();
+    assert.deepEqual(
+      logs.lines.map((l) => [l.level, l.obj.errno]),
+      [
+        ['error', 'ENOSPC'],
+        ['warn', 'EIO'],
+        ['info', undefined],
+      ],
+    );
+  });
+
+  it('stops trying to heal once closed', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem, retry: FAST });
+    spy.faults.write = 'ENOSPC';
+    await assert.rejects(sink.write(issued(0)));
+    await sink.close();
+    const writes = spy.counts.writes;
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.equal(spy.counts.writes, writes);
+    await assert.rejects(sink.write(issued(1)), (err: unknown) => reasonOf(err) === 'audit_closed');
   });
 
   it('rejects writes after close; close flushes accepted writes and is idempotent', async () => {
@@ -204,33 +303,70 @@ describe('audit/file-chain-sink', () => {
     });
   });
 
-  it('refuses to continue after a crash-partial last line, and leaves the file untouched', async () => {
+  it('repairs its own interrupted write at startup and records the repair', async () => {
     const sink = await FileChainSink.open(path);
     for (let i = 0; i < 3; i += 1) await sink.write(issued(i));
     await sink.close();
     const { size: completeSize } = await stat(path);
-    await appendFile(path, '{"id":"0194254d-b4ae-7000-8000-00000000000","time":"2025-');
-    const { size: damagedSize } = await stat(path);
+    const lastHash = JSON.parse((await fileLines(path))[2] ?? '').hash as string;
+    const fragment = '{"id":"0194254d-b4ae-7000-8000-00000000000","time":"2025-';
+    await appendFile(path, fragment);
 
-    await assert.rejects(FileChainSink.open(path), (err: unknown) => {
-      assert.equal(reasonOf(err), 'audit_partial_record');
-      assert.match((err as Error).message, new RegExp(`truncate -s ${completeSize} `));
-      return true;
-    });
-    assert.equal((await stat(path)).size, damagedSize);
-
-    // The documented repair: cut at the offset given, then the chain continues.
-    await truncate(path, completeSize);
     const reopened = await FileChainSink.open(path);
     await reopened.write(issued(3));
     await reopened.close();
-    assert.deepEqual(verifyChain(await fileLines(path)).ok, true);
+    const lines = await fileLines(path);
+    assert.deepEqual(verifyChain(lines).ok, true);
+    assert.equal(lines.length, 5);
+    const repaired = JSON.parse(lines[3] ?? '') as AuditRecord;
+    assert.equal(repaired.type, 'audit.repaired');
+    assert.equal(repaired.prev_hash, lastHash);
+    assert.equal(repaired.offset, completeSize);
+    assert.equal(repaired.removed_bytes, Buffer.byteLength(fragment));
+    assert.match(String(repaired.removed_sha256), /^[0-9a-f]{64}$/);
   });
 
-  it('refuses a file whose only content is a partial line', async () => {
+  it('repairs a file whose only content is its own partial record', async () => {
     await mkdir(join(dir, 'nested', 'deeper'), { recursive: true });
     await writeFile(path, '{"id":"x"');
-    await assert.rejects(FileChainSink.open(path), /truncate -s 0 /);
+    const sink = await FileChainSink.open(path);
+    await sink.close();
+    const [only] = (await fileLines(path)).map((line) => JSON.parse(line) as AuditRecord);
+    assert.equal(only?.type, 'audit.repaired');
+    assert.equal(only?.prev_hash, GENESIS_HASH);
+  });
+
+  for (const [what, tail] of [
+    ['bytes that are not the start of a record', 'echo pwned'],
+    [
+      'a partial record that names another predecessor',
+      `{"id":"x","type":"t","prev_hash":"${'a'.repeat(64)}",`,
+    ],
+  ] as const) {
+    it(`refuses a torn tail of ${what}, and leaves the file untouched`, async () => {
+      const sink = await FileChainSink.open(path);
+      for (let i = 0; i < 2; i += 1) await sink.write(issued(i));
+      await sink.close();
+      const { size: completeSize } = await stat(path);
+      await appendFile(path, tail);
+      const { size: damagedSize } = await stat(path);
+      await assert.rejects(FileChainSink.open(path), (err: unknown) => {
+        assert.equal(reasonOf(err), 'audit_partial_record');
+        assert.match((err as Error).message, new RegExp(`truncate -s ${completeSize} `));
+        return true;
+      });
+      assert.equal((await stat(path)).size, damagedSize);
+    });
+  }
+
+  it('refuses a torn tail after a last record that does not verify', async () => {
+    const sink = await FileChainSink.open(path);
+    for (let i = 0; i < 2; i += 1) await sink.write(issued(i));
+    await sink.close();
+    const lines = await fileLines(path);
+    lines[1] = (lines[1] ?? '').replace('lease-1', 'lease-9');
+    await writeFile(path, `${lines.join('\n')}\n{"id":"`);
+    await assert.rejects(FileChainSink.open(path), (err: unknown) => reasonOf(err) === 'audit_chain_damaged');
   });
 
   it('refuses to continue from a tail record whose own hash does not verify', async () => {

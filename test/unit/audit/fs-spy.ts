@@ -8,8 +8,11 @@ import {
 export interface FsSpy {
   fileSystem: ChainFileSystem;
   counts: { writes: number; datasyncs: number };
-  /** Set to make every later write (or datasync) fail with this errno. */
-  faults: { write?: string; datasync?: string };
+  /**
+   * Set to make every later write (or datasync, truncate) fail with this errno. With `writeAfter`
+   * a write first lands that many bytes (a disk filling mid-batch), then fails.
+   */
+  faults: { write?: string; writeAfter?: number; datasync?: string; truncate?: string };
 }
 
 function errno(code: string): NodeJS.ErrnoException {
@@ -21,14 +24,22 @@ export function createFsSpy(): FsSpy {
   const faults: FsSpy['faults'] = {};
   const fileSystem: ChainFileSystem = {
     mkdir: (path, options) => nodeChainFileSystem.mkdir(path, options),
+    freeBytes: async () => 0,
     async open(path, flags, mode) {
       const inner = await nodeChainFileSystem.open(path, flags, mode);
       const handle: ChainFileHandle = {
         read: (buffer, offset, length, position) => inner.read(buffer, offset, length, position),
         async write(buffer, offset, length) {
           counts.writes += 1;
-          if (faults.write !== undefined) throw errno(faults.write);
-          return inner.write(buffer, offset, length);
+          if (faults.write === undefined) return inner.write(buffer, offset, length);
+          const landed = Math.min(length, faults.writeAfter ?? 0);
+          faults.writeAfter = 0;
+          if (landed > 0) return inner.write(buffer, offset, landed);
+          throw errno(faults.write);
+        },
+        async truncate(length) {
+          if (faults.truncate !== undefined) throw errno(faults.truncate);
+          return inner.truncate(length);
         },
         stat: () => inner.stat(),
         async datasync() {
