@@ -4,6 +4,8 @@
  */
 import { z } from 'zod';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
+import { agentCatalogEntrySchema, SPIRE_DEFAULTS, spireSettingsSchema } from './catalog-schema.js';
+import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
 
 const listenAddress = z
   .string()
@@ -96,6 +98,7 @@ export const configSchema = z
         socket: z.string().default('unix:///tmp/spire-agent/public/api.sock'),
         /** How long startup waits for the first SVID. */
         firstUpdateTimeoutMs: z.number().int().positive().default(30_000),
+        ...workloadApiIdentitySchema,
       })
       .strict()
       .default({ socket: 'unix:///tmp/spire-agent/public/api.sock', firstUpdateTimeoutMs: 30_000 }),
@@ -132,6 +135,7 @@ export const configSchema = z
           .default(7 * 86_400),
         /** `memory` is for the dev stack only: not durable, not shared between replicas. */
         store: z.enum(['redis', 'memory']).default('redis'),
+        ...redisAuthSchema,
       })
       .strict()
       // One topology: `url` alone (the default), `sentinels` + `sentinelName`, or `cluster`.
@@ -151,6 +155,7 @@ export const configSchema = z
         if (redis.cluster && !['', '/', '/0'].includes(urlPath(redis.url))) {
           problem('url', 'names a database, but a Redis Cluster has only db 0');
         }
+        refineRedisAuth(redis, problem);
       })
       .default({
         url: 'redis://127.0.0.1:6379',
@@ -188,16 +193,9 @@ export const configSchema = z
       .default(['dev', 'staging', 'prod']),
     roles: z.record(roleName, roleSchema).default({}),
     /** The agent catalog: SPIFFE ID patterns (exact, `/*` one segment, `/**` subtree) to AgentGroups. */
-    agents: z
-      .array(
-        z
-          .object({
-            pattern: z.string().startsWith('spiffe://'),
-            groups: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)).min(1),
-          })
-          .strict(),
-      )
-      .default([]),
+    agents: z.array(agentCatalogEntrySchema).default([]),
+    /** How `svid-broker spire entries` registers the catalog's workloads (the broker ignores it). */
+    spire: spireSettingsSchema.default(SPIRE_DEFAULTS),
     approvals: z
       .object({
         /** How long a pending approval waits for humans before it expires. */
