@@ -7,8 +7,10 @@ import {
   DEFAULT_DENY_REASON,
   INVALID_REQUEST_REASON,
 } from '../../../src/policy/cedar-engine.js';
+import { AgentCatalog } from '../../../src/policy/agent-catalog.js';
 import {
   DEMO_AGENT,
+  DEV_CATALOG,
   SHIPPED_POLICY_DIR,
   SHIPPED_SCHEMA,
   beginTaskRequest,
@@ -22,7 +24,11 @@ describe('CedarPolicyEngine', () => {
   after(removePolicyDirs);
 
   describe('with the shipped policies', () => {
-    const engine = CedarPolicyEngine.load({ policyDir: SHIPPED_POLICY_DIR });
+    const catalog = new AgentCatalog(DEV_CATALOG);
+    const engine = CedarPolicyEngine.load({
+      policyDir: SHIPPED_POLICY_DIR,
+      agentGroups: (id) => catalog.groupsOf(id),
+    });
     const demoRole = role('token/demo');
 
     it('loads without warnings and exposes a sha256 digest', () => {
@@ -70,7 +76,7 @@ describe('CedarPolicyEngine', () => {
       assert.equal(engine.authorize(issueRequest(DEMO_AGENT, listed)).decision, 'allow');
     });
 
-    it('lets agents of the dev trust domain begin tasks in dev and staging only', () => {
+    it('lets catalog agents begin tasks in dev and staging only', () => {
       const agent = 'spiffe://example.org/agents/other';
       for (const env of ['dev', 'staging']) {
         const decision = engine.authorize(beginTaskRequest(agent, env));

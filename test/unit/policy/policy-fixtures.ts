@@ -16,6 +16,7 @@ export const SHIPPED_CASES = path.join(SHIPPED_POLICY_DIR, 'cases.yaml');
 /** The agent catalog of the dev stack. */
 export const DEV_CATALOG = [
   { pattern: 'spiffe://example.org/agents/*', groups: ['agents'] },
+  { pattern: 'spiffe://example.org/agents/demo', groups: ['demo'] },
   { pattern: 'spiffe://example.org/security/*', groups: ['security'] },
 ];
 
