@@ -2,23 +2,19 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { RoleDefinition } from '../../../src/credentials/backend.js';
 import { decideWithApprovalGate } from '../../../src/policy/approval-gate.js';
-import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
 import { AgentCatalog } from '../../../src/policy/agent-catalog.js';
 import {
   DEMO_AGENT,
   DEV_CATALOG,
-  SHIPPED_POLICY_DIR,
   beginTaskRequest,
   issueRequest,
   role,
+  loadShippedPolicies,
 } from './policy-fixtures.js';
 
 // The shipped policies name groups; the dev stack's catalog says who is in them.
 const catalog = new AgentCatalog(DEV_CATALOG);
-const engine = CedarPolicyEngine.load({
-  policyDir: SHIPPED_POLICY_DIR,
-  agentGroups: (id) => catalog.groupsOf(id),
-});
+const engine = loadShippedPolicies();
 
 const segment = fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,11}$/);
 const environment = fc.oneof(fc.constantFrom('dev', 'staging', 'prod'), segment);

@@ -7,28 +7,22 @@ import {
   DEFAULT_DENY_REASON,
   INVALID_REQUEST_REASON,
 } from '../../../src/policy/cedar-engine.js';
-import { AgentCatalog } from '../../../src/policy/agent-catalog.js';
 import {
   DEMO_AGENT,
-  DEV_CATALOG,
-  SHIPPED_POLICY_DIR,
   SHIPPED_SCHEMA,
   beginTaskRequest,
   issueRequest,
   policyDir,
   removePolicyDirs,
   role,
+  loadShippedPolicies,
 } from './policy-fixtures.js';
 
 describe('CedarPolicyEngine', () => {
   after(removePolicyDirs);
 
   describe('with the shipped policies', () => {
-    const catalog = new AgentCatalog(DEV_CATALOG);
-    const engine = CedarPolicyEngine.load({
-      policyDir: SHIPPED_POLICY_DIR,
-      agentGroups: (id) => catalog.groupsOf(id),
-    });
+    const engine = loadShippedPolicies();
     const demoRole = role('token/demo');
 
     it('loads without warnings and exposes a sha256 digest', () => {
