@@ -1,24 +1,46 @@
 #!/usr/bin/env sh
-# Registers the broker, the demo agent and the on-call security identity with a running SPIRE
-# server, after the node has joined with the token printed by `join-token`.
-#   ./spire/register.sh join-token            # prints a join token for spiffe://acme.io/node/broker-host
-#   ./spire/register.sh entries               # creates the entries in spire/entries.json
-#   ./spire/register.sh agent ID uid:1001     # registers one more agent
+# Applies SPIRE registration generated from the agent catalog (svid-broker spire entries), so
+# what SPIRE registers and what policy's AgentGroups say come from one list.
+#   ./spire/register.sh entries      # create the catalog's entries (already existing ones are kept)
+#   ./spire/register.sh check        # compare the server's entries with the catalog
+#   ./spire/register.sh join-token   # print a one-time join token for NODE_ID
+#   ./spire/register.sh show         # list the server's entries
+# Defaults fit deploy/compose; override with
+#   SPIRE_COMPOSE   the docker compose command for the stack
+#   SPIRE_SERVER    how to run spire-server (default: inside the spire-server service)
+#   SVID_BROKER     how to run svid-broker (default: the broker image, catalog mounted)
+#   CATALOG         the catalog file as SVID_BROKER sees it (default: /etc/svid-broker/broker.yaml)
+#   NODE_ID         the node alias the join token gives the agent
 set -eu
-SERVER=${SPIRE_SERVER:-"docker compose -f deploy/docker-compose.yml exec -T spire-server /opt/spire/bin/spire-server"}
-SOCK=${SPIRE_SERVER_SOCKET:-/tmp/spire-server/private/api.sock}
-NODE_ID=${NODE_ID:-spiffe://acme.io/node/broker-host}
+HERE=$(cd "$(dirname "$0")" && pwd)
+COMPOSE=${SPIRE_COMPOSE:-"docker compose -f $HERE/../deploy/compose/docker-compose.yml"}
+SERVER=${SPIRE_SERVER:-"$COMPOSE exec -T spire-server /opt/spire/bin/spire-server"}
+BROKER=${SVID_BROKER:-"$COMPOSE run --rm --no-deps -T --entrypoint node broker-1 dist/src/cli/main.js"}
+CATALOG=${CATALOG:-/etc/svid-broker/broker.yaml}
+NODE_ID=${NODE_ID:-spiffe://example.org/node/compose-host}
 
 case "${1:-}" in
-  join-token)
-    $SERVER token generate -socketPath "$SOCK" -spiffeID "$NODE_ID" -ttl 600 ;;
   entries)
-    $SERVER entry create -socketPath "$SOCK" -data /etc/spire/entries.json ;;
-  agent)
-    [ $# -eq 3 ] || { echo "usage: $0 agent SPIFFE_ID SELECTOR (e.g. unix:uid:1001)" >&2; exit 2; }
-    $SERVER entry create -socketPath "$SOCK" -parentID "$NODE_ID" -spiffeID "$2" -selector "$3" -x509SVIDTTL 3600 -jwtSVIDTTL 300 ;;
+    # SPIRE refuses an entry that exists already (same parent, SPIFFE ID and selectors): that is fine.
+    out=$($BROKER spire entries --catalog "$CATALOG" | $SERVER entry create -data - 2>&1) || {
+      if printf '%s\n' "$out" | grep -q 'Error' && ! printf '%s\n' "$out" | grep 'Error' | grep -qv 'similar entry already exists'; then
+        echo "register: existing entries kept"
+      else
+        printf '%s\n' "$out" >&2
+        exit 1
+      fi
+    }
+    printf '%s\n' "$out" ;;
+  check)
+    tmp=$(mktemp)
+    $SERVER entry show -output json > "$tmp"
+    $BROKER spire check --catalog "$CATALOG" --entries /dev/stdin < "$tmp"
+    rm -f "$tmp" ;;
+  join-token)
+    $SERVER token generate -spiffeID "$NODE_ID" -ttl 600 | sed -n 's/^Token: *//p' ;;
   show)
-    $SERVER entry show -socketPath "$SOCK" ;;
+    $SERVER entry show ;;
   *)
-    echo "usage: $0 join-token | entries | agent SPIFFE_ID SELECTOR | show" >&2; exit 2 ;;
+    echo "usage: $0 entries | check | join-token | show" >&2
+    exit 2 ;;
 esac

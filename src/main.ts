@@ -35,8 +35,9 @@ import { createTokenBackend } from './credentials/token/token-backend.js';
 import { BundleSet } from './identity/bundle-set.js';
 import { parseSpiffeId } from './identity/spiffe-id.js';
 import { SvidSeal, type RefusedEntry } from './identity/svid-seal.js';
-import type { JwtBundle, JwtBundleSource, X509Bundle } from './identity/types.js';
+import type { JwtBundle, JwtBundleSource, X509Bundle, X509Svid } from './identity/types.js';
 import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
+import { selectOwnSvid } from './identity/own-svid.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
 import { createBrokerMetrics, withMetrics } from './observability/metrics.js';
 import { registerDependencyGauge } from './observability/dependency-health.js';
@@ -129,10 +130,10 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
   );
 }
 
-/** Adapts the Workload API X509Source to what TLS needs (all bundles + update events). */
-function tlsIdentity(source: X509Source): TlsIdentitySource {
+/** Adapts the Workload API X509Source to what TLS needs (own SVID, all bundles, update events). */
+function tlsIdentity(source: X509Source, ownSvid: () => X509Svid): TlsIdentitySource {
   return {
-    getX509Svid: () => source.getX509Svid(),
+    getX509Svid: ownSvid,
     getX509BundleForTrustDomain: (td) => source.getX509BundleForTrustDomain(td),
     getX509Bundles: (): X509Bundle[] => source.getX509Bundles(),
     onUpdate: (listener) => source.onUpdate(listener),
@@ -179,7 +180,14 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         },
       );
     }
-    const spiffeId = (): string => x509.getX509Svid().spiffeId;
+    // The broker's own SVID, chosen by ID (or hint) from every update, never by position.
+    const ownSvid = (): X509Svid => selectOwnSvid(x509.getX509Svids(), config.workloadApi);
+    try {
+      ownSvid();
+    } catch (err) {
+      throw new StartupError((err as Error).message, { cause: err });
+    }
+    const spiffeId = (): string => ownSvid().spiffeId;
     const ownTrustDomain = (): string => parseSpiffeId(spiffeId()).trustDomain;
     logger.info({ spiffeId: spiffeId() }, 'broker SVID received');
     // What this replica writes into shared state (JWKS, policy set) it seals with its SVID; what it
@@ -426,7 +434,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       store,
       freshness,
       audit,
-      x509,
+      // The broker's own SVID (workloadApi.expectedId), not whichever the Workload API lists first.
+      x509: {
+        getX509Svid: () => {
+          try {
+            return ownSvid();
+          } catch {
+            return undefined;
+          }
+        },
+      },
       logger,
       ...(opts.now ? { now: opts.now } : {}),
     });
@@ -478,8 +495,8 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     if (config.backends.vault) {
       // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
       const vault = buildVaultBackend(config.backends.vault, {
-        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
-        svid: () => x509.getX509Svid(),
+        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience], spiffeId())).token,
+        svid: ownSvid,
         logger,
       });
       backends.set('vault', vault.backend);
@@ -605,7 +622,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const quarantineAdmin = new QuarantineAdmin(quarantineService, leaseAdmin);
 
     // 7. Transport: TLS with rotating SVID, per-trust-domain peer verification.
-    const certificates = new SvidCertificateProvider(tlsIdentity(x509));
+    const certificates = new SvidCertificateProvider(tlsIdentity(x509, ownSvid));
     cleanups.push(() => certificates.close());
     const bundles = {
       x509: x509,

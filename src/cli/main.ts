@@ -11,10 +11,12 @@ import { StartupError } from '../main.js';
 import { runAdmin, runApprovals, runBreakGlass } from './admin.js';
 import { runAuditVerify } from './audit-verify.js';
 import { printable } from './escape.js';
+import { runConfigValidate } from './config-validate.js';
 import { runPolicyTest, runPolicyValidate } from './policy.js';
 import { runDev } from './dev.js';
 import { runRequest, runTaskEnd } from './request.js';
 import { runServe } from './serve.js';
+import { runSpireCheck, runSpireEntries } from './spire.js';
 
 const USAGE = `usage: svid-broker <command> [options]
 
@@ -47,6 +49,11 @@ commands:
   admin release --agent ID|PATTERN --reason TEXT | admin quarantines [--json]
   policy validate DIR [--schema FILE]
   policy test DIR CASES.yaml  run policy cases; exits non-zero on any failure
+  config validate FILE      check a config file (schema, roles, backends, catalog) without starting
+  spire entries --catalog FILE [--parent ID] [--format json|commands|k8s]
+                            SPIRE registration entries for the catalog's workloads
+  spire check --catalog FILE --entries FILE
+                            catalog agents with no entry, entries for agents the catalog does not know
 
 environment: SPIFFE_ENDPOINT_SOCKET (Workload API), SVID_BROKER_ADDR (broker host:port, default localhost:8443)`;
 
@@ -93,6 +100,13 @@ export async function main(argv: string[]): Promise<number> {
         return runPolicyTest(positionals[0], positionals[1]);
       break;
     }
+    case 'config':
+      if (rest[0] === 'validate' && rest[1]) return runConfigValidate(rest[1]);
+      break;
+    case 'spire':
+      if (rest[0] === 'entries') return runSpireEntries(rest.slice(1));
+      if (rest[0] === 'check') return runSpireCheck(rest.slice(1));
+      break;
     case undefined:
     case 'help':
     case '--help':

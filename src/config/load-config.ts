@@ -21,6 +21,7 @@ export class ConfigError extends Error {
 export const ENV_OVERRIDES = {
   SVID_BROKER_CONFIG: 'path of the YAML config file',
   SPIFFE_ENDPOINT_SOCKET: 'workloadApi.socket',
+  SVID_BROKER_ID: 'workloadApi.expectedId',
   SVID_BROKER_LISTEN: 'listen',
   SVID_BROKER_HTTP_LISTEN: 'httpListen',
   REDIS_URL: 'redis.url',
@@ -28,6 +29,9 @@ export const ENV_OVERRIDES = {
   REDIS_SENTINEL_NAME: 'redis.sentinelName',
   REDIS_SENTINEL_PASSWORD: 'redis.sentinelPassword',
   REDIS_CLUSTER_NODES: 'redis.cluster',
+  REDIS_USERNAME: 'redis.username',
+  REDIS_PASSWORD_FILE: 'redis.passwordFile',
+  REDIS_CA_FILE: 'redis.caFile',
   SVID_BROKER_POLICY_DIR: 'policy.dir',
   SVID_BROKER_AUDIT_FILE: 'audit.file',
 } as const;

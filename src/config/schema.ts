@@ -7,6 +7,8 @@ import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 import { isValidSpiffeId } from '../identity/spiffe-id.js';
 import { GRPC_SERVER_DEFAULTS, grpcServerConfigSchema } from './grpc-server-config.js';
 import { DURABILITY_MODES } from '../redis/durability.js';
+import { agentCatalogEntrySchema, SPIRE_DEFAULTS, spireSettingsSchema } from './catalog-schema.js';
+import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
 
 const listenAddress = z
   .string()
@@ -99,6 +101,7 @@ export const configSchema = z
         socket: z.string().default('unix:///tmp/spire-agent/public/api.sock'),
         /** How long startup waits for the first SVID. */
         firstUpdateTimeoutMs: z.number().int().positive().default(30_000),
+        ...workloadApiIdentitySchema,
       })
       .strict()
       .default({ socket: 'unix:///tmp/spire-agent/public/api.sock', firstUpdateTimeoutMs: 30_000 }),
@@ -143,6 +146,7 @@ export const configSchema = z
         durabilityTimeoutMs: z.number().int().positive().default(1000),
         /** `fsync` on Redis < 7.2 with CONFIG disabled: the operator vouches for appendfsync always. */
         assumeAppendfsyncAlways: z.boolean().default(false),
+        ...redisAuthSchema,
       })
       .strict()
       // One topology: `url` alone (the default), `sentinels` + `sentinelName`, or `cluster`.
@@ -162,6 +166,7 @@ export const configSchema = z
         if (redis.cluster && !['', '/', '/0'].includes(urlPath(redis.url))) {
           problem('url', 'names a database, but a Redis Cluster has only db 0');
         }
+        refineRedisAuth(redis, problem);
       })
       .default({
         url: 'redis://127.0.0.1:6379',
@@ -216,16 +221,9 @@ export const configSchema = z
       .default(['dev', 'staging', 'prod']),
     roles: z.record(roleName, roleSchema).default({}),
     /** The agent catalog: SPIFFE ID patterns (exact, `/*` one segment, `/**` subtree) to AgentGroups. */
-    agents: z
-      .array(
-        z
-          .object({
-            pattern: z.string().startsWith('spiffe://'),
-            groups: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/)).min(1),
-          })
-          .strict(),
-      )
-      .default([]),
+    agents: z.array(agentCatalogEntrySchema).default([]),
+    /** How `svid-broker spire entries` registers the catalog's workloads (the broker ignores it). */
+    spire: spireSettingsSchema.default(SPIRE_DEFAULTS),
     approvals: z
       .object({
         /** How long a pending approval waits for humans before it expires. */

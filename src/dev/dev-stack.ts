@@ -90,10 +90,11 @@ export function devRoles(): Record<string, Record<string, unknown>> {
   };
 }
 
-/** The dev agent catalog: agents and security engineers by SPIFFE ID pattern. */
+/** The dev agent catalog: agents, the demo agent and security engineers by SPIFFE ID pattern. */
 export function devAgents(): Array<{ pattern: string; groups: string[] }> {
   return [
     { pattern: `spiffe://${DEV_TRUST_DOMAIN}/agents/*`, groups: ['agents'] },
+    { pattern: DEV_WORKLOADS.agent.spiffeId, groups: ['demo'] },
     { pattern: `spiffe://${DEV_TRUST_DOMAIN}/security/*`, groups: ['security'] },
   ];
 }

@@ -10,6 +10,7 @@
  * startup `ping()` works), but once connected, a command during an outage rejects at once, and a
  * command a caller was told failed is never sent again after reconnecting.
  */
+import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 export type RedisClient = Redis | Cluster;
@@ -33,6 +34,12 @@ export interface RedisConnectionConfig {
   readonly sentinelPassword?: string | undefined;
   /** Some nodes of a Redis Cluster; the client discovers the rest. */
   readonly cluster?: readonly RedisNodeAddress[] | undefined;
+  /** ACL user; the URL's user wins when both are set. */
+  readonly username?: string | undefined;
+  /** File holding the password (read once, at connect; never logged). */
+  readonly passwordFile?: string | undefined;
+  /** PEM CA bundle to verify the servers' TLS certificates (`rediss://`) against. */
+  readonly caFile?: string | undefined;
 }
 
 export interface CreateRedisClientOptions {
@@ -48,6 +55,9 @@ export interface CreateRedisClientOptions {
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
+
+/** ACL user, password and TLS options beyond what a URL says. */
+export type RedisLogin = Pick<RedisOptions, 'username' | 'password' | 'tls'>;
 
 /** Keep reconnecting in the background, so the stores recover when Redis comes back. */
 const reconnectDelay = (attempt: number): number => Math.min(attempt * 100, 1000);
@@ -88,8 +98,13 @@ export function failFastRedisOptions(opts: CreateRedisClientOptions = {}): Redis
  * every command rejects at once instead of queueing, so nothing runs after its caller was told it
  * failed.
  */
-export function createRedisClient(url: string, opts: CreateRedisClientOptions = {}): Redis {
-  const redis = new Redis(url, { ...failFastRedisOptions(opts), enableOfflineQueue: true });
+export function createRedisClient(
+  url: string,
+  opts: CreateRedisClientOptions = {},
+  login: RedisLogin = {},
+): Redis {
+  // The URL's user, password and TLS choice win over `login` (ioredis fills only what it lacks).
+  const redis = new Redis(url, { ...failFastRedisOptions(opts), enableOfflineQueue: true, ...login });
   closeOfflineQueueWhenReady(redis);
   // Without a listener ioredis prints every reconnect failure; failures reach callers anyway.
   redis.on('error', opts.onError ?? (() => undefined));
@@ -105,9 +120,35 @@ export function createRedisConnection(
   if (sentinels?.length && cluster?.length) {
     throw new Error('redis: set either sentinels or cluster, not both');
   }
-  if (cluster?.length) return createClusterClient(cluster, cfg.url, opts);
-  if (sentinels?.length) return createSentinelClient(sentinels, cfg, opts);
-  return createRedisClient(cfg.url ?? DEFAULT_URL, opts);
+  const login = loginOptions(cfg);
+  if (cluster?.length) return createClusterClient(cluster, cfg.url, login, opts);
+  if (sentinels?.length) return createSentinelClient(sentinels, cfg, login, opts);
+  return createRedisClient(cfg.url ?? DEFAULT_URL, opts, login);
+}
+
+/**
+ * The ACL login and TLS trust `cfg` names beyond its URL: the user, the password read from
+ * `passwordFile`, the CA from `caFile`. A file that cannot be read stops here with its path
+ * (never its contents).
+ */
+export function loginOptions(cfg: RedisConnectionConfig): RedisLogin {
+  const read = (file: string, what: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(
+        `redis: cannot read the ${what} file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
+    }
+  };
+  const password =
+    cfg.passwordFile === undefined ? undefined : read(cfg.passwordFile, 'password').replace(/\r?\n$/, '');
+  if (password === '') throw new Error(`redis: the password file ${cfg.passwordFile ?? ''} is empty`);
+  return {
+    ...(cfg.username ? { username: cfg.username } : {}),
+    ...(password === undefined ? {} : { password }),
+    ...(cfg.caFile ? { tls: { ca: read(cfg.caFile, 'CA') } } : {}),
+  };
 }
 
 /** Names the Redis `cfg` points at for an error message, without its password. */
@@ -133,12 +174,13 @@ export async function pingKeySlot(client: RedisClient, key: string): Promise<voi
 function createSentinelClient(
   sentinels: readonly RedisNodeAddress[],
   cfg: RedisConnectionConfig,
+  login: RedisLogin,
   opts: CreateRedisClientOptions,
 ): Redis {
   const name = cfg.sentinelName;
   if (!name) throw new Error('redis: sentinels need sentinelName, the name of the master they monitor');
   const report = opts.onError ?? (() => undefined);
-  const target = credentialsOf(cfg.url);
+  const target = withLogin(credentialsOf(cfg.url), login);
   // What each sentinel said in the current round; reported together when the round fails.
   let problems: string[] = [];
   const redis = new Redis({
@@ -184,10 +226,11 @@ function explainSentinelError(err: Error, name: string): string {
 function createClusterClient(
   nodes: readonly RedisNodeAddress[],
   url: string | undefined,
+  login: RedisLogin,
   opts: CreateRedisClientOptions,
 ): Cluster {
   const report = opts.onError ?? (() => undefined);
-  const { db: _db, ...credentials } = credentialsOf(url);
+  const { db: _db, ...credentials } = withLogin(credentialsOf(url), login);
   let connected = false;
   const options: ClusterOptions = {
     // ioredis gives node connections its own retryStrategy (none: a lost node is found again
@@ -244,6 +287,18 @@ function credentialsOf(url: string | undefined): Pick<RedisOptions, 'username' |
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
     ...(db ? { db: Number(db) } : {}),
     ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+/** The URL's credentials win; the login fills what it leaves out, and a CA turns its TLS on. */
+function withLogin(
+  fromUrl: Pick<RedisOptions, 'username' | 'password' | 'db' | 'tls'>,
+  login: RedisLogin,
+): Pick<RedisOptions, 'username' | 'password' | 'db' | 'tls'> {
+  return {
+    ...login,
+    ...fromUrl,
+    ...(fromUrl.tls && login.tls ? { tls: login.tls } : {}),
   };
 }
 

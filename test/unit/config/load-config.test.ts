@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig, roleDefinitions } from '../../../src/config/load-config.js';
+import { validatablePath } from '../deploy/deploy-fixtures.js';
 
 /** Runs fn and returns the ConfigError it throws. */
 function configError(fn: () => unknown): ConfigError {
@@ -80,11 +81,8 @@ describe('config/load-config', () => {
     assert.equal(blank.redis.url, 'redis://127.0.0.1:6379');
   });
 
-  it('loads the shipped deploy/broker.yaml, incident response settings included', () => {
-    const config = loadConfig({
-      file: new URL('../../../deploy/broker.yaml', import.meta.url).pathname,
-      env: {},
-    });
+  it('loads the shipped deploy/compose/broker.yaml, incident response settings included', () => {
+    const config = loadConfig({ file: validatablePath('deploy/compose/broker.yaml'), env: {} });
     assert.equal(config.feed.staleAfterMs, 5000);
     assert.deepEqual(config.quarantine.triggers.denials, {
       count: 20,

@@ -2,10 +2,19 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { RoleDefinition } from '../../../src/credentials/backend.js';
 import { decideWithApprovalGate } from '../../../src/policy/approval-gate.js';
-import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
-import { DEMO_AGENT, SHIPPED_POLICY_DIR, beginTaskRequest, issueRequest, role } from './policy-fixtures.js';
+import { AgentCatalog } from '../../../src/policy/agent-catalog.js';
+import {
+  DEMO_AGENT,
+  DEV_CATALOG,
+  beginTaskRequest,
+  issueRequest,
+  role,
+  loadShippedPolicies,
+} from './policy-fixtures.js';
 
-const engine = CedarPolicyEngine.load({ policyDir: SHIPPED_POLICY_DIR });
+// The shipped policies name groups; the dev stack's catalog says who is in them.
+const catalog = new AgentCatalog(DEV_CATALOG);
+const engine = loadShippedPolicies();
 
 const segment = fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,11}$/);
 const environment = fc.oneof(fc.constantFrom('dev', 'staging', 'prod'), segment);
@@ -23,6 +32,9 @@ const roleName = fc.oneof(
 );
 const agent = fc.oneof(
   fc.constant(DEMO_AGENT),
+  fc
+    .tuple(fc.constantFrom('example.org', 'evil.org'), segment)
+    .map(([td, name]) => `spiffe://${td}/agents/${name}`),
   fc
     .tuple(fc.constantFrom('example.org', 'evil.org'), fc.array(segment, { minLength: 1, maxLength: 3 }))
     .map(([td, path]) => `spiffe://${td}/${path.join('/')}`),
@@ -188,12 +200,12 @@ describe('CedarPolicyEngine with the shipped policies (properties)', () => {
     );
   });
 
-  it('lets the dev trust domain begin tasks in dev and staging, and only the demo agent in prod', () => {
+  it('lets catalog agents begin tasks in dev and staging, and only the demo agent in prod', () => {
     fc.assert(
       fc.property(agent, environment, (who, env) => {
         const decision = engine.authorize(beginTaskRequest(who, env));
         const expected =
-          (who.startsWith('spiffe://example.org/') && (env === 'dev' || env === 'staging')) ||
+          (catalog.groupsOf(who).includes('agents') && (env === 'dev' || env === 'staging')) ||
           (who === DEMO_AGENT && env === 'prod');
         assert.equal(decision.decision, expected ? 'allow' : 'deny');
       }),

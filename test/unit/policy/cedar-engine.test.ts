@@ -9,20 +9,20 @@ import {
 } from '../../../src/policy/cedar-engine.js';
 import {
   DEMO_AGENT,
-  SHIPPED_POLICY_DIR,
   SHIPPED_SCHEMA,
   beginTaskRequest,
   issueRequest,
   policyDir,
   removePolicyDirs,
   role,
+  loadShippedPolicies,
 } from './policy-fixtures.js';
 
 describe('CedarPolicyEngine', () => {
   after(removePolicyDirs);
 
   describe('with the shipped policies', () => {
-    const engine = CedarPolicyEngine.load({ policyDir: SHIPPED_POLICY_DIR });
+    const engine = loadShippedPolicies();
     const demoRole = role('token/demo');
 
     it('loads without warnings and exposes a sha256 digest', () => {
@@ -70,7 +70,7 @@ describe('CedarPolicyEngine', () => {
       assert.equal(engine.authorize(issueRequest(DEMO_AGENT, listed)).decision, 'allow');
     });
 
-    it('lets agents of the dev trust domain begin tasks in dev and staging only', () => {
+    it('lets catalog agents begin tasks in dev and staging only', () => {
       const agent = 'spiffe://example.org/agents/other';
       for (const env of ['dev', 'staging']) {
         const decision = engine.authorize(beginTaskRequest(agent, env));

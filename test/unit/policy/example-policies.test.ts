@@ -4,29 +4,22 @@
  */
 import assert from 'node:assert/strict';
 import type { RoleDefinition } from '../../../src/credentials/backend.js';
-import { AgentCatalog } from '../../../src/policy/agent-catalog.js';
 import { decideWithApprovalGate } from '../../../src/policy/approval-gate.js';
-import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
 import { ADMIN_ACTIONS, type GatedDecision, type PolicyRequest } from '../../../src/policy/types.js';
 import {
   DEMO_AGENT,
-  DEV_CATALOG,
   OTHER_AGENT,
   SECURITY_ONCALL,
-  SHIPPED_POLICY_DIR,
   adminRequest,
   beginTaskRequest,
   breakGlassRequest,
   decideApprovalRequest,
   issueRequest,
   role,
+  loadShippedPolicies,
 } from './policy-fixtures.js';
 
-const catalog = new AgentCatalog(DEV_CATALOG);
-const engine = CedarPolicyEngine.load({
-  policyDir: SHIPPED_POLICY_DIR,
-  agentGroups: (id) => catalog.groupsOf(id),
-});
+const engine = loadShippedPolicies();
 
 // The dev stack's roles (frozen, as configuration freezes them).
 const frozen = (r: RoleDefinition): RoleDefinition =>

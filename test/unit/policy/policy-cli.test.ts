@@ -39,6 +39,7 @@ async function capture(run: () => Promise<number>): Promise<Captured> {
 const DEMO_CASE = `
   - name: the demo agent gets the demo token in dev
     principal: spiffe://example.org/agents/demo
+    groups: [agents, demo]
     action: IssueCredential
     resource: { role: token/demo, environments: [dev] }
     context: { environment: dev }
@@ -106,6 +107,7 @@ describe('svid-broker policy (CLI)', () => {
         'cases.yaml': `${DEMO_CASE}
   - name: a destructive prod deploy
     principal: spiffe://example.org/agents/demo
+    groups: [agents, demo]
     action: IssueCredential
     resource: { role: token/deploy }
     context: { environment: prod, changeType: destructive }

@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RoleDefinition } from '../../../src/credentials/backend.js';
+import { AgentCatalog } from '../../../src/policy/agent-catalog.js';
+import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
 import type { ADMIN_ACTIONS, ContextValue, PolicyRequest } from '../../../src/policy/types.js';
 
 export const SHIPPED_POLICY_DIR = fileURLToPath(new URL('../../../policies/', import.meta.url));
@@ -22,8 +24,15 @@ export const ALLOW_PROD =
 /** The agent catalog of the dev stack. */
 export const DEV_CATALOG = [
   { pattern: 'spiffe://example.org/agents/*', groups: ['agents'] },
+  { pattern: 'spiffe://example.org/agents/demo', groups: ['demo'] },
   { pattern: 'spiffe://example.org/security/*', groups: ['security'] },
 ];
+
+/** The shipped policies as the dev stack runs them: groups from the dev catalog. */
+export function loadShippedPolicies(): CedarPolicyEngine {
+  const catalog = new AgentCatalog(DEV_CATALOG);
+  return CedarPolicyEngine.load({ policyDir: SHIPPED_POLICY_DIR, agentGroups: (id) => catalog.groupsOf(id) });
+}
 
 /** Temp dirs made by `policyDir`, removed by `removePolicyDirs` (call it from `after`). */
 const made: string[] = [];
