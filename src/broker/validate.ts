@@ -35,7 +35,7 @@ export function optionalTtl(value: number, field = 'ttl_seconds'): number {
 }
 
 export function boundedText(value: string, field: string, max: number): string {
-  if (value.length > max) throw invalidArgument(field, `must be at most ${max} characters`);
+  if (value.length > max) throw invalidArgument(field, `at most ${max} characters`);
   // Control characters would let an agent forge lines in human-read logs.
   if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(value))
     throw invalidArgument(field, 'must not contain control characters');

@@ -1,120 +1,130 @@
 #!/usr/bin/env node
 /**
- * svid-broker CLI: thin commands over the same modules the server uses.
- *   serve | dev | request | task end | audit verify
+ * svid-broker CLI: thin commands over the same modules the server uses. Each command is a
+ * `Command` (command.ts says how to add one); this file only finds it, runs it and turns what it
+ * throws into one line and an exit code: 0 ok, 1 error, 2 usage, 3 pending approval (request),
+ * 4 partial revocation (admin revoke/quarantine).
  */
 import 'reflect-metadata';
-import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { ConfigError } from '../config/load-config.js';
 import { PolicyLoadError } from '../policy/policy-load-error.js';
 import { StartupError } from '../main.js';
-import { runAdmin, runApprovals, runBreakGlass } from './admin.js';
-import { runAuditVerify } from './audit-verify.js';
-import { runPolicyTest, runPolicyValidate } from './policy.js';
-import { runDev } from './dev.js';
-import { runRequest, runTaskEnd } from './request.js';
-import { runServe } from './serve.js';
+import { ADMIN_COMMANDS } from './admin.js';
+import { APPROVAL_COMMANDS } from './approvals.js';
+import { AUDIT_COMMANDS } from './audit-verify.js';
+import { UsageError, commandHelp, parseCommand, type Command } from './command.js';
+import { brokerAddress } from './connect.js';
+import { DEV_COMMANDS } from './dev.js';
+import { explainError } from './explain-error.js';
+import { POLICY_COMMANDS } from './policy.js';
+import { REQUEST_COMMANDS } from './request.js';
+import { SERVE_COMMANDS } from './serve.js';
 
-const USAGE = `usage: svid-broker <command> [options]
+/** Every command, in the order the overview lists them. */
+export const COMMANDS: readonly Command[] = [
+  ...SERVE_COMMANDS,
+  ...DEV_COMMANDS,
+  ...REQUEST_COMMANDS,
+  ...AUDIT_COMMANDS,
+  ...APPROVAL_COMMANDS,
+  ...ADMIN_COMMANDS,
+  ...POLICY_COMMANDS,
+];
 
-commands:
-  serve                     run the broker (config: SVID_BROKER_CONFIG, env overrides; see README)
-  dev                       run the embedded dev stack: local CA + Workload API sockets, Redis, broker
-  request --env ENV --role BACKEND/NAME [--ttl S] [--intent TEXT] [--task ID]
-          [--sensitivity S] [--change-type T] [--justification TEXT] [--tool NAME] [--wait]
-          [--auth x509|jwt] [--broker-id SPIFFE_ID]
-                            begin a task (unless --task) and get a credential; prints JSON.
-                            A request that needs approval exits 3 with its approval id, or with
-                            --wait waits for the approvers and prints the credential
-  task end TASK_ID [--reason TEXT]
-                            end a task: revokes every credential issued in it; prints what it revoked
-  audit verify FILE         check the audit file's hash chain; reports the first broken record
-  approvals list [--state S] [--json]
-  approvals approve|deny APPROVAL_ID --reason TEXT [--json]
-                            decide a pending request (as the approver's identity)
-  breakglass grant --agent ID --role R [--role R] [--task ID] --reason TEXT --ttl SECONDS [--json]
-  breakglass list [--json] | breakglass review GRANT_ID --note TEXT
-  admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B]
-               [--trust-domain TD] [--lease ID] [--all] [--state S] [--limit N] [--json]
-  admin lease LEASE_ID [--json]
-  admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]
-                            incident response: revoke by selector, with a progress bar
-                            (exit 4: some pending retry or not revocable)
-  admin quarantine --agent ID|PATTERN --reason TEXT [--ttl 2h] [--revoke] [--json]
-                            refuse every call of matching agents (in flight too); --revoke also
-                            revokes what they hold
-  admin release --agent ID|PATTERN --reason TEXT | admin quarantines [--json]
-  policy validate DIR [--schema FILE]
-  policy test DIR CASES.yaml  run policy cases; exits non-zero on any failure
+const ENVIRONMENT = `environment:
+  SPIFFE_ENDPOINT_SOCKET  the Workload API your identity comes from (unix:///path or tcp://IP:port)
+  SVID_BROKER_ADDR        the broker's gRPC address (default localhost:8443)
+  SVID_BROKER_ID          the broker's SPIFFE ID (default spiffe://<your trust domain>/broker)
+  SVID_BROKER_CONFIG      the config file for serve
 
-environment: SPIFFE_ENDPOINT_SOCKET (Workload API), SVID_BROKER_ADDR (broker host:port, default localhost:8443)`;
+exit codes: 0 ok, 1 error, 2 usage, 3 pending approval (request), 4 partial revocation (admin)
+Run 'svid-broker <command> --help' for a command's flags.`;
 
-export async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'serve':
-      return runServe(loadConfig());
-    case 'dev': {
-      const { values } = parseArgs({
-        args: rest,
-        options: { dir: { type: 'string' }, listen: { type: 'string' }, 'http-listen': { type: 'string' } },
-      });
-      return runDev({
-        ...(values.dir ? { dir: values.dir } : {}),
-        ...(values.listen ? { listen: values.listen } : {}),
-        ...(values['http-listen'] ? { httpListen: values['http-listen'] } : {}),
-      });
-    }
-    case 'request':
-      return runRequest(rest);
-    case 'task':
-      if (rest[0] === 'end') return runTaskEnd(rest.slice(1));
-      break;
-    case 'audit':
-      if (rest[0] === 'verify' && rest[1]) return runAuditVerify(rest[1]);
-      break;
-    case 'approvals':
-      return runApprovals(rest);
-    case 'breakglass':
-      return runBreakGlass(rest);
-    case 'admin':
-      return runAdmin(rest);
-    case 'policy': {
-      const { values, positionals } = parseArgs({
-        args: rest.slice(1),
-        allowPositionals: true,
-        options: { schema: { type: 'string' } },
-      });
-      if (rest[0] === 'validate' && positionals[0]) {
-        return runPolicyValidate(positionals[0], values.schema ? { schema: values.schema } : {});
-      }
-      if (rest[0] === 'test' && positionals[0] && positionals[1])
-        return runPolicyTest(positionals[0], positionals[1]);
-      break;
-    }
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      console.log(USAGE);
-      return command === undefined ? 2 : 0;
+function synopsis(c: Command): string {
+  return [c.path, c.args].filter(Boolean).join(' ');
+}
+
+/** The first sentence of a summary, for listings. */
+const headline = (c: Command): string => (c.summary.split(/(?<=\.)\s|\n/)[0] ?? '').replace(/\.$/, '');
+
+function listing(commands: readonly Command[]): string {
+  const width = Math.max(...commands.map((c) => synopsis(c).length)) + 2;
+  return commands.map((c) => `  ${synopsis(c).padEnd(width)}${headline(c)}`).join('\n');
+}
+
+export function overview(): string {
+  return `usage: svid-broker <command> [flags]\n\ncommands:\n${listing(COMMANDS)}\n\n${ENVIRONMENT}`;
+}
+
+function groupHelp(group: string): string {
+  const members = COMMANDS.filter((c) => c.path.startsWith(`${group} `));
+  return `usage: svid-broker ${group} <command> [flags]\n\ncommands:\n${listing(members)}\n\nRun 'svid-broker ${group} <command> --help' for a command's flags.`;
+}
+
+const isHelp = (a: string | undefined): boolean => a === '-h' || a === '--help' || a === 'help';
+
+/** The command `argv` names (longest path first) and the arguments after its words. */
+function findCommand(argv: string[]): { command: Command; rest: string[] } | undefined {
+  const byLength = [...COMMANDS].sort((a, b) => b.path.split(' ').length - a.path.split(' ').length);
+  for (const command of byLength) {
+    const words = command.path.split(' ');
+    if (words.every((w, i) => argv[i] === w)) return { command, rest: argv.slice(words.length) };
   }
-  console.error(USAGE);
+  return undefined;
+}
+
+function usageFailure(where: string, message: string, help: string): number {
+  console.error(`svid-broker ${where}: ${message}\n${help}`);
   return 2;
 }
 
-function report(err: unknown): number {
+export async function main(argv: string[]): Promise<number> {
+  const [first, second] = argv;
+  if (first === undefined) {
+    console.log(overview());
+    return 2;
+  }
+  if (isHelp(first)) {
+    const target = findCommand(argv.slice(1));
+    console.log(
+      target ? commandHelp(target.command) : argv.length > 1 ? groupHelp(argv[1] as string) : overview(),
+    );
+    return 0;
+  }
+  const found = findCommand(argv);
+  if (!found) {
+    const isGroup = COMMANDS.some((c) => c.path.startsWith(`${first} `));
+    if (isGroup && isHelp(second)) {
+      console.log(groupHelp(first));
+      return 0;
+    }
+    if (isGroup) {
+      const what = second === undefined ? 'needs a command' : `unknown command '${first} ${second}'`;
+      return usageFailure(first, what, groupHelp(first));
+    }
+    return usageFailure(first, 'unknown command', "Run 'svid-broker --help' for the list of commands.");
+  }
+  const { command, rest } = found;
+  try {
+    const parsed = parseCommand(command, rest);
+    if (parsed === undefined) return 0; // --help
+    return await command.run(parsed);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      return usageFailure(command.path, err.message, `Run 'svid-broker ${command.path} --help' for usage.`);
+    }
+    return report(err, command);
+  }
+}
+
+function report(err: unknown, command?: Command): number {
   if (err instanceof ConfigError || err instanceof PolicyLoadError || err instanceof StartupError) {
     console.error(`svid-broker: ${err.message}`);
     return 1;
   }
-  const e = err as { code?: unknown; details?: unknown; message?: unknown };
-  if (typeof e.code === 'number' && typeof e.details === 'string') {
-    // A gRPC status from the broker: already a safe, human message.
-    console.error(`svid-broker: ${e.details}`);
-    return 1;
-  }
-  console.error(`svid-broker: ${typeof e.message === 'string' ? e.message : String(err)}`);
+  console.error(
+    `svid-broker: ${explainError(err, { address: brokerAddress(), ...(command?.fields ? { fields: command.fields } : {}) })}`,
+  );
   return 1;
 }
 

@@ -11,6 +11,7 @@ import { parseConfig } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
 import { packageRoot } from '../package-root.js';
 import { CaWorkloadIdentity } from './ca-workload-identity.js';
+import { acquireDevLock } from './dev-lock.js';
 import { LocalCa } from './local-ca.js';
 import { findRedisServer, spawnRedisServer, type RedisProcess } from './redis-process.js';
 import { WorkloadApiServer } from './workload-api-server.js';
@@ -111,6 +112,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       }
     }
   };
+  // Before anything in `dir` is touched: a running stack's sockets and Redis data stay its own.
+  const lock = acquireDevLock(dir);
+  closers.push(() => lock.release());
   try {
     const ca = await LocalCa.create(DEV_TRUST_DOMAIN);
     const ttl = opts.svidTtlSeconds ?? 600;
