@@ -137,7 +137,14 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     if (wanted === 'redis' || (wanted === 'auto' && findRedisServer())) {
       const redisDir = join(dir, 'redis');
       rmSync(redisDir, { recursive: true, force: true });
-      redis = await spawnRedisServer({ dir: redisDir });
+      redis = await spawnRedisServer({
+        dir: redisDir,
+        onUnexpectedExit: (what) =>
+          opts.logger.error(
+            `dev stack: its own ${what}; the broker fails closed (no credential is issued) until ` +
+              'Redis is back: restart svid-broker dev',
+          ),
+      });
       const r = redis;
       closers.push(() => r.stop());
     }
