@@ -27,7 +27,8 @@ import type { Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.
 import type { ApprovalRequest, ApprovalStore, BreakGlassStore } from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
-import type { PolicyEngine } from '../policy/types.js';
+import type { PolicyEngine, PolicyRequest } from '../policy/types.js';
+import { defaultDenyTtlHint } from '../policy/ttl-hint.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { decisionFields, denialError } from './decisions.js';
@@ -357,7 +358,8 @@ export class Broker {
       this.deps.approvals.findOpenByDigest(digest, now),
     ]);
     const approved = open?.state === 'approved';
-    const gated = decideWithApprovalGate(this.deps.policy(), {
+    const engine = this.deps.policy();
+    const policyRequest: PolicyRequest = {
       principal: caller.spiffeId,
       action: 'IssueCredential',
       resource: { type: 'Role', role },
@@ -377,7 +379,8 @@ export class Broker {
         approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
         breakGlass: grant !== undefined,
       },
-    });
+    };
+    const gated = decideWithApprovalGate(engine, policyRequest);
     const decision = gated.decision;
     const requestFields = {
       agent: caller.spiffeId,
@@ -397,7 +400,9 @@ export class Broker {
         { type: 'credential.denied', ...requestFields, ...decisionFields(decision) },
         attempt,
       );
-      throw denialError(decision, `IssueCredential for "${role.name}"`);
+      const defaultDeny = decision.policyIds.length === 0 && decision.errors.length === 0;
+      const hint = defaultDeny ? defaultDenyTtlHint(engine, policyRequest) : '';
+      throw denialError(decision, `IssueCredential for "${role.name}"`, hint);
     }
     if (gated.outcome === 'approval_required') {
       // The same request while one is open answers with that one: no duplicate approvals.

@@ -143,7 +143,7 @@ function parseErrorText(err: unknown): string {
   const e = err as { code?: string; message?: string };
   const first = (e.message ?? String(err)).split('\n')[0] ?? '';
   if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    return first.replace(/^Unknown option '([^']*)'.*$/, 'unknown flag $1');
+    return first.replace(/^Unknown option ('[^']*').*$/, 'unknown flag $1');
   }
   return first.replace(/^Option /, '').replace(/\.$/, '');
 }

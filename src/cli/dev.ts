@@ -82,9 +82,9 @@ export const DEV_COMMANDS: Command[] = [
   {
     path: 'dev',
     summary:
-      'Run the embedded dev stack: a local CA serving the Workload API (one socket per workload), a\n' +
-      'private redis-server when one is on the PATH (else an in-process store), and a broker. One per\n' +
-      'directory: a second one in the same --dir refuses to start.',
+      'Run the embedded dev stack and a broker. A local CA serves the Workload API (one socket per\n' +
+      'workload), with a private redis-server when one is on the PATH (else an in-process store).\n' +
+      'One per directory: a second one in the same --dir refuses to start.',
     flags: {
       dir: {
         type: 'string',

@@ -109,5 +109,12 @@ export function explainError(
     return renameFields(err.details, fields);
   }
   const message = err instanceof Error ? err.message : String(err);
+  const inUse = /EADDRINUSE: address already in use (\S+?)\]?$/m.exec(message);
+  if (inUse) {
+    return (
+      `cannot listen on ${inUse[1]}: the address is in use (another broker or dev stack?); ` +
+      'choose another with --listen/--http-listen (dev) or listen/httpListen (config)'
+    );
+  }
   return explainTransport(message, opts.address) ?? renameFields(message, fields);
 }

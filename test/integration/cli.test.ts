@@ -90,7 +90,10 @@ describe('integration: CLI', function () {
 
     assert.equal(toImpostor.code, 1);
     assert.equal(toImpostor.stdout, '');
-    assert.match(toImpostor.stderr, /expected spiffe:\/\/example\.org\/broker/);
+    assert.match(
+      toImpostor.stderr,
+      /is spiffe:\/\/example\.org\/agents\/impostor, not the broker spiffe:\/\/example\.org\/broker: check SVID_BROKER_ADDR/,
+    );
     assert.doesNotMatch(toImpostor.stderr, STACK_TRACE);
     assert.deepEqual(await readAudit(impostor.auditFile), [], 'a request reached the impostor');
 
