@@ -31,7 +31,7 @@ export function acquireDevLock(dir: string, pid = process.pid): DevLock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const holder = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    if (Number.isSafeInteger(holder) && holder > 0 && holder !== pid && alive(holder)) {
+    if (Number.isSafeInteger(holder) && holder > 0 && alive(holder)) {
       throw new Error(
         `a dev stack is already running here (${dir}), pid ${holder}: stop it (Ctrl-C in its terminal, ` +
           `or kill ${holder}) or use another --dir`,
