@@ -64,7 +64,7 @@ const failedWith = (r: CliResult, pattern: RegExp): void => {
 };
 
 describe('integration: the CLI never leaves anyone guessing', function () {
-  this.timeout(120_000);
+  this.timeout(300_000);
   let h: Harness;
   const as = (workload: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> =>
     runCli(args, { SPIFFE_ENDPOINT_SOCKET: h.endpoints[workload], SVID_BROKER_ADDR: h.address, ...env });
