@@ -159,7 +159,7 @@ describe('integration: dev stack', function () {
 });
 
 describe('integration: dev stack lock, process title and its own Redis', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
 
   it('a second dev stack in the same directory refuses to start and leaves the first one alone', async () => {
     const r = await startStack('memory');
@@ -188,6 +188,24 @@ describe('integration: dev stack lock, process title and its own Redis', functio
         new RegExp(`svid-broker: a dev stack is already running here .*pid ${process.pid}`),
       );
       for (const w of Object.values(DEV_WORKLOADS)) assert.ok(statSync(join(r.dir, w.socket)).isSocket());
+
+      // Another directory, but the running broker's port: it fails to bind, says so, and removes
+      // only what it made (its sockets and lock), never the running stack's.
+      const other = mkdtempSync(join(tmpdir(), 'svb-dev-'));
+      try {
+        const taken = `127.0.0.1:${r.broker.grpcPort}`;
+        const bind = await runCli(['dev', '--dir', other, '--listen', taken, '--http-listen', '127.0.0.1:0']);
+        assert.equal(bind.code, 1, bind.stdout + bind.stderr);
+        assert.match(
+          bind.stderr,
+          new RegExp(`svid-broker: cannot listen on ${taken}: the address is in use`),
+        );
+        for (const w of Object.values(DEV_WORKLOADS)) assert.equal(existsSync(join(other, w.socket)), false);
+        assert.equal(existsSync(join(other, 'dev.pid')), false);
+        for (const w of Object.values(DEV_WORKLOADS)) assert.ok(statSync(join(r.dir, w.socket)).isSocket());
+      } finally {
+        rmSync(other, { recursive: true, force: true });
+      }
     } finally {
       await r.close();
     }
