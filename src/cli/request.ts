@@ -14,10 +14,10 @@ import {
 } from '../broker/validate.js';
 import type { IssueCredentialResponseMsg, TaskMsg } from '../server/broker-proto.js';
 import { CONNECTION_FLAGS, bool, str, usageError, type Command, type Parsed } from './command.js';
-import { brokerAddress, connect, type Connection } from './connect.js';
+import { brokerAddress, type Connection } from './connect.js';
 import { parseDuration } from './duration.js';
 import { explainError, renameFields } from './explain-error.js';
-import { iso } from './output.js';
+import { iso, withConnection } from './output.js';
 
 function taskJson(task: TaskMsg): Record<string, unknown> {
   return {
@@ -95,8 +95,7 @@ export function requestInput(p: Parsed): RequestInput {
 
 async function runRequest(p: Parsed): Promise<number> {
   const input = requestInput(p);
-  const conn = await connect({ auth: str(p, 'auth') || 'x509', brokerId: str(p, 'broker-id') });
-  try {
+  return withConnection(p, async (conn) => {
     const task = input.task
       ? await conn.client.getTask({ task_id: input.task })
       : await conn.client.beginTask({
@@ -109,9 +108,7 @@ async function runRequest(p: Parsed): Promise<number> {
     } catch (err) {
       throw await afterFailedIssue(conn, task.task_id, err, input.task === '');
     }
-  } finally {
-    conn.close();
-  }
+  });
 }
 
 /**
@@ -196,21 +193,11 @@ function credentialJson(task: TaskMsg, issued: IssueCredentialResponseMsg): Reco
 
 async function runTaskEnd(p: Parsed): Promise<number> {
   const taskId = p.positionals[0] as string;
-  const conn = await connect({ auth: str(p, 'auth') || 'x509', brokerId: str(p, 'broker-id') });
-  try {
-    const res = await conn.client.endTask({ task_id: taskId, reason: str(p, 'reason') });
-    console.log(
-      JSON.stringify(
-        { ...(res.task ? taskJson(res.task) : { task_id: taskId }), revoked: res.revoked },
-        null,
-        2,
-      ),
-    );
-    console.error(`ended task ${taskId}: revoked ${res.revoked.length} lease(s)`);
-    return 0;
-  } finally {
-    conn.close();
-  }
+  const res = await withConnection(p, (c) => c.client.endTask({ task_id: taskId, reason: str(p, 'reason') }));
+  const task = res.task ? taskJson(res.task) : { task_id: taskId };
+  console.log(JSON.stringify({ ...task, revoked: res.revoked }, null, 2));
+  console.error(`ended task ${taskId}: revoked ${res.revoked.length} lease(s)`);
+  return 0;
 }
 
 const text = (value: string, help: string): { type: 'string'; value: string; help: string } => ({
