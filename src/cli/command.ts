@@ -3,15 +3,16 @@
  * command answers `-h`/`--help` with the same layout (exit 0) and every usage mistake exits 2
  * with one line naming the flag, followed by where to read more.
  *
- * To add a command (the convention the registry in main.ts follows):
+ * To add a command (the convention the registry in cli.ts follows):
  *   1. Declare a `Command` next to the code it runs: `path` ('spire entries'), `summary` (one line
  *      for the overview), `args` (positional synopsis, e.g. 'TASK_ID'), `positionals` (how many),
  *      `flags` (each with `help` text and, for a string, a `value` name), optionally `notes`
  *      (exit codes, examples) and `fields` (wire field -> flag, for error messages).
  *   2. `run(parsed)` gets the parsed flags and positionals; throw `usageError('...')` for a missing
  *      or malformed flag (exit 2), anything else is an error (exit 1); return the exit code.
- *   3. Add it to COMMANDS in main.ts (commands sharing a first word form a group: `admin --help`
- *      lists them). The README's "CLI reference" lists every command and flag: add yours there.
+ *   3. Add it to COMMANDS in cli.ts (commands sharing a first word form a group: `admin --help`
+ *      lists them). The README's "CLI reference" lists every command and flag: add yours there
+ *      (test/unit/cli/cli-reference.test.ts fails, naming what is missing, until you do).
  * Parsing is node:util parseArgs (strict); this file only adds help, exit codes and wording.
  */
 import { parseArgs } from 'node:util';
