@@ -66,6 +66,7 @@ import type { RevocationQueue } from './leases/revocation-queue.js';
 import { RevocationWorker } from './leases/revocation-worker.js';
 import { createRedisConnection, describeRedisTarget, type RedisClient } from './redis/connect.js';
 import { planDurability, type ConfirmWrite } from './redis/durability.js';
+import { watchRedisHealth } from './redis/redis-health-log.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
@@ -271,6 +272,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         },
       });
       redis = client;
+      watchRedisHealth(client, { logger, target: describeRedisTarget(config.redis) });
       cleanups.push(() => void client.disconnect());
     }
     // Quarantines, the revocation queue and the invalidation feed come first: the in-memory lease

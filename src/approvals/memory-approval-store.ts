@@ -75,13 +75,19 @@ export class MemoryApprovalStore implements ApprovalStore {
     return open[0] && structuredClone(open[0]);
   }
 
-  async list(filter: { state?: ApprovalState; requester?: string }, now: number): Promise<ApprovalRequest[]> {
+  async list(
+    filter: { state?: ApprovalState | 'any'; requester?: string },
+    now: number,
+  ): Promise<ApprovalRequest[]> {
     requireTime('now', now);
     this.dropRetired();
     const state = filter.state ?? 'pending';
     return [...this.requests.values()]
       .map((r) => withEffectiveState(structuredClone(r), now))
-      .filter((r) => r.state === state && (!filter.requester || r.requester === filter.requester))
+      .filter(
+        (r) =>
+          (state === 'any' || r.state === state) && (!filter.requester || r.requester === filter.requester),
+      )
       .sort(byNewest);
   }
 

@@ -308,7 +308,10 @@ export class RedisApprovalStore implements ApprovalStore {
     return requestFromFields(result.fields);
   }
 
-  async list(filter: { state?: ApprovalState; requester?: string }, now: number): Promise<ApprovalRequest[]> {
+  async list(
+    filter: { state?: ApprovalState | 'any'; requester?: string },
+    now: number,
+  ): Promise<ApprovalRequest[]> {
     requireTime('now', now);
     const state = filter.state ?? 'pending';
     const k = this.keys;
@@ -324,7 +327,10 @@ export class RedisApprovalStore implements ApprovalStore {
     if (!Array.isArray(reply)) throw malformed('expected an array of records');
     return reply
       .map((r) => withEffectiveState(requestFromFields(fieldsOf(r, malformed)), now))
-      .filter((r) => r.state === state && (!filter.requester || r.requester === filter.requester))
+      .filter(
+        (r) =>
+          (state === 'any' || r.state === state) && (!filter.requester || r.requester === filter.requester),
+      )
       .sort(byNewest);
   }
 

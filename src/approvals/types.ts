@@ -71,8 +71,11 @@ export interface ApprovalStore {
   get(id: string, now: number): Promise<ApprovalRequest | undefined>;
   /** The newest request with this digest that is pending or approved and unexpired at `now`. */
   findOpenByDigest(digest: string, now: number): Promise<ApprovalRequest | undefined>;
-  /** Requests in a state (default: pending), newest first, expired ones reported as 'expired'. */
-  list(filter: { state?: ApprovalState; requester?: string }, now: number): Promise<ApprovalRequest[]>;
+  /** Requests in a state (default: pending; `any`: every state), newest first, expired ones reported as 'expired'. */
+  list(
+    filter: { state?: ApprovalState | 'any'; requester?: string },
+    now: number,
+  ): Promise<ApprovalRequest[]>;
   /** How many requests are pending and unexpired at `now` (what list() would return); cheap, for metrics. */
   countPending(now: number): Promise<number>;
   /**

@@ -1,42 +1,8 @@
 /** Audit seam. */
-export type AuditEventType =
-  | 'auth.denied'
-  | 'task.begun'
-  | 'task.ended'
-  | 'task.denied'
-  | 'task.failed'
-  | 'credential.issued'
-  | 'credential.denied'
-  | 'credential.failed'
-  | 'lease.revoked'
-  | 'lease.expired'
-  | 'lease.revoke_failed'
-  | 'lease.revoke_queued'
-  | 'lease.not_revocable'
-  | 'lease.orphaned'
-  | 'approval.requested'
-  | 'approval.approved'
-  | 'approval.denied'
-  | 'approval.decision_refused'
-  | 'breakglass.granted'
-  | 'breakglass.reviewed'
-  | 'breakglass.denied'
-  | 'budget.exceeded'
-  | 'admin.revoke'
-  | 'admin.revoke_dry_run'
-  | 'admin.denied'
-  | 'admin.read'
-  | 'quarantine.set'
-  | 'quarantine.released'
-  | 'policy.reloaded'
-  | 'policy.reload_failed'
-  | 'policy.synced'
-  | 'policy.directory_differs'
-  | 'replica.entry_refused'
-  | 'broker.started'
-  | 'broker.stopped'
-  | 'audit.recovered'
-  | 'audit.repaired';
+import type { AuditEventType } from './event-types.js';
+
+/** Every record type, each with its meaning, lives in event-types.ts. */
+export type { AuditEventType } from './event-types.js';
 
 /** What callers hand to a sink. Values must be JSON (RFC 8785-canonicalisable); never secrets. */
 export interface AuditEventInput {

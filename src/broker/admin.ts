@@ -59,9 +59,9 @@ export class BrokerAdmin {
 
   /** Requests in a state (default pending) that the caller may decide. */
   async listApprovals(caller: Caller, input: { state: string }): Promise<ApprovalRequest[]> {
-    const state = (input.state || 'pending') as ApprovalState;
-    if (!APPROVAL_STATES.includes(state)) {
-      throw invalidArgument('state', `must be one of ${APPROVAL_STATES.join(', ')}`);
+    const state = (input.state || 'pending') as ApprovalState | 'any';
+    if (state !== 'any' && !APPROVAL_STATES.includes(state)) {
+      throw invalidArgument('state', `must be one of ${APPROVAL_STATES.join(', ')} or any`);
     }
     const all = await this.deps.approvals.list({ state }, this.now());
     const visible = all.filter((a) => {
@@ -84,12 +84,14 @@ export class BrokerAdmin {
     caller: Caller,
     input: { approvalId: string; approve: boolean; reason: string },
   ): Promise<{ approval: ApprovalRequest; outcome: 'recorded' | 'approved' | 'denied' }> {
-    const approvalId = requireTaskId(input.approvalId, 'approval_id');
+    if (!input.approvalId) throw invalidArgument('approval_id', 'is required');
+    const approvalId = input.approvalId;
     const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
     if (!reason) throw invalidArgument('reason', 'is required');
     const now = this.now();
-    const request = await this.deps.approvals.get(approvalId, now);
-    if (!request) throw notFound('approval_not_found', 'approval not found');
+    // An id that is not one the broker hands out names no approval, like an unknown one.
+    const request = isBrokerId(approvalId) ? await this.deps.approvals.get(approvalId, now) : undefined;
+    if (!request) throw notFound('approval_not_found', `no approval ${printableId(approvalId)}`);
     const role = this.deps.roles.get(request.role);
     if (!role) throw failedPrecondition('role_removed', `role "${request.role}" is no longer configured`);
 
@@ -142,7 +144,7 @@ export class BrokerAdmin {
         return { approval: after, outcome };
       }
       case 'not_found':
-        throw notFound('approval_not_found', 'approval not found');
+        throw notFound('approval_not_found', `no approval ${request.id}`);
       case 'self_approval':
         throw permissionDenied('the requester cannot decide its own request', [], 'self_approval');
       case 'duplicate_approver':
@@ -250,12 +252,13 @@ export class BrokerAdmin {
   }
 
   async reviewBreakGlass(caller: Caller, input: { grantId: string; note: string }): Promise<BreakGlassGrant> {
-    const grantId = requireTaskId(input.grantId, 'grant_id');
+    if (!input.grantId) throw invalidArgument('grant_id', 'is required');
+    const grantId = input.grantId;
     const note = boundedText(input.note.trim(), 'note', LIMITS.reason);
     if (!note) throw invalidArgument('note', 'is required: record what the review found');
     await this.guard.authorize(caller, 'WatchAudit', 'ReviewBreakGlass');
-    const grant = await this.deps.breakGlass.get(grantId);
-    if (!grant) throw notFound('grant_not_found', 'break-glass grant not found');
+    const grant = isBrokerId(grantId) ? await this.deps.breakGlass.get(grantId) : undefined;
+    if (!grant) throw notFound('grant_not_found', `no break-glass grant ${printableId(grantId)}`);
     // A review is a second person's look: neither the grantor nor the agent that used the grant.
     if (grant.grantedBy === caller.spiffeId || grant.agent === caller.spiffeId) {
       const own = grant.grantedBy === caller.spiffeId ? 'you granted it' : 'it was granted to you';
@@ -268,7 +271,7 @@ export class BrokerAdmin {
       });
     }
     const reviewed = await this.deps.breakGlass.review(grantId, caller.spiffeId, note, this.now());
-    if (!reviewed) throw notFound('grant_not_found', 'break-glass grant not found');
+    if (!reviewed) throw notFound('grant_not_found', `no break-glass grant ${printableId(grantId)}`);
     await this.record({
       type: 'breakglass.reviewed',
       agent: caller.spiffeId,
@@ -308,4 +311,19 @@ export class BrokerAdmin {
       throw unavailable('audit_unavailable', 'audit trail unavailable: admin action refused', err);
     }
   }
+}
+
+/** Approval and grant ids are UUIDs the broker made (requireTaskId's shape). */
+function isBrokerId(id: string): boolean {
+  try {
+    requireTaskId(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An id as typed, safe to echo: anything unusual is quoted and cut short. */
+function printableId(id: string): string {
+  return /^[A-Za-z0-9._-]{1,64}$/.test(id) ? id : JSON.stringify(id.slice(0, 64));
 }

@@ -42,7 +42,8 @@ import type {
 } from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
-import type { GatedDecision, PolicyDecision, PolicyEngine } from '../policy/types.js';
+import type { GatedDecision, PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
+import { defaultDenyTtlHint } from '../policy/ttl-hint.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
@@ -454,7 +455,8 @@ export class Broker {
       held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
     ]);
     const approved = held !== undefined || open?.state === 'approved';
-    const gated = decideWithApprovalGate(this.deps.policy(), {
+    const engine = this.deps.policy();
+    const policyRequest: PolicyRequest = {
       principal: caller.spiffeId,
       action: 'IssueCredential',
       resource: { type: 'Role', role },
@@ -475,7 +477,8 @@ export class Broker {
         approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
         breakGlass: grant !== undefined,
       },
-    });
+    };
+    const gated = decideWithApprovalGate(engine, policyRequest);
     const decision = gated.decision;
     const requestFields: RequestFields = {
       agent: caller.spiffeId,
@@ -495,7 +498,9 @@ export class Broker {
         { type: 'credential.denied', ...requestFields, ...decisionFields(decision) },
         attempt,
       );
-      throw denialError(decision, `IssueCredential for "${role.name}"`);
+      const defaultDeny = decision.policyIds.length === 0 && decision.errors.length === 0;
+      const hint = defaultDeny ? defaultDenyTtlHint(engine, policyRequest) : '';
+      throw denialError(decision, `IssueCredential for "${role.name}"`, hint);
     }
     if (gated.outcome === 'approval_required') {
       if (held)

@@ -12,7 +12,8 @@ export function decisionFields(decision: PolicyDecision): Record<string, unknown
   };
 }
 
-export function denialError(decision: PolicyDecision, what: string): BrokerError {
+/** `hint`: why nothing permitted it, where known (e.g. the requested TTL), for a default deny. */
+export function denialError(decision: PolicyDecision, what: string, hint = ''): BrokerError {
   if (decision.policyIds.length === 0) {
     // No deciding policy: either nothing permits it (default deny) or the request did not fit the
     // schema, which the engine reports in `errors` (details go to the audit record, not the caller).
@@ -24,7 +25,7 @@ export function denialError(decision: PolicyDecision, what: string): BrokerError
       );
     }
     return permissionDenied(
-      `${what} denied: no policy permits this request (default deny)`,
+      `${what} denied: no policy permits this request (default deny)${hint ? `; ${hint}` : ''}`,
       [],
       'default_deny',
     );

@@ -311,7 +311,8 @@ export class LeaseAdmin {
         report.toScan = page.total;
         for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
         if (results.length > 0) {
-          await onProgress({ report: { ...report }, leases: results.map((r) => r.lease) });
+          // Each lease as the backend step left it, so a table agrees with the counts.
+          await onProgress({ report: { ...report }, leases: results.map(leaseAfterRevocation) });
         }
       }
     } finally {
@@ -333,6 +334,13 @@ export class LeaseAdmin {
   recordRead(caller: Caller, method: string, fields: Record<string, unknown>): Promise<void> {
     return this.guard.recordRead(caller, method, fields);
   }
+}
+
+/** The ledger state a bulk revocation left: revoked, revoke_failed (not revocable), or revoking (queued). */
+function leaseAfterRevocation(r: BulkRevocationResult): Lease {
+  const state =
+    r.outcome === 'revoked' ? 'revoked' : r.outcome === 'not_revocable' ? 'revoke_failed' : 'revoking';
+  return { ...r.lease, state };
 }
 
 function tally(report: RevokeReport, results: readonly BulkRevocationResult[]): void {

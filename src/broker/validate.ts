@@ -43,7 +43,7 @@ export function optionalTtl(value: number, field = 'ttl_seconds'): number {
 export const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 export function boundedText(value: string, field: string, max: number): string {
-  if (value.length > max) throw invalidArgument(field, `must be at most ${max} characters`);
+  if (value.length > max) throw invalidArgument(field, `at most ${max} characters`);
   const unsafe = UNSAFE_TEXT.exec(value);
   if (unsafe) {
     const code = (unsafe[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');

@@ -1,256 +1,87 @@
 /**
- * `svid-broker approvals ...` and `svid-broker breakglass ...`: what approvers and security
- * engineers run, as their own identity (SPIFFE_ENDPOINT_SOCKET). Tables for people, --json for scripts.
+ * `svid-broker admin leases|lease|revoke|quarantine|release|quarantines`: the incident tools, run
+ * as a security identity (SPIFFE_ENDPOINT_SOCKET). Tables for people, --json for scripts.
+ * Exit codes: 0 done, 1 error, 2 usage, 4 partial: some leases are pending retry (the revocation
+ * queue keeps trying) or their credentials cannot be revoked one by one (they live until they expire).
  */
-import { parseArgs } from 'node:util';
 import type {
-  ApprovalMsg,
-  BreakGlassGrantMsg,
   LeaseInfoMsg,
+  LeaseSelectorMsg,
   QuarantineInfoMsg,
   RevokeLeasesReportMsg,
 } from '../server/broker-proto.js';
-import { connect } from './connect.js';
-import { printable, safeJson } from './escape.js';
-import { iso } from './request.js';
+import {
+  CONNECTION_FLAGS,
+  JSON_FLAG,
+  bool,
+  required,
+  str,
+  usageError,
+  type Command,
+  type Flag,
+  type Parsed,
+} from './command.js';
+import { parseDuration } from './duration.js';
+import { iso, isoOrNull, printJson, table, withConnection } from './output.js';
 
-const COMMON = {
-  json: { type: 'boolean', default: false },
-  auth: { type: 'string', default: 'x509' },
-  'broker-id': { type: 'string' },
-} as const;
+const SELECTOR_FLAGS: Record<string, Flag> = {
+  lease: { type: 'string', value: 'LEASE_ID', help: 'one lease' },
+  agent: {
+    type: 'string',
+    value: 'ID|PATTERN',
+    help: 'an agent, or a pattern ending in /* (one level) or /** (subtree)',
+  },
+  task: { type: 'string', value: 'TASK_ID', help: 'the leases of one task' },
+  env: { type: 'string', value: 'ENV', help: 'one environment' },
+  role: { type: 'string', value: 'ROLE', help: 'one role, e.g. vault/db-admin' },
+  backend: { type: 'string', value: 'BACKEND', help: 'one backend, e.g. vault' },
+  'trust-domain': { type: 'string', value: 'TD', help: 'agents of one trust domain' },
+  all: { type: 'boolean', help: 'every lease' },
+};
 
-/** Left-aligned columns, for a terminal; every cell is escaped (see printable), so none can add a row. */
-export function table(headers: string[], cells: string[][]): string {
-  const rows = cells.map((r) => r.map(printable));
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
-}
-
-function approvalJson(a: ApprovalMsg): Record<string, unknown> {
+function selectorOf(p: Parsed): Partial<LeaseSelectorMsg> {
   return {
-    approval_id: a.approval_id,
-    state: a.state,
-    requester: a.requester,
-    task_id: a.task_id,
-    role: a.role,
-    environment: a.environment,
-    ttl_seconds: a.ttl_seconds,
-    sensitivity: a.sensitivity,
-    change_type: a.change_type,
-    justification: a.justification,
-    tool: a.tool,
-    approvals_required: a.approvals_required,
-    approvals: a.approvals.map((d) => ({ approver: d.approver, reason: d.reason, at: iso(d.at) })),
-    ...(a.denial
-      ? { denial: { approver: a.denial.approver, reason: a.denial.reason, at: iso(a.denial.at) } }
-      : {}),
-    policy_ids: a.policy_ids,
-    created_at: iso(a.created_at),
-    expires_at: iso(a.expires_at),
+    lease_id: str(p, 'lease'),
+    agent: str(p, 'agent'),
+    task_id: str(p, 'task'),
+    environment: str(p, 'env'),
+    role: str(p, 'role'),
+    backend: str(p, 'backend'),
+    trust_domain: str(p, 'trust-domain'),
+    all: bool(p, 'all'),
   };
 }
 
-function grantJson(g: BreakGlassGrantMsg): Record<string, unknown> {
+const hasSelector = (s: Partial<LeaseSelectorMsg>): boolean =>
+  Object.values(s).some((v) => v !== '' && v !== false);
+
+/** One lease in `--json`: times as ISO-8601, like every other command. */
+export function leaseJson(l: LeaseInfoMsg): Record<string, unknown> {
   return {
-    grant_id: g.grant_id,
-    agent: g.agent,
-    ...(g.task_id ? { task_id: g.task_id } : {}),
-    roles: g.roles,
-    reason: g.reason,
-    granted_by: g.granted_by,
-    created_at: iso(g.created_at),
-    expires_at: iso(g.expires_at),
-    uses: g.uses,
-    reviewed: g.reviewed,
-    ...(g.reviewed
-      ? { reviewed_by: g.reviewed_by, reviewed_at: iso(g.reviewed_at), review_note: g.review_note }
-      : {}),
+    lease_id: l.lease_id,
+    state: l.state,
+    agent: l.agent,
+    task_id: l.task_id,
+    environment: l.environment,
+    role: l.role,
+    backend: l.backend,
+    issued_at: isoOrNull(l.issued_at),
+    expires_at: isoOrNull(l.expires_at),
+    ...(l.revoke_reason ? { revoke_reason: l.revoke_reason } : {}),
   };
 }
 
-export async function runApprovals(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      ...COMMON,
-      state: { type: 'string', default: 'pending' },
-      reason: { type: 'string', default: '' },
-      limit: { type: 'string', default: '' },
-      'page-token': { type: 'string', default: '' },
-    },
-  });
-  if (sub !== 'list' && sub !== 'approve' && sub !== 'deny') {
-    throw new Error(
-      'usage: svid-broker approvals list [--state S] [--limit N] [--page-token T] | approve ID --reason TEXT | deny ID --reason TEXT',
-    );
-  }
-  const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
-  try {
-    if (sub === 'list') {
-      const { approvals, next_page_token: next } = await conn.admin.listApprovals({
-        state: values.state,
-        page_size: values.limit ? Number(values.limit) : 0,
-        page_token: values['page-token'],
-      });
-      // Stderr, so --json stays the array it always was.
-      if (next) console.error(`more: svid-broker approvals list --page-token ${next}`);
-      if (values.json) {
-        console.log(safeJson(approvals.map(approvalJson)));
-      } else if (approvals.length === 0) {
-        console.log(`no ${values.state} approvals you may decide`);
-      } else {
-        console.log(
-          table(
-            [
-              'APPROVAL',
-              'STATE',
-              'REQUESTER',
-              'ROLE',
-              'ENV',
-              'CHANGE',
-              'TTL',
-              'APPROVALS',
-              'EXPIRES',
-              'JUSTIFICATION',
-            ],
-            approvals.map((a) => [
-              a.approval_id,
-              a.state,
-              a.requester,
-              a.role,
-              a.environment,
-              a.change_type,
-              `${a.ttl_seconds}s`,
-              `${a.approvals.length}/${a.approvals_required}`,
-              iso(a.expires_at),
-              a.justification,
-            ]),
-          ),
-        );
-      }
-      return 0;
-    }
-    const id = positionals[0];
-    if (!id) throw new Error(`usage: svid-broker approvals ${sub} APPROVAL_ID --reason TEXT`);
-    if (!values.reason) throw new Error('--reason is required: it is recorded and shown to the agent');
-    const res = await conn.admin.decideApproval({
-      approval_id: id,
-      approve: sub === 'approve',
-      reason: values.reason,
-    });
-    if (values.json) {
-      console.log(safeJson({ outcome: res.outcome, approval: res.approval && approvalJson(res.approval) }));
-    } else {
-      const a = res.approval;
-      const progress = a ? ` (${a.approvals.length}/${a.approvals_required} approvals)` : '';
-      const what =
-        res.outcome === 'approved'
-          ? 'approved: the agent can now get its credential'
-          : res.outcome === 'denied'
-            ? 'denied: the agent is told your reason'
-            : 'approval recorded: another approver is still needed';
-      console.log(`${printable(id)}: ${what}${progress}`);
-    }
-    return 0;
-  } finally {
-    conn.close();
-  }
+function revokeReportJson(r: RevokeLeasesReportMsg): Record<string, unknown> {
+  return {
+    dry_run: r.dry_run,
+    matched: r.matched,
+    revoked: r.revoked,
+    pending_retry: r.pending_retry,
+    not_revocable: r.not_revocable,
+    by_backend: r.by_backend,
+    leases: r.leases.map(leaseJson),
+  };
 }
-
-export async function runBreakGlass(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      ...COMMON,
-      agent: { type: 'string' },
-      task: { type: 'string', default: '' },
-      role: { type: 'string', multiple: true, default: [] },
-      reason: { type: 'string', default: '' },
-      ttl: { type: 'string', default: '' },
-      note: { type: 'string', default: '' },
-    },
-  });
-  if (sub !== 'grant' && sub !== 'list' && sub !== 'review') {
-    throw new Error(
-      'usage: svid-broker breakglass grant --agent ID --role R [--role R] [--task ID] --reason TEXT --ttl SECONDS | list | review GRANT_ID --note TEXT',
-    );
-  }
-  const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
-  try {
-    if (sub === 'grant') {
-      if (!values.agent) throw new Error('--agent is required');
-      if (!values.reason) throw new Error('--reason is required');
-      const ttl = Number(values.ttl);
-      if (!Number.isInteger(ttl) || ttl <= 0) throw new Error('--ttl is required, in seconds');
-      const grant = await conn.admin.breakGlass({
-        agent: values.agent,
-        task_id: values.task,
-        roles: values.role,
-        reason: values.reason,
-        ttl_seconds: ttl,
-      });
-      if (values.json) console.log(safeJson(grantJson(grant)));
-      else
-        console.log(
-          printable(
-            `break-glass ${grant.grant_id} granted to ${grant.agent} for ${grant.roles.join(', ')} until ${iso(grant.expires_at)}; `,
-          ) + 'it stays on `svid-broker breakglass list` until reviewed',
-        );
-      return 0;
-    }
-    if (sub === 'list') {
-      const { grants } = await conn.admin.listBreakGlass();
-      if (values.json) console.log(safeJson(grants.map(grantJson)));
-      else if (grants.length === 0) console.log('no break-glass grants awaiting review');
-      else
-        console.log(
-          table(
-            ['GRANT', 'AGENT', 'ROLES', 'USES', 'EXPIRES', 'GRANTED BY', 'REASON'],
-            grants.map((g) => [
-              g.grant_id,
-              g.agent,
-              g.roles.join(','),
-              String(g.uses),
-              iso(g.expires_at),
-              g.granted_by,
-              g.reason,
-            ]),
-          ),
-        );
-      return 0;
-    }
-    const id = positionals[0];
-    if (!id) throw new Error('usage: svid-broker breakglass review GRANT_ID --note TEXT');
-    if (!values.note) throw new Error('--note is required: record what the review found');
-    const grant = await conn.admin.reviewBreakGlass({ grant_id: id, note: values.note });
-    if (values.json) console.log(safeJson(grantJson(grant)));
-    else console.log(`${printable(id)}: reviewed (${grant.uses} use(s))`);
-    return 0;
-  } finally {
-    conn.close();
-  }
-}
-
-const SELECTOR_OPTIONS = {
-  lease: { type: 'string', default: '' },
-  agent: { type: 'string', default: '' },
-  task: { type: 'string', default: '' },
-  env: { type: 'string', default: '' },
-  role: { type: 'string', default: '' },
-  backend: { type: 'string', default: '' },
-  'trust-domain': { type: 'string', default: '' },
-  all: { type: 'boolean', default: false },
-} as const;
 
 function leaseRows(leases: LeaseInfoMsg[]): string {
   return table(
@@ -259,26 +90,10 @@ function leaseRows(leases: LeaseInfoMsg[]): string {
   );
 }
 
-const ADMIN_USAGE =
-  'usage: svid-broker admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B] [--trust-domain TD] [--lease ID] [--all] [--state S] [--limit N] [--page-token T] [--json]\n' +
-  '       svid-broker admin lease LEASE_ID [--json]\n' +
-  '       svid-broker admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]\n' +
-  '       svid-broker admin quarantine --agent ID|PATTERN --reason TEXT [--ttl 2h] [--revoke] [--json]\n' +
-  '       svid-broker admin release --agent ID|PATTERN --reason TEXT [--json]\n' +
-  '       svid-broker admin quarantines [--json]';
-
-/** `90`, `90s`, `30m`, `2h`, `1d` -> seconds; `0` = until released. */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
-  if (!m) throw new Error(`${flag}: expected a duration like 90s, 30m, 2h or 1d`);
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-}
-
-function quarantineRows(list: QuarantineInfoMsg[]): string {
+function quarantineRows(quarantines: QuarantineInfoMsg[]): string {
   return table(
     ['PATTERN', 'TRIGGER', 'BY', 'SINCE', 'UNTIL', 'REASON'],
-    list.map((q) => [
+    quarantines.map((q) => [
       q.pattern,
       q.trigger,
       q.by,
@@ -296,7 +111,7 @@ function quarantineJson(q: QuarantineInfoMsg): Record<string, unknown> {
     by: q.by,
     trigger: q.trigger,
     created_at: iso(q.created_at),
-    expires_at: q.expires_at ? iso(q.expires_at) : null,
+    expires_at: isoOrNull(q.expires_at),
     ...(q.evidence_json ? { evidence: JSON.parse(q.evidence_json) as unknown } : {}),
   };
 }
@@ -314,6 +129,7 @@ function progressLine(r: RevokeLeasesReportMsg): string {
   return `${bar} ${Math.round(share * 100)}% ${r.scanned}/${total} scanned: ${what}`;
 }
 
+/** The counts, in the words of the table's STATE column (revoked, revoking = queued, revoke_failed). */
 function revokeSummary(r: RevokeLeasesReportMsg): string[] {
   const lines = [
     r.dry_run
@@ -323,152 +139,220 @@ function revokeSummary(r: RevokeLeasesReportMsg): string[] {
   ];
   for (const [backend, c] of Object.entries(r.by_backend)) {
     lines.push(
-      `  ${printable(backend)}: revoked ${c.revoked}, pending retry ${c.pending_retry}, not revocable ${c.not_revocable}`,
+      `  ${backend}: revoked ${c.revoked}, pending retry ${c.pending_retry}, not revocable ${c.not_revocable}`,
+    );
+  }
+  if (!r.dry_run && r.pending_retry > 0) {
+    lines.push(
+      'revocation queued for the "revoking" ones: the queue keeps retrying; `admin leases --state revoking` shows them',
     );
   }
   return lines;
 }
 
-/**
- * `svid-broker admin leases|lease|revoke|quarantine|release|quarantines`: the incident tools.
- * Exit codes: 0 done, 1 error, 4 partial: some leases are pending retry (the revocation queue
- * keeps trying) or their credentials cannot be revoked one by one (they live until they expire).
- */
-export async function runAdmin(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      ...COMMON,
-      ...SELECTOR_OPTIONS,
-      state: { type: 'string', default: '' },
-      reason: { type: 'string', default: '' },
-      'dry-run': { type: 'boolean', default: false },
-      'confirm-all': { type: 'boolean', default: false },
-      limit: { type: 'string', default: '100' },
-      'page-token': { type: 'string', default: '' },
-      ttl: { type: 'string', default: '0' },
-      revoke: { type: 'boolean', default: false },
-    },
+const partial = (r: RevokeLeasesReportMsg | null | undefined): boolean =>
+  r !== null && r !== undefined && (r.pending_retry > 0 || r.not_revocable > 0);
+
+async function listLeases(p: Parsed): Promise<number> {
+  const limit = Number(str(p, 'limit') || '100');
+  if (!Number.isSafeInteger(limit) || limit < 0)
+    throw usageError('--limit: a whole number, 0 for every lease');
+  const given = selectorOf(p);
+  // No selector means every lease (in --state, default active): what a bare `admin leases` asks.
+  const selector = { ...given, all: given.all || !hasSelector(given), state: str(p, 'state') };
+  const { leases, token } = await withConnection(p, async (conn) => {
+    const found: LeaseInfoMsg[] = [];
+    let next = str(p, 'page-token');
+    do {
+      const want = limit === 0 ? 1000 : Math.min(1000, limit - found.length);
+      const page = await conn.admin.listLeases({ selector, page_size: want, page_token: next });
+      found.push(...page.leases);
+      next = page.next_page_token;
+    } while (next && (limit === 0 || found.length < limit));
+    return { leases: found, token: next };
   });
-  const subs = ['leases', 'lease', 'revoke', 'quarantine', 'release', 'quarantines'];
-  if (!sub || !subs.includes(sub)) throw new Error(ADMIN_USAGE);
-  const selector = {
-    lease_id: values.lease,
-    agent: values.agent,
-    task_id: values.task,
-    environment: values.env,
-    role: values.role,
-    backend: values.backend,
-    trust_domain: values['trust-domain'],
-    all: values.all,
-  };
-  const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
-  const out = (v: unknown): void => console.log(safeJson(v));
-  try {
-    switch (sub) {
-      case 'leases': {
-        const limit = Number(values.limit);
-        if (!Number.isSafeInteger(limit) || limit < 0)
-          throw new Error('--limit: a number, 0 for every lease');
-        const leases: LeaseInfoMsg[] = [];
-        let token = values['page-token'];
-        do {
-          const want = limit === 0 ? 1000 : Math.min(1000, limit - leases.length);
-          const page = await conn.admin.listLeases({
-            selector: { ...selector, state: values.state },
-            page_size: want,
-            page_token: token,
-          });
-          leases.push(...page.leases);
-          token = page.next_page_token;
-        } while (token && (limit === 0 || leases.length < limit));
-        if (values.json) out({ leases, next_page_token: token });
-        else {
-          console.log(leases.length ? leaseRows(leases) : 'no leases match');
-          if (token) console.log(`more: --page-token ${token}`);
-        }
-        return 0;
-      }
-      case 'lease': {
-        const id = positionals[0] ?? values.lease;
-        if (!id) throw new Error('usage: svid-broker admin lease LEASE_ID');
-        const lease = await conn.admin.getLease(id);
-        if (values.json) out(lease);
-        else
-          console.log(
-            leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${printable(lease.revoke_reason)}` : ''),
-          );
-        return 0;
-      }
-      case 'revoke': {
-        if (!values.reason) throw new Error('--reason is required: it is recorded on every lease');
-        const tty = process.stderr.isTTY === true;
-        const report = await conn.admin.revokeLeases(
-          {
-            selector: { ...selector, state: '' },
-            reason: values.reason,
-            dry_run: values['dry-run'],
-            confirm_all: values['confirm-all'],
-          },
-          (p) => {
-            if (values.json) return;
-            if (tty) process.stderr.write(`\r${progressLine(p)}`);
-            else process.stderr.write(`${progressLine(p)}\n`);
-          },
-        );
-        if (tty && !values.json) process.stderr.write('\n');
-        if (values.json) out(report);
-        else {
-          if (report.leases.length) console.log(leaseRows(report.leases));
-          for (const line of revokeSummary(report)) console.log(line);
-        }
-        return report.pending_retry > 0 || report.not_revocable > 0 ? 4 : 0;
-      }
-      case 'quarantine': {
-        if (!values.agent)
-          throw new Error('--agent is required: a SPIFFE ID or a pattern ending in /* or /**');
-        if (!values.reason) throw new Error('--reason is required: it is recorded in the audit trail');
-        const res = await conn.admin.quarantine({
-          agent: values.agent,
-          reason: values.reason,
-          ttl_seconds: parseDuration(values.ttl, '--ttl'),
-          revoke_active: values.revoke,
-        });
-        if (values.json) {
-          out({
-            quarantine: res.quarantine ? quarantineJson(res.quarantine) : null,
-            replaced: res.replaced,
-            revocation: res.revocation,
-          });
-        } else {
-          const q = res.quarantine;
-          console.log(
-            `quarantined ${printable(q?.pattern ?? values.agent)}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
-              (q?.expires_at ? ` until ${iso(q.expires_at)}` : ' until released'),
-          );
-          if (res.revocation) for (const line of revokeSummary(res.revocation)) console.log(line);
-        }
-        const r = res.revocation;
-        return r && (r.pending_retry > 0 || r.not_revocable > 0) ? 4 : 0;
-      }
-      case 'release': {
-        if (!values.agent) throw new Error('--agent is required: the pattern as it was quarantined');
-        if (!values.reason) throw new Error('--reason is required: it is recorded in the audit trail');
-        const q = await conn.admin.releaseQuarantine({ agent: values.agent, reason: values.reason });
-        if (values.json) out(quarantineJson(q));
-        else console.log(printable(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`));
-        return 0;
-      }
-      default: {
-        const { quarantines } = await conn.admin.listQuarantines();
-        if (values.json) out(quarantines.map(quarantineJson));
-        else console.log(quarantines.length ? quarantineRows(quarantines) : 'no quarantines in force');
-        return 0;
-      }
-    }
-  } finally {
-    conn.close();
+  if (bool(p, 'json')) printJson({ leases: leases.map(leaseJson), next_page_token: token });
+  else {
+    console.log(leases.length ? leaseRows(leases) : 'no leases match');
+    if (token) console.log(`more: --page-token ${token}`);
   }
+  return 0;
 }
+
+async function showLease(p: Parsed): Promise<number> {
+  const id = p.positionals[0] ?? str(p, 'lease');
+  if (!id) throw usageError('missing LEASE_ID');
+  const lease = await withConnection(p, (c) => c.admin.getLease(id));
+  if (bool(p, 'json')) printJson(leaseJson(lease));
+  else console.log(leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${lease.revoke_reason}` : ''));
+  return 0;
+}
+
+async function revoke(p: Parsed): Promise<number> {
+  const reason = required(p, 'reason', 'it is recorded on every lease');
+  const selector = selectorOf(p);
+  if (!hasSelector(selector)) {
+    throw usageError(
+      'name at least one selector: --lease, --agent, --task, --env, --role, --backend, --trust-domain, or --all --confirm-all',
+    );
+  }
+  if (selector.all && !bool(p, 'confirm-all'))
+    throw usageError('--all revokes every lease: add --confirm-all');
+  const json = bool(p, 'json');
+  const tty = process.stderr.isTTY === true;
+  const report = await withConnection(p, (c) =>
+    c.admin.revokeLeases(
+      {
+        selector: { ...selector, state: '' },
+        reason,
+        dry_run: bool(p, 'dry-run'),
+        confirm_all: bool(p, 'confirm-all'),
+      },
+      (r) => {
+        if (!json) process.stderr.write(tty ? `\r${progressLine(r)}` : `${progressLine(r)}\n`);
+      },
+    ),
+  );
+  if (tty && !json) process.stderr.write('\n');
+  if (json) printJson(revokeReportJson(report));
+  else {
+    if (report.leases.length) console.log(leaseRows(report.leases));
+    for (const line of revokeSummary(report)) console.log(line);
+  }
+  return partial(report) ? 4 : 0;
+}
+
+async function quarantine(p: Parsed): Promise<number> {
+  const agent = required(p, 'agent', 'a SPIFFE ID or a pattern ending in /* or /**');
+  const reason = required(p, 'reason', 'it is recorded in the audit trail');
+  const ttl = parseDuration(str(p, 'ttl') || '0', '--ttl');
+  const res = await withConnection(p, (c) =>
+    c.admin.quarantine({ agent, reason, ttl_seconds: ttl, revoke_active: bool(p, 'revoke') }),
+  );
+  if (bool(p, 'json')) {
+    printJson({
+      quarantine: res.quarantine ? quarantineJson(res.quarantine) : null,
+      replaced: res.replaced,
+      revocation: res.revocation ? revokeReportJson(res.revocation) : null,
+    });
+  } else {
+    const q = res.quarantine;
+    console.log(
+      `quarantined ${q?.pattern ?? agent}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
+        (q?.expires_at ? ` until ${iso(q.expires_at)}` : ' until released'),
+    );
+    if (res.revocation) for (const line of revokeSummary(res.revocation)) console.log(line);
+  }
+  return partial(res.revocation) ? 4 : 0;
+}
+
+async function release(p: Parsed): Promise<number> {
+  const agent = required(p, 'agent', 'the pattern as it was quarantined');
+  const reason = required(p, 'reason', 'it is recorded in the audit trail');
+  const q = await withConnection(p, (c) => c.admin.releaseQuarantine({ agent, reason }));
+  if (bool(p, 'json')) printJson(quarantineJson(q));
+  else console.log(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`);
+  return 0;
+}
+
+async function listQuarantines(p: Parsed): Promise<number> {
+  const { quarantines } = await withConnection(p, (c) => c.admin.listQuarantines());
+  if (bool(p, 'json')) printJson(quarantines.map(quarantineJson));
+  else console.log(quarantines.length ? quarantineRows(quarantines) : 'no quarantines in force');
+  return 0;
+}
+
+const PARTIAL_NOTE =
+  'exit codes: 0 everything revoked, 1 error, 2 usage, 4 some leases pending retry (queued) or not revocable';
+const REASON_FLAG: Flag = {
+  type: 'string',
+  value: 'TEXT',
+  help: 'why (required; recorded in the audit trail)',
+};
+
+export const ADMIN_COMMANDS: Command[] = [
+  {
+    path: 'admin leases',
+    summary: 'List leases by selector; with no selector, every lease (active ones unless --state).',
+    flags: {
+      ...SELECTOR_FLAGS,
+      state: {
+        type: 'string',
+        value: 'STATE',
+        help: 'active (default)|revoking|revoked|expired|revoke_failed|any',
+      },
+      limit: { type: 'string', value: 'N', help: 'at most N leases (default 100; 0 = all)' },
+      'page-token': {
+        type: 'string',
+        value: 'TOKEN',
+        help: 'continue where a previous listing stopped ("more: ...")',
+      },
+      ...JSON_FLAG,
+      ...CONNECTION_FLAGS,
+    },
+    run: listLeases,
+  },
+  {
+    path: 'admin lease',
+    args: 'LEASE_ID',
+    positionals: [0, 1],
+    summary: 'Show one lease, with its revoke reason.',
+    flags: { lease: SELECTOR_FLAGS.lease as Flag, ...JSON_FLAG, ...CONNECTION_FLAGS },
+    fields: { lease_id: 'LEASE_ID' },
+    run: showLease,
+  },
+  {
+    path: 'admin revoke',
+    summary: 'Revoke every active lease matching the selectors, with a progress bar on stderr.',
+    flags: {
+      ...SELECTOR_FLAGS,
+      reason: REASON_FLAG,
+      'dry-run': { type: 'boolean', help: 'say what would be revoked; change nothing' },
+      'confirm-all': { type: 'boolean', help: 'required with --all' },
+      ...JSON_FLAG,
+      ...CONNECTION_FLAGS,
+    },
+    notes: PARTIAL_NOTE,
+    run: revoke,
+  },
+  {
+    path: 'admin quarantine',
+    summary: 'Refuse every call of matching agents, in flight too; --revoke also revokes what they hold.',
+    flags: {
+      agent: {
+        type: 'string',
+        value: 'ID|PATTERN',
+        help: 'an agent, or a pattern ending in /* or /** (required)',
+      },
+      reason: REASON_FLAG,
+      ttl: {
+        type: 'string',
+        value: 'DURATION',
+        help: 'ends by itself after 90, 90s, 15m, 2h, 1d (default: until released)',
+      },
+      revoke: { type: 'boolean', help: 'also revoke every active lease of the matching agents' },
+      ...JSON_FLAG,
+      ...CONNECTION_FLAGS,
+    },
+    fields: { revoke_active: '--revoke' },
+    notes: PARTIAL_NOTE,
+    run: quarantine,
+  },
+  {
+    path: 'admin release',
+    summary: 'Lift a quarantine.',
+    flags: {
+      agent: { type: 'string', value: 'ID|PATTERN', help: 'the pattern as it was quarantined (required)' },
+      reason: REASON_FLAG,
+      ...JSON_FLAG,
+      ...CONNECTION_FLAGS,
+    },
+    run: release,
+  },
+  {
+    path: 'admin quarantines',
+    summary: 'List the quarantines in force: pattern, trigger, by whom, until when, why.',
+    flags: { ...JSON_FLAG, ...CONNECTION_FLAGS },
+    run: listQuarantines,
+  },
+];

@@ -2,9 +2,11 @@
 import { relative } from 'node:path';
 import { startDevStack } from '../dev/dev-stack.js';
 import { createLogger, startBroker } from '../main.js';
-import { onReloadSignal, untilSignal } from './serve.js';
+import { str, type Command } from './command.js';
+import { PROCESS_TITLE, onReloadSignal, untilSignal } from './serve.js';
 
 export async function runDev(opts: { dir?: string; listen?: string; httpListen?: string }): Promise<number> {
+  process.title = PROCESS_TITLE;
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
   const stack = await startDevStack({
     logger,
@@ -75,3 +77,33 @@ Ctrl-C stops everything.
     (msg) => logger.info(msg),
   );
 }
+
+export const DEV_COMMANDS: Command[] = [
+  {
+    path: 'dev',
+    summary:
+      'Run the embedded dev stack and a broker. A local CA serves the Workload API (one socket per\n' +
+      'workload), with a private redis-server when one is on the PATH (else an in-process store).\n' +
+      'One per directory: a second one in the same --dir refuses to start.',
+    flags: {
+      dir: {
+        type: 'string',
+        value: 'DIR',
+        help: 'where sockets, Redis data and the audit file live (default .svid-broker/dev)',
+      },
+      listen: { type: 'string', value: 'HOST:PORT', help: 'the gRPC address (default 127.0.0.1:8443)' },
+      'http-listen': {
+        type: 'string',
+        value: 'HOST:PORT',
+        help: 'the ops HTTP address: health, JWKS, metrics (default 127.0.0.1:8080)',
+      },
+    },
+    notes: 'exit codes: 0 stopped by Ctrl-C, 1 could not start (the reason is printed)',
+    run: (p) =>
+      runDev({
+        ...(str(p, 'dir') ? { dir: str(p, 'dir') } : {}),
+        ...(str(p, 'listen') ? { listen: str(p, 'listen') } : {}),
+        ...(str(p, 'http-listen') ? { httpListen: str(p, 'http-listen') } : {}),
+      }),
+  },
+];

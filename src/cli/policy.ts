@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { str, type Command, type Parsed } from './command.js';
 import { CHANGE_TYPES, SENSITIVITIES } from '../config/schema.js';
 import type { RoleDefinition } from '../credentials/backend.js';
 import { isValidSpiffeId } from '../identity/spiffe-id.js';
@@ -376,3 +377,33 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
   const sa = new Set(a);
   return sa.size === new Set(b).size && b.every((x) => sa.has(x));
 }
+
+const SCHEMA_FLAG = {
+  schema: { type: 'string', value: 'FILE', help: 'the Cedar schema (default DIR/schema.cedarschema)' },
+} as const;
+
+const schemaOf = (p: Parsed): PolicyCliOptions => {
+  const schema = str(p, 'schema');
+  return schema ? { schema } : {};
+};
+
+export const POLICY_COMMANDS: Command[] = [
+  {
+    path: 'policy validate',
+    args: 'DIR',
+    positionals: [1, 1],
+    summary: 'Check a policy directory as the broker would load it: every problem with file:line:col.',
+    flags: { ...SCHEMA_FLAG },
+    notes: 'exit codes: 0 valid, 1 the set would not load, 2 usage',
+    run: (p) => runPolicyValidate(p.positionals[0] as string, schemaOf(p)),
+  },
+  {
+    path: 'policy test',
+    args: 'DIR CASES.yaml',
+    positionals: [2, 2],
+    summary: 'Run a cases file against a policy directory: "N passed, M failed".',
+    flags: { ...SCHEMA_FLAG },
+    notes: 'exit codes: 0 every case passed, 1 a case failed or a file is invalid, 2 usage',
+    run: (p) => runPolicyTest(p.positionals[0] as string, p.positionals[1] as string, schemaOf(p)),
+  },
+];

@@ -2,13 +2,22 @@
  * `svid-broker request` and `svid-broker task end`: what an agent runs. Identity comes from the
  * Workload API at SPIFFE_ENDPOINT_SOCKET; the broker address from SVID_BROKER_ADDR.
  */
-import { parseArgs } from 'node:util';
-import { fromTimestamp, type IssueCredentialResponseMsg, type TaskMsg } from '../server/broker-proto.js';
-import { connect } from './connect.js';
-import { printable, safeJson } from './escape.js';
-
-export const iso = (ts: Parameters<typeof fromTimestamp>[0]): string =>
-  new Date(fromTimestamp(ts)).toISOString();
+import { isBrokerError } from '../errors.js';
+import {
+  LIMITS,
+  boundedText,
+  changeTypeOrDefault,
+  optionalSensitivity,
+  optionalTtl,
+  requireRoleName,
+  requireTaskId,
+} from '../broker/validate.js';
+import type { IssueCredentialResponseMsg, TaskMsg } from '../server/broker-proto.js';
+import { CONNECTION_FLAGS, bool, str, usageError, type Command, type Parsed } from './command.js';
+import { brokerAddress, type Connection } from './connect.js';
+import { parseDuration } from './duration.js';
+import { explainError, renameFields } from './explain-error.js';
+import { iso, withConnection } from './output.js';
 
 function taskJson(task: TaskMsg): Record<string, unknown> {
   return {
@@ -20,88 +29,151 @@ function taskJson(task: TaskMsg): Record<string, unknown> {
   };
 }
 
-export async function runRequest(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      env: { type: 'string' },
-      role: { type: 'string' },
-      ttl: { type: 'string', default: '0' },
-      'task-ttl': { type: 'string', default: '0' },
-      intent: { type: 'string', default: '' },
-      task: { type: 'string' },
-      sensitivity: { type: 'string', default: '' },
-      'change-type': { type: 'string', default: '' },
-      justification: { type: 'string', default: '' },
-      tool: { type: 'string', default: 'svid-broker-cli' },
-      auth: { type: 'string', default: 'x509' },
-      'broker-id': { type: 'string' },
-      wait: { type: 'boolean', default: false },
-    },
-  });
-  if (!values.role) throw new Error('--role is required (e.g. --role token/demo)');
-  if (!values.task && !values.env) throw new Error('--env is required unless --task names an open task');
-  const ttl = Number(values.ttl);
-  const taskTtl = Number(values['task-ttl']);
-  if (!Number.isInteger(ttl) || ttl < 0) throw new Error('--ttl must be a whole number of seconds');
-  if (!Number.isInteger(taskTtl) || taskTtl < 0)
-    throw new Error('--task-ttl must be a whole number of seconds');
+/** IssueCredential's fields as `request`'s flags. */
+const REQUEST_FIELDS = { ttl_seconds: '--ttl', task_id: '--task' };
 
-  const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
+/** The broker's own input rules, checked before anything is begun: a refusal leaves nothing open. */
+function checkLocally<T>(check: () => T, fields: Record<string, string> = REQUEST_FIELDS): T {
   try {
-    const task = values.task
-      ? await conn.client.getTask({ task_id: values.task })
-      : await conn.client.beginTask({
-          environment: values.env,
-          intent: values.intent || `svid-broker request ${values.role}`,
-          ttl_seconds: taskTtl,
-        });
-    let issued = await conn.client.issueCredential({
-      task_id: task.task_id,
-      role: values.role,
-      ttl_seconds: ttl,
-      sensitivity: values.sensitivity,
-      change_type: values['change-type'],
-      justification: values.justification,
-      tool: values.tool,
-    });
-    if (issued.status === 'PENDING_APPROVAL') {
-      const pending = {
-        status: 'pending_approval',
-        approval_id: issued.approval_id,
-        approvals_required: issued.approvals_required,
-        approvals_received: issued.approvals_received,
-        approval_expires_at: iso(issued.approval_expires_at),
-        policy_ids: issued.policy_ids,
-        task: taskJson(task),
-      };
-      if (!values.wait) {
-        // Exit 3: not an error, not a credential. Re-run with the same flags and --task once approved.
-        console.log(safeJson(pending));
-        console.error(
-          `pending approval ${issued.approval_id}: needs ${issued.approvals_required} approval(s); ` +
-            'an approver runs `svid-broker approvals approve ' +
-            issued.approval_id +
-            ' --reason TEXT`',
-        );
-        return 3;
-      }
-      console.error(
-        `pending approval ${issued.approval_id}: waiting for ${issued.approvals_required} approval(s) ` +
-          `(until ${pending.approval_expires_at})`,
-      );
-      issued = await conn.client.awaitApproval(issued.approval_id, (p) =>
-        console.error(
-          `approval ${issued.approval_id}: ${p.approvals_received}/${p.approvals_required} approvals`,
-        ),
-      );
+    return check();
+  } catch (err) {
+    if (isBrokerError(err) && err.code === 'INVALID_ARGUMENT') {
+      throw usageError(renameFields(err.message, { ...REQUEST_FIELDS, ...fields }));
     }
-    const out = credentialJson(task, issued);
-    console.log(safeJson(out));
-    return 0;
-  } finally {
-    conn.close();
+    throw err;
   }
+}
+
+interface RequestInput {
+  env: string;
+  role: string;
+  task: string;
+  ttl: number;
+  taskTtl: number;
+  sensitivity: string;
+  changeType: string;
+  justification: string;
+  intent: string;
+  tool: string;
+}
+
+/** Every check the broker would make on the flags alone. */
+export function requestInput(p: Parsed): RequestInput {
+  const role = str(p, 'role');
+  const env = str(p, 'env');
+  const task = str(p, 'task');
+  if (!role) throw usageError('--role is required (e.g. --role token/demo)');
+  if (task && env) throw usageError('--task and --env cannot be combined: a task has its environment');
+  if (!task && !env) throw usageError('--env is required unless --task names an open task');
+  const ttl = checkLocally(() => optionalTtl(parseDuration(str(p, 'ttl') || '0', '--ttl'), '--ttl'));
+  const taskTtl = checkLocally(() =>
+    optionalTtl(parseDuration(str(p, 'task-ttl') || '0', '--task-ttl'), '--task-ttl'),
+  );
+  checkLocally(() => {
+    requireRoleName(role);
+    if (task) requireTaskId(task, '--task');
+    boundedText(env, '--env', 64);
+    optionalSensitivity(str(p, 'sensitivity'));
+    changeTypeOrDefault(str(p, 'change-type'));
+    boundedText(str(p, 'justification'), '--justification', LIMITS.justification);
+    boundedText(str(p, 'intent'), '--intent', LIMITS.intent);
+    boundedText(str(p, 'tool'), '--tool', LIMITS.tool);
+  });
+  return {
+    env,
+    role,
+    task,
+    ttl,
+    taskTtl,
+    sensitivity: str(p, 'sensitivity'),
+    changeType: str(p, 'change-type'),
+    justification: str(p, 'justification'),
+    intent: str(p, 'intent') || `svid-broker request ${role}`,
+    tool: str(p, 'tool') || 'svid-broker-cli',
+  };
+}
+
+async function runRequest(p: Parsed): Promise<number> {
+  const input = requestInput(p);
+  return withConnection(p, async (conn) => {
+    const task = input.task
+      ? await conn.client.getTask({ task_id: input.task })
+      : await conn.client.beginTask({
+          environment: input.env,
+          intent: input.intent,
+          ttl_seconds: input.taskTtl,
+        });
+    try {
+      return await issue(conn, task, input, bool(p, 'wait'));
+    } catch (err) {
+      throw await afterFailedIssue(conn, task.task_id, err, input.task === '');
+    }
+  });
+}
+
+/**
+ * Issuance failed inside a task: a task this run began is ended (nothing is left open, and the
+ * audit trail pairs its task.begun with a task.ended); one given with --task stays open for a retry.
+ */
+async function afterFailedIssue(
+  conn: Connection,
+  taskId: string,
+  err: unknown,
+  begun: boolean,
+): Promise<Error> {
+  const why = explainError(err, { address: brokerAddress(), fields: REQUEST_FIELDS });
+  if (!begun) return new Error(`${why} (task ${taskId} is still open: retry with --task ${taskId})`);
+  try {
+    await conn.client.endTask({ task_id: taskId, reason: `request failed: ${why}`.slice(0, LIMITS.reason) });
+    return new Error(`${why} (task ${taskId} ended)`);
+  } catch {
+    return new Error(`${why} (task ${taskId} could not be ended: run svid-broker task end ${taskId})`);
+  }
+}
+
+async function issue(conn: Connection, task: TaskMsg, input: RequestInput, wait: boolean): Promise<number> {
+  let issued = await conn.client.issueCredential({
+    task_id: task.task_id,
+    role: input.role,
+    ttl_seconds: input.ttl,
+    sensitivity: input.sensitivity,
+    change_type: input.changeType,
+    justification: input.justification,
+    tool: input.tool,
+  });
+  if (issued.status === 'PENDING_APPROVAL') {
+    const pending = {
+      status: 'pending_approval',
+      approval_id: issued.approval_id,
+      approvals_required: issued.approvals_required,
+      approvals_received: issued.approvals_received,
+      approval_expires_at: iso(issued.approval_expires_at),
+      policy_ids: issued.policy_ids,
+      task: taskJson(task),
+    };
+    if (!wait) {
+      // Exit 3: not an error, not a credential. Re-run with the same flags and --task once approved.
+      console.log(JSON.stringify(pending, null, 2));
+      console.error(
+        `pending approval ${issued.approval_id}: needs ${issued.approvals_required} approval(s); ` +
+          'an approver runs `svid-broker approvals approve ' +
+          issued.approval_id +
+          ' --reason TEXT`; then re-run this request with --task ' +
+          task.task_id,
+      );
+      return 3;
+    }
+    console.error(
+      `pending approval ${issued.approval_id}: waiting for ${issued.approvals_required} approval(s) ` +
+        `(until ${pending.approval_expires_at})`,
+    );
+    const id = issued.approval_id;
+    issued = await conn.client.awaitApproval(id, (m) =>
+      console.error(`approval ${id}: ${m.approvals_received}/${m.approvals_required} approvals`),
+    );
+  }
+  console.log(JSON.stringify(credentialJson(task, issued), null, 2));
+  return 0;
 }
 
 function credentialJson(task: TaskMsg, issued: IssueCredentialResponseMsg): Record<string, unknown> {
@@ -119,30 +191,54 @@ function credentialJson(task: TaskMsg, issued: IssueCredentialResponseMsg): Reco
   };
 }
 
-export async function runTaskEnd(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      reason: { type: 'string', default: '' },
-      auth: { type: 'string', default: 'x509' },
-      'broker-id': { type: 'string' },
-    },
-  });
-  const taskId = positionals[0];
-  if (!taskId) throw new Error('usage: svid-broker task end TASK_ID [--reason TEXT]');
-  const conn = await connect({ auth: values.auth, brokerId: values['broker-id'] });
-  try {
-    const res = await conn.client.endTask({ task_id: taskId, reason: values.reason });
-    console.log(
-      safeJson({
-        ...(res.task ? taskJson(res.task) : { task_id: taskId }),
-        revoked: res.revoked,
-      }),
-    );
-    console.error(`ended task ${printable(taskId)}: revoked ${res.revoked.length} lease(s)`);
-    return 0;
-  } finally {
-    conn.close();
-  }
+async function runTaskEnd(p: Parsed): Promise<number> {
+  const taskId = p.positionals[0] as string;
+  const res = await withConnection(p, (c) => c.client.endTask({ task_id: taskId, reason: str(p, 'reason') }));
+  const task = res.task ? taskJson(res.task) : { task_id: taskId };
+  console.log(JSON.stringify({ ...task, revoked: res.revoked }, null, 2));
+  console.error(`ended task ${taskId}: revoked ${res.revoked.length} lease(s)`);
+  return 0;
 }
+
+const text = (value: string, help: string): { type: 'string'; value: string; help: string } => ({
+  type: 'string',
+  value,
+  help,
+});
+
+export const REQUEST_COMMANDS: Command[] = [
+  {
+    path: 'request',
+    summary:
+      'Begin a task (unless --task) and get a credential for one role; prints JSON. A request that ' +
+      'fails after the task was begun ends that task, and the error names it.',
+    flags: {
+      env: text('ENV', 'the environment of the new task (not with --task)'),
+      role: text('BACKEND/NAME', 'the role to get a credential for, e.g. token/demo (required)'),
+      ttl: text('DURATION', "credential lifetime: 90, 90s, 15m, 2h; default and cap: the role's maximum"),
+      'task-ttl': text('DURATION', "the new task's lifetime; default: the broker's tasks.defaultTtlSeconds"),
+      task: text('TASK_ID', 'request inside an open task instead of beginning one (not with --env)'),
+      intent: text('TEXT', 'what the task is for (recorded); default "svid-broker request <role>"'),
+      sensitivity: text('LEVEL', 'the data the credential touches: public|internal|confidential|restricted'),
+      'change-type': text('TYPE', 'read (default)|write|destructive|admin'),
+      justification: text('TEXT', 'why (shown to approvers; at most 1024 characters)'),
+      tool: text('NAME', 'the tool that will use the credential (default svid-broker-cli)'),
+      wait: { type: 'boolean', help: 'if approval is needed, wait for it and print the credential' },
+      ...CONNECTION_FLAGS,
+    },
+    fields: REQUEST_FIELDS,
+    notes:
+      'exit codes: 0 issued, 1 error (refused, unreachable), 2 usage, 3 pending approval (without --wait;\n' +
+      'prints the approval id and task; re-run with --task TASK_ID once approved)',
+    run: runRequest,
+  },
+  {
+    path: 'task end',
+    args: 'TASK_ID',
+    positionals: [1, 1],
+    summary: 'End a task: revokes every credential issued in it; prints what it revoked (JSON).',
+    flags: { reason: text('TEXT', 'why (recorded in the audit trail)'), ...CONNECTION_FLAGS },
+    fields: { task_id: 'TASK_ID' },
+    run: runTaskEnd,
+  },
+];

@@ -1,6 +1,11 @@
 /** `svid-broker serve`: start, then shut down gracefully on SIGTERM/SIGINT. */
+import { loadConfig } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
 import { createLogger, startBroker, type RunningBroker } from '../main.js';
+import type { Command } from './command.js';
+
+/** What `ps`, `pidof svid-broker` and `pkill -HUP svid-broker` see instead of `node`. */
+export const PROCESS_TITLE = 'svid-broker';
 
 /** Resolves when a signal arrives and `stop` finished; a second signal exits at once. */
 export function untilSignal(stop: () => Promise<void>, log: (msg: string) => void): Promise<number> {
@@ -32,6 +37,7 @@ export function onReloadSignal(running: RunningBroker, log: (msg: string) => voi
 }
 
 export async function runServe(config: Readonly<BrokerConfig>): Promise<number> {
+  process.title = PROCESS_TITLE;
   const logger = createLogger(config.log.level);
   const running: RunningBroker = await startBroker({ config, logger });
   onReloadSignal(running, (msg) => logger.info(msg));
@@ -40,3 +46,16 @@ export async function runServe(config: Readonly<BrokerConfig>): Promise<number> 
     (msg) => logger.info(msg),
   );
 }
+
+export const SERVE_COMMANDS: Command[] = [
+  {
+    path: 'serve',
+    summary:
+      'Run the broker. Configuration: the YAML file at SVID_BROKER_CONFIG, then SVID_BROKER_* environment\n' +
+      'overrides (see the README). SIGTERM/SIGINT drain and stop; SIGHUP reloads the policy directory\n' +
+      '(kill -HUP $(pidof svid-broker)).',
+    flags: {},
+    notes: 'exit codes: 0 stopped by a signal, 1 could not start (the reason is printed)',
+    run: () => runServe(loadConfig()),
+  },
+];

@@ -11,6 +11,7 @@ import { parseConfig } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
 import { packageRoot } from '../package-root.js';
 import { CaWorkloadIdentity } from './ca-workload-identity.js';
+import { acquireDevLock } from './dev-lock.js';
 import { LocalCa } from './local-ca.js';
 import { findRedisServer, spawnRedisServer, type RedisProcess } from './redis-process.js';
 import { WorkloadApiServer } from './workload-api-server.js';
@@ -112,6 +113,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       }
     }
   };
+  // Before anything in `dir` is touched: a running stack's sockets and Redis data stay its own.
+  const lock = acquireDevLock(dir);
+  closers.push(() => lock.release());
   try {
     const ca = await LocalCa.create(DEV_TRUST_DOMAIN);
     const ttl = opts.svidTtlSeconds ?? 600;
@@ -134,7 +138,14 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     if (wanted === 'redis' || (wanted === 'auto' && findRedisServer())) {
       const redisDir = join(dir, 'redis');
       rmSync(redisDir, { recursive: true, force: true });
-      redis = await spawnRedisServer({ dir: redisDir });
+      redis = await spawnRedisServer({
+        dir: redisDir,
+        onUnexpectedExit: (what) =>
+          opts.logger.error(
+            `dev stack: its own ${what}; the broker fails closed (no credential is issued) until ` +
+              'Redis is back: restart svid-broker dev',
+          ),
+      });
       const r = redis;
       closers.push(() => r.stop());
     }

@@ -91,14 +91,18 @@ export async function spawnRedisServer(opts: {
    * `redis.durability: fsync` requires of a Redis older than 7.2.
    */
   appendfsync?: 'always' | 'everysec' | 'no';
+  /** Called when the process ends without stop() or restart(): a crash, a kill from outside. */
+  onUnexpectedExit?: (what: string) => void;
 }): Promise<RedisProcess> {
   const binary = opts.binary ?? findRedisServer();
   if (!binary) throw new Error('redis-server not found on PATH');
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   const port = opts.port ?? (await freePort());
   let child: ChildProcess;
+  let stopping = false;
 
   const start = async (): Promise<void> => {
+    stopping = false;
     child = spawn(
       binary,
       [
@@ -128,6 +132,13 @@ export async function spawnRedisServer(opts: {
     };
     child.stdout?.on('data', forward);
     child.stderr?.on('data', forward);
+    const own = child;
+    own.once('exit', (code, signal) => {
+      if (stopping || own !== child) return;
+      opts.onUnexpectedExit?.(
+        `redis-server (pid ${own.pid ?? '?'}, port ${port}) exited ${signal ? `on ${signal}` : `with code ${code}`}`,
+      );
+    });
     await waitForPing(port, child, 10_000);
   };
   await start();
@@ -143,6 +154,7 @@ export async function spawnRedisServer(opts: {
     port,
     dir: opts.dir,
     async stop() {
+      stopping = true;
       const done = exited();
       child.kill('SIGTERM');
       await done;
@@ -151,6 +163,7 @@ export async function spawnRedisServer(opts: {
       child.kill('SIGKILL');
     },
     async restart() {
+      stopping = true;
       if (child.exitCode === null && child.signalCode === null) {
         const done = exited();
         child.kill('SIGTERM');

@@ -18,9 +18,11 @@
 import { ORPHANED_REASON } from './lease-records.js';
 import { PeriodicJob } from './periodic-job.js';
 import type { Lease, LeaseStore, Task } from './types.js';
+import { isStoreOutage } from '../redis/redis-health-log.js';
 
 /** The subset of a pino logger the reaper uses. */
 export interface ReaperLogger {
+  debug?(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
@@ -84,8 +86,11 @@ export class LeaseReaper {
         }
       },
       onError: (err) => {
-        // The store is down: nothing was claimed, so the next sweep finds the same records.
-        this.opts.logger.error({ err }, 'reaper sweep failed');
+        // The store is down: nothing was claimed, so the next sweep finds the same records. An
+        // outage is logged once by the Redis health log, not on every tick.
+        if (isStoreOutage(err))
+          this.opts.logger.debug?.({ err: (err as Error).message }, 'reaper sweep failed');
+        else this.opts.logger.error({ err }, 'reaper sweep failed');
       },
     });
   }

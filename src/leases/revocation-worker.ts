@@ -15,9 +15,11 @@ import type { CredentialBackend, RoleDefinition } from '../credentials/backend.j
 import { isBrokerError } from '../errors.js';
 import { boundedError, type ClaimedRevocation, type RevocationQueue } from './revocation-queue.js';
 import type { Lease, LeaseStore, RevokeOutcome } from './types.js';
+import { isStoreOutage } from '../redis/redis-health-log.js';
 
 /** The subset of a pino logger the worker uses. */
 export interface RevocationWorkerLogger {
+  debug?(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
@@ -133,8 +135,11 @@ export class RevocationWorker {
         }
       },
       onError: (err) => {
-        // The queue is down: nothing was claimed, so the next drain finds the same jobs.
-        this.opts.logger.error({ err: errorMessage(err) }, 'revocation queue drain failed');
+        // The queue is down: nothing was claimed, so the next drain finds the same jobs. An
+        // outage is logged once by the Redis health log, not on every tick.
+        if (isStoreOutage(err))
+          this.opts.logger.debug?.({ err: errorMessage(err) }, 'revocation queue drain failed');
+        else this.opts.logger.error({ err: errorMessage(err) }, 'revocation queue drain failed');
       },
     });
     this.random = opts.random ?? Math.random;

@@ -112,7 +112,10 @@ export function taskToMsg(task: Task): TaskMsg {
 export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Promise<RunningGrpcServer> {
   const { broker, logger } = deps;
   const { service, adminService } = loadBrokerProto();
-  const server = new Server({ 'grpc.max_receive_message_length': 64 * 1024, ...deps.serverOptions });
+  // Room above the largest valid request (a few KiB) so an oversized text field reaches validation
+  // and is refused naming the field, and audited, not cut off by grpc-js: 1 MiB holds any field a
+  // shell can pass (one argument is at most 128 KiB on Linux); beyond it grpc-js still refuses.
+  const server = new Server({ 'grpc.max_receive_message_length': 1024 * 1024, ...deps.serverOptions });
 
   /** Starts a call's latency timer; the returned function counts it with its status code. */
   const observe = (method: string): ((code: string) => void) => {

@@ -1,5 +1,4 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
@@ -16,12 +15,7 @@ import {
   startHarness,
   type Harness,
 } from '../support/broker-harness.js';
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { runCli, type CliResult } from '../support/run-cli.js';
 
 interface PendingOutput {
   status: string;
@@ -55,28 +49,8 @@ describe('integration: approvals and break-glass CLI', function () {
   this.timeout(40_000);
   let h: Harness;
 
-  const cli = (workload: string, args: string[]): Promise<CliResult> => {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      SPIFFE_ENDPOINT_SOCKET: h.endpoints[workload],
-      SVID_BROKER_ADDR: h.address,
-    };
-    delete env.SVID_BROKER_ID;
-    delete env.SVID_BROKER_CONFIG;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: packageRoot(),
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    return new Promise((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  };
+  const cli = (workload: string, args: string[]): Promise<CliResult> =>
+    runCli(args, { SPIFFE_ENDPOINT_SOCKET: h.endpoints[workload], SVID_BROKER_ADDR: h.address });
 
   const verifyDeploy = async (token: string): Promise<void> => {
     const jwks = (await h.httpJson('/.well-known/jwks.json')).body as JSONWebKeySet;

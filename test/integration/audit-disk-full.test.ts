@@ -204,8 +204,8 @@ describe('integration: a broker restarting on a torn audit tail', function () {
     dir = mkdtempSync(join(tmpdir(), 'svb-torn-'));
     file = join(dir, 'audit.jsonl');
     const sink = await FileChainSink.open(file);
-    await sink.write({ type: 'broker.started', agent: '' });
-    await sink.write({ type: 'broker.stopped', agent: '' });
+    await sink.write({ type: 'policy.reloaded', agent: '' });
+    await sink.write({ type: 'policy.synced', agent: '' });
     await sink.close();
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
@@ -222,7 +222,7 @@ describe('integration: a broker restarting on a torn audit tail', function () {
     }
     assert.equal((await verifyAuditFile(file)).ok, true);
     const types = records(file).map((r) => r.type);
-    assert.deepEqual(types.slice(0, 3), ['broker.started', 'broker.stopped', 'audit.repaired']);
+    assert.deepEqual(types.slice(0, 3), ['policy.reloaded', 'policy.synced', 'audit.repaired']);
     assert.ok(types.includes('task.begun'));
   });
 

@@ -1,17 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
 import { verifyAccessToken } from '../../src/credentials/token/verify-access-token.js';
-import { packageRoot } from '../../src/package-root.js';
 import { BROKER_ID, DEMO_AGENT, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { STACK_TRACE, runCli, type CliResult } from '../support/run-cli.js';
 
 interface RequestOutput {
   task: { task_id: string; agent: string; environment: string; state: string; expires_at: string };
@@ -24,36 +17,14 @@ interface RequestOutput {
   credential: { kind: string; token: string; metadata: Record<string, string> };
 }
 
-const STACK_TRACE = /\n\s+at |\bat (?:\S+ \()?(?:file:\/\/)?\/[^\s)]+\.[cm]?[jt]s:\d+/;
-
 describe('integration: CLI', function () {
   this.timeout(30_000);
   let h: Harness;
 
   let impostor: Harness;
 
-  const cli = (args: string[], target: Harness = h): Promise<CliResult> => {
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      SPIFFE_ENDPOINT_SOCKET: target.endpoints.demo,
-      SVID_BROKER_ADDR: target.address,
-    };
-    delete env.SVID_BROKER_ID;
-    delete env.SVID_BROKER_CONFIG;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: packageRoot(),
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-    return new Promise((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
-  };
+  const cli = (args: string[], target: Harness = h): Promise<CliResult> =>
+    runCli(args, { SPIFFE_ENDPOINT_SOCKET: target.endpoints.demo, SVID_BROKER_ADDR: target.address });
 
   const verify = async (token: string): Promise<Awaited<ReturnType<typeof verifyAccessToken>>> => {
     const jwks = (await h.httpJson('/.well-known/jwks.json')).body as JSONWebKeySet;
@@ -90,7 +61,10 @@ describe('integration: CLI', function () {
 
     assert.equal(toImpostor.code, 1);
     assert.equal(toImpostor.stdout, '');
-    assert.match(toImpostor.stderr, /expected spiffe:\/\/example\.org\/broker/);
+    assert.match(
+      toImpostor.stderr,
+      /is spiffe:\/\/example\.org\/agents\/impostor, not the broker spiffe:\/\/example\.org\/broker: check SVID_BROKER_ADDR/,
+    );
     assert.doesNotMatch(toImpostor.stderr, STACK_TRACE);
     assert.deepEqual(await readAudit(impostor.auditFile), [], 'a request reached the impostor');
 

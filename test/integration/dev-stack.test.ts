@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,9 @@ import { verifyAccessToken } from '../../src/credentials/token/verify-access-tok
 import { DEV_TRUST_DOMAIN, DEV_WORKLOADS, startDevStack, type DevStack } from '../../src/dev/dev-stack.js';
 import { X509Source } from '../../src/identity/workload-api.js';
 import { createLogger, startBroker, type RunningBroker } from '../../src/main.js';
-import { LogCapture, readAudit } from '../support/broker-harness.js';
+import { packageRoot } from '../../src/package-root.js';
+import { LogCapture, eventually, readAudit } from '../support/broker-harness.js';
+import { runCli } from '../support/run-cli.js';
 
 const BROKER_ID = DEV_WORKLOADS.broker.spiffeId;
 const DEMO_AGENT = DEV_WORKLOADS.agent.spiffeId;
@@ -151,6 +154,133 @@ describe('integration: dev stack', function () {
       assert.ok(!existsSync(r.dir));
     } finally {
       if (!closed) await r.close();
+    }
+  });
+});
+
+describe('integration: dev stack lock, process title and its own Redis', function () {
+  this.timeout(180_000);
+
+  it('a second dev stack in the same directory refuses to start and leaves the first one alone', async () => {
+    const r = await startStack('memory');
+    try {
+      await assert.rejects(
+        startDevStack({ dir: r.dir, logger: createLogger('silent'), store: 'memory' }),
+        new RegExp(`a dev stack is already running here \\(${r.dir}\\), pid ${process.pid}`),
+      );
+      // The running stack's sockets, and its lock, are still there, and it still serves.
+      for (const w of Object.values(DEV_WORKLOADS)) assert.ok(statSync(join(r.dir, w.socket)).isSocket());
+      assert.equal(readFileSync(join(r.dir, 'dev.pid'), 'utf8').trim(), String(process.pid));
+      await demoCredential(r);
+      // From the CLI too, as a person would start it: exit 1, one line naming the pid.
+      const cli = await runCli([
+        'dev',
+        '--dir',
+        r.dir,
+        '--listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+      ]);
+      assert.equal(cli.code, 1, cli.stdout + cli.stderr);
+      assert.match(
+        cli.stderr,
+        new RegExp(`svid-broker: a dev stack is already running here .*pid ${process.pid}`),
+      );
+      for (const w of Object.values(DEV_WORKLOADS)) assert.ok(statSync(join(r.dir, w.socket)).isSocket());
+
+      // Another directory, but the running broker's port: it fails to bind, says so, and removes
+      // only what it made (its sockets and lock), never the running stack's.
+      const other = mkdtempSync(join(tmpdir(), 'svb-dev-'));
+      try {
+        const taken = `127.0.0.1:${r.broker.grpcPort}`;
+        const bind = await runCli(['dev', '--dir', other, '--listen', taken, '--http-listen', '127.0.0.1:0']);
+        assert.equal(bind.code, 1, bind.stdout + bind.stderr);
+        assert.match(
+          bind.stderr,
+          new RegExp(`svid-broker: cannot listen on ${taken}: the address is in use`),
+        );
+        for (const w of Object.values(DEV_WORKLOADS)) assert.equal(existsSync(join(other, w.socket)), false);
+        assert.equal(existsSync(join(other, 'dev.pid')), false);
+        for (const w of Object.values(DEV_WORKLOADS)) assert.ok(statSync(join(r.dir, w.socket)).isSocket());
+      } finally {
+        rmSync(other, { recursive: true, force: true });
+      }
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a lock left by a process that is gone is taken over; close() removes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svb-dev-'));
+    try {
+      const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+      writeFileSync(join(dir, 'dev.pid'), `${gone.stdout.toString()}\n`);
+      const stack = await startDevStack({ dir, logger: createLogger('silent'), store: 'memory' });
+      assert.equal(readFileSync(join(dir, 'dev.pid'), 'utf8').trim(), String(process.pid));
+      await stack.close();
+      assert.equal(existsSync(join(dir, 'dev.pid')), false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the death of its own redis-server in the log', async () => {
+    const r = await startStack('redis');
+    try {
+      const redis = r.stack.redis;
+      assert.ok(redis);
+      redis.kill();
+      const line = await eventually(
+        () => r.logs.lines.find((l) => l.includes('its own redis-server')),
+        15_000,
+      );
+      assert.match(
+        line,
+        new RegExp(`dev stack: its own redis-server \\(pid \\d+, port ${redis.port}\\) exited on SIGKILL`),
+      );
+      assert.match(line, /fails closed/);
+      await redis.restart();
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('`svid-broker dev` is svid-broker to pidof, and SIGHUP from there reloads the policy set', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svb-dev-'));
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'dev',
+        '--dir',
+        dir,
+        '--listen',
+        '127.0.0.1:0',
+        '--http-listen',
+        '127.0.0.1:0',
+      ],
+      { cwd: packageRoot(), env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await eventually(() => out.includes('dev stack is up') || undefined, 45_000);
+      const pids = spawnSync('pidof', ['svid-broker']).stdout.toString().trim().split(/\s+/);
+      assert.ok(
+        pids.includes(String(child.pid)),
+        `pidof svid-broker: ${pids.join(' ')} (child ${child.pid})`,
+      );
+      spawnSync('sh', ['-c', `kill -HUP ${child.pid}`]);
+      await eventually(() => out.includes('SIGHUP: policy set') || undefined, 15_000);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

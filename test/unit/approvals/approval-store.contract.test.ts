@@ -389,6 +389,16 @@ export function describeApprovalStoreContract(name: string, makeHarness: MakeHar
         assert.deepEqual(ids(await store.list({ state: 'consumed' }, now + 3)), [c.id]);
         assert.deepEqual(await store.list({ state: 'expired' }, now + 3), []);
         assert.deepEqual(await store.list({ state: 'approved', requester: other }, now + 3), []);
+        // `any`: every state, newest first.
+        assert.deepEqual(ids(await store.list({ state: 'any' }, now + 3)), [
+          p3.id,
+          p2.id,
+          p1.id,
+          a.id,
+          d.id,
+          c.id,
+        ]);
+        assert.deepEqual(ids(await store.list({ state: 'any', requester: other }, now + 3)), [p2.id]);
         const [listed] = await store.list({ state: 'denied' }, now + 3);
         assert.deepEqual(listed, await store.get(d.id, now + 3));
       });

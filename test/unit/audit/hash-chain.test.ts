@@ -63,7 +63,7 @@ describe('audit/hash-chain', () => {
   it('the first record links to the genesis hash', () => {
     const record = sealRecord(
       GENESIS_HASH,
-      { type: 'broker.started', agent: '' },
+      { type: 'policy.reloaded', agent: '' },
       'id-0',
       '2025-01-01T00:00:00.000Z',
     );

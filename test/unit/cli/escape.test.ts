@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { table } from '../../../src/cli/admin.js';
+import { table } from '../../../src/cli/output.js';
 import { printable, safeJson } from '../../../src/cli/escape.js';
 
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;

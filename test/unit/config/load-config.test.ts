@@ -91,7 +91,7 @@ describe('config/load-config', () => {
       revokeActive: true,
     });
     assert.deepEqual(config.quarantine.triggers.restrictedData?.allowedGroups, ['security']);
-    assert.deepEqual(config.replicas.allowedIds, ['spiffe://acme.io/broker']);
+    assert.deepEqual(config.replicas.allowedIds, ['spiffe://example.org/broker']);
   });
 
   it('reads the YAML file named by SVID_BROKER_CONFIG; env overrides win over the file', () => {
