@@ -60,7 +60,13 @@ export async function plantedKey(issuer = BROKER_ID, audience = 'demo-api'): Pro
   const pub = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(pub, 'sha256');
   const jwk = { ...pub, kid, alg: 'ES256', use: 'sig' };
-  const token = await new SignJWT({ scope: 'demo:read', task: 't', env: 'dev', role: 'token/demo' })
+  const token = await new SignJWT({
+    scope: 'demo:read',
+    task: 't',
+    env: 'dev',
+    role: 'token/demo',
+    client_id: AGENT_ID,
+  })
     .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid })
     .setIssuer(issuer)
     .setAudience(audience)
