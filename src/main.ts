@@ -23,6 +23,7 @@ import type { QuarantineStore } from './quarantine/types.js';
 import { roleDefinitions } from './config/load-config.js';
 import type { BrokerConfig } from './config/schema.js';
 import type { CredentialBackend } from './credentials/backend.js';
+import { buildCloudBackends } from './credentials/cloud/cloud-backends.js';
 import { SigningKeyRing } from './credentials/token/signing-keys.js';
 import { SharedJwks } from './credentials/token/shared-jwks.js';
 import { createTokenBackend } from './credentials/token/token-backend.js';
@@ -398,6 +399,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           ),
       );
     }
+    // Cloud backends: the broker federates with its own JWT-SVID; no long-lived cloud key.
+    const cloud = buildCloudBackends(config.backends, roles, {
+      fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
+      logger,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    for (const [name, backend] of cloud.backends) backends.set(name, backend);
     const problems: string[] = [];
     for (const role of roles.values()) {
       const backend = backends.get(role.backend);
@@ -478,6 +486,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       audit,
       logger,
       jobDelayMs: config.revocation.visibilityTimeoutMs,
+      cloudIncidents: cloud.incidents,
       ...(opts.now ? { now: opts.now } : {}),
     });
     const quarantineService = new QuarantineService({

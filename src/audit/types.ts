@@ -23,6 +23,8 @@ export type AuditEventType =
   | 'budget.exceeded'
   | 'admin.revoke'
   | 'admin.revoke_dry_run'
+  | 'admin.deny_older_sessions'
+  | 'admin.deny_older_sessions_failed'
   | 'quarantine.set'
   | 'quarantine.released'
   | 'policy.reloaded'

@@ -582,6 +582,10 @@ export class Broker {
         lease: leaseId,
         backend: role.backend,
         expires_at: new Date(lease.expiresAt).toISOString(),
+        // A cloud session that cannot be shorter than AWS's 900 s minimum outlives its task.
+        ...(issued.expiresAt > lease.expiresAt
+          ? { outlives_task: true, credential_expires_at: new Date(issued.expiresAt).toISOString() }
+          : {}),
         ...decisionFields(decision),
       });
     } catch (err) {

@@ -257,7 +257,7 @@ function leaseRows(leases: LeaseInfoMsg[]): string {
 const ADMIN_USAGE =
   'usage: svid-broker admin leases [--agent ID|PATTERN] [--task ID] [--env E] [--role R] [--backend B] [--trust-domain TD] [--lease ID] [--all] [--state S] [--limit N] [--page-token T] [--json]\n' +
   '       svid-broker admin lease LEASE_ID [--json]\n' +
-  '       svid-broker admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--json]\n' +
+  '       svid-broker admin revoke <same selectors> --reason TEXT [--dry-run] [--confirm-all] [--deny-older-sessions] [--json]\n' +
   '       svid-broker admin quarantine --agent ID|PATTERN --reason TEXT [--ttl 2h] [--revoke] [--json]\n' +
   '       svid-broker admin release --agent ID|PATTERN --reason TEXT [--json]\n' +
   '       svid-broker admin quarantines [--json]';
@@ -341,6 +341,7 @@ export async function runAdmin(args: string[]): Promise<number> {
       reason: { type: 'string', default: '' },
       'dry-run': { type: 'boolean', default: false },
       'confirm-all': { type: 'boolean', default: false },
+      'deny-older-sessions': { type: 'boolean', default: false },
       limit: { type: 'string', default: '100' },
       'page-token': { type: 'string', default: '' },
       ttl: { type: 'string', default: '0' },
@@ -404,6 +405,7 @@ export async function runAdmin(args: string[]): Promise<number> {
             reason: values.reason,
             dry_run: values['dry-run'],
             confirm_all: values['confirm-all'],
+            deny_older_sessions: values['deny-older-sessions'],
           },
           (p) => {
             if (values.json) return;
@@ -416,6 +418,11 @@ export async function runAdmin(args: string[]): Promise<number> {
         else {
           if (report.leases.length) console.log(leaseRows(report.leases));
           for (const line of revokeSummary(report)) console.log(line);
+          if (report.older_sessions_denied_before) {
+            console.log(
+              `AWS sessions of ${values.role} issued before ${report.older_sessions_denied_before} are denied`,
+            );
+          }
         }
         return report.pending_retry > 0 || report.not_revocable > 0 ? 4 : 0;
       }

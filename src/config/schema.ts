@@ -3,6 +3,7 @@
  * Validation lists every problem (zod collects all issues), then the result is frozen.
  */
 import { z } from 'zod';
+import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 
 const listenAddress = z
@@ -238,6 +239,8 @@ export const configSchema = z
           .default({ keyRotationSeconds: 86_400 }),
         /** Vault dynamic secrets and tokens; the `vault/...` roles need it. */
         vault: vaultBackendConfigSchema.optional(),
+        /** AWS STS sessions per task from the broker's JWT-SVID; the `aws/...` roles need it. */
+        aws: awsBackendConfigSchema.optional(),
       })
       .strict()
       .default({ token: { keyRotationSeconds: 86_400 } }),

@@ -1,0 +1,72 @@
+/**
+ * Builds the cloud backends configured under `backends` (aws, github, ...) for main.ts, and the
+ * incident lever that goes with them: deny every AWS session of a role issued before now.
+ */
+import type { CredentialBackend, RoleDefinition } from '../backend.js';
+import { invalidArgument } from '../../errors.js';
+import { buildAwsBackend, type AwsBackendConfig } from '../aws/aws-config.js';
+import { readAwsRoleSettings } from '../aws/aws-role-settings.js';
+import type { DenyOlderSessions } from '../aws/deny-older-sessions.js';
+
+export interface CloudBackendsConfig {
+  aws?: AwsBackendConfig | undefined;
+}
+
+export interface CloudLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface CloudDeps {
+  /** FetchJWTSVID for an audience, from the Workload API, at exchange time. */
+  fetchJwt: (audience: string) => Promise<string>;
+  logger: CloudLogger;
+  now?: () => number;
+}
+
+/** What an incident responder gets back from denyOlderSessions; recorded in the audit trail. */
+export interface DeniedSessions {
+  role: string;
+  roleArn: string;
+  policyName: string;
+  issuedBefore: string;
+}
+
+export interface CloudIncidents {
+  /** Denies every session of this catalog role issued before `issuedBefore` (AWS roles only). */
+  denyOlderSessions(role: string, issuedBefore: Date): Promise<DeniedSessions>;
+}
+
+export function buildCloudBackends(
+  config: CloudBackendsConfig,
+  roles: ReadonlyMap<string, RoleDefinition>,
+  deps: CloudDeps,
+): { backends: Map<string, CredentialBackend>; incidents: CloudIncidents } {
+  const backends = new Map<string, CredentialBackend>();
+  let deny: DenyOlderSessions | undefined;
+  if (config.aws) {
+    const aws = buildAwsBackend(config.aws, deps);
+    backends.set('aws', aws.backend);
+    deny = aws.denyOlderSessions;
+  }
+  return {
+    backends,
+    incidents: {
+      async denyOlderSessions(roleName, issuedBefore) {
+        const role = roles.get(roleName);
+        const read = role?.backend === 'aws' ? readAwsRoleSettings(role.settings) : undefined;
+        if (!read?.ok || !deny) {
+          throw invalidArgument('deny_older_sessions', `"${roleName}" is not a configured aws role`);
+        }
+        const { policyName } = await deny(read.settings.roleName, issuedBefore);
+        return {
+          role: roleName,
+          roleArn: read.settings.roleArn,
+          policyName,
+          issuedBefore: issuedBefore.toISOString(),
+        };
+      },
+    },
+  };
+}

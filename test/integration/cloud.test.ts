@@ -1,0 +1,127 @@
+/**
+ * Cloud backends through the whole broker: the broker federates with its own JWT-SVID from the
+ * Workload API, an agent gets a task-scoped AWS session, ending the task reports it expire-only
+ * (never revoked at AWS), and the revoke-by-role incident option writes the deny policy at IAM.
+ */
+import { strict as assert } from 'node:assert';
+import { readFile } from 'node:fs/promises';
+import { status } from '@grpc/grpc-js';
+import { grpcError, readAudit, type Harness } from '../support/broker-harness.js';
+import { DEPLOY_ROLE_ARN, type AwsEmulator } from '../support/aws-emulator/index.js';
+import { startCloudBroker, type CloudBroker } from '../support/cloud-broker.js';
+import { DENY_POLICY_NAME } from '../../src/credentials/aws/deny-older-sessions.js';
+
+describe('integration: cloud backends through the broker', () => {
+  let aws: AwsEmulator;
+  let h: Harness;
+  let stack: CloudBroker | undefined;
+
+  before(async () => {
+    stack = await startCloudBroker();
+    ({ aws, h } = stack);
+  });
+  after(async () => stack?.close());
+
+  it('AWS: issues a task-scoped session and ending the task reports it expire-only', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'deploy', ttl_seconds: 1800 });
+    const res = await demo.issueCredential({ task_id: task.task_id, role: 'aws/deploy', ttl_seconds: 1200 });
+    assert.equal(res.status, 'ISSUED');
+    const cred = res.credential;
+    assert.equal(cred?.kind, 'aws_sts');
+    const session = aws
+      .sessionsFor(DEPLOY_ROLE_ARN)
+      .find((s) => s.accessKeyId === cred?.data.AWS_ACCESS_KEY_ID);
+    assert.ok(session, 'the agent holds the session AWS issued');
+    assert.equal(cred?.data.AWS_SESSION_TOKEN, session.sessionToken);
+    assert.equal(session.durationSeconds, 1200);
+    assert.equal(session.sourceIdentity, 'example.org.agents.demo');
+    assert.equal(session.sessionName, `demo@${res.lease_id}`);
+    assert.deepEqual(session.tags.slice(0, 4), [
+      { Key: 'spiffe-id', Value: 'spiffe://example.org/agents/demo' },
+      { Key: 'task-id', Value: task.task_id },
+      { Key: 'environment', Value: 'dev' },
+      { Key: 'lease-id', Value: res.lease_id },
+    ]);
+    assert.match(session.policy ?? '', new RegExp(`deploy-dev/${task.task_id}/`));
+
+    const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
+    assert.deepEqual(
+      ended.revoked.map((r) => r.state),
+      ['not_revocable'],
+    );
+    const lease = await h.broker.store.getLease(res.lease_id);
+    assert.equal(lease?.state, 'revoke_failed');
+    assert.match(lease?.revokeReason ?? '', /^not_revocable: /);
+    const audit = await readAudit(h.auditFile);
+    const notRevocable = audit.find((r) => r.type === 'lease.not_revocable' && r.lease === res.lease_id);
+    assert.ok(notRevocable, 'audited as not revocable, never as revoked');
+    assert.equal(
+      audit.some((r) => r.type === 'lease.revoked' && r.lease === res.lease_id),
+      false,
+    );
+  });
+
+  it('AWS: a task shorter than 900 s gets a session that outlives it, said in the response and the audit record', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'quick', ttl_seconds: 120 });
+    const res = await demo.issueCredential({ task_id: task.task_id, role: 'aws/deploy' });
+    assert.equal(res.credential?.metadata.outlives_task, 'true');
+    const expiration = Date.parse(res.credential?.metadata.expiration ?? '');
+    assert.ok(expiration > Date.now() + 800_000);
+    const issued = (await readAudit(h.auditFile)).find(
+      (r) => r.type === 'credential.issued' && r.lease === res.lease_id,
+    );
+    assert.equal(issued?.outlives_task, true);
+    assert.equal(issued?.credential_expires_at, new Date(expiration).toISOString());
+
+    const strict = await grpcError(
+      demo.issueCredential({ task_id: task.task_id, role: 'aws/deploy-strict' }),
+    );
+    assert.equal(strict.code, status.FAILED_PRECONDITION);
+    assert.match(strict.details, /outlive/);
+  });
+
+  it('AWS: revoke by role with deny_older_sessions writes the deny policy at IAM and audits it', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'incident', ttl_seconds: 1800 });
+    const res = await demo.issueCredential({ task_id: task.task_id, role: 'aws/deploy', ttl_seconds: 900 });
+    const key = res.credential?.data.AWS_ACCESS_KEY_ID ?? '';
+    assert.ok(aws.sessionUsable(key));
+    const admin = await h.adminClient('security');
+    const report = await admin.revokeLeases({
+      selector: { role: 'aws/deploy' },
+      reason: 'leaked deploy session',
+      deny_older_sessions: true,
+    });
+    assert.ok(report.not_revocable >= 1);
+    assert.ok(report.older_sessions_denied_before);
+    const doc = aws.roles.get(DEPLOY_ROLE_ARN)?.inlinePolicies.get(DENY_POLICY_NAME) ?? '';
+    assert.match(doc, /aws:TokenIssueTime/);
+    assert.equal(aws.sessionUsable(key), false, 'the agent session is denied at AWS');
+    const audit = await readAudit(h.auditFile);
+    const denied = audit.find((r) => r.type === 'admin.deny_older_sessions');
+    assert.equal(denied?.role, 'aws/deploy');
+    assert.equal(denied?.role_arn, DEPLOY_ROLE_ARN);
+    assert.equal(denied?.issued_before, report.older_sessions_denied_before);
+
+    const wrong = await grpcError(
+      admin.revokeLeases({
+        selector: { agent: 'spiffe://example.org/agents/demo' },
+        reason: 'x',
+        deny_older_sessions: true,
+      }),
+    );
+    assert.equal(wrong.code, status.INVALID_ARGUMENT);
+    assert.match(wrong.details, /deny_older_sessions/);
+  });
+
+  it('no cloud secret in the logs or the audit trail', async () => {
+    const text = `${h.logs.text()}\n${await readFile(h.auditFile, 'utf8')}`;
+    assert.ok(aws.sessions.size > 0);
+    for (const s of aws.sessions.values()) {
+      assert.equal(text.includes(s.secretAccessKey), false);
+      assert.equal(text.includes(s.sessionToken), false);
+    }
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * A broker harness wired to the cloud emulators, set up as the README tells operators to set up
+ * each cloud: the broker's AWS role trusts the trust domain's JWT-SVIDs for the broker's SPIFFE ID,
+ * the target role trusts the broker's role. Shared by the integration tests and the bench.
+ */
+import type { LocalCa } from '../../src/dev/local-ca.js';
+import { BROKER_ID, startHarness, type Harness, type HarnessOptions } from './broker-harness.js';
+import {
+  BROKER_ROLE_ARN,
+  DEPLOY_ROLE_ARN,
+  startAwsEmulator,
+  type AwsEmulator,
+} from './aws-emulator/index.js';
+
+export const CLOUD_TEST_POLICY = `
+@id("test-demo-cloud-dev")
+@reason("the demo agent may use cloud roles in dev")
+permit (
+  principal == Agent::"spiffe://example.org/agents/demo",
+  action == Action::"IssueCredential",
+  resource in Backend::"aws"
+)
+when { context.environment == "dev" };
+`;
+
+export const CLOUD_ROLES = {
+  'aws/deploy': {
+    roleArn: DEPLOY_ROLE_ARN,
+    maxTtlSeconds: 3600,
+    sensitivity: 'confidential',
+    sessionPolicy: {
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: 's3:PutObject',
+          Resource: 'arn:aws:s3:::deploy-{{environment}}/{{task_id}}/*',
+        },
+      ],
+    },
+    tags: { team: 'platform' },
+  },
+  'aws/deploy-strict': {
+    roleArn: DEPLOY_ROLE_ARN,
+    maxTtlSeconds: 3600,
+    sensitivity: 'confidential',
+    outlivesTask: 'refuse',
+  },
+} as const;
+
+export interface CloudBroker {
+  aws: AwsEmulator;
+  h: Harness;
+  close(): Promise<void>;
+}
+
+export async function startCloudBroker(
+  opts: { config?: Record<string, unknown> } & Omit<HarnessOptions, 'config'> = {},
+): Promise<CloudBroker> {
+  const aws = await startAwsEmulator();
+  // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
+  const caRef: { ca?: LocalCa } = {};
+  const jwks = (): { keys: object[] } => {
+    if (!caRef.ca) throw new Error('CA not ready');
+    return caRef.ca.jwks();
+  };
+  aws.addRole(BROKER_ROLE_ARN, { webIdentity: { jwks, audience: 'sts.amazonaws.com', subject: BROKER_ID } });
+  aws.addRole(DEPLOY_ROLE_ARN, { trustedRoles: [BROKER_ROLE_ARN] });
+  const { config, ...harnessOpts } = opts;
+  let h: Harness;
+  try {
+    h = await startHarness({
+      ...harnessOpts,
+      extraPolicies: CLOUD_TEST_POLICY,
+      config: {
+        ...config,
+        backends: {
+          aws: {
+            region: 'eu-west-1',
+            stsEndpoint: aws.url,
+            iamEndpoint: aws.url,
+            credentials: { source: 'web_identity', roleArn: BROKER_ROLE_ARN, audience: 'sts.amazonaws.com' },
+            timeoutMs: 2000,
+            retryBaseDelayMs: 5,
+          },
+        },
+        roles: { ...CLOUD_ROLES, ...((config?.roles as Record<string, unknown> | undefined) ?? {}) },
+      },
+    });
+  } catch (err) {
+    await aws.close();
+    throw err;
+  }
+  caRef.ca = h.ca;
+  return {
+    aws,
+    h,
+    async close() {
+      await h.close();
+      await aws.close();
+    },
+  };
+}
