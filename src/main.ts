@@ -400,11 +400,16 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       );
     }
     // Cloud backends: the broker federates with its own JWT-SVID; no long-lived cloud key.
-    const cloud = buildCloudBackends(config.backends, roles, {
-      fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
-      logger,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
+    let cloud;
+    try {
+      cloud = buildCloudBackends(config.backends, roles, {
+        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
+        logger,
+        ...(opts.now ? { now: opts.now } : {}),
+      });
+    } catch (err) {
+      throw new StartupError((err as Error).message, { cause: err });
+    }
     for (const [name, backend] of cloud.backends) backends.set(name, backend);
     const problems: string[] = [];
     for (const role of roles.values()) {

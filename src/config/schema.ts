@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
+import { githubBackendConfigSchema } from '../credentials/github/github-config.js';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 
 const listenAddress = z
@@ -241,6 +242,8 @@ export const configSchema = z
         vault: vaultBackendConfigSchema.optional(),
         /** AWS STS sessions per task from the broker's JWT-SVID; the `aws/...` roles need it. */
         aws: awsBackendConfigSchema.optional(),
+        /** GitHub App installation tokens per request; the `github/...` roles need it. */
+        github: githubBackendConfigSchema.optional(),
       })
       .strict()
       .default({ token: { keyRotationSeconds: 86_400 } }),

@@ -8,17 +8,19 @@ import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import { grpcError, readAudit, type Harness } from '../support/broker-harness.js';
 import { DEPLOY_ROLE_ARN, type AwsEmulator } from '../support/aws-emulator/index.js';
+import type { GithubEmulator } from '../support/github-emulator/index.js';
 import { startCloudBroker, type CloudBroker } from '../support/cloud-broker.js';
 import { DENY_POLICY_NAME } from '../../src/credentials/aws/deny-older-sessions.js';
 
 describe('integration: cloud backends through the broker', () => {
   let aws: AwsEmulator;
+  let github: GithubEmulator;
   let h: Harness;
   let stack: CloudBroker | undefined;
 
   before(async () => {
     stack = await startCloudBroker();
-    ({ aws, h } = stack);
+    ({ aws, github, h } = stack);
   });
   after(async () => stack?.close());
 
@@ -116,8 +118,48 @@ describe('integration: cloud backends through the broker', () => {
     assert.match(wrong.details, /deny_older_sessions/);
   });
 
+  it('GitHub: issues a narrowed installation token and ending the task revokes it at GitHub', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'open a PR', ttl_seconds: 1800 });
+    const res = await demo.issueCredential({
+      task_id: task.task_id,
+      role: 'github/repo-writer',
+      ttl_seconds: 900,
+    });
+    const token = res.credential?.token ?? '';
+    assert.equal(res.credential?.kind, 'github_token');
+    assert.ok(github.tokenLive(token));
+    assert.deepEqual(github.tokens.get(token)?.repositories, ['svid-broker']);
+    const ended = await demo.endTask({ task_id: task.task_id, reason: 'merged' });
+    assert.deepEqual(
+      ended.revoked.map((r) => r.state),
+      ['revoked'],
+    );
+    assert.equal(github.tokenLive(token), false, 'the token is gone at GitHub');
+    assert.equal((await h.broker.store.getLease(res.lease_id))?.state, 'revoked');
+  });
+
+  it('GitHub: incident revocation by role revokes the token for real', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'review', ttl_seconds: 1800 });
+    const res = await demo.issueCredential({
+      task_id: task.task_id,
+      role: 'github/repo-writer',
+      ttl_seconds: 900,
+    });
+    const admin = await h.adminClient('security');
+    const report = await admin.revokeLeases({
+      selector: { role: 'github/repo-writer' },
+      reason: 'suspicious pushes',
+    });
+    assert.equal(report.revoked, 1);
+    assert.equal(github.tokenLive(res.credential?.token ?? ''), false);
+  });
+
   it('no cloud secret in the logs or the audit trail', async () => {
     const text = `${h.logs.text()}\n${await readFile(h.auditFile, 'utf8')}`;
+    assert.ok(github.tokens.size > 0);
+    for (const t of github.tokens.keys()) assert.equal(text.includes(t), false);
     assert.ok(aws.sessions.size > 0);
     for (const s of aws.sessions.values()) {
       assert.equal(text.includes(s.secretAccessKey), false);

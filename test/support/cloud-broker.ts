@@ -3,6 +3,9 @@
  * each cloud: the broker's AWS role trusts the trust domain's JWT-SVIDs for the broker's SPIFFE ID,
  * the target role trusts the broker's role. Shared by the integration tests and the bench.
  */
+import { rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { LocalCa } from '../../src/dev/local-ca.js';
 import { BROKER_ID, startHarness, type Harness, type HarnessOptions } from './broker-harness.js';
 import {
@@ -11,6 +14,9 @@ import {
   startAwsEmulator,
   type AwsEmulator,
 } from './aws-emulator/index.js';
+import { startGithubEmulator, type GithubEmulator } from './github-emulator/index.js';
+
+export const GITHUB_INSTALLATION = 4242;
 
 export const CLOUD_TEST_POLICY = `
 @id("test-demo-cloud-dev")
@@ -19,6 +25,15 @@ permit (
   principal == Agent::"spiffe://example.org/agents/demo",
   action == Action::"IssueCredential",
   resource in Backend::"aws"
+)
+when { context.environment == "dev" };
+
+@id("test-demo-github-dev")
+@reason("the demo agent may use github roles in dev")
+permit (
+  principal == Agent::"spiffe://example.org/agents/demo",
+  action == Action::"IssueCredential",
+  resource in Backend::"github"
 )
 when { context.environment == "dev" };
 `;
@@ -46,10 +61,17 @@ export const CLOUD_ROLES = {
     sensitivity: 'confidential',
     outlivesTask: 'refuse',
   },
+  'github/repo-writer': {
+    maxTtlSeconds: 3600,
+    sensitivity: 'confidential',
+    repositories: ['svid-broker'],
+    permissions: { contents: 'write', pull_requests: 'write' },
+  },
 } as const;
 
 export interface CloudBroker {
   aws: AwsEmulator;
+  github: GithubEmulator;
   h: Harness;
   close(): Promise<void>;
 }
@@ -58,6 +80,15 @@ export async function startCloudBroker(
   opts: { config?: Record<string, unknown> } & Omit<HarnessOptions, 'config'> = {},
 ): Promise<CloudBroker> {
   const aws = await startAwsEmulator();
+  const github = await startGithubEmulator();
+  github.addInstallation(GITHUB_INSTALLATION, {
+    account: 'acme',
+    repositories: ['svid-broker', 'infra'],
+    permissions: { contents: 'write', pull_requests: 'write', metadata: 'read' },
+  });
+  // The App key lives in a file beside the emulator's state, never in config text.
+  const keyFile = join(tmpdir(), `gh-app-${process.pid}-${Date.now()}.pem`);
+  writeFileSync(keyFile, github.privateKeyPem(), { mode: 0o600 });
   // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
   const caRef: { ca?: LocalCa } = {};
   const jwks = (): { keys: object[] } => {
@@ -83,21 +114,31 @@ export async function startCloudBroker(
             timeoutMs: 2000,
             retryBaseDelayMs: 5,
           },
+          github: {
+            apiUrl: `${github.url}/api/v3`,
+            appId: github.appId,
+            privateKeyFile: keyFile,
+            installationId: GITHUB_INSTALLATION,
+          },
         },
         roles: { ...CLOUD_ROLES, ...((config?.roles as Record<string, unknown> | undefined) ?? {}) },
       },
     });
   } catch (err) {
     await aws.close();
+    await github.close();
     throw err;
   }
   caRef.ca = h.ca;
   return {
     aws,
+    github,
     h,
     async close() {
       await h.close();
       await aws.close();
+      await github.close();
+      rmSync(keyFile, { force: true });
     },
   };
 }

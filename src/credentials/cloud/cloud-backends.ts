@@ -7,9 +7,11 @@ import { invalidArgument } from '../../errors.js';
 import { buildAwsBackend, type AwsBackendConfig } from '../aws/aws-config.js';
 import { readAwsRoleSettings } from '../aws/aws-role-settings.js';
 import type { DenyOlderSessions } from '../aws/deny-older-sessions.js';
+import { buildGithubBackend, type GithubBackendConfig } from '../github/github-config.js';
 
 export interface CloudBackendsConfig {
   aws?: AwsBackendConfig | undefined;
+  github?: GithubBackendConfig | undefined;
 }
 
 export interface CloudLogger {
@@ -50,6 +52,7 @@ export function buildCloudBackends(
     backends.set('aws', aws.backend);
     deny = aws.denyOlderSessions;
   }
+  if (config.github) backends.set('github', buildGithubBackend(config.github, deps));
   return {
     backends,
     incidents: {
