@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
+import { gcpBackendConfigSchema } from '../credentials/gcp/gcp-config.js';
 import { githubBackendConfigSchema } from '../credentials/github/github-config.js';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 
@@ -244,6 +245,8 @@ export const configSchema = z
         aws: awsBackendConfigSchema.optional(),
         /** GitHub App installation tokens per request; the `github/...` roles need it. */
         github: githubBackendConfigSchema.optional(),
+        /** Google access tokens through workload identity federation; the `gcp/...` roles need it. */
+        gcp: gcpBackendConfigSchema.optional(),
       })
       .strict()
       .default({ token: { keyRotationSeconds: 86_400 } }),

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import { grpcError, readAudit, type Harness } from '../support/broker-harness.js';
 import { DEPLOY_ROLE_ARN, type AwsEmulator } from '../support/aws-emulator/index.js';
+import type { GcpEmulator } from '../support/gcp-emulator/index.js';
 import type { GithubEmulator } from '../support/github-emulator/index.js';
 import { startCloudBroker, type CloudBroker } from '../support/cloud-broker.js';
 import { DENY_POLICY_NAME } from '../../src/credentials/aws/deny-older-sessions.js';
@@ -15,12 +16,13 @@ import { DENY_POLICY_NAME } from '../../src/credentials/aws/deny-older-sessions.
 describe('integration: cloud backends through the broker', () => {
   let aws: AwsEmulator;
   let github: GithubEmulator;
+  let gcp: GcpEmulator;
   let h: Harness;
   let stack: CloudBroker | undefined;
 
   before(async () => {
     stack = await startCloudBroker();
-    ({ aws, github, h } = stack);
+    ({ aws, github, gcp, h } = stack);
   });
   after(async () => stack?.close());
 
@@ -156,9 +158,27 @@ describe('integration: cloud backends through the broker', () => {
     assert.equal(github.tokenLive(res.credential?.token ?? ''), false);
   });
 
+  it('GCP: issues a task-bounded access token for the service account; task end reports it expire-only', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'read reports', ttl_seconds: 300 });
+    const res = await demo.issueCredential({ task_id: task.task_id, role: 'gcp/bucket-reader' });
+    assert.equal(res.credential?.kind, 'gcp_access_token');
+    const minted = gcp.accessTokens.get(res.credential?.token ?? '');
+    assert.ok(minted);
+    assert.ok(minted.lifetimeSeconds <= 300, 'never past the task');
+    assert.deepEqual(minted.scopes, ['https://www.googleapis.com/auth/devstorage.read_only']);
+    const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
+    assert.deepEqual(
+      ended.revoked.map((r) => r.state),
+      ['not_revocable'],
+    );
+  });
+
   it('no cloud secret in the logs or the audit trail', async () => {
     const text = `${h.logs.text()}\n${await readFile(h.auditFile, 'utf8')}`;
     assert.ok(github.tokens.size > 0);
+    for (const t of [...gcp.accessTokens.keys(), ...gcp.federated.keys()])
+      assert.equal(text.includes(t), false);
     for (const t of github.tokens.keys()) assert.equal(text.includes(t), false);
     assert.ok(aws.sessions.size > 0);
     for (const s of aws.sessions.values()) {

@@ -15,6 +15,7 @@ import {
   type AwsEmulator,
 } from './aws-emulator/index.js';
 import { startGithubEmulator, type GithubEmulator } from './github-emulator/index.js';
+import { GCP_PROVIDER, GCP_READER_SA, startGcpEmulator, type GcpEmulator } from './gcp-emulator/index.js';
 
 export const GITHUB_INSTALLATION = 4242;
 
@@ -34,6 +35,15 @@ permit (
   principal == Agent::"spiffe://example.org/agents/demo",
   action == Action::"IssueCredential",
   resource in Backend::"github"
+)
+when { context.environment == "dev" };
+
+@id("test-demo-gcp-dev")
+@reason("the demo agent may use gcp roles in dev")
+permit (
+  principal == Agent::"spiffe://example.org/agents/demo",
+  action == Action::"IssueCredential",
+  resource in Backend::"gcp"
 )
 when { context.environment == "dev" };
 `;
@@ -67,11 +77,18 @@ export const CLOUD_ROLES = {
     repositories: ['svid-broker'],
     permissions: { contents: 'write', pull_requests: 'write' },
   },
+  'gcp/bucket-reader': {
+    maxTtlSeconds: 900,
+    sensitivity: 'confidential',
+    serviceAccount: GCP_READER_SA,
+    scopes: ['https://www.googleapis.com/auth/devstorage.read_only'],
+  },
 } as const;
 
 export interface CloudBroker {
   aws: AwsEmulator;
   github: GithubEmulator;
+  gcp: GcpEmulator;
   h: Harness;
   close(): Promise<void>;
 }
@@ -79,8 +96,17 @@ export interface CloudBroker {
 export async function startCloudBroker(
   opts: { config?: Record<string, unknown> } & Omit<HarnessOptions, 'config'> = {},
 ): Promise<CloudBroker> {
+  // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
+  const caRef: { ca?: LocalCa } = {};
+  const jwks = (): { keys: object[] } => {
+    if (!caRef.ca) throw new Error('CA not ready');
+    return caRef.ca.jwks();
+  };
   const aws = await startAwsEmulator();
   const github = await startGithubEmulator();
+  const gcp = await startGcpEmulator();
+  gcp.provider = { audience: GCP_PROVIDER, allowedAudiences: [`https:${GCP_PROVIDER}`], jwks };
+  gcp.tokenCreators.set(GCP_READER_SA, [gcp.principalFor(BROKER_ID)]);
   github.addInstallation(GITHUB_INSTALLATION, {
     account: 'acme',
     repositories: ['svid-broker', 'infra'],
@@ -89,12 +115,6 @@ export async function startCloudBroker(
   // The App key lives in a file beside the emulator's state, never in config text.
   const keyFile = join(tmpdir(), `gh-app-${process.pid}-${Date.now()}.pem`);
   writeFileSync(keyFile, github.privateKeyPem(), { mode: 0o600 });
-  // The broker's JWT-SVIDs are signed by the harness CA, which exists only once the harness runs.
-  const caRef: { ca?: LocalCa } = {};
-  const jwks = (): { keys: object[] } => {
-    if (!caRef.ca) throw new Error('CA not ready');
-    return caRef.ca.jwks();
-  };
   aws.addRole(BROKER_ROLE_ARN, { webIdentity: { jwks, audience: 'sts.amazonaws.com', subject: BROKER_ID } });
   aws.addRole(DEPLOY_ROLE_ARN, { trustedRoles: [BROKER_ROLE_ARN] });
   const { config, ...harnessOpts } = opts;
@@ -114,6 +134,7 @@ export async function startCloudBroker(
             timeoutMs: 2000,
             retryBaseDelayMs: 5,
           },
+          gcp: { audience: GCP_PROVIDER, stsUrl: gcp.url, iamCredentialsUrl: gcp.url, retryBaseDelayMs: 5 },
           github: {
             apiUrl: `${github.url}/api/v3`,
             appId: github.appId,
@@ -127,17 +148,20 @@ export async function startCloudBroker(
   } catch (err) {
     await aws.close();
     await github.close();
+    await gcp.close();
     throw err;
   }
   caRef.ca = h.ca;
   return {
     aws,
     github,
+    gcp,
     h,
     async close() {
       await h.close();
       await aws.close();
       await github.close();
+      await gcp.close();
       rmSync(keyFile, { force: true });
     },
   };

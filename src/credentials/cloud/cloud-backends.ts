@@ -7,11 +7,13 @@ import { invalidArgument } from '../../errors.js';
 import { buildAwsBackend, type AwsBackendConfig } from '../aws/aws-config.js';
 import { readAwsRoleSettings } from '../aws/aws-role-settings.js';
 import type { DenyOlderSessions } from '../aws/deny-older-sessions.js';
+import { buildGcpBackend, type GcpBackendConfig } from '../gcp/gcp-config.js';
 import { buildGithubBackend, type GithubBackendConfig } from '../github/github-config.js';
 
 export interface CloudBackendsConfig {
   aws?: AwsBackendConfig | undefined;
   github?: GithubBackendConfig | undefined;
+  gcp?: GcpBackendConfig | undefined;
 }
 
 export interface CloudLogger {
@@ -53,6 +55,7 @@ export function buildCloudBackends(
     deny = aws.denyOlderSessions;
   }
   if (config.github) backends.set('github', buildGithubBackend(config.github, deps));
+  if (config.gcp) backends.set('gcp', buildGcpBackend(config.gcp, deps));
   return {
     backends,
     incidents: {
