@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
+import { azureBackendConfigSchema } from '../credentials/azure/azure-config.js';
 import { gcpBackendConfigSchema } from '../credentials/gcp/gcp-config.js';
 import { githubBackendConfigSchema } from '../credentials/github/github-config.js';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
@@ -247,6 +248,8 @@ export const configSchema = z
         github: githubBackendConfigSchema.optional(),
         /** Google access tokens through workload identity federation; the `gcp/...` roles need it. */
         gcp: gcpBackendConfigSchema.optional(),
+        /** Entra ID tokens by client assertion (the JWT-SVID); the `azure/...` roles need it. */
+        azure: azureBackendConfigSchema.optional(),
       })
       .strict()
       .default({ token: { keyRotationSeconds: 86_400 } }),

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { status } from '@grpc/grpc-js';
 import { grpcError, readAudit, type Harness } from '../support/broker-harness.js';
 import { DEPLOY_ROLE_ARN, type AwsEmulator } from '../support/aws-emulator/index.js';
+import type { AzureEmulator } from '../support/azure-emulator/index.js';
 import type { GcpEmulator } from '../support/gcp-emulator/index.js';
 import type { GithubEmulator } from '../support/github-emulator/index.js';
 import { startCloudBroker, type CloudBroker } from '../support/cloud-broker.js';
@@ -17,12 +18,13 @@ describe('integration: cloud backends through the broker', () => {
   let aws: AwsEmulator;
   let github: GithubEmulator;
   let gcp: GcpEmulator;
+  let azure: AzureEmulator;
   let h: Harness;
   let stack: CloudBroker | undefined;
 
   before(async () => {
     stack = await startCloudBroker();
-    ({ aws, github, gcp, h } = stack);
+    ({ aws, github, gcp, azure, h } = stack);
   });
   after(async () => stack?.close());
 
@@ -167,6 +169,26 @@ describe('integration: cloud backends through the broker', () => {
     assert.ok(minted);
     assert.ok(minted.lifetimeSeconds <= 300, 'never past the task');
     assert.deepEqual(minted.scopes, ['https://www.googleapis.com/auth/devstorage.read_only']);
+    const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
+    assert.deepEqual(
+      ended.revoked.map((r) => r.state),
+      ['not_revocable'],
+    );
+  });
+
+  it('Azure: issues an Entra token by client assertion; task end reports it expire-only', async () => {
+    const demo = await h.client('demo');
+    const task = await demo.beginTask({ environment: 'dev', intent: 'read blobs', ttl_seconds: 600 });
+    const res = await demo.issueCredential({ task_id: task.task_id, role: 'azure/storage-reader' });
+    assert.equal(res.credential?.kind, 'azure_access_token');
+    const minted = azure.tokens.get(res.credential?.token ?? '');
+    assert.equal(minted?.subject, 'spiffe://example.org/broker');
+    // Entra picks the lifetime (about an hour): longer than this task, and said so.
+    assert.equal(res.credential?.metadata.outlives_task, 'true');
+    const issued = (await readAudit(h.auditFile)).find(
+      (r) => r.type === 'credential.issued' && r.lease === res.lease_id,
+    );
+    assert.equal(issued?.outlives_task, true);
     const ended = await demo.endTask({ task_id: task.task_id, reason: 'done' });
     assert.deepEqual(
       ended.revoked.map((r) => r.state),

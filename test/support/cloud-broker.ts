@@ -15,6 +15,13 @@ import {
   type AwsEmulator,
 } from './aws-emulator/index.js';
 import { startGithubEmulator, type GithubEmulator } from './github-emulator/index.js';
+import {
+  AZURE_CLIENT,
+  AZURE_SCOPE,
+  AZURE_TENANT,
+  startAzureEmulator,
+  type AzureEmulator,
+} from './azure-emulator/index.js';
 import { GCP_PROVIDER, GCP_READER_SA, startGcpEmulator, type GcpEmulator } from './gcp-emulator/index.js';
 
 export const GITHUB_INSTALLATION = 4242;
@@ -44,6 +51,15 @@ permit (
   principal == Agent::"spiffe://example.org/agents/demo",
   action == Action::"IssueCredential",
   resource in Backend::"gcp"
+)
+when { context.environment == "dev" };
+
+@id("test-demo-azure-dev")
+@reason("the demo agent may use azure roles in dev")
+permit (
+  principal == Agent::"spiffe://example.org/agents/demo",
+  action == Action::"IssueCredential",
+  resource in Backend::"azure"
 )
 when { context.environment == "dev" };
 `;
@@ -83,12 +99,20 @@ export const CLOUD_ROLES = {
     serviceAccount: GCP_READER_SA,
     scopes: ['https://www.googleapis.com/auth/devstorage.read_only'],
   },
+  'azure/storage-reader': {
+    maxTtlSeconds: 900,
+    sensitivity: 'confidential',
+    tenantId: AZURE_TENANT,
+    clientId: AZURE_CLIENT,
+    scope: AZURE_SCOPE,
+  },
 } as const;
 
 export interface CloudBroker {
   aws: AwsEmulator;
   github: GithubEmulator;
   gcp: GcpEmulator;
+  azure: AzureEmulator;
   h: Harness;
   close(): Promise<void>;
 }
@@ -107,6 +131,15 @@ export async function startCloudBroker(
   const gcp = await startGcpEmulator();
   gcp.provider = { audience: GCP_PROVIDER, allowedAudiences: [`https:${GCP_PROVIDER}`], jwks };
   gcp.tokenCreators.set(GCP_READER_SA, [gcp.principalFor(BROKER_ID)]);
+  const azure = await startAzureEmulator();
+  // The dev CA's JWT-SVIDs carry no `iss`, so the federated credential here names none.
+  azure.apps.push({
+    tenantId: AZURE_TENANT,
+    clientId: AZURE_CLIENT,
+    federatedCredentials: [{ subject: BROKER_ID, audiences: ['api://AzureADTokenExchange'], jwks }],
+  });
+  const azureCa = join(tmpdir(), `azure-ca-${process.pid}-${Date.now()}.pem`);
+  writeFileSync(azureCa, azure.ca);
   github.addInstallation(GITHUB_INSTALLATION, {
     account: 'acme',
     repositories: ['svid-broker', 'infra'],
@@ -135,6 +168,7 @@ export async function startCloudBroker(
             retryBaseDelayMs: 5,
           },
           gcp: { audience: GCP_PROVIDER, stsUrl: gcp.url, iamCredentialsUrl: gcp.url, retryBaseDelayMs: 5 },
+          azure: { authorityHost: azure.url, caFile: azureCa, retryBaseDelayMs: 5 },
           github: {
             apiUrl: `${github.url}/api/v3`,
             appId: github.appId,
@@ -149,6 +183,7 @@ export async function startCloudBroker(
     await aws.close();
     await github.close();
     await gcp.close();
+    await azure.close();
     throw err;
   }
   caRef.ca = h.ca;
@@ -156,13 +191,16 @@ export async function startCloudBroker(
     aws,
     github,
     gcp,
+    azure,
     h,
     async close() {
       await h.close();
       await aws.close();
       await github.close();
       await gcp.close();
+      await azure.close();
       rmSync(keyFile, { force: true });
+      rmSync(azureCa, { force: true });
     },
   };
 }

@@ -7,6 +7,7 @@ import { invalidArgument } from '../../errors.js';
 import { buildAwsBackend, type AwsBackendConfig } from '../aws/aws-config.js';
 import { readAwsRoleSettings } from '../aws/aws-role-settings.js';
 import type { DenyOlderSessions } from '../aws/deny-older-sessions.js';
+import { buildAzureBackend, type AzureBackendConfig } from '../azure/azure-config.js';
 import { buildGcpBackend, type GcpBackendConfig } from '../gcp/gcp-config.js';
 import { buildGithubBackend, type GithubBackendConfig } from '../github/github-config.js';
 
@@ -14,6 +15,7 @@ export interface CloudBackendsConfig {
   aws?: AwsBackendConfig | undefined;
   github?: GithubBackendConfig | undefined;
   gcp?: GcpBackendConfig | undefined;
+  azure?: AzureBackendConfig | undefined;
 }
 
 export interface CloudLogger {
@@ -56,6 +58,7 @@ export function buildCloudBackends(
   }
   if (config.github) backends.set('github', buildGithubBackend(config.github, deps));
   if (config.gcp) backends.set('gcp', buildGcpBackend(config.gcp, deps));
+  if (config.azure) backends.set('azure', buildAzureBackend(config.azure, deps));
   return {
     backends,
     incidents: {
