@@ -27,9 +27,11 @@
  *          --tsx (run the broker from source under tsx instead of compiling it; quicker to iterate)
  *          --node-arg=ARG (repeatable: extra node/V8 flag for the broker process, e.g. --node-arg=--trace-deopt)
  *          --broker-stdout=FILE (what the broker prints on stdout besides its ports; default: this stderr)
- *          --no-policy-scale, --no-vault, --no-incident (skip the policy-scale, Vault or incident-response
- *            section after the main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident>.ts`)
+ *          --no-policy-scale, --no-vault, --no-incident, --no-cloud (skip the policy-scale, Vault,
+ *            incident-response or cloud section after the main bench; run one alone with
+ *            `npx tsx bench/<policy-scale|vault|incident|cloud>.ts`)
  */
+import { runCloudBench } from './cloud.js';
 import { runIncidentBench } from './incident.js';
 import { runPolicyScaleBench } from './policy-scale.js';
 import { runVaultBench } from './vault.js';
@@ -158,7 +160,8 @@ function parseOptions(argv: string[]): Options {
       case 'no-policy-scale':
       case 'no-vault':
       case 'no-incident':
-        // read by policyScale(), vaultSection() and incidentSection()
+      case 'no-cloud':
+        // read by policyScale(), vaultSection(), incidentSection() and cloudSection()
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
@@ -654,10 +657,19 @@ async function incidentSection(): Promise<void> {
   for (const line of await runIncidentBench()) console.log(line);
 }
 
+async function cloudSection(): Promise<void> {
+  if (process.argv.includes('--no-cloud')) return;
+  console.log(
+    '\ncloud backends: broker IssueCredential against direct calls to the same emulators (same run):',
+  );
+  for (const line of await runCloudBench()) console.log(line);
+}
+
 main()
   .then(policyScale)
   .then(vaultSection)
   .then(incidentSection)
+  .then(cloudSection)
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);
