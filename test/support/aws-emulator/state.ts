@@ -5,6 +5,8 @@ export interface WebIdentityTrust {
   jwks: () => { keys: object[] };
   /** The `aud` the role's trust policy requires (`<provider>:aud`). */
   audience: string;
+  /** The OIDC provider's issuer URL the JWT's `iss` must equal; undefined accepts none (the dev CA mints none). */
+  issuer?: string;
   /** The `sub` the role's trust policy requires (`<provider>:sub`), e.g. the broker's SPIFFE ID. */
   subject: string;
 }

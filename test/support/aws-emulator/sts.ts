@@ -255,6 +255,13 @@ export async function assumeRoleWithWebIdentity(
       'The web identity token that was passed could not be validated by AWS.',
     );
   }
+  if (trust.issuer !== undefined && claims.iss !== trust.issuer) {
+    throw new AwsError(
+      400,
+      'InvalidIdentityToken',
+      `No OpenIDConnect provider found in your account for ${String(claims.iss)}`,
+    );
+  }
   const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
   if (!aud.includes(trust.audience) || claims.sub !== trust.subject) {
     throw accessDenied('Not authorized to perform sts:AssumeRoleWithWebIdentity');
