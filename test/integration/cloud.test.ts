@@ -209,3 +209,35 @@ describe('integration: cloud backends through the broker', () => {
     }
   });
 });
+
+describe('integration: cloud backend configuration at startup', () => {
+  it('a malformed cloud role is a startup error listing every problem', async () => {
+    await assert.rejects(
+      startCloudBroker({
+        config: {
+          roles: {
+            'aws/bad': { roleArn: 'arn:aws:s3:::bucket', tags: { 'aws:owner': 'x' }, maxTtlSeconds: 7200 },
+            'github/bad': { repositories: [], permissions: { contents: 'owner' } },
+            'gcp/bad': { serviceAccount: 'nobody' },
+            'azure/bad': { tenantId: 't', clientId: 'c', scope: 'https://storage.azure.com/read' },
+          },
+        },
+      }),
+      (err: Error) => {
+        assert.equal(err.name, 'StartupError');
+        for (const p of [
+          /roles\.aws\/bad: roleArn/,
+          /roles\.aws\/bad: tags\.aws:owner/,
+          /roles\.aws\/bad: maxTtlSeconds 7200 exceeds/,
+          /roles\.github\/bad: repositories/,
+          /roles\.github\/bad: permissions\.contents/,
+          /roles\.gcp\/bad: serviceAccount/,
+          /roles\.azure\/bad: scope/,
+        ]) {
+          assert.match(err.message, p);
+        }
+        return true;
+      },
+    );
+  });
+});

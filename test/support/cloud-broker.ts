@@ -184,6 +184,8 @@ export async function startCloudBroker(
     await github.close();
     await gcp.close();
     await azure.close();
+    rmSync(keyFile, { force: true });
+    rmSync(azureCa, { force: true });
     throw err;
   }
   caRef.ca = h.ca;
