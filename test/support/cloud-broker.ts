@@ -26,43 +26,21 @@ import { GCP_PROVIDER, GCP_READER_SA, startGcpEmulator, type GcpEmulator } from 
 
 export const GITHUB_INSTALLATION = 4242;
 
-export const CLOUD_TEST_POLICY = `
-@id("test-demo-cloud-dev")
-@reason("the demo agent may use cloud roles in dev")
+/** The demo agent may use every cloud backend's roles in dev. */
+export const CLOUD_TEST_POLICY = ['aws', 'github', 'gcp', 'azure']
+  .map(
+    (backend) => `
+@id("test-demo-${backend}-dev")
+@reason("the demo agent may use ${backend} roles in dev")
 permit (
   principal == Agent::"spiffe://example.org/agents/demo",
   action == Action::"IssueCredential",
-  resource in Backend::"aws"
+  resource in Backend::"${backend}"
 )
 when { context.environment == "dev" };
-
-@id("test-demo-github-dev")
-@reason("the demo agent may use github roles in dev")
-permit (
-  principal == Agent::"spiffe://example.org/agents/demo",
-  action == Action::"IssueCredential",
-  resource in Backend::"github"
-)
-when { context.environment == "dev" };
-
-@id("test-demo-gcp-dev")
-@reason("the demo agent may use gcp roles in dev")
-permit (
-  principal == Agent::"spiffe://example.org/agents/demo",
-  action == Action::"IssueCredential",
-  resource in Backend::"gcp"
-)
-when { context.environment == "dev" };
-
-@id("test-demo-azure-dev")
-@reason("the demo agent may use azure roles in dev")
-permit (
-  principal == Agent::"spiffe://example.org/agents/demo",
-  action == Action::"IssueCredential",
-  resource in Backend::"azure"
-)
-when { context.environment == "dev" };
-`;
+`,
+  )
+  .join('');
 
 export const CLOUD_ROLES = {
   'aws/deploy': {

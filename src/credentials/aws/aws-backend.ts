@@ -19,8 +19,9 @@ import type {
   RevokeTarget,
   RoleDefinition,
 } from '../backend.js';
-import { BrokerError, failedPrecondition } from '../../errors.js';
+import { failedPrecondition } from '../../errors.js';
 import { retryThrottled } from '../cloud/retry.js';
+import { settingsOrThrow } from '../cloud/role-settings.js';
 import { renderJson, renderString, type TemplateVars } from '../cloud/template.js';
 import { awsErrFields, awsFailure, isExpiredSession, isThrottled } from './aws-errors.js';
 import {
@@ -55,13 +56,7 @@ export interface AwsBackendOptions {
 export const AWS_REF_PREFIX = 'aws-session:';
 
 function settingsOf(role: RoleDefinition): AwsRoleSettings {
-  const read = readAwsRoleSettings(role.settings);
-  if (!read.ok) {
-    throw new BrokerError('INTERNAL', 'aws backend misconfigured', {
-      cause: new Error(`aws: role ${role.name}: ${read.problems.join('; ')}`),
-    });
-  }
-  return read.settings;
+  return settingsOrThrow('aws', role, readAwsRoleSettings);
 }
 
 /** The AssumeRole input for one request; throws FAILED_PRECONDITION when AWS would refuse it. */

@@ -17,6 +17,7 @@
  *   outlivesTask: allow                # allow (default) | refuse
  * ```
  */
+import type { SettingsRead } from '../cloud/role-settings.js';
 import { jsonStrings, unknownPlaceholders } from '../cloud/template.js';
 import {
   MAX_POLICY_ARNS,
@@ -44,7 +45,7 @@ const POLICY_ARN = /^arn:aws[a-z-]*:iam::(?:\d{12}|aws):policy\/[\w+=,.@/-]+$/;
 const EXTERNAL_ID = /^[\w+=,.@:/-]{2,1224}$/;
 const KNOWN = new Set(['roleArn', 'externalId', 'sessionPolicy', 'policyArns', 'tags', 'outlivesTask']);
 
-type Read = { ok: true; settings: AwsRoleSettings } | { ok: false; problems: string[] };
+type Read = SettingsRead<AwsRoleSettings>;
 
 export function readAwsRoleSettings(s: Record<string, unknown>): Read {
   const problems: string[] = [];

@@ -19,6 +19,7 @@ import type {
 } from '../backend.js';
 import { BrokerError, failedPrecondition, unavailable } from '../../errors.js';
 import { retryThrottled } from '../cloud/retry.js';
+import { settingsOrThrow } from '../cloud/role-settings.js';
 import { readAzureRoleSettings, type AzureRoleSettings } from './azure-role-settings.js';
 
 export interface AzureBackendOptions {
@@ -35,13 +36,7 @@ export interface AzureBackendOptions {
 }
 
 function settingsOf(role: RoleDefinition): AzureRoleSettings {
-  const read = readAzureRoleSettings(role.settings);
-  if (!read.ok) {
-    throw new BrokerError('INTERNAL', 'azure backend misconfigured', {
-      cause: new Error(`azure: role ${role.name}: ${read.problems.join('; ')}`),
-    });
-  }
-  return read.settings;
+  return settingsOrThrow('azure', role, readAzureRoleSettings);
 }
 
 /** The AADSTS code in an Entra error message, e.g. `AADSTS700213`, never the message itself. */

@@ -9,6 +9,7 @@
  *   scope: https://storage.azure.com/.default
  * ```
  */
+import type { SettingsRead } from '../cloud/role-settings.js';
 const KNOWN = new Set(['tenantId', 'clientId', 'scope']);
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TENANT =
@@ -20,7 +21,7 @@ export interface AzureRoleSettings {
   scope: string;
 }
 
-type Read = { ok: true; settings: AzureRoleSettings } | { ok: false; problems: string[] };
+type Read = SettingsRead<AzureRoleSettings>;
 
 export function readAzureRoleSettings(s: Record<string, unknown>): Read {
   const problems: string[] = [];

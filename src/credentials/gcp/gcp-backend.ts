@@ -19,6 +19,7 @@ import type {
 } from '../backend.js';
 import { BrokerError, failedPrecondition, unavailable } from '../../errors.js';
 import { retryThrottled } from '../cloud/retry.js';
+import { settingsOrThrow } from '../cloud/role-settings.js';
 import { GCP_MAX_LIFETIME_SECONDS, readGcpRoleSettings, type GcpRoleSettings } from './gcp-role-settings.js';
 
 export interface GcpBackendOptions {
@@ -43,13 +44,7 @@ function statusOf(err: unknown): number | undefined {
 }
 
 function settingsOf(role: RoleDefinition): GcpRoleSettings {
-  const read = readGcpRoleSettings(role.settings);
-  if (!read.ok) {
-    throw new BrokerError('INTERNAL', 'gcp backend misconfigured', {
-      cause: new Error(`gcp: role ${role.name}: ${read.problems.join('; ')}`),
-    });
-  }
-  return read.settings;
+  return settingsOrThrow('gcp', role, readGcpRoleSettings);
 }
 
 function failure(err: unknown, what: string): BrokerError {

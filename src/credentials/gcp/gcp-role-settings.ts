@@ -9,6 +9,7 @@
  *   delegates: [hop@my-project.iam.gserviceaccount.com]              # optional delegation chain
  * ```
  */
+import type { SettingsRead } from '../cloud/role-settings.js';
 const KNOWN = new Set(['serviceAccount', 'scopes', 'delegates']);
 const SA_EMAIL = /^[a-z][a-z0-9-]{4,61}[a-z0-9]@[a-z0-9.-]+\.iam\.gserviceaccount\.com$|^[\w.+-]+@[\w.-]+$/;
 const SCOPE = /^https:\/\/www\.googleapis\.com\/auth\/[\w.-]+$/;
@@ -22,7 +23,7 @@ export interface GcpRoleSettings {
   delegates: string[];
 }
 
-type Read = { ok: true; settings: GcpRoleSettings } | { ok: false; problems: string[] };
+type Read = SettingsRead<GcpRoleSettings>;
 
 function emails(value: unknown, field: string, problems: string[]): string[] {
   if (value === undefined) return [];

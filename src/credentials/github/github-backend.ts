@@ -16,6 +16,7 @@ import type {
 } from '../backend.js';
 import { BrokerError, failedPrecondition, unavailable } from '../../errors.js';
 import { retryThrottled } from '../cloud/retry.js';
+import { settingsOrThrow } from '../cloud/role-settings.js';
 import { readGithubRoleSettings, type GithubRoleSettings } from './github-role-settings.js';
 import { openToken, refKey, sealToken } from './token-ref.js';
 
@@ -47,13 +48,7 @@ class GithubHttpError extends Error {
 }
 
 function settingsOf(role: RoleDefinition): GithubRoleSettings {
-  const read = readGithubRoleSettings(role.settings);
-  if (!read.ok) {
-    throw new BrokerError('INTERNAL', 'github backend misconfigured', {
-      cause: new Error(`github: role ${role.name}: ${read.problems.join('; ')}`),
-    });
-  }
-  return read.settings;
+  return settingsOrThrow('github', role, readGithubRoleSettings);
 }
 
 export function createGithubBackend(o: GithubBackendOptions): CredentialBackend {

@@ -11,6 +11,7 @@
  * GitHub itself refuses a token wider than the installation (422), which the broker reports as
  * FAILED_PRECONDITION: a role can narrow, never widen.
  */
+import type { SettingsRead } from '../cloud/role-settings.js';
 const KNOWN = new Set(['installationId', 'repositories', 'permissions']);
 const LEVELS = new Set(['read', 'write', 'admin']);
 const PERMISSION = /^[a-z][a-z_]*$/;
@@ -22,7 +23,7 @@ export interface GithubRoleSettings {
   permissions: Record<string, string>;
 }
 
-type Read = { ok: true; settings: GithubRoleSettings } | { ok: false; problems: string[] };
+type Read = SettingsRead<GithubRoleSettings>;
 
 export function readGithubRoleSettings(s: Record<string, unknown>): Read {
   const problems: string[] = [];

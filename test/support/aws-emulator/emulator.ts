@@ -8,8 +8,8 @@
  * aws.addRole('arn:aws:iam::111122223333:role/deploy', { trustedRoles: ['arn:aws:iam::111122223333:role/svid-broker'] });
  * ```
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveEmulator, type RunningEmulatorServer } from '../emulator-http.js';
 import { deniedByIssueTime, getRolePolicy, putRolePolicy } from './iam.js';
 import { AwsError, QueryParams, errorXml, resultXml } from './query.js';
 import { parseSigV4 } from './sigv4.js';
@@ -30,7 +30,7 @@ export class AwsEmulator {
   faults: AwsFaults = {};
   /** Every call by action, in order. */
   readonly calls: string[] = [];
-  private server: Server | undefined;
+  private server: RunningEmulatorServer | undefined;
   url = '';
 
   constructor(private readonly clock: () => number = Date.now) {}
@@ -69,23 +69,16 @@ export class AwsEmulator {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.server = await serveEmulator((req, res, body) => this.handle(req, res, body));
+    this.url = this.server.url;
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.server?.close();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks);
+  private async handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
+    const body = raw;
     const url = new URL(req.url ?? '/', 'http://localhost');
     const params = new URLSearchParams(req.method === 'POST' ? body.toString('utf8') : url.search);
     const action = params.get('Action') ?? '';

@@ -10,9 +10,8 @@
  * (AADSTS70021); a scope without `/.default` (AADSTS1002012).
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { serveEmulator, type RunningEmulatorServer } from '../emulator-http.js';
 import { createLocalJWKSet, errors as joseErrors, jwtVerify } from 'jose';
 import { selfSignedLocalhost } from './tls.js';
 
@@ -58,29 +57,22 @@ export class AzureEmulator {
   tokenLifetimeSeconds = 3599;
   url = '';
   ca = '';
-  private server: Server | undefined;
+  private server: RunningEmulatorServer | undefined;
 
   constructor(private readonly clock: () => number = Date.now) {}
 
   async start(): Promise<void> {
     const { cert, key } = await selfSignedLocalhost();
     this.ca = cert;
-    const server = createServer({ cert, key }, (req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    this.url = `https://localhost:${(server.address() as AddressInfo).port}`;
+    this.server = await serveEmulator((req, res, body) => this.handle(req, res, body), { cert, key });
+    this.url = this.server.url;
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.server?.close();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
+  private async handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const json = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
       res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
@@ -121,10 +113,7 @@ export class AzureEmulator {
         }
         return json(
           200,
-          await this.clientCredentials(
-            token[1] as string,
-            new URLSearchParams(Buffer.concat(chunks).toString('utf8')),
-          ),
+          await this.clientCredentials(token[1] as string, new URLSearchParams(raw.toString('utf8'))),
         );
       } catch (err) {
         const e =

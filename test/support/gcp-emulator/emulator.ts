@@ -11,8 +11,8 @@
  * over 3600 s, or no scope (400 INVALID_ARGUMENT).
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveEmulator, type RunningEmulatorServer } from '../emulator-http.js';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 
 export interface WorkloadIdentityProvider {
@@ -62,7 +62,7 @@ export class GcpEmulator {
   readonly accessTokens = new Map<string, ServiceAccountToken>();
   faults: { throttle?: number } = {};
   url = '';
-  private server: Server | undefined;
+  private server: RunningEmulatorServer | undefined;
 
   constructor(private readonly clock: () => number = Date.now) {}
 
@@ -79,23 +79,16 @@ export class GcpEmulator {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.server = await serveEmulator((req, res, body) => this.handle(req, res, body));
+    this.url = this.server.url;
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.server?.close();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks).toString('utf8');
+  private async handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
+    const body = raw.toString('utf8');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     try {
       if (this.faults.throttle) {

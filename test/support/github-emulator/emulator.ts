@@ -10,8 +10,8 @@
  * wider than it grants (422); a revoked or expired token (401 Bad credentials).
  */
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveEmulator, type RunningEmulatorServer } from '../emulator-http.js';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 
 export interface Installation {
@@ -52,7 +52,7 @@ export class GithubEmulator {
   readonly appJwts: Array<Record<string, unknown>> = [];
   faults: { throttle?: number } = {};
   url = '';
-  private server: Server | undefined;
+  private server: RunningEmulatorServer | undefined;
 
   constructor(
     opts: { appId?: string } = {},
@@ -80,22 +80,15 @@ export class GithubEmulator {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.server = await serveEmulator((req, res, body) => this.handle(req, res, body));
+    this.url = this.server.url;
   }
 
   async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.server?.close();
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
+  private async handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
     const path = (req.url ?? '/').replace(/^\/api\/v3(?=\/)/, '').split('?')[0] ?? '/';
     const bearer = /^(?:Bearer|token) (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     try {
@@ -109,7 +102,7 @@ export class GithubEmulator {
       const m = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(path);
       if (req.method === 'POST' && m) {
         await this.verifyAppJwt(bearer);
-        const body = this.parseBody(Buffer.concat(chunks));
+        const body = this.parseBody(raw);
         return this.send(res, 201, this.createToken(Number(m[1]), body));
       }
       if (req.method === 'DELETE' && path === '/installation/token') {

@@ -305,6 +305,8 @@ describe('credentials/aws: the AWS backend against the STS emulator', () => {
     const issued = await built.backend.issue(request());
     const old = issued.credential.data.AWS_ACCESS_KEY_ID ?? '';
     assert.ok(aws.sessionUsable(old));
+    // A cut-off strictly after the session's issue time (the emulator keeps milliseconds).
+    await new Promise((resolve) => setTimeout(resolve, 5));
     const cut = new Date();
     const out = await built.denyOlderSessions('deploy', cut);
     assert.equal(out.policyName, DENY_POLICY_NAME);
