@@ -381,6 +381,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const backends = new Map<string, CredentialBackend>([
       ['token', createTokenBackend({ issuer: spiffeId, keys })],
     ]);
+    let readVaultSecret: ((path: string) => Promise<Record<string, unknown> | null>) | undefined;
     if (config.backends.vault) {
       // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
       const vault = buildVaultBackend(config.backends.vault, {
@@ -389,6 +390,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         logger,
       });
       backends.set('vault', vault.backend);
+      readVaultSecret = async (path) =>
+        (await vault.auth.withToken((token) => vault.client.request({ method: 'GET', path, token })))?.data ??
+        null;
       cleanups.push(() => vault.backend.close?.());
       vault.auth.token().then(
         () => logger.info({ address: config.backends.vault?.address }, 'logged in to Vault'),
@@ -402,9 +406,10 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     // Cloud backends: the broker federates with its own JWT-SVID; no long-lived cloud key.
     let cloud;
     try {
-      cloud = buildCloudBackends(config.backends, roles, {
+      cloud = await buildCloudBackends(config.backends, roles, {
         fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
         logger,
+        readVaultSecret,
         ...(opts.now ? { now: opts.now } : {}),
       });
     } catch (err) {

@@ -9,7 +9,11 @@ import { readAwsRoleSettings } from '../aws/aws-role-settings.js';
 import type { DenyOlderSessions } from '../aws/deny-older-sessions.js';
 import { buildAzureBackend, type AzureBackendConfig } from '../azure/azure-config.js';
 import { buildGcpBackend, type GcpBackendConfig } from '../gcp/gcp-config.js';
-import { buildGithubBackend, type GithubBackendConfig } from '../github/github-config.js';
+import {
+  buildGithubBackend,
+  type GithubBackendConfig,
+  type ReadVaultSecret,
+} from '../github/github-config.js';
 
 export interface CloudBackendsConfig {
   aws?: AwsBackendConfig | undefined;
@@ -28,6 +32,8 @@ export interface CloudDeps {
   /** FetchJWTSVID for an audience, from the Workload API, at exchange time. */
   fetchJwt: (audience: string) => Promise<string>;
   logger: CloudLogger;
+  /** Reads a Vault secret with the broker's Vault login (the GitHub App key), when Vault is configured. */
+  readVaultSecret?: ReadVaultSecret | undefined;
   now?: () => number;
 }
 
@@ -44,11 +50,11 @@ export interface CloudIncidents {
   denyOlderSessions(role: string, issuedBefore: Date): Promise<DeniedSessions>;
 }
 
-export function buildCloudBackends(
+export async function buildCloudBackends(
   config: CloudBackendsConfig,
   roles: ReadonlyMap<string, RoleDefinition>,
   deps: CloudDeps,
-): { backends: Map<string, CredentialBackend>; incidents: CloudIncidents } {
+): Promise<{ backends: Map<string, CredentialBackend>; incidents: CloudIncidents }> {
   const backends = new Map<string, CredentialBackend>();
   let deny: DenyOlderSessions | undefined;
   if (config.aws) {
@@ -56,7 +62,7 @@ export function buildCloudBackends(
     backends.set('aws', aws.backend);
     deny = aws.denyOlderSessions;
   }
-  if (config.github) backends.set('github', buildGithubBackend(config.github, deps));
+  if (config.github) backends.set('github', await buildGithubBackend(config.github, deps));
   if (config.gcp) backends.set('gcp', buildGcpBackend(config.gcp, deps));
   if (config.azure) backends.set('azure', buildAzureBackend(config.azure, deps));
   return {

@@ -14,6 +14,7 @@ import {
 } from '../../../../src/credentials/github/github-config.js';
 import { rejectsWith } from '../../../support/eventually.js';
 import { startGithubEmulator, type GithubEmulator } from '../../../support/github-emulator/index.js';
+import { startVaultEmulator } from '../../../support/vault-emulator/index.js';
 
 const INSTALLATION = 4242;
 
@@ -56,7 +57,7 @@ describe('credentials/github: the GitHub backend against the GitHub emulator', (
     warn: (o: object, m: string) => logs.push(JSON.stringify({ ...o, m })),
     error: (o: object, m: string) => logs.push(JSON.stringify({ ...o, m })),
   };
-  const build = (extra: Record<string, unknown> = {}, apiPath = ''): CredentialBackend =>
+  const build = (extra: Record<string, unknown> = {}, apiPath = ''): Promise<CredentialBackend> =>
     buildGithubBackend(
       githubBackendConfigSchema.parse({
         apiUrl: `${gh.url}${apiPath}`,
@@ -86,7 +87,7 @@ describe('credentials/github: the GitHub backend against the GitHub emulator', (
   });
 
   it('mints a token narrowed to the role, and revoke deletes it at GitHub', async () => {
-    const backend = build();
+    const backend = await build();
     const issued = await backend.issue(request());
     const minted = gh.tokens.get(issued.credential.token);
     assert.ok(minted);
@@ -112,34 +113,34 @@ describe('credentials/github: the GitHub backend against the GitHub emulator', (
   });
 
   it('signs the App JWT as GitHub requires: RS256, iss the App id, at most 10 minutes', async () => {
-    await build().issue(request());
+    await (await build()).issue(request());
     const claims = gh.appJwts.at(-1);
     assert.equal(claims?.iss, gh.appId);
     assert.ok((claims?.exp as number) - (claims?.iat as number) <= 600);
   });
 
   it('works against a GitHub Enterprise Server base URL (/api/v3)', async () => {
-    const issued = await build({}, '/api/v3').issue(request());
+    const issued = await (await build({}, '/api/v3')).issue(request());
     assert.ok(gh.tokenLive(issued.credential.token));
   });
 
   it('a role wider than the installation is refused by GitHub: FAILED_PRECONDITION', async () => {
     const wide = role({ repositories: ['svid-broker'], permissions: { administration: 'write' } });
     await rejectsWith(
-      build().issue(request({ role: wide })),
+      (await build()).issue(request({ role: wide })),
       'FAILED_PRECONDITION',
       'github_rejected_request',
     );
     const otherRepo = role({ repositories: ['secret-repo'], permissions: { contents: 'read' } });
     await rejectsWith(
-      build().issue(request({ role: otherRepo })),
+      (await build()).issue(request({ role: otherRepo })),
       'FAILED_PRECONDITION',
       'github_rejected_request',
     );
   });
 
-  it('lists every problem of a malformed role at startup', () => {
-    const problems = build().validateRole(
+  it('lists every problem of a malformed role at startup', async () => {
+    const problems = (await build()).validateRole(
       role({ repositories: [], permissions: { contents: 'owner' }, extra: true }),
     );
     for (const p of [
@@ -152,7 +153,7 @@ describe('credentials/github: the GitHub backend against the GitHub emulator', (
         `${p} in ${problems.join(' | ')}`,
       );
     }
-    const noDefault = buildGithubBackend(
+    const noDefault = await buildGithubBackend(
       githubBackendConfigSchema.parse({ apiUrl: gh.url, appId: gh.appId, privateKeyFile: keyFile }),
       { logger },
     );
@@ -161,10 +162,10 @@ describe('credentials/github: the GitHub backend against the GitHub emulator', (
 
   it('retries HTTP 429 with backoff, then UNAVAILABLE past the deadline', async () => {
     gh.faults = { throttle: 2 };
-    assert.ok((await build().issue(request())).credential.token);
+    assert.ok((await (await build()).issue(request())).credential.token);
     gh.faults = { throttle: 1_000_000 };
     await rejectsWith(
-      build({ timeoutMs: 200, retryBaseDelayMs: 20 }).issue(request()),
+      (await build({ timeoutMs: 200, retryBaseDelayMs: 20 })).issue(request()),
       'UNAVAILABLE',
       'github_throttled',
     );
@@ -202,19 +203,51 @@ describe('credentials/github: the GitHub backend against the GitHub emulator', (
     assert.equal((await post(await sign({ iss: gh.appId, iat: now, exp: now + 300 }))).status, 201);
   });
 
-  it('a key file that is missing is a startup error naming the file, not a key', () => {
-    assert.throws(
-      () =>
-        buildGithubBackend(
-          githubBackendConfigSchema.parse({ appId: '1', privateKeyFile: '/nonexistent/app.pem' }),
-          { logger },
-        ),
+  it('a key file that is missing is a startup error naming the file, not a key', async () => {
+    await assert.rejects(
+      buildGithubBackend(
+        githubBackendConfigSchema.parse({ appId: '1', privateKeyFile: '/nonexistent/app.pem' }),
+        {
+          logger,
+        },
+      ),
       /privateKeyFile: cannot read an RSA private key from \/nonexistent\/app.pem/,
+    );
+    assert.throws(
+      () => githubBackendConfigSchema.parse({ appId: '1' }),
+      /set exactly one of privateKeyFile and privateKeyVault/,
     );
   });
 
+  it("reads the App key from Vault (KV v2) with the broker's Vault login", async () => {
+    const vault = await startVaultEmulator();
+    try {
+      vault.putKv('github-app', { private_key: gh.privateKeyPem() });
+      const readVaultSecret = async (path: string): Promise<Record<string, unknown> | null> => {
+        const res = await fetch(`${vault.url}/v1/${path}`, { headers: { 'x-vault-token': vault.rootToken } });
+        return ((await res.json()) as { data?: Record<string, unknown> }).data ?? null;
+      };
+      const config = githubBackendConfigSchema.parse({
+        apiUrl: gh.url,
+        appId: gh.appId,
+        privateKeyVault: { path: 'secret/data/github-app' },
+        installationId: INSTALLATION,
+      });
+      const backend = await buildGithubBackend(config, { logger, readVaultSecret });
+      assert.ok(gh.tokenLive((await backend.issue(request())).credential.token));
+      const wrongField = githubBackendConfigSchema.parse({
+        ...config,
+        privateKeyVault: { path: 'secret/data/github-app', field: 'pem' },
+      });
+      await assert.rejects(buildGithubBackend(wrongField, { logger, readVaultSecret }), /no field "pem"/);
+      await assert.rejects(buildGithubBackend(config, { logger }), /needs backends.vault/);
+    } finally {
+      await vault.close();
+    }
+  });
+
   it('no token reaches the logs, even on failures', async () => {
-    const backend = build();
+    const backend = await build();
     const issued = await backend.issue(request());
     await rejectsWith(
       backend.issue(request({ role: role({ repositories: ['nope'], permissions: { contents: 'read' } }) })),
