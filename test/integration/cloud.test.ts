@@ -84,7 +84,7 @@ describe('integration: cloud backends through the broker', () => {
     const strict = await grpcError(
       demo.issueCredential({ task_id: task.task_id, role: 'aws/deploy-strict' }),
     );
-    assert.equal(strict.code, status.FAILED_PRECONDITION);
+    assert.equal(strict.code, status.FAILED_PRECONDITION, strict.details);
     assert.match(strict.details, /outlive/);
   });
 

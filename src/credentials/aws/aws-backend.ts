@@ -11,7 +11,7 @@
  * it in the ledger; the session lives until AWS's expiry. The incident lever is per role:
  * denyOlderSessions (an inline deny on the role for tokens issued before now).
  */
-import { AssumeRoleCommand, STSClient, type AssumeRoleCommandInput } from '@aws-sdk/client-sts';
+import type { AssumeRoleCommandInput, STSClient } from '@aws-sdk/client-sts';
 import type {
   CredentialBackend,
   IssueRequest,
@@ -33,7 +33,7 @@ import {
   sourceIdentityFor,
 } from './aws-limits.js';
 import { readAwsRoleSettings, type AwsRoleSettings } from './aws-role-settings.js';
-import type { AwsCredentialIdentity, BrokerAwsCredentials } from './broker-session.js';
+import type { AwsCredentialIdentity, BrokerAwsCredentials, StsSdk } from './broker-session.js';
 
 export interface AwsLogger {
   warn(obj: object, msg: string): void;
@@ -42,6 +42,7 @@ export interface AwsLogger {
 
 export interface AwsBackendOptions {
   credentials: BrokerAwsCredentials;
+  sdk: StsSdk;
   /** Builds an STS client signing with these credentials (undefined: the SDK's default chain). */
   stsClient: (credentials: AwsCredentialIdentity | undefined) => STSClient;
   region: string;
@@ -117,7 +118,7 @@ export function createAwsBackend(o: AwsBackendOptions): CredentialBackend {
       try {
         return await retryThrottled(
           () =>
-            clientFor(creds).send(new AssumeRoleCommand(input), {
+            clientFor(creds).send(new o.sdk.AssumeRoleCommand(input), {
               abortSignal: AbortSignal.timeout(Math.max(1, deadline - now())),
             }),
           isThrottled,

@@ -1,6 +1,6 @@
 /**
- * The `backends.aws` section of the broker config, and the one function that builds the backend
- * (the broker's session, the STS and IAM clients) for main.ts.
+ * The `backends.aws` section of the broker config, and its validation (no SDK loaded: build-aws-backend.ts
+ * builds the backend, loaded only when the section is configured).
  *
  * ```yaml
  * backends:
@@ -16,19 +16,8 @@
  *     timeoutMs: 5000
  * ```
  */
-import { IAMClient } from '@aws-sdk/client-iam';
-import { STSClient } from '@aws-sdk/client-sts';
 import { z } from 'zod';
-import type { CredentialBackend } from '../backend.js';
-import { createAwsBackend, type AwsLogger } from './aws-backend.js';
 import { MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, isValidSessionName } from './aws-limits.js';
-import {
-  defaultChainCredentials,
-  webIdentityCredentials,
-  type AwsCredentialIdentity,
-  type BrokerAwsCredentials,
-} from './broker-session.js';
-import { denyOlderSessions, type DenyOlderSessions } from './deny-older-sessions.js';
 
 const httpUrl = z
   .string()
@@ -64,63 +53,3 @@ export const awsBackendConfigSchema = z
   .strict();
 
 export type AwsBackendConfig = z.infer<typeof awsBackendConfigSchema>;
-
-export interface BuiltAwsBackend {
-  backend: CredentialBackend;
-  /** The revoke-by-role incident option (PutRolePolicy with an aws:TokenIssueTime deny). */
-  denyOlderSessions: DenyOlderSessions;
-  credentials: BrokerAwsCredentials;
-}
-
-export function buildAwsBackend(
-  config: AwsBackendConfig,
-  deps: { fetchJwt: (audience: string) => Promise<string>; logger: AwsLogger; now?: () => number },
-): BuiltAwsBackend {
-  const requestHandler = { requestTimeout: config.timeoutMs, connectionTimeout: config.timeoutMs };
-  const common = { region: config.region, maxAttempts: 1, requestHandler };
-  const stsClient = (credentials: AwsCredentialIdentity | undefined): STSClient =>
-    new STSClient({
-      ...common,
-      ...(config.stsEndpoint ? { endpoint: config.stsEndpoint } : {}),
-      ...(credentials ? { credentials } : {}),
-    });
-  const iamClient = (credentials: AwsCredentialIdentity | undefined): IAMClient =>
-    new IAMClient({
-      ...common,
-      ...(config.iamEndpoint ? { endpoint: config.iamEndpoint } : {}),
-      ...(credentials ? { credentials } : {}),
-    });
-  const c = config.credentials;
-  const credentials =
-    c.source === 'web_identity'
-      ? webIdentityCredentials({
-          // AssumeRoleWithWebIdentity is not signed: this client needs no credentials.
-          sts: stsClient({ accessKeyId: 'unsigned', secretAccessKey: 'unsigned' }),
-          roleArn: c.roleArn,
-          audience: c.audience,
-          sessionName: c.sessionName,
-          durationSeconds: c.sessionSeconds,
-          fetchJwt: deps.fetchJwt,
-          timeoutMs: config.timeoutMs,
-          baseDelayMs: config.retryBaseDelayMs,
-          ...(deps.now ? { now: deps.now } : {}),
-        })
-      : defaultChainCredentials();
-  const timing = {
-    timeoutMs: config.timeoutMs,
-    baseDelayMs: config.retryBaseDelayMs,
-    ...(deps.now ? { now: deps.now } : {}),
-  };
-  return {
-    credentials,
-    backend: createAwsBackend({
-      credentials,
-      stsClient,
-      region: config.region,
-      maxSessionSeconds: config.maxSessionSeconds,
-      logger: deps.logger,
-      ...timing,
-    }),
-    denyOlderSessions: denyOlderSessions({ credentials, iamClient, ...timing }),
-  };
-}

@@ -5,7 +5,7 @@
  * key exists anywhere. With `default_chain` the SDK's default credential chain is used instead
  * (its own caching applies).
  */
-import { AssumeRoleWithWebIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import type * as Sts from '@aws-sdk/client-sts';
 import { CachedSession } from '../cloud/cached-session.js';
 import { retryThrottled } from '../cloud/retry.js';
 import { awsFailure, isThrottled } from './aws-errors.js';
@@ -18,8 +18,12 @@ export interface AwsCredentialIdentity {
   expiration?: Date;
 }
 
+/** The STS SDK, loaded only when the aws backend is configured (build-aws-backend.ts). */
+export type StsSdk = Pick<typeof Sts, 'STSClient' | 'AssumeRoleCommand' | 'AssumeRoleWithWebIdentityCommand'>;
+
 export interface WebIdentityOptions {
-  sts: STSClient;
+  sdk: StsSdk;
+  sts: Sts.STSClient;
   roleArn: string;
   audience: string;
   sessionName: string;
@@ -48,7 +52,7 @@ export function webIdentityCredentials(
       const out = await retryThrottled(
         async () =>
           o.sts.send(
-            new AssumeRoleWithWebIdentityCommand({
+            new o.sdk.AssumeRoleWithWebIdentityCommand({
               RoleArn: o.roleArn,
               RoleSessionName: o.sessionName,
               WebIdentityToken: await o.fetchJwt(o.audience),

@@ -4,7 +4,7 @@
  * before a moment (`aws:TokenIssueTime`). Sessions minted afterwards are unaffected, so the broker
  * keeps working. Needs `iam:PutRolePolicy` on the target role for the broker's own AWS identity.
  */
-import { IAMClient, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import type * as Iam from '@aws-sdk/client-iam';
 import { retryThrottled } from '../cloud/retry.js';
 import { awsFailure, isThrottled } from './aws-errors.js';
 import type { AwsCredentialIdentity, BrokerAwsCredentials } from './broker-session.js';
@@ -29,7 +29,9 @@ export function denyOlderSessionsPolicy(issuedBefore: Date): string {
 
 export interface DenyOlderSessionsOptions {
   credentials: BrokerAwsCredentials;
-  iamClient: (credentials: AwsCredentialIdentity | undefined) => IAMClient;
+  /** The IAM SDK, loaded only when the aws backend is configured. */
+  sdk: Pick<typeof Iam, 'PutRolePolicyCommand'>;
+  iamClient: (credentials: AwsCredentialIdentity | undefined) => Iam.IAMClient;
   timeoutMs: number;
   baseDelayMs: number;
   now?: () => number;
@@ -45,7 +47,7 @@ export function denyOlderSessions(o: DenyOlderSessionsOptions): DenyOlderSession
     await retryThrottled(
       () =>
         client.send(
-          new PutRolePolicyCommand({
+          new o.sdk.PutRolePolicyCommand({
             RoleName: roleName,
             PolicyName: DENY_POLICY_NAME,
             PolicyDocument: denyOlderSessionsPolicy(issuedBefore),

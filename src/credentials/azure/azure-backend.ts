@@ -9,7 +9,7 @@
  * task is said to (metadata `outlives_task`, and the audit record). Entra access tokens cannot be
  * revoked one by one: the lease is `expires_only`.
  */
-import { ClientAssertionCredential } from '@azure/identity';
+import type * as AzureIdentity from '@azure/identity';
 import type {
   CredentialBackend,
   IssueRequest,
@@ -23,6 +23,8 @@ import { settingsOrThrow } from '../cloud/role-settings.js';
 import { readAzureRoleSettings, type AzureRoleSettings } from './azure-role-settings.js';
 
 export interface AzureBackendOptions {
+  /** @azure/identity, loaded only when the azure backend is configured (build-azure-backend.ts). */
+  sdk: Pick<typeof AzureIdentity, 'ClientAssertionCredential'>;
   authorityHost: string;
   /** The JWT-SVID audience the federated credential expects. */
   audience: string;
@@ -68,7 +70,7 @@ export function createAzureBackend(o: AzureBackendOptions): CredentialBackend {
       const deadline = now() + o.timeoutMs;
       const token = await retryThrottled(
         () =>
-          new ClientAssertionCredential(s.tenantId, s.clientId, () => o.fetchJwt(o.audience), {
+          new o.sdk.ClientAssertionCredential(s.tenantId, s.clientId, () => o.fetchJwt(o.audience), {
             authorityHost: o.authorityHost,
             disableInstanceDiscovery: true,
             retryOptions: { maxRetries: 0 },

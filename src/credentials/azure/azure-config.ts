@@ -10,10 +10,7 @@
  *     timeoutMs: 5000
  * ```
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { CredentialBackend } from '../backend.js';
-import { createAzureBackend, type AzureBackendOptions } from './azure-backend.js';
 
 export const azureBackendConfigSchema = z
   .object({
@@ -30,27 +27,3 @@ export const azureBackendConfigSchema = z
   .strict();
 
 export type AzureBackendConfig = z.infer<typeof azureBackendConfigSchema>;
-
-export function buildAzureBackend(
-  config: AzureBackendConfig,
-  deps: Pick<AzureBackendOptions, 'fetchJwt' | 'logger' | 'now'>,
-): CredentialBackend {
-  let ca: string | undefined;
-  if (config.caFile) {
-    try {
-      ca = readFileSync(config.caFile, 'utf8');
-    } catch (err) {
-      throw new Error(
-        `backends.azure.caFile: cannot read ${config.caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
-      );
-    }
-  }
-  return createAzureBackend({
-    authorityHost: config.authorityHost,
-    audience: config.audience,
-    ...(ca ? { ca } : {}),
-    timeoutMs: config.timeoutMs,
-    baseDelayMs: config.retryBaseDelayMs,
-    ...deps,
-  });
-}

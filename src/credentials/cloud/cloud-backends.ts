@@ -4,11 +4,14 @@
  */
 import type { CredentialBackend, RoleDefinition } from '../backend.js';
 import { invalidArgument } from '../../errors.js';
-import { buildAwsBackend, type AwsBackendConfig } from '../aws/aws-config.js';
+import type { AwsBackendConfig } from '../aws/aws-config.js';
+import { buildAwsBackend } from '../aws/build-aws-backend.js';
 import { readAwsRoleSettings } from '../aws/aws-role-settings.js';
 import type { DenyOlderSessions } from '../aws/deny-older-sessions.js';
-import { buildAzureBackend, type AzureBackendConfig } from '../azure/azure-config.js';
-import { buildGcpBackend, type GcpBackendConfig } from '../gcp/gcp-config.js';
+import type { AzureBackendConfig } from '../azure/azure-config.js';
+import { buildAzureBackend } from '../azure/build-azure-backend.js';
+import { buildGcpBackend } from '../gcp/build-gcp-backend.js';
+import type { GcpBackendConfig } from '../gcp/gcp-config.js';
 import {
   buildGithubBackend,
   type GithubBackendConfig,
@@ -58,13 +61,14 @@ export async function buildCloudBackends(
   const backends = new Map<string, CredentialBackend>();
   let deny: DenyOlderSessions | undefined;
   if (config.aws) {
-    const aws = buildAwsBackend(config.aws, deps);
+    // Each cloud SDK is loaded only when its backend is configured (build-*-backend.ts).
+    const aws = await buildAwsBackend(config.aws, deps);
     backends.set('aws', aws.backend);
     deny = aws.denyOlderSessions;
   }
   if (config.github) backends.set('github', await buildGithubBackend(config.github, deps));
-  if (config.gcp) backends.set('gcp', buildGcpBackend(config.gcp, deps));
-  if (config.azure) backends.set('azure', buildAzureBackend(config.azure, deps));
+  if (config.gcp) backends.set('gcp', await buildGcpBackend(config.gcp, deps));
+  if (config.azure) backends.set('azure', await buildAzureBackend(config.azure, deps));
   return {
     backends,
     incidents: {

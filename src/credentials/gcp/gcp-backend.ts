@@ -9,7 +9,7 @@
  * Google cannot revoke a service-account access token: the lease is `expires_only` and the
  * lifetime (never longer than the task) is the control.
  */
-import { IdentityPoolClient, Impersonated } from 'google-auth-library';
+import type * as GoogleAuth from 'google-auth-library';
 import type {
   CredentialBackend,
   IssueRequest,
@@ -23,6 +23,8 @@ import { settingsOrThrow } from '../cloud/role-settings.js';
 import { GCP_MAX_LIFETIME_SECONDS, readGcpRoleSettings, type GcpRoleSettings } from './gcp-role-settings.js';
 
 export interface GcpBackendOptions {
+  /** google-auth-library, loaded only when the gcp backend is configured (build-gcp-backend.ts). */
+  sdk: Pick<typeof GoogleAuth, 'IdentityPoolClient' | 'Impersonated'>;
   /** The workload identity provider: //iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/Q */
   audience: string;
   /** The `aud` of the broker's JWT-SVID (an allowed audience of the provider). */
@@ -63,9 +65,9 @@ function failure(err: unknown, what: string): BrokerError {
 
 export function createGcpBackend(
   o: GcpBackendOptions,
-): CredentialBackend & { federated: IdentityPoolClient } {
+): CredentialBackend & { federated: GoogleAuth.IdentityPoolClient } {
   const now = o.now ?? Date.now;
-  const federated = new IdentityPoolClient({
+  const federated = new o.sdk.IdentityPoolClient({
     type: 'external_account',
     audience: o.audience,
     subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
@@ -105,7 +107,7 @@ export function createGcpBackend(
       const deadline = now() + o.timeoutMs;
       const token = await retryThrottled(
         async () => {
-          const client = new Impersonated({
+          const client = new o.sdk.Impersonated({
             sourceClient: federated,
             targetPrincipal: s.serviceAccount,
             targetScopes: s.scopes,

@@ -12,7 +12,6 @@
  * ```
  */
 import { z } from 'zod';
-import { createGcpBackend, type GcpBackendOptions } from './gcp-backend.js';
 
 const httpUrl = z
   .string()
@@ -37,18 +36,3 @@ export const gcpBackendConfigSchema = z
   .strict();
 
 export type GcpBackendConfig = z.infer<typeof gcpBackendConfigSchema>;
-
-export function buildGcpBackend(
-  config: GcpBackendConfig,
-  deps: Pick<GcpBackendOptions, 'fetchJwt' | 'logger' | 'now'>,
-): ReturnType<typeof createGcpBackend> {
-  return createGcpBackend({
-    audience: config.audience,
-    jwtAudience: config.jwtAudience ?? `https:${config.audience}`,
-    stsUrl: config.stsUrl,
-    iamCredentialsUrl: config.iamCredentialsUrl,
-    timeoutMs: config.timeoutMs,
-    baseDelayMs: config.retryBaseDelayMs,
-    ...deps,
-  });
-}

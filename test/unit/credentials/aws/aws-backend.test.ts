@@ -6,11 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import type { IssueRequest, RoleDefinition } from '../../../../src/credentials/backend.js';
-import {
-  awsBackendConfigSchema,
-  buildAwsBackend,
-  type BuiltAwsBackend,
-} from '../../../../src/credentials/aws/aws-config.js';
+import { awsBackendConfigSchema } from '../../../../src/credentials/aws/aws-config.js';
+import { buildAwsBackend, type BuiltAwsBackend } from '../../../../src/credentials/aws/build-aws-backend.js';
 import { DENY_POLICY_NAME } from '../../../../src/credentials/aws/deny-older-sessions.js';
 import { LocalCa } from '../../../../src/dev/local-ca.js';
 import { rejectsWith } from '../../../support/eventually.js';
@@ -85,7 +82,7 @@ describe('credentials/aws: the AWS backend against the STS emulator', () => {
   });
   after(async () => aws.close());
 
-  beforeEach(() => {
+  beforeEach(async () => {
     jwtFetches = 0;
     logs.length = 0;
     aws.faults = {};
@@ -97,7 +94,7 @@ describe('credentials/aws: the AWS backend against the STS emulator', () => {
       timeoutMs: 2000,
       retryBaseDelayMs: 1,
     });
-    built = buildAwsBackend(config, {
+    built = await buildAwsBackend(config, {
       fetchJwt: async (audience) => {
         jwtFetches++;
         return ca.mintJwtSvid(BROKER_ID, audience);
@@ -262,7 +259,7 @@ describe('credentials/aws: the AWS backend against the STS emulator', () => {
       timeoutMs: 300,
       retryBaseDelayMs: 20,
     });
-    const tight = buildAwsBackend(config, {
+    const tight = await buildAwsBackend(config, {
       fetchJwt: (a) => ca.mintJwtSvid(BROKER_ID, a),
       logger: { warn: () => undefined, error: () => undefined },
     });

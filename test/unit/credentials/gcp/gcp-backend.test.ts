@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import type { IssueRequest, RoleDefinition } from '../../../../src/credentials/backend.js';
-import { buildGcpBackend, gcpBackendConfigSchema } from '../../../../src/credentials/gcp/gcp-config.js';
+import { buildGcpBackend } from '../../../../src/credentials/gcp/build-gcp-backend.js';
+import { gcpBackendConfigSchema } from '../../../../src/credentials/gcp/gcp-config.js';
 import { LocalCa } from '../../../../src/dev/local-ca.js';
 import { rejectsWith } from '../../../support/eventually.js';
 import {
@@ -92,7 +93,7 @@ describe('credentials/gcp: the GCP backend against the Google emulator', () => {
   });
 
   it('exchanges the JWT-SVID once and mints task-bounded tokens for the service account', async () => {
-    const backend = build();
+    const backend = await build();
     const now = Date.now();
     const a = await backend.issue(request({ ttlSeconds: 600, now }));
     const b = await backend.issue(request({ ttlSeconds: 900, notAfter: now + 300_000, now }));
@@ -112,14 +113,14 @@ describe('credentials/gcp: the GCP backend against the Google emulator', () => {
   });
 
   it('passes the delegation chain', async () => {
-    const issued = await build().issue(
-      request({ role: role({ serviceAccount: GCP_READER_SA, delegates: [GCP_HOP_SA] }) }),
-    );
+    const issued = await (
+      await build()
+    ).issue(request({ role: role({ serviceAccount: GCP_READER_SA, delegates: [GCP_HOP_SA] }) }));
     assert.deepEqual(gcp.accessTokens.get(issued.credential.token)?.delegates, [GCP_HOP_SA]);
   });
 
   it('an expired federated token is exchanged again and the request succeeds', async () => {
-    const backend = build();
+    const backend = await build();
     await backend.issue(request());
     gcp.expireFederatedTokens();
     const issued = await backend.issue(request());
@@ -129,28 +130,32 @@ describe('credentials/gcp: the GCP backend against the Google emulator', () => {
 
   it('a service account that does not trust the broker: FAILED_PRECONDITION', async () => {
     await rejectsWith(
-      build().issue(request({ role: role({ serviceAccount: 'other@acme-prod.iam.gserviceaccount.com' }) })),
+      (await build()).issue(
+        request({ role: role({ serviceAccount: 'other@acme-prod.iam.gserviceaccount.com' }) }),
+      ),
       'FAILED_PRECONDITION',
       'gcp_access_denied',
     );
   });
 
   it('retries HTTP 429, and UNAVAILABLE past the deadline', async () => {
-    const backend = build();
+    const backend = await build();
     await backend.issue(request());
     gcp.faults = { throttle: 1 };
     assert.ok((await backend.issue(request())).credential.token);
     gcp.faults = { throttle: 1_000_000 };
     await rejectsWith(
-      build({ timeoutMs: 300, retryBaseDelayMs: 20 }).issue(request()),
+      (await build({ timeoutMs: 300, retryBaseDelayMs: 20 })).issue(request()),
       'UNAVAILABLE',
       'gcp_throttled',
     );
     gcp.faults = {};
   });
 
-  it('validates roles at startup', () => {
-    const problems = build().validateRole(role({ serviceAccount: 'nope', scopes: ['x'], extra: 1 }, 7200));
+  it('validates roles at startup', async () => {
+    const problems = (await build()).validateRole(
+      role({ serviceAccount: 'nope', scopes: ['x'], extra: 1 }, 7200),
+    );
     for (const p of [/unknown setting "extra"/, /serviceAccount/, /scopes/, /exceeds generateAccessToken/]) {
       assert.ok(
         problems.some((x) => p.test(x)),
@@ -176,7 +181,7 @@ describe('credentials/gcp: the GCP backend against the Google emulator', () => {
   });
 
   it('no token reaches the logs', async () => {
-    const backend = build();
+    const backend = await build();
     await backend.issue(request());
     await rejectsWith(
       backend.issue(request({ role: role({ serviceAccount: 'other@acme-prod.iam.gserviceaccount.com' }) })),
