@@ -32,9 +32,11 @@
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
  *          --no-policy-scale, --no-vault, --no-incident, --no-durability (skip the policy-scale, Vault,
- *            incident-response or redis.durability section after the main bench; run one alone with
- *            `npx tsx bench/<policy-scale|vault|incident|durability>.ts`)
+ *          --no-policy-scale, --no-vault, --no-incident, --no-durability, --no-cloud (skip the
+ *            policy-scale, Vault, incident-response, redis.durability or cloud section after the
+ *            main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident|durability|cloud>.ts`)
  */
+import { runCloudBench } from './cloud.js';
 import { runDurabilityBench } from './durability.js';
 import { runIncidentBench } from './incident.js';
 import { runPolicyScaleBench } from './policy-scale.js';
@@ -170,7 +172,8 @@ function parseOptions(argv: string[]): Options {
       case 'no-vault':
       case 'no-incident':
       case 'no-durability':
-        // read by policyScale(), vaultSection(), incidentSection() and durabilitySection()
+      case 'no-cloud':
+        // read by policyScale(), vaultSection(), incidentSection(), durabilitySection() and cloudSection()
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
@@ -750,11 +753,20 @@ async function durabilitySection(): Promise<void> {
   for (const line of await runDurabilityBench()) console.log(line);
 }
 
+async function cloudSection(): Promise<void> {
+  if (process.argv.includes('--no-cloud')) return;
+  console.log(
+    '\ncloud backends: broker IssueCredential against direct calls to the same emulators (same run):',
+  );
+  for (const line of await runCloudBench()) console.log(line);
+}
+
 main()
   .then(policyScale)
   .then(vaultSection)
   .then(incidentSection)
   .then(durabilitySection)
+  .then(cloudSection)
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);

@@ -26,9 +26,9 @@ const CONCURRENCIES = [1, 16] as const;
 const WARMUP_MS = 500;
 const MEASURE_MS = 3000;
 
-type Op = (worker: number) => Promise<void>;
+export type Op = (worker: number) => Promise<void>;
 
-interface Result {
+export interface Result {
   scenario: 'direct' | 'broker';
   concurrency: number;
   count: number;
@@ -127,7 +127,7 @@ export async function runVaultBench(): Promise<string[]> {
 }
 
 /** `concurrency` workers each calling `op` back to back until `ms` is up; latencies in ms. */
-async function runFor(
+export async function runFor(
   concurrency: number,
   ms: number,
   op: Op,
@@ -146,7 +146,7 @@ async function runFor(
   return { lat, elapsedMs: performance.now() - start };
 }
 
-function summarize(
+export function summarize(
   scenario: Result['scenario'],
   concurrency: number,
   s: { lat: number[]; elapsedMs: number },

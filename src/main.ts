@@ -29,6 +29,7 @@ import type { QuarantineStore } from './quarantine/types.js';
 import { roleDefinitions } from './config/load-config.js';
 import type { BrokerConfig } from './config/schema.js';
 import type { CredentialBackend } from './credentials/backend.js';
+import { buildCloudBackends } from './credentials/cloud/cloud-backends.js';
 import { SigningKeyRing } from './credentials/token/signing-keys.js';
 import { SharedJwks } from './credentials/token/shared-jwks.js';
 import { createTokenBackend } from './credentials/token/token-backend.js';
@@ -494,6 +495,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         }),
       ],
     ]);
+    let readVaultSecret: ((path: string) => Promise<Record<string, unknown> | null>) | undefined;
     if (config.backends.vault) {
       // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
       const vault = buildVaultBackend(config.backends.vault, {
@@ -502,6 +504,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         logger,
       });
       backends.set('vault', vault.backend);
+      readVaultSecret = async (path) =>
+        (await vault.auth.withToken((token) => vault.client.request({ method: 'GET', path, token })))?.data ??
+        null;
       cleanups.push(() => vault.backend.close?.());
       vault.auth.token().then(
         () => logger.info({ address: config.backends.vault?.address }, 'logged in to Vault'),
@@ -512,6 +517,19 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
           ),
       );
     }
+    // Cloud backends: the broker federates with its own JWT-SVID; no long-lived cloud key.
+    let cloud;
+    try {
+      cloud = await buildCloudBackends(config.backends, roles, {
+        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
+        logger,
+        readVaultSecret,
+        ...(opts.now ? { now: opts.now } : {}),
+      });
+    } catch (err) {
+      throw new StartupError((err as Error).message, { cause: err });
+    }
+    for (const [name, backend] of cloud.backends) backends.set(name, backend);
     const problems: string[] = [];
     for (const role of roles.values()) {
       const backend = backends.get(role.backend);
@@ -608,6 +626,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       incidents,
       logger,
       jobDelayMs: config.revocation.visibilityTimeoutMs,
+      cloudIncidents: cloud.incidents,
       ...(opts.now ? { now: opts.now } : {}),
     });
     const quarantineService = new QuarantineService({

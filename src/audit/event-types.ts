@@ -32,6 +32,10 @@ export const AUDIT_EVENT_TYPES = {
   'budget.exceeded': 'a request was refused by a budget: scope and limit',
   'admin.revoke': 'a bulk revocation by selector: counts per outcome and backend, the leases',
   'admin.revoke_dry_run': 'a dry run of a bulk revocation: what would have been revoked',
+  'admin.deny_older_sessions':
+    'an incident revoke by AWS role wrote the deny policy for sessions issued before a time (IAM PutRolePolicy)',
+  'admin.deny_older_sessions_failed':
+    'the deny policy for older AWS sessions could not be written: the reason',
   'admin.denied':
     'an admin call refused by policy, a separation-of-duties rule or a quarantine: method, reason',
   'admin.read': 'a successful admin read (ListLeases, GetLease, ListApprovals, ...): method, what was read',

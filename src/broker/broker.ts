@@ -737,6 +737,10 @@ export class Broker {
         lease: lease.id,
         backend: lease.backend,
         expires_at: new Date(lease.expiresAt).toISOString(),
+        // A cloud session that cannot be shorter than AWS's 900 s minimum outlives its task.
+        ...(minted.issued.expiresAt > lease.expiresAt
+          ? { outlives_task: true, credential_expires_at: new Date(minted.issued.expiresAt).toISOString() }
+          : {}),
         ...decisionFields(allowed.decision),
       });
     } catch (err) {

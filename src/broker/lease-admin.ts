@@ -11,7 +11,8 @@
  */
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/types.js';
-import { invalidArgument, notFound, unavailable } from '../errors.js';
+import type { CloudIncidents } from '../credentials/cloud/cloud-backends.js';
+import { invalidArgument, isBrokerError, notFound, unavailable } from '../errors.js';
 import { SpiffeIdPattern, parseTrustDomain } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
 import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevocationPage } from '../leases/types.js';
@@ -66,6 +67,8 @@ export interface RevokeReport {
   scanned: number;
   toScan: number;
   done: boolean;
+  /** With denyOlderSessions: the cut-off (RFC 3339) before which the role's AWS sessions are denied. */
+  olderSessionsDeniedBefore?: string;
 }
 
 /** Progress after one page: the running report and the leases this page covered. */
@@ -90,6 +93,8 @@ export interface LeaseAdminDeps {
    * inline first; after a crash the worker finishes them from then on). Default 60 s.
    */
   jobDelayMs?: number;
+  /** The cloud incident lever (AWS deny-older-sessions), when a cloud backend is configured. */
+  cloudIncidents?: CloudIncidents;
   now?: () => number;
 }
 
@@ -98,6 +103,8 @@ export interface RevokeInput {
   reason: string;
   dryRun: boolean;
   confirmAll: boolean;
+  /** Also deny, at AWS, every session of `selector.role` issued before now (PutRolePolicy). */
+  denyOlderSessions?: boolean;
 }
 
 export class LeaseAdmin {
@@ -169,7 +176,53 @@ export class LeaseAdmin {
       throw invalidArgument('confirm_all', 'revoking every lease needs confirm_all');
     }
     const { selector, describe } = parseSelector(input.selector, 'active');
-    return this.revokeSelected(caller.spiffeId, selector, describe, reason, input.dryRun, onProgress);
+    const denied = input.denyOlderSessions ? await this.denyOlderSessions(caller, input, reason) : undefined;
+    const report = await this.revokeSelected(
+      caller.spiffeId,
+      selector,
+      describe,
+      reason,
+      input.dryRun,
+      onProgress,
+    );
+    return denied ? { ...report, olderSessionsDeniedBefore: denied } : report;
+  }
+
+  /**
+   * The AWS incident lever: sessions cannot be ended one by one, so the role itself gets an inline
+   * deny for tokens issued before now. Done before the ledger moves, and audited either way.
+   */
+  private async denyOlderSessions(caller: Caller, input: RevokeInput, reason: string): Promise<string> {
+    const role = input.selector.role;
+    if (!role) throw invalidArgument('deny_older_sessions', 'needs selector.role (an aws role)');
+    if (input.dryRun) throw invalidArgument('deny_older_sessions', 'cannot be combined with dry_run');
+    if (!this.deps.cloudIncidents)
+      throw invalidArgument('deny_older_sessions', 'no aws backend is configured');
+    const cut = new Date(this.now());
+    try {
+      const d = await this.deps.cloudIncidents.denyOlderSessions(requireRoleName(role), cut);
+      await this.deps.audit.write({
+        type: 'admin.deny_older_sessions',
+        agent: caller.spiffeId,
+        role: d.role,
+        role_arn: d.roleArn,
+        policy_name: d.policyName,
+        issued_before: d.issuedBefore,
+        reason,
+      });
+      return d.issuedBefore;
+    } catch (err) {
+      await this.deps.audit
+        .write({
+          type: 'admin.deny_older_sessions_failed',
+          agent: caller.spiffeId,
+          role,
+          reason,
+          error: isBrokerError(err) ? err.reason : 'error',
+        })
+        .catch(() => undefined);
+      throw err;
+    }
   }
 
   /**

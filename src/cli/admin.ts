@@ -79,6 +79,9 @@ function revokeReportJson(r: RevokeLeasesReportMsg): Record<string, unknown> {
     pending_retry: r.pending_retry,
     not_revocable: r.not_revocable,
     by_backend: r.by_backend,
+    ...(r.older_sessions_denied_before
+      ? { older_sessions_denied_before: r.older_sessions_denied_before }
+      : {}),
     leases: r.leases.map(leaseJson),
   };
 }
@@ -207,6 +210,7 @@ async function revoke(p: Parsed): Promise<number> {
         reason,
         dry_run: bool(p, 'dry-run'),
         confirm_all: bool(p, 'confirm-all'),
+        deny_older_sessions: bool(p, 'deny-older-sessions'),
       },
       (r) => {
         if (!json) process.stderr.write(tty ? `\r${progressLine(r)}` : `${progressLine(r)}\n`);
@@ -218,6 +222,11 @@ async function revoke(p: Parsed): Promise<number> {
   else {
     if (report.leases.length) console.log(leaseRows(report.leases));
     for (const line of revokeSummary(report)) console.log(line);
+    if (report.older_sessions_denied_before) {
+      console.log(
+        `AWS sessions of ${str(p, 'role')} issued before ${report.older_sessions_denied_before} are denied`,
+      );
+    }
   }
   return partial(report) ? 4 : 0;
 }
@@ -309,6 +318,10 @@ export const ADMIN_COMMANDS: Command[] = [
       reason: REASON_FLAG,
       'dry-run': { type: 'boolean', help: 'say what would be revoked; change nothing' },
       'confirm-all': { type: 'boolean', help: 'required with --all' },
+      'deny-older-sessions': {
+        type: 'boolean',
+        help: 'with an aws --role: also deny every session of that AWS role issued before now (IAM inline deny policy)',
+      },
       ...JSON_FLAG,
       ...CONNECTION_FLAGS,
     },

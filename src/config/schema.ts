@@ -3,6 +3,10 @@
  * Validation lists every problem (zod collects all issues), then the result is frozen.
  */
 import { z } from 'zod';
+import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
+import { azureBackendConfigSchema } from '../credentials/azure/azure-config.js';
+import { gcpBackendConfigSchema } from '../credentials/gcp/gcp-config.js';
+import { githubBackendConfigSchema } from '../credentials/github/github-config.js';
 import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 import { isValidSpiffeId } from '../identity/spiffe-id.js';
 import { GRPC_SERVER_DEFAULTS, grpcServerConfigSchema } from './grpc-server-config.js';
@@ -270,6 +274,14 @@ export const configSchema = z
           .default({ keyRotationSeconds: 86_400, maxClockSkewSeconds: 60 }),
         /** Vault dynamic secrets and tokens; the `vault/...` roles need it. */
         vault: vaultBackendConfigSchema.optional(),
+        /** AWS STS sessions per task from the broker's JWT-SVID; the `aws/...` roles need it. */
+        aws: awsBackendConfigSchema.optional(),
+        /** GitHub App installation tokens per request; the `github/...` roles need it. */
+        github: githubBackendConfigSchema.optional(),
+        /** Google access tokens through workload identity federation; the `gcp/...` roles need it. */
+        gcp: gcpBackendConfigSchema.optional(),
+        /** Entra ID tokens by client assertion (the JWT-SVID); the `azure/...` roles need it. */
+        azure: azureBackendConfigSchema.optional(),
       })
       .strict()
       .default({ token: { keyRotationSeconds: 86_400, maxClockSkewSeconds: 60 } }),

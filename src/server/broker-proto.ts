@@ -203,6 +203,7 @@ export interface RevokeLeasesRequestMsg {
   reason: string;
   dry_run: boolean;
   confirm_all: boolean;
+  deny_older_sessions?: boolean;
 }
 export interface RevokeLeasesReportMsg {
   matched: number;
@@ -215,6 +216,7 @@ export interface RevokeLeasesReportMsg {
   scanned: number;
   to_scan: number;
   done: boolean;
+  older_sessions_denied_before?: string;
 }
 export interface ReviewBreakGlassRequestMsg {
   grant_id: string;

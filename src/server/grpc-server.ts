@@ -372,6 +372,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
             reason: req.reason,
             dryRun: req.dry_run,
             confirmAll: req.confirm_all,
+            denyOlderSessions: req.deny_older_sessions === true,
           },
           // Backpressure: a slow admin client holds the next page back instead of the server
           // buffering every page's leases.
@@ -561,6 +562,7 @@ export function reportToMsg(r: RevokeReport, leases: readonly Lease[]): RevokeLe
     scanned: r.scanned,
     to_scan: r.toScan,
     done: r.done,
+    older_sessions_denied_before: r.olderSessionsDeniedBefore ?? '',
   };
 }
 

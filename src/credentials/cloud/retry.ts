@@ -1,0 +1,41 @@
+/**
+ * Throttling from a cloud API (AWS `Throttling`, HTTP 429) is retried with jittered exponential
+ * backoff, but only while the request's deadline allows; then the call fails UNAVAILABLE and no
+ * credential leaves the broker.
+ */
+import { unavailable } from '../../errors.js';
+
+export interface RetryOptions {
+  /** epoch ms after which no new attempt starts. */
+  deadline: number;
+  /** First backoff; doubles per attempt (full jitter). */
+  baseDelayMs: number;
+  /** Names the cloud in the UNAVAILABLE message, e.g. `AWS STS`. */
+  service: string;
+  /** Stable reason of the final error, e.g. `aws_throttled`. */
+  reason: string;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** Runs `attempt` until it succeeds, throws something not retryable, or the deadline passes. */
+export async function retryThrottled<T>(
+  attempt: () => Promise<T>,
+  isThrottled: (err: unknown) => boolean,
+  opts: RetryOptions,
+): Promise<T> {
+  const now = opts.now ?? Date.now;
+  const random = opts.random ?? Math.random;
+  for (let n = 0; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isThrottled(err)) throw err;
+      const delay = Math.floor(random() * opts.baseDelayMs * 2 ** n);
+      if (now() + delay >= opts.deadline) {
+        throw unavailable(opts.reason, `${opts.service} is throttling requests: try again later`, err);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}

@@ -1,0 +1,1 @@
+export { GithubEmulator, startGithubEmulator, type Installation, type IssuedToken } from './emulator.js';
