@@ -12,6 +12,7 @@ import { runAdmin, runApprovals, runBreakGlass } from './admin.js';
 import { runAuditVerify } from './audit-verify.js';
 import { runPolicyTest, runPolicyValidate } from './policy.js';
 import { runDev } from './dev.js';
+import { runMcp } from './mcp.js';
 import { runRequest, runTaskEnd } from './request.js';
 import { runServe } from './serve.js';
 
@@ -28,6 +29,9 @@ commands:
                             --wait waits for the approvers and prints the credential
   task end TASK_ID [--reason TEXT]
                             end a task: revokes every credential issued in it; prints what it revoked
+  mcp [--credential-dir DIR] [--return-secrets] [--auth x509|jwt] [--broker-id SPIFFE_ID]
+                            MCP server over stdio for an agent: tools begin_task, request_credential,
+                            await_approval, end_task, task_status; credentials go to files, not to the model
   audit verify FILE         check the audit file's hash chain; reports the first broken record
   approvals list [--state S] [--json]
   approvals approve|deny APPROVAL_ID --reason TEXT [--json]
@@ -67,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'request':
       return runRequest(rest);
+    case 'mcp':
+      return runMcp(rest);
     case 'task':
       if (rest[0] === 'end') return runTaskEnd(rest.slice(1));
       break;
