@@ -5,6 +5,7 @@ export type AuditEventType =
   | 'task.ended'
   | 'task.denied'
   | 'task.failed'
+  | 'task.roles_listed'
   | 'credential.issued'
   | 'credential.denied'
   | 'credential.failed'

@@ -74,6 +74,17 @@ export interface CredentialRequest {
   tool?: string;
 }
 
+export interface RoleOption {
+  name: string;
+  backend: string;
+  description: string;
+  sensitivity: string;
+  maxTtlSeconds: number;
+  decision: 'allow' | 'approval_required' | 'deny';
+  approvalsRequired: number;
+  policyIds: string[];
+}
+
 export interface ApprovalProgress {
   state: string;
   approvalsReceived: number;
@@ -124,6 +135,21 @@ export class BrokerClient implements AsyncDisposable {
   /** Idempotent: retried on UNAVAILABLE. */
   async getTask(taskId: string): Promise<TaskInfo> {
     return toTask(await this.retrying(() => this.channel.client().getTask({ task_id: taskId })));
+  }
+
+  /** The roles this agent may ask for in the task now (policy's answer to a plain read request). */
+  async listRoles(taskId: string): Promise<RoleOption[]> {
+    const res = await this.retrying(() => this.channel.client().listRoles(taskId));
+    return res.roles.map((r) => ({
+      name: r.name,
+      backend: r.backend,
+      description: r.description,
+      sensitivity: r.sensitivity,
+      maxTtlSeconds: r.max_ttl_seconds,
+      decision: r.decision as RoleOption['decision'],
+      approvalsRequired: r.approvals_required,
+      policyIds: r.policy_ids,
+    }));
   }
 
   async issueCredential(taskId: string, req: CredentialRequest): Promise<IssueResult> {

@@ -14,5 +14,6 @@ export {
   type IssueResult,
   type IssuedCredential,
   type PendingApproval,
+  type RoleOption,
   type TaskInfo,
 } from './agent-client.js';

@@ -71,6 +71,16 @@ function registerTaskTools(server: McpServer, { client, files }: McpOptions): vo
       }),
   );
   server.registerTool(
+    'list_roles',
+    {
+      description:
+        'List the roles you may ask for in a task now, as policy answers a plain read request for each: ' +
+        'allow, approval_required (with how many approvers) or deny. Asking grants nothing.',
+      inputSchema: { task_id: z.string() },
+    },
+    (args) => answer(async () => ({ task_id: args.task_id, roles: await client.listRoles(args.task_id) })),
+  );
+  server.registerTool(
     'end_task',
     {
       description:

@@ -57,6 +57,7 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
         'await_approval',
         'begin_task',
         'end_task',
+        'list_roles',
         'request_credential',
         'task_status',
       ]);
@@ -66,6 +67,17 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
       );
       const taskId = begun.task_id as string;
       assert.match(taskId, /^[0-9a-f-]{36}$/);
+
+      const listed = textOf(await client.callTool({ name: 'list_roles', arguments: { task_id: taskId } }));
+      const roles = listed.roles as Array<{ name: string; decision: string; policyIds: string[] }>;
+      const demo = roles.find((r) => r.name === 'token/demo');
+      assert.equal(demo?.decision, 'allow');
+      assert.deepEqual(demo?.policyIds, ['demo-agent-token-demo-dev']);
+      // Roles restricted to other environments are not offered in dev.
+      assert.ok(
+        roles.every((r) => r.name !== 'token/deploy' || r.decision !== 'allow'),
+        JSON.stringify(roles),
+      );
 
       const raw = (await client.callTool({
         name: 'request_credential',
@@ -155,16 +167,21 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
       );
       assert.equal(pending.status, 'pending_approval');
       const progress: string[] = [];
+      let sawPending: () => void = () => undefined;
+      const pendingSeen = new Promise<void>((resolve) => (sawPending = resolve));
       const waiting = client.callTool(
         { name: 'await_approval', arguments: { approval_id: pending.approval_id } },
         undefined,
         {
-          onprogress: (p) => progress.push(p.message ?? ''),
+          onprogress: (p) => {
+            progress.push(p.message ?? '');
+            if (p.message === 'pending') sawPending();
+          },
           timeout: 30_000,
         },
       );
-      // The broker polls the shared store; approve once the wait is running.
-      await new Promise((r) => setTimeout(r, 300));
+      // Approve once the wait reported the request pending (the broker polls the shared store).
+      await pendingSeen;
       await security.decideApproval({
         approval_id: pending.approval_id as string,
         approve: true,
