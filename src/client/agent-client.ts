@@ -179,7 +179,7 @@ export class BrokerClient implements AsyncDisposable {
 
   /**
    * Ends a task and revokes what it holds. Idempotent: retried on UNAVAILABLE, and a retry that
-   * finds the task already ended (the first attempt went through) reports that task.
+   * finds the task already ended (the first attempt went through) resolves with `task` undefined.
    */
   async endTask(taskId: string, reason = ''): Promise<EndedTask> {
     let attempt = 0;
@@ -192,7 +192,7 @@ export class BrokerClient implements AsyncDisposable {
           revoked: res.revoked.map((r) => ({ leaseId: r.lease_id, role: r.role, state: r.state })),
         };
       } catch (err) {
-        if (attempt > 1 && isTaskEnded(err)) return { task: await this.getTask(taskId), revoked: [] };
+        if (attempt > 1 && isTaskEnded(err)) return { task: undefined, revoked: [] };
         throw err;
       }
     });
