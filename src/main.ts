@@ -58,6 +58,8 @@ import { createRedisConnection, describeRedisTarget, type RedisClient } from './
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
 import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
+import { startAuthzenHttp } from './server/authzen-http.js';
+import { AccessEvaluator } from './broker/access-evaluation.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
 
 // The broker's live heap is small (about 25 MB under load: `npm run bench -- --rss-detail`), but
@@ -90,6 +92,8 @@ export interface RunningBroker {
   readonly spiffeId: () => string;
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The AuthZEN listener's port, when `authzen.listen` is set. */
+  readonly authzenPort: number | undefined;
   readonly broker: Broker;
   readonly store: LeaseStore;
   readonly keys: SigningKeyRing;
@@ -548,6 +552,24 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     );
     cleanups.push(() => http.close());
 
+    // The AuthZEN decision point for tool gateways: the same policy set, its own listener.
+    let authzenPort: number | undefined;
+    if (config.authzen.listen) {
+      const evaluator = new AccessEvaluator({
+        policy: () => policies.current,
+        store,
+        audit,
+        quarantine: quarantineView,
+        ...(opts.now ? { now: opts.now } : {}),
+      });
+      const authzen = await startAuthzenHttp(
+        { evaluator, tls: tlsIdentity(x509), bundles: x509, trustDomains: config.auth.trustDomains, logger },
+        config.authzen.listen,
+      );
+      cleanups.push(() => authzen.close());
+      authzenPort = authzen.port;
+    }
+
     // 8. The reaper: expires tasks and leases, revokes at the backend, also after a restart.
     const reaper = new LeaseReaper({
       store,
@@ -589,6 +611,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       spiffeId,
       grpcPort: grpc.port,
       httpPort: http.port,
+      authzenPort,
       broker,
       store,
       keys,

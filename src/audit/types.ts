@@ -6,6 +6,7 @@ export type AuditEventType =
   | 'task.denied'
   | 'task.failed'
   | 'task.roles_listed'
+  | 'access.evaluated'
   | 'credential.issued'
   | 'credential.denied'
   | 'credential.failed'

@@ -12,7 +12,6 @@ import { runAdmin, runApprovals, runBreakGlass } from './admin.js';
 import { runAuditVerify } from './audit-verify.js';
 import { runPolicyTest, runPolicyValidate } from './policy.js';
 import { runDev } from './dev.js';
-import { runMcp } from './mcp.js';
 import { runRequest, runTaskEnd } from './request.js';
 import { runServe } from './serve.js';
 
@@ -72,7 +71,8 @@ export async function main(argv: string[]): Promise<number> {
     case 'request':
       return runRequest(rest);
     case 'mcp':
-      return runMcp(rest);
+      // Loaded on demand: the MCP SDK is heavy and only this command needs it.
+      return (await import('./mcp.js')).runMcp(rest);
     case 'task':
       if (rest[0] === 'end') return runTaskEnd(rest.slice(1));
       break;

@@ -103,6 +103,7 @@ export function devAgents(): Array<{ pattern: string; groups: string[] }> {
   return [
     { pattern: `spiffe://${DEV_TRUST_DOMAIN}/agents/*`, groups: ['agents'] },
     { pattern: `spiffe://${DEV_TRUST_DOMAIN}/security/*`, groups: ['security'] },
+    { pattern: `spiffe://${DEV_TRUST_DOMAIN}/gateways/*`, groups: ['gateways'] },
   ];
 }
 

@@ -12,7 +12,10 @@
  * `@approvals` of at least K, or no number of approvals will satisfy it here: the annotation is
  * the source of truth, and the approval store sets `approved` only once it is met.
  */
-import type { ContextValue, GatedDecision, PolicyEngine, PolicyRequest } from './types.js';
+import type { ContextValue, GatedDecision, PolicyAction, PolicyEngine, PolicyRequest } from './types.js';
+
+/** The actions a human approval can lift (their contexts carry `approved` and `approvalCount`). */
+const GATED_ACTIONS: ReadonlySet<PolicyAction> = new Set(['IssueCredential', 'CallTool']);
 
 /**
  * Decides an IssueCredential request: allow, deny, or approval_required with the number of
@@ -22,7 +25,7 @@ import type { ContextValue, GatedDecision, PolicyEngine, PolicyRequest } from '.
 export function decideWithApprovalGate(engine: PolicyEngine, req: PolicyRequest): GatedDecision {
   const first = engine.authorize(req);
   if (first.decision === 'allow') return { outcome: 'allow', decision: first };
-  if (req.action !== 'IssueCredential' || req.context['approved'] !== false) {
+  if (!GATED_ACTIONS.has(req.action) || req.context['approved'] !== false) {
     return { outcome: 'deny', decision: first };
   }
   // A request the engine could not evaluate (schema mismatch, an erroring policy) is not one a

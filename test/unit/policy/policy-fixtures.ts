@@ -17,6 +17,7 @@ export const SHIPPED_CASES = path.join(SHIPPED_POLICY_DIR, 'cases.yaml');
 export const DEV_CATALOG = [
   { pattern: 'spiffe://example.org/agents/*', groups: ['agents'] },
   { pattern: 'spiffe://example.org/security/*', groups: ['security'] },
+  { pattern: 'spiffe://example.org/gateways/*', groups: ['gateways'] },
 ];
 
 /** Temp dirs made by `policyDir`, removed by `removePolicyDirs` (call it from `after`). */
