@@ -74,6 +74,8 @@ import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
 import { CallGate } from './server/call-gate.js';
 import { grpcServerOptions } from './config/grpc-server-config.js';
 import { RevokedList } from './server/revoked-list.js';
+import { startAuthzenHttp } from './server/authzen-http.js';
+import { AccessEvaluator } from './broker/access-evaluation.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
 
 // The broker's live heap is small (about 25 MB under load: `npm run bench -- --rss-detail`), but
@@ -108,6 +110,8 @@ export interface RunningBroker {
   readonly spiffeId: () => string;
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The AuthZEN listener's port, when `authzen.listen` is set. */
+  readonly authzenPort: number | undefined;
   readonly broker: Broker;
   readonly store: LeaseStore;
   readonly keys: SigningKeyRing;
@@ -708,6 +712,30 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     health.start();
     cleanups.push(() => health.stop());
 
+    // The AuthZEN decision point for tool gateways: the same policy set, its own listener.
+    let authzenPort: number | undefined;
+    if (config.authzen.listen) {
+      const evaluator = new AccessEvaluator({
+        policy: () => policies.current,
+        store,
+        audit,
+        quarantine: quarantineView,
+        ...(opts.now ? { now: opts.now } : {}),
+      });
+      const authzen = await startAuthzenHttp(
+        {
+          evaluator,
+          tls: tlsIdentity(x509, ownSvid),
+          bundles: x509,
+          trustDomains: config.auth.trustDomains,
+          logger,
+        },
+        config.authzen.listen,
+      );
+      cleanups.push(() => authzen.close());
+      authzenPort = authzen.port;
+    }
+
     // 8. The reaper: expires tasks and leases, revokes at the backend, also after a restart.
     const reaper = new LeaseReaper({
       store,
@@ -755,6 +783,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       spiffeId,
       grpcPort: grpc.port,
       httpPort: http.port,
+      authzenPort,
       broker,
       store,
       keys,

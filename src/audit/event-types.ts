@@ -8,6 +8,8 @@ export const AUDIT_EVENT_TYPES = {
   'task.begun': 'a task was opened: agent, environment, intent, TTL, deciding policies',
   'task.denied': 'BeginTask refused: bad input, policy, quarantine or budget',
   'task.failed': 'BeginTask failed on an outage (Redis, audit); nothing was opened',
+  'task.roles_listed':
+    'an agent asked which roles it may request in its task (ListRoles, MCP list_roles): a dry evaluation that grants nothing',
   'task.ended': 'a task ended (by its agent or on expiry), with the leases it revoked',
   'credential.issued':
     'a credential left the broker: lease, role, environment, task, TTL, deciding policies, policy digest',
@@ -29,6 +31,8 @@ export const AUDIT_EVENT_TYPES = {
   'breakglass.granted': 'a break-glass grant was made (severity critical)',
   'breakglass.denied': 'a break-glass grant was refused',
   'breakglass.reviewed': 'a break-glass grant was reviewed, with the note and its use count',
+  'access.evaluated':
+    'a tool gateway asked the AuthZEN decision point whether an agent may call a tool: gateway, tool, task, decision',
   'budget.exceeded': 'a request was refused by a budget: scope and limit',
   'admin.revoke': 'a bulk revocation by selector: counts per outcome and backend, the leases',
   'admin.revoke_dry_run': 'a dry run of a bulk revocation: what would have been revoked',

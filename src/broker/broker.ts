@@ -47,6 +47,7 @@ import { defaultDenyTtlHint } from '../policy/ttl-hint.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
+import { roleOptions, type RoleOption } from './role-options.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   approvalRateScopes,
@@ -328,6 +329,31 @@ export class Broker {
   async getTask(caller: Caller, taskId: string): Promise<Task> {
     this.deps.quarantine?.check(caller.spiffeId);
     return this.ownTask(caller, requireTaskId(taskId));
+  }
+
+  /** The roles the agent may ask for in its task now (a dry evaluation: grants nothing). */
+  async listRoles(caller: Caller, input: { taskId: string }): Promise<RoleOption[]> {
+    this.deps.quarantine?.check(caller.spiffeId);
+    const task = await this.ownTask(caller, requireTaskId(input.taskId));
+    const summary = await this.taskLeaseSummary(task.id);
+    const options = roleOptions(this.deps.policy(), this.deps.roles.values(), {
+      caller,
+      task,
+      summary,
+      now: this.now(),
+    });
+    await this.deps.audit
+      .write({
+        type: 'task.roles_listed',
+        agent: caller.spiffeId,
+        task: task.id,
+        environment: task.environment,
+        allowed: options.filter((o) => o.decision !== 'deny').map((o) => o.name),
+      })
+      .catch((err: unknown) => {
+        throw auditUnavailable(err);
+      });
+    return options;
   }
 
   async issueCredential(caller: Caller, input: IssueCredentialInput): Promise<IssueOutcome> {

@@ -15,6 +15,7 @@ import { brokerAddress } from './connect.js';
 import { printable } from './escape.js';
 import { DEPLOY_COMMANDS } from './deploy-commands.js';
 import { DEV_COMMANDS } from './dev.js';
+import { MCP_COMMANDS } from './mcp-command.js';
 import { explainError } from './explain-error.js';
 import { POLICY_COMMANDS } from './policy.js';
 import { REQUEST_COMMANDS } from './request.js';
@@ -25,6 +26,7 @@ export const COMMANDS: readonly Command[] = [
   ...SERVE_COMMANDS,
   ...DEV_COMMANDS,
   ...REQUEST_COMMANDS,
+  ...MCP_COMMANDS,
   ...AUDIT_COMMANDS,
   ...APPROVAL_COMMANDS,
   ...ADMIN_COMMANDS,

@@ -24,6 +24,7 @@ import {
   type EndTaskRequestMsg,
   type EndTaskResponseMsg,
   type GetTaskRequestMsg,
+  type ListRolesResponseMsg,
   type IssueCredentialRequestMsg,
   type IssueCredentialResponseMsg,
   type TaskMsg,
@@ -77,6 +78,7 @@ interface RawBrokerClient extends Client {
   IssueCredential: Unary<Partial<IssueCredentialRequestMsg>, IssueCredentialResponseMsg>;
   EndTask: Unary<Partial<EndTaskRequestMsg>, EndTaskResponseMsg>;
   GetTask: Unary<Partial<GetTaskRequestMsg>, TaskMsg>;
+  ListRoles: Unary<{ task_id: string }, ListRolesResponseMsg>;
   AwaitApproval(
     req: Partial<AwaitApprovalRequestMsg>,
     metadata: Metadata,
@@ -204,6 +206,9 @@ export class BrokerClient extends AuthenticatedClient<RawBrokerClient> {
   }
   getTask(req: Partial<GetTaskRequestMsg>): Promise<TaskMsg> {
     return this.call(this.raw.GetTask, req);
+  }
+  listRoles(taskId: string): Promise<ListRolesResponseMsg> {
+    return this.call(this.raw.ListRoles, { task_id: taskId });
   }
 
   /**

@@ -99,6 +99,8 @@ export const configSchema = z
   .object({
     listen: listenAddress.default('0.0.0.0:8443'),
     httpListen: listenAddress.default('127.0.0.1:8080'),
+    /** The AuthZEN decision point (HTTPS, mTLS with SVIDs); off unless `listen` is set. */
+    authzen: z.object({ listen: listenAddress.optional() }).strict().default({}),
     workloadApi: z
       .object({
         /** `unix:///abs/path` or `tcp://IP:port`; SPIFFE_ENDPOINT_SOCKET overrides. */

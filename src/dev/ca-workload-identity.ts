@@ -14,6 +14,8 @@ export interface CaWorkloadIdentityOptions {
   jwtTtlSeconds?: number;
   /** Other trust domains this workload federates with. */
   federatesWith?: LocalCa[];
+  /** DNS SANs of the X.509-SVID (SPIRE's entry `dns_names`). */
+  dnsNames?: string[];
 }
 
 export class CaWorkloadIdentity implements WorkloadIdentityProvider {
@@ -63,6 +65,7 @@ export class CaWorkloadIdentity implements WorkloadIdentityProvider {
   async rotate(): Promise<void> {
     this.svid = await this.opts.ca.issueX509Svid(this.opts.spiffeId, {
       ttlSeconds: this.opts.x509TtlSeconds,
+      ...(this.opts.dnsNames ? { dnsNames: this.opts.dnsNames } : {}),
     });
     this.notify();
     this.schedule();

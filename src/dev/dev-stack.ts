@@ -17,10 +17,18 @@ import { findRedisServer, spawnRedisServer, type RedisProcess } from './redis-pr
 import { WorkloadApiServer } from './workload-api-server.js';
 
 export const DEV_TRUST_DOMAIN = 'example.org';
+/** The broker's DNS SAN in the dev stack, the name clients use as TLS server name. */
+export const BROKER_DNS_NAME = 'svid-broker';
 
 /** The dev workloads: one socket each under `<dir>/`. */
 export const DEV_WORKLOADS = {
-  broker: { socket: 'broker.sock', spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/broker` },
+  // The DNS SAN lets clients whose TLS can only check host names (gRPC C-core: Python, C++) name
+  // the broker (`grpc.ssl_target_name_override`); SPIRE gives it with the entry's dns_names.
+  broker: {
+    socket: 'broker.sock',
+    spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/broker`,
+    dnsNames: [BROKER_DNS_NAME],
+  },
   agent: { socket: 'agent.sock', spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/agents/demo` },
   security: { socket: 'security.sock', spiffeId: `spiffe://${DEV_TRUST_DOMAIN}/security/oncall` },
 } as const;
@@ -97,6 +105,7 @@ export function devAgents(): Array<{ pattern: string; groups: string[] }> {
     { pattern: `spiffe://${DEV_TRUST_DOMAIN}/agents/*`, groups: ['agents'] },
     { pattern: DEV_WORKLOADS.agent.spiffeId, groups: ['demo'] },
     { pattern: `spiffe://${DEV_TRUST_DOMAIN}/security/*`, groups: ['security'] },
+    { pattern: `spiffe://${DEV_TRUST_DOMAIN}/gateways/*`, groups: ['gateways'] },
   ];
 }
 
@@ -124,7 +133,12 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     for (const [name, w] of Object.entries(DEV_WORKLOADS) as Array<
       [DevWorkloadName, (typeof DEV_WORKLOADS)[DevWorkloadName]]
     >) {
-      const identity = await CaWorkloadIdentity.create({ ca, spiffeId: w.spiffeId, x509TtlSeconds: ttl });
+      const identity = await CaWorkloadIdentity.create({
+        ca,
+        spiffeId: w.spiffeId,
+        x509TtlSeconds: ttl,
+        ...('dnsNames' in w ? { dnsNames: [...w.dnsNames] } : {}),
+      });
       closers.push(() => identity.stop());
       const socketPath = join(dir, w.socket);
       const server = await WorkloadApiServer.start(socketPath, identity);

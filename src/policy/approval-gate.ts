@@ -17,7 +17,10 @@
  * approvals than the gate now needs, it is `approval_required` again with the new number, never
  * issued on the old approval.
  */
-import type { ContextValue, GatedDecision, PolicyEngine, PolicyRequest } from './types.js';
+import type { ContextValue, GatedDecision, PolicyAction, PolicyEngine, PolicyRequest } from './types.js';
+
+/** The actions a human approval can lift (their contexts carry `approved` and `approvalCount`). */
+const GATED_ACTIONS: ReadonlySet<PolicyAction> = new Set(['IssueCredential', 'CallTool']);
 
 /**
  * Decides an IssueCredential request: allow, deny, or approval_required with the number of
@@ -29,7 +32,7 @@ export function decideWithApprovalGate(engine: PolicyEngine, req: PolicyRequest)
     return decideApproved(engine, req);
   const first = engine.authorize(req);
   if (first.decision === 'allow') return { outcome: 'allow', decision: first };
-  if (req.action !== 'IssueCredential' || req.context['approved'] !== false) {
+  if (!GATED_ACTIONS.has(req.action) || req.context['approved'] !== false) {
     return { outcome: 'deny', decision: first };
   }
   // A request the engine could not evaluate (schema mismatch, an erroring policy) is not one a

@@ -34,6 +34,7 @@ import {
   environmentUid,
   roleEntities,
   roleUid,
+  toolUid,
   toCedarContext,
 } from './request-entities.js';
 import type { PolicyDecision, PolicyEngine, PolicyRequest } from './types.js';
@@ -166,6 +167,10 @@ export class CedarPolicyEngine implements PolicyEngine {
       case 'Broker':
         resourceUid = brokerUid();
         resourceEntities = brokerEntities();
+        break;
+      case 'Tool':
+        resourceUid = toolUid(resource.id);
+        resourceEntities = [{ uid: resourceUid, attrs: {}, parents: [] }];
         break;
     }
     return {

@@ -81,6 +81,10 @@ export function brokerEntities(): EntityJson[] {
   return [{ uid: brokerUid(), attrs: {}, parents: [] }];
 }
 
+export function toolUid(name: string): EntityUidJson {
+  return { type: 'Tool', id: name };
+}
+
 /** Cedar JSON reads these keys as entity references or extension calls, not as data. */
 const RESERVED_KEYS = new Set(['__entity', '__extn', '__expr']);
 

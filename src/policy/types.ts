@@ -11,7 +11,9 @@ export type PolicyAction =
   | 'Quarantine'
   | 'ReleaseQuarantine'
   | 'ListQuarantines'
-  | 'WatchAudit';
+  | 'WatchAudit'
+  | 'EvaluateAccess'
+  | 'CallTool';
 
 /** The admin actions, whose resource is the broker itself (`Broker::"svid-broker"`) unless noted. */
 export const ADMIN_ACTIONS = [
@@ -34,7 +36,11 @@ export interface PolicyRequest {
    * IssueCredential, DecideApproval, BreakGlass: the role; BeginTask: the environment;
    * ListLeases, RevokeLeases, Quarantine, WatchAudit: the broker.
    */
-  resource: { type: 'Role'; role: RoleDefinition } | { type: 'Environment'; id: string } | { type: 'Broker' };
+  resource:
+    | { type: 'Role'; role: RoleDefinition }
+    | { type: 'Environment'; id: string }
+    | { type: 'Broker' }
+    | { type: 'Tool'; id: string };
   context: Record<string, ContextValue>;
 }
 

@@ -233,6 +233,22 @@ export interface EndTaskResponseMsg {
 export interface GetTaskRequestMsg {
   task_id: string;
 }
+export interface ListRolesRequestMsg {
+  task_id: string;
+}
+export interface RoleOptionMsg {
+  name: string;
+  backend: string;
+  description: string;
+  sensitivity: string;
+  max_ttl_seconds: number;
+  decision: string;
+  approvals_required: number;
+  policy_ids: string[];
+}
+export interface ListRolesResponseMsg {
+  roles: RoleOptionMsg[];
+}
 
 export const PROTO_LOADER_OPTIONS = {
   keepCase: true,

@@ -36,6 +36,8 @@ import {
   type EndTaskRequestMsg,
   type EndTaskResponseMsg,
   type GetTaskRequestMsg,
+  type ListRolesRequestMsg,
+  type ListRolesResponseMsg,
   type IssueCredentialRequestMsg,
   type IssueCredentialResponseMsg,
   type TaskMsg,
@@ -268,6 +270,18 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     GetTask: unary<GetTaskRequestMsg, TaskMsg>('GetTask', async (caller, req) =>
       taskToMsg(await broker.getTask(caller, req.task_id)),
     ),
+    ListRoles: unary<ListRolesRequestMsg, ListRolesResponseMsg>('ListRoles', async (caller, req) => ({
+      roles: (await broker.listRoles(caller, { taskId: req.task_id })).map((o) => ({
+        name: o.name,
+        backend: o.backend,
+        description: o.description,
+        sensitivity: o.sensitivity,
+        max_ttl_seconds: o.maxTtlSeconds,
+        decision: o.decision,
+        approvals_required: o.approvalsRequired,
+        policy_ids: o.policyIds,
+      })),
+    })),
   };
   server.addService(service, impl);
 

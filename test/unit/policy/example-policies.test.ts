@@ -19,6 +19,7 @@ import {
   loadShippedPolicies,
 } from './policy-fixtures.js';
 
+const GATEWAY = 'spiffe://example.org/gateways/mcp';
 const engine = loadShippedPolicies();
 
 // The dev stack's roles (frozen, as configuration freezes them).
@@ -288,10 +289,59 @@ const CASES: Case[] = [
     },
     { name: `agents: no ${action}`, request: adminRequest(DEMO_AGENT, action), expect: deny() },
   ]),
+
+  // Tool calls through a gateway (AuthZEN).
+  {
+    name: 'a gateway may ask for access decisions',
+    request: gatewayRequest(GATEWAY),
+    expect: allow('gateways-may-evaluate-access'),
+  },
+  { name: 'an agent may not ask for access decisions', request: gatewayRequest(DEMO_AGENT), expect: deny() },
+  {
+    name: 'a read tool call in a task',
+    request: toolRequest({}),
+    expect: allow('agents-may-call-read-tools-in-a-task'),
+  },
+  { name: 'no tool calls outside a task', request: toolRequest({ hasTask: false }), expect: deny() },
+  {
+    name: 'a destructive tool call needs one approval',
+    request: toolRequest({ changeType: 'destructive' }),
+    expect: approval(1, 'tool-writes-need-approval'),
+  },
+  {
+    name: 'restricted data never through a tool',
+    request: toolRequest({ sensitivity: 'restricted' }),
+    expect: deny('no-restricted-data-through-tools'),
+  },
 ];
 
+function gatewayRequest(principal: string): PolicyRequest {
+  return { principal, action: 'EvaluateAccess', resource: { type: 'Broker' }, context: {} };
+}
+
+function toolRequest(over: Record<string, string | boolean>): PolicyRequest {
+  return {
+    principal: DEMO_AGENT,
+    action: 'CallTool',
+    resource: { type: 'Tool', id: 'search_logs' },
+    context: {
+      hasTask: true,
+      environment: 'dev',
+      taskRoles: [],
+      taskCredentialCount: 0,
+      taskAgeSeconds: 5,
+      sensitivity: 'internal',
+      changeType: 'read',
+      approved: false,
+      approvalCount: 0,
+      ...over,
+    },
+  };
+}
+
 function decide(request: PolicyRequest): GatedDecision {
-  if (request.action === 'IssueCredential') return decideWithApprovalGate(engine, request);
+  if (request.action === 'IssueCredential' || request.action === 'CallTool')
+    return decideWithApprovalGate(engine, request);
   const decision = engine.authorize(request);
   return decision.decision === 'allow' ? { outcome: 'allow', decision } : { outcome: 'deny', decision };
 }

@@ -26,6 +26,7 @@ export const DEV_CATALOG = [
   { pattern: 'spiffe://example.org/agents/*', groups: ['agents'] },
   { pattern: 'spiffe://example.org/agents/demo', groups: ['demo'] },
   { pattern: 'spiffe://example.org/security/*', groups: ['security'] },
+  { pattern: 'spiffe://example.org/gateways/*', groups: ['gateways'] },
 ];
 
 /** The shipped policies as the dev stack runs them: groups from the dev catalog. */
