@@ -99,7 +99,7 @@ export class SharedJwks {
     const tx = this.redis.multi().hset(this.key, ...fields);
     if (stale.length) tx.hdel(this.key, ...stale);
     await tx.exec();
-    this.forgetAbsent(new Set(Object.values(stored)));
+    this.forgetAbsent(new Set(Object.entries(stored).map(([kid, raw]) => cacheKey(kid, raw))));
   }
 
   /** Republishes every refreshMs until stop(); failures are logged and retried on the next tick. */
@@ -135,7 +135,7 @@ export class SharedJwks {
           byKid.set(kid, checked.entry.jwk);
         }
       }
-      this.forgetAbsent(new Set(Object.values(stored)));
+      this.forgetAbsent(new Set(Object.entries(stored).map(([kid, raw]) => cacheKey(kid, raw))));
     } catch (err) {
       this.opts.logger.warn(
         { err: { message: (err as Error).message } },
@@ -148,20 +148,23 @@ export class SharedJwks {
   /** Opens one entry, at most once per refresh period unless `fresh`; reports a refusal once. */
   private check(kid: string, raw: string, fresh: boolean): Promise<Checked> {
     const now = this.now();
-    const cached = this.checked.get(raw);
+    // Keyed by kid and text: the same sealed text stored under another kid is another entry
+    // (and refused: its payload names a different kid).
+    const key = cacheKey(kid, raw);
+    const cached = this.checked.get(key);
     if (cached !== undefined && !fresh && now - cached.at < this.refreshMs) return cached.result;
     const result = this.open(kid, raw).then(
       (entry): Checked => ({ ok: true, entry }),
       (err: unknown): Checked => {
         // Reported the first time this exact entry is refused, not on every JWKS request.
-        if (!this.reported.has(raw)) {
-          this.reported.add(raw);
+        if (!this.reported.has(key)) {
+          this.reported.add(key);
           this.report(kid, err);
         }
         return { ok: false };
       },
     );
-    this.checked.set(raw, { at: now, result });
+    this.checked.set(key, { at: now, result });
     return result;
   }
 
@@ -187,9 +190,13 @@ export class SharedJwks {
 
   /** Keeps the cache to what Redis holds now. */
   private forgetAbsent(present: ReadonlySet<string>): void {
-    for (const raw of this.checked.keys()) if (!present.has(raw)) this.checked.delete(raw);
-    for (const raw of this.reported) if (!present.has(raw)) this.reported.delete(raw);
+    for (const key of this.checked.keys()) if (!present.has(key)) this.checked.delete(key);
+    for (const key of this.reported) if (!present.has(key)) this.reported.delete(key);
   }
+}
+
+function cacheKey(kid: string, raw: string): string {
+  return `${kid}\n${raw}`;
 }
 
 /** `until` of an entry without opening it: enough to prune an expired one, never to serve it. */
