@@ -17,6 +17,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open as openFile, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BrokerError, unavailable } from '../errors.js';
+import { GENESIS_CHECKPOINT, readCheckpoint, verifyChainSince, writeCheckpoint } from './chain-checkpoint.js';
 import { readChainTail, type ChainTail } from './chain-tail.js';
 import { sealRecord } from './hash-chain.js';
 import type { AuditEventInput, AuditRecord, AuditSink, AuditSinkHealth } from './types.js';
@@ -68,6 +69,8 @@ export interface FileChainSinkOptions {
   logger?: SinkLogger;
   /** Backoff between attempts to heal after a failed write: base doubles up to max. 100 ms, 5 s. */
   retry?: { baseDelayMs: number; maxDelayMs: number };
+  /** How often the synced size and chain head are saved to `<file>.checkpoint`. Default 5 s. */
+  checkpointIntervalMs?: number;
 }
 
 interface PendingWrite {
@@ -104,6 +107,9 @@ export class FileChainSink implements AuditSink {
   private outage: Outage | undefined;
   /** The chain head for new records: the last record accepted (possibly not yet on disk). */
   private lastHash: string;
+  /** What `<file>.checkpoint` says now (what the next start verifies from). */
+  private savedCheckpoint: Committed | undefined;
+  private checkpointTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly path: string,
@@ -146,10 +152,14 @@ export class FileChainSink implements AuditSink {
     try {
       const { size } = await handle.stat();
       const tail = await readChainTail(handle, size, path);
+      // Every record since the last checkpoint must verify, not only the last one.
+      const from = (await readCheckpoint(path)) ?? GENESIS_CHECKPOINT;
+      await verifyChainSince(handle, from, tail.completeSize, tail.lastHash, path);
       if (size === 0 && settings.fsync) await syncDirectory(fileSystem, dirname(path));
       sink = new FileChainSink(path, handle, { size: tail.completeSize, hash: tail.lastHash }, settings);
       // A repair that cannot be recorded fails startup: the next start finds the same tail.
       if (tail.torn) await sink.repairTornTail(tail, size);
+      await sink.startCheckpoints(opts.checkpointIntervalMs ?? 5000);
       return sink;
     } catch (err) {
       await (sink ?? handle).close().catch(() => undefined);
@@ -180,11 +190,31 @@ export class FileChainSink implements AuditSink {
     return { ok: false, since: new Date(this.outage.since).toISOString(), cause: this.outage.cause };
   }
 
+  private async startCheckpoints(intervalMs: number): Promise<void> {
+    await this.saveCheckpoint();
+    this.checkpointTimer = setInterval(() => void this.saveCheckpoint(), intervalMs);
+    this.checkpointTimer.unref();
+  }
+
+  /** Saves what is synced; a failure only means the next start verifies from further back. */
+  private async saveCheckpoint(): Promise<void> {
+    const at = this.committed;
+    if (this.savedCheckpoint?.size === at.size && this.savedCheckpoint.hash === at.hash) return;
+    try {
+      await writeCheckpoint(this.path, at);
+      this.savedCheckpoint = at;
+    } catch (err) {
+      this.settings.logger.warn({ path: this.path, err: describe(err) }, 'audit checkpoint not saved');
+    }
+  }
+
   /** Flushes what was accepted, then closes; later writes reject. Safe to call more than once. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.outage?.timer);
+      clearInterval(this.checkpointTimer);
       await this.flushing;
+      await this.saveCheckpoint();
       await this.handle.close();
     })();
     return this.closing;

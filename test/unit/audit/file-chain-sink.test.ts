@@ -385,6 +385,54 @@ describe('audit/file-chain-sink', () => {
     });
   });
 
+  it('refuses to append when a record before the last does not verify since the checkpoint', async () => {
+    const sink = await FileChainSink.open(path);
+    for (let i = 0; i < 3; i += 1) await sink.write(issued(i));
+    await sink.close(); // checkpoint: after record 2
+    const reopened = await FileChainSink.open(path);
+    for (let i = 3; i < 8; i += 1) await reopened.write(issued(i));
+    await reopened.close(); // checkpoint: after record 7
+    // Roll the checkpoint back as if the broker had crashed before saving it, then edit a record
+    // three lines from the end: the last record's own hash still verifies.
+    await writeFile(`${path}.checkpoint`, await checkpointAfter(path, 3));
+    const lines = await fileLines(path);
+    const tampered = JSON.parse(lines[5] ?? '') as Record<string, unknown>;
+    tampered.lease_id = 'lease-forged';
+    lines[5] = JSON.stringify(tampered);
+    await writeFile(path, `${lines.join('\n')}\n`);
+    await assert.rejects(FileChainSink.open(path), (err: unknown) => {
+      assert.equal(reasonOf(err), 'audit_tail_unverified');
+      assert.match((err as Error).message, /does not verify: hash mismatch/);
+      assert.match((err as Error).message, /start a new trail/);
+      return true;
+    });
+  });
+
+  it('without a checkpoint verifies the whole chain; a file shorter than its checkpoint is refused', async () => {
+    const sink = await FileChainSink.open(path);
+    for (let i = 0; i < 4; i += 1) await sink.write(issued(i));
+    await sink.close();
+    const saved = JSON.parse(await readFile(`${path}.checkpoint`, 'utf8')) as { size: number; hash: string };
+    assert.equal(saved.size, (await stat(path)).size);
+    const lines = await fileLines(path);
+    const tampered = JSON.parse(lines[0] ?? '') as Record<string, unknown>;
+    tampered.lease_id = 'lease-forged';
+    await rm(`${path}.checkpoint`);
+    await writeFile(path, `${[JSON.stringify(tampered), ...lines.slice(1)].join('\n')}\n`);
+    await assert.rejects(
+      FileChainSink.open(path),
+      (err: unknown) => reasonOf(err) === 'audit_tail_unverified',
+    );
+
+    await writeFile(path, `${lines.slice(0, 2).join('\n')}\n`);
+    await writeFile(`${path}.checkpoint`, JSON.stringify(saved));
+    await assert.rejects(FileChainSink.open(path), (err: unknown) => {
+      assert.equal(reasonOf(err), 'audit_tail_unverified');
+      assert.match((err as Error).message, /shorter than its last checkpoint/);
+      return true;
+    });
+  });
+
   it('finds the tail record across read chunks (records larger than one chunk)', async () => {
     const big = 'x'.repeat(150 * 1024);
     const sink = await FileChainSink.open(path);
@@ -406,3 +454,11 @@ describe('audit/file-chain-sink', () => {
     assert.deepEqual(verifyChain(await fileLines(path)).ok, true);
   });
 });
+
+/** A checkpoint as the sink writes it, after the first `n` records of the file. */
+async function checkpointAfter(file: string, n: number): Promise<string> {
+  const lines = (await readFile(file, 'utf8')).split('\n').slice(0, n);
+  const size = Buffer.byteLength(lines.join('\n')) + 1;
+  const hash = (JSON.parse(lines[n - 1] ?? '') as { hash: string }).hash;
+  return JSON.stringify({ size, hash });
+}
