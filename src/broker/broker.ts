@@ -48,6 +48,7 @@ import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
 import { roleOptions, type RoleOption } from './role-options.js';
+import { taskHistoryContext } from './task-history.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   approvalRateScopes,
@@ -495,10 +496,7 @@ export class Broker {
         justification: req.justification,
         intent: task.intent,
         authMethod: caller.authMethod,
-        taskAgeSeconds: Math.max(0, Math.floor((now - task.createdAt) / 1000)),
-        taskRoles: summary.roles,
-        taskBackends: [...new Set(summary.roles.map((r) => r.split('/')[0] ?? r))].sort(),
-        taskCredentialCount: summary.count,
+        ...taskHistoryContext(task, summary, now),
         approved,
         approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
         breakGlass: grant !== undefined,

@@ -9,6 +9,7 @@ import type { Caller } from '../identity/types.js';
 import type { Task, TaskLeaseSummary } from '../leases/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { PolicyEngine } from '../policy/types.js';
+import { taskHistoryContext } from './task-history.js';
 
 export interface RoleOption {
   name: string;
@@ -57,10 +58,7 @@ function optionFor(engine: PolicyEngine, role: RoleDefinition, input: RoleOption
       justification: '',
       intent: task.intent,
       authMethod: caller.authMethod,
-      taskAgeSeconds: Math.max(0, Math.floor((now - task.createdAt) / 1000)),
-      taskRoles: summary.roles,
-      taskBackends: [...new Set(summary.roles.map((r) => r.split('/')[0] ?? r))].sort(),
-      taskCredentialCount: summary.count,
+      ...taskHistoryContext(task, summary, now),
       approved: false,
       approvalCount: 0,
       breakGlass: false,
