@@ -31,7 +31,6 @@
  *            broker before the decision-consistency change and two-phase leases (no task version
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
- *          --no-policy-scale, --no-vault, --no-incident, --no-durability (skip the policy-scale, Vault,
  *          --no-policy-scale, --no-vault, --no-incident, --no-durability, --no-cloud (skip the
  *            policy-scale, Vault, incident-response, redis.durability or cloud section after the
  *            main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident|durability|cloud>.ts`)
