@@ -42,9 +42,7 @@ export interface BrokerAwsCredentials {
   readonly chained: boolean;
 }
 
-export function webIdentityCredentials(
-  o: WebIdentityOptions,
-): BrokerAwsCredentials & { session: CachedSession<AwsCredentialIdentity> } {
+export function webIdentityCredentials(o: WebIdentityOptions): BrokerAwsCredentials {
   const now = o.now ?? Date.now;
   const session = new CachedSession<AwsCredentialIdentity>({
     now,
@@ -88,7 +86,6 @@ export function webIdentityCredentials(
     },
   });
   return {
-    session,
     chained: true,
     get: () => session.get(),
     invalidate: (stale) => stale && session.invalidate(stale),

@@ -63,9 +63,7 @@ function failure(err: unknown, what: string): BrokerError {
   return unavailable('gcp_unavailable', `Google is unavailable for ${what}`, err);
 }
 
-export function createGcpBackend(
-  o: GcpBackendOptions,
-): CredentialBackend & { federated: GoogleAuth.IdentityPoolClient } {
+export function createGcpBackend(o: GcpBackendOptions): CredentialBackend {
   const now = o.now ?? Date.now;
   const federated = new o.sdk.IdentityPoolClient({
     type: 'external_account',
@@ -79,7 +77,6 @@ export function createGcpBackend(
   const endpoint = o.iamCredentialsUrl.replace(/\/+$/, '');
   return {
     name: 'gcp',
-    federated,
 
     validateRole(role: RoleDefinition): string[] {
       const read = readGcpRoleSettings(role.settings);
