@@ -48,7 +48,7 @@ export function webIdentityCredentials(o: WebIdentityOptions): BrokerAwsCredenti
     now,
     fetch: async () => {
       const out = await retryThrottled(
-        async () =>
+        async (abortSignal) =>
           o.sts.send(
             new o.sdk.AssumeRoleWithWebIdentityCommand({
               RoleArn: o.roleArn,
@@ -56,7 +56,7 @@ export function webIdentityCredentials(o: WebIdentityOptions): BrokerAwsCredenti
               WebIdentityToken: await o.fetchJwt(o.audience),
               DurationSeconds: o.durationSeconds,
             }),
-            { abortSignal: AbortSignal.timeout(o.timeoutMs) },
+            { abortSignal },
           ),
         isThrottled,
         {

@@ -18,9 +18,12 @@ export interface RetryOptions {
   random?: () => number;
 }
 
-/** Runs `attempt` until it succeeds, throws something not retryable, or the deadline passes. */
+/**
+ * Runs `attempt` until it succeeds, throws something not retryable, or the deadline passes. Each
+ * attempt gets a signal that aborts at the deadline, so no attempt runs past it.
+ */
 export async function retryThrottled<T>(
-  attempt: () => Promise<T>,
+  attempt: (signal: AbortSignal) => Promise<T>,
   isThrottled: (err: unknown) => boolean,
   opts: RetryOptions,
 ): Promise<T> {
@@ -28,7 +31,7 @@ export async function retryThrottled<T>(
   const random = opts.random ?? Math.random;
   for (let n = 0; ; n++) {
     try {
-      return await attempt();
+      return await attempt(AbortSignal.timeout(Math.max(1, opts.deadline - now())));
     } catch (err) {
       if (!isThrottled(err)) throw err;
       const delay = Math.floor(random() * opts.baseDelayMs * 2 ** n);
