@@ -73,6 +73,8 @@ export function createGcpBackend(o: GcpBackendOptions): CredentialBackend {
     subject_token_supplier: { getSubjectToken: () => o.fetchJwt(o.jwtAudience) },
     // A federated token the IAM Credentials API refuses (401) is exchanged again, once.
     forceRefreshOnFailure: true,
+    // Every call to Google (STS and IAM Credentials) goes through this client; gaxios has no timeout.
+    transporterOptions: { timeout: o.timeoutMs },
   });
   const endpoint = o.iamCredentialsUrl.replace(/\/+$/, '');
   return {
