@@ -128,6 +128,14 @@ export async function startCloudBroker(
   writeFileSync(keyFile, github.privateKeyPem(), { mode: 0o600 });
   aws.addRole(BROKER_ROLE_ARN, { webIdentity: { jwks, audience: 'sts.amazonaws.com', subject: BROKER_ID } });
   aws.addRole(DEPLOY_ROLE_ARN, { trustedRoles: [BROKER_ROLE_ARN] });
+  const closeEmulators = async (): Promise<void> => {
+    await aws.close();
+    await github.close();
+    await gcp.close();
+    await azure.close();
+    rmSync(keyFile, { force: true });
+    rmSync(azureCa, { force: true });
+  };
   const { config, ...harnessOpts } = opts;
   let h: Harness;
   try {
@@ -158,12 +166,7 @@ export async function startCloudBroker(
       },
     });
   } catch (err) {
-    await aws.close();
-    await github.close();
-    await gcp.close();
-    await azure.close();
-    rmSync(keyFile, { force: true });
-    rmSync(azureCa, { force: true });
+    await closeEmulators();
     throw err;
   }
   caRef.ca = h.ca;
@@ -175,12 +178,7 @@ export async function startCloudBroker(
     h,
     async close() {
       await h.close();
-      await aws.close();
-      await github.close();
-      await gcp.close();
-      await azure.close();
-      rmSync(keyFile, { force: true });
-      rmSync(azureCa, { force: true });
+      await closeEmulators();
     },
   };
 }

@@ -117,10 +117,7 @@ export function createAwsBackend(o: AwsBackendOptions): CredentialBackend {
       const creds = await o.credentials.get();
       try {
         return await retryThrottled(
-          () =>
-            clientFor(creds).send(new o.sdk.AssumeRoleCommand(input), {
-              abortSignal: AbortSignal.timeout(Math.max(1, deadline - now())),
-            }),
+          (abortSignal) => clientFor(creds).send(new o.sdk.AssumeRoleCommand(input), { abortSignal }),
           isThrottled,
           { deadline, baseDelayMs: o.baseDelayMs, service: 'AWS STS', reason: 'aws_throttled', now },
         );

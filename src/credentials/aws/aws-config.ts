@@ -17,12 +17,8 @@
  * ```
  */
 import { z } from 'zod';
+import { cloudCallFields, httpUrl } from '../cloud/cloud-config.js';
 import { MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, isValidSessionName } from './aws-limits.js';
-
-const httpUrl = z
-  .string()
-  .url()
-  .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL');
 
 export const awsBackendConfigSchema = z
   .object({
@@ -46,9 +42,7 @@ export const awsBackendConfigSchema = z
       z.object({ source: z.literal('default_chain') }).strict(),
     ]),
     maxSessionSeconds: z.number().int().min(MIN_SESSION_SECONDS).max(MAX_SESSION_SECONDS).default(3600),
-    timeoutMs: z.number().int().positive().max(60_000).default(5000),
-    /** First throttling backoff (doubles, jittered, within timeoutMs). */
-    retryBaseDelayMs: z.number().int().positive().max(10_000).default(100),
+    ...cloudCallFields,
   })
   .strict();
 

@@ -29,10 +29,6 @@ export function isValidSessionName(name: string): boolean {
   return name.length >= 2 && name.length <= 64 && NAME_CHARS.test(name);
 }
 
-export function isValidSourceIdentity(id: string): boolean {
-  return isValidSessionName(id) && !id.toLowerCase().startsWith('aws:');
-}
-
 export function isValidTagKey(key: string): boolean {
   return key.length >= 1 && key.length <= MAX_TAG_KEY && TAG_CHARS.test(key) && !/^aws:/i.test(key);
 }

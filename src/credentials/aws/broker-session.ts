@@ -42,15 +42,13 @@ export interface BrokerAwsCredentials {
   readonly chained: boolean;
 }
 
-export function webIdentityCredentials(
-  o: WebIdentityOptions,
-): BrokerAwsCredentials & { session: CachedSession<AwsCredentialIdentity> } {
+export function webIdentityCredentials(o: WebIdentityOptions): BrokerAwsCredentials {
   const now = o.now ?? Date.now;
   const session = new CachedSession<AwsCredentialIdentity>({
     now,
     fetch: async () => {
       const out = await retryThrottled(
-        async () =>
+        async (abortSignal) =>
           o.sts.send(
             new o.sdk.AssumeRoleWithWebIdentityCommand({
               RoleArn: o.roleArn,
@@ -58,7 +56,7 @@ export function webIdentityCredentials(
               WebIdentityToken: await o.fetchJwt(o.audience),
               DurationSeconds: o.durationSeconds,
             }),
-            { abortSignal: AbortSignal.timeout(o.timeoutMs) },
+            { abortSignal },
           ),
         isThrottled,
         {
@@ -88,7 +86,6 @@ export function webIdentityCredentials(
     },
   });
   return {
-    session,
     chained: true,
     get: () => session.get(),
     invalidate: (stale) => stale && session.invalidate(stale),

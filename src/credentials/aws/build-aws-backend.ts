@@ -12,7 +12,6 @@ import {
   defaultChainCredentials,
   webIdentityCredentials,
   type AwsCredentialIdentity,
-  type BrokerAwsCredentials,
 } from './broker-session.js';
 import { denyOlderSessions, type DenyOlderSessions } from './deny-older-sessions.js';
 
@@ -20,7 +19,6 @@ export interface BuiltAwsBackend {
   backend: CredentialBackend;
   /** The revoke-by-role incident option (PutRolePolicy with an aws:TokenIssueTime deny). */
   denyOlderSessions: DenyOlderSessions;
-  credentials: BrokerAwsCredentials;
 }
 
 export async function buildAwsBackend(
@@ -67,7 +65,6 @@ export async function buildAwsBackend(
     ...(deps.now ? { now: deps.now } : {}),
   };
   return {
-    credentials,
     backend: createAwsBackend({
       credentials,
       sdk: sts,

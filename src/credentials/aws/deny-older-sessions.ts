@@ -45,14 +45,14 @@ export function denyOlderSessions(o: DenyOlderSessionsOptions): DenyOlderSession
     const deadline = now() + o.timeoutMs;
     const client = o.iamClient(await o.credentials.get());
     await retryThrottled(
-      () =>
+      (abortSignal) =>
         client.send(
           new o.sdk.PutRolePolicyCommand({
             RoleName: roleName,
             PolicyName: DENY_POLICY_NAME,
             PolicyDocument: denyOlderSessionsPolicy(issuedBefore),
           }),
-          { abortSignal: AbortSignal.timeout(Math.max(1, deadline - now())) },
+          { abortSignal },
         ),
       isThrottled,
       { deadline, baseDelayMs: o.baseDelayMs, service: 'AWS IAM', reason: 'aws_throttled', now },

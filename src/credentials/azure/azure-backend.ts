@@ -69,13 +69,13 @@ export function createAzureBackend(o: AzureBackendOptions): CredentialBackend {
       const s = settingsOf(req.role);
       const deadline = now() + o.timeoutMs;
       const token = await retryThrottled(
-        () =>
+        (abortSignal) =>
           new o.sdk.ClientAssertionCredential(s.tenantId, s.clientId, () => o.fetchJwt(o.audience), {
             authorityHost: o.authorityHost,
             disableInstanceDiscovery: true,
             retryOptions: { maxRetries: 0 },
             ...(o.ca ? { tlsOptions: { ca: o.ca } } : {}),
-          }).getToken(s.scope, { abortSignal: AbortSignal.timeout(Math.max(1, deadline - now())) }),
+          }).getToken(s.scope, { abortSignal }),
         isThrottled,
         {
           deadline,

@@ -11,6 +11,7 @@
  * ```
  */
 import { z } from 'zod';
+import { cloudCallFields } from '../cloud/cloud-config.js';
 
 export const azureBackendConfigSchema = z
   .object({
@@ -21,8 +22,7 @@ export const azureBackendConfigSchema = z
       .default('https://login.microsoftonline.com'),
     audience: z.string().min(1).default('api://AzureADTokenExchange'),
     caFile: z.string().min(1).optional(),
-    timeoutMs: z.number().int().positive().max(60_000).default(5000),
-    retryBaseDelayMs: z.number().int().positive().max(10_000).default(100),
+    ...cloudCallFields,
   })
   .strict();
 

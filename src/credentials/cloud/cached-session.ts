@@ -1,7 +1,8 @@
 /**
- * The broker's own federated session with a cloud (AWS web-identity session, Google federated
- * token): fetched once, shared by every request, refreshed shortly before it expires (or when the
- * cloud says it expired), never per request. Concurrent callers share one refresh.
+ * The broker's own federated session with a cloud (the AWS web-identity session; Google's federated
+ * token is cached by google-auth-library): fetched once, shared by every request, refreshed shortly
+ * before it expires (or when the cloud says it expired), never per request. Concurrent callers
+ * share one refresh.
  */
 export interface Expiring<T> {
   value: T;
@@ -21,8 +22,6 @@ export class CachedSession<T> {
   private issuedAt = 0;
   private inflight: Promise<Expiring<T>> | undefined;
   private readonly now: () => number;
-  /** How many times the session was fetched (ops state and tests). */
-  fetches = 0;
 
   constructor(private readonly opts: CachedSessionOptions<T>) {
     this.now = opts.now ?? Date.now;
@@ -49,7 +48,6 @@ export class CachedSession<T> {
       try {
         const startedAt = this.now();
         const fresh = await this.opts.fetch();
-        this.fetches++;
         this.current = fresh;
         this.issuedAt = startedAt;
         return fresh;

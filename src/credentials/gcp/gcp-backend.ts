@@ -63,9 +63,7 @@ function failure(err: unknown, what: string): BrokerError {
   return unavailable('gcp_unavailable', `Google is unavailable for ${what}`, err);
 }
 
-export function createGcpBackend(
-  o: GcpBackendOptions,
-): CredentialBackend & { federated: GoogleAuth.IdentityPoolClient } {
+export function createGcpBackend(o: GcpBackendOptions): CredentialBackend {
   const now = o.now ?? Date.now;
   const federated = new o.sdk.IdentityPoolClient({
     type: 'external_account',
@@ -75,11 +73,12 @@ export function createGcpBackend(
     subject_token_supplier: { getSubjectToken: () => o.fetchJwt(o.jwtAudience) },
     // A federated token the IAM Credentials API refuses (401) is exchanged again, once.
     forceRefreshOnFailure: true,
+    // Every call to Google (STS and IAM Credentials) goes through this client; gaxios has no timeout.
+    transporterOptions: { timeout: o.timeoutMs },
   });
   const endpoint = o.iamCredentialsUrl.replace(/\/+$/, '');
   return {
     name: 'gcp',
-    federated,
 
     validateRole(role: RoleDefinition): string[] {
       const read = readGcpRoleSettings(role.settings);

@@ -12,11 +12,7 @@
  * ```
  */
 import { z } from 'zod';
-
-const httpUrl = z
-  .string()
-  .url()
-  .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL');
+import { cloudCallFields, httpUrl } from '../cloud/cloud-config.js';
 
 export const gcpBackendConfigSchema = z
   .object({
@@ -30,8 +26,7 @@ export const gcpBackendConfigSchema = z
     jwtAudience: z.string().min(1).optional(),
     stsUrl: httpUrl.default('https://sts.googleapis.com'),
     iamCredentialsUrl: httpUrl.default('https://iamcredentials.googleapis.com'),
-    timeoutMs: z.number().int().positive().max(60_000).default(5000),
-    retryBaseDelayMs: z.number().int().positive().max(10_000).default(100),
+    ...cloudCallFields,
   })
   .strict();
 

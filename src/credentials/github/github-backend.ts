@@ -78,7 +78,7 @@ export function createGithubBackend(o: GithubBackendOptions): CredentialBackend 
     deadline: number,
   ): Promise<unknown> =>
     retryThrottled(
-      async () => {
+      async (signal) => {
         const res = await fetch(`${api}${path}`, {
           method,
           headers: {
@@ -89,7 +89,7 @@ export function createGithubBackend(o: GithubBackendOptions): CredentialBackend 
             ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
           },
           ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal: AbortSignal.timeout(Math.max(1, deadline - now())),
+          signal,
         });
         const text = await res.text();
         if (res.ok) return text ? (JSON.parse(text) as unknown) : undefined;

@@ -16,16 +16,13 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { cloudCallFields, httpUrl } from '../cloud/cloud-config.js';
 import type { CredentialBackend } from '../backend.js';
 import { createGithubBackend, type GithubBackendOptions } from './github-backend.js';
 
 export const githubBackendConfigSchema = z
   .object({
-    apiUrl: z
-      .string()
-      .url()
-      .refine((u) => /^https?:\/\//.test(u), 'must be an http(s) URL')
-      .default('https://api.github.com'),
+    apiUrl: httpUrl.default('https://api.github.com'),
     appId: z.union([z.string().regex(/^\d+$/), z.number().int().positive()]).transform(String),
     privateKeyFile: z.string().min(1).optional(),
     /** A KV secret read with the broker's Vault login (KV v2 `secret/data/...` or v1). */
@@ -34,8 +31,7 @@ export const githubBackendConfigSchema = z
       .strict()
       .optional(),
     installationId: z.number().int().positive().optional(),
-    timeoutMs: z.number().int().positive().max(60_000).default(5000),
-    retryBaseDelayMs: z.number().int().positive().max(10_000).default(100),
+    ...cloudCallFields,
   })
   .strict()
   .refine((c) => (c.privateKeyFile === undefined) !== (c.privateKeyVault === undefined), {

@@ -60,7 +60,8 @@ export class GcpEmulator {
   readonly tokenCreators = new Map<string, string[]>();
   readonly federated = new Map<string, FederatedToken>();
   readonly accessTokens = new Map<string, ServiceAccountToken>();
-  faults: { throttle?: number } = {};
+  /** `throttle`: that many 429 answers; `hang`: that many requests never answered. */
+  faults: { throttle?: number; hang?: number } = {};
   url = '';
   private server: RunningEmulatorServer | undefined;
 
@@ -90,6 +91,10 @@ export class GcpEmulator {
   private async handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): Promise<void> {
     const body = raw.toString('utf8');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (this.faults.hang) {
+      this.faults.hang--;
+      return; // closed by close()
+    }
     try {
       if (this.faults.throttle) {
         this.faults.throttle--;

@@ -152,6 +152,16 @@ describe('credentials/gcp: the GCP backend against the Google emulator', () => {
     gcp.faults = {};
   });
 
+  it('a Google that never answers: UNAVAILABLE within timeoutMs', async () => {
+    const backend = await build({ timeoutMs: 300 });
+    await backend.issue(request());
+    gcp.faults = { hang: 1_000_000 };
+    const started = Date.now();
+    await rejectsWith(backend.issue(request()), 'UNAVAILABLE', 'gcp_unavailable');
+    assert.ok(Date.now() - started < 1000, `took ${Date.now() - started} ms`);
+    gcp.faults = {};
+  });
+
   it('validates roles at startup', async () => {
     const problems = (await build()).validateRole(
       role({ serviceAccount: 'nope', scopes: ['x'], extra: 1 }, 7200),
