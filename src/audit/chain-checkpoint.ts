@@ -5,7 +5,7 @@
  * chain from a point known good catches it. Without a checkpoint (a new file, or the first start
  * after an upgrade) the walk starts at the genesis hash: the whole file is read once.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { failedPrecondition } from '../errors.js';
 import type { TailReader } from './chain-tail.js';
 import { checkRecordLine, GENESIS_HASH } from './hash-chain.js';
@@ -49,11 +49,21 @@ export async function readCheckpoint(auditPath: string): Promise<Checkpoint | un
   return { size: parsed.size as number, hash: parsed.hash };
 }
 
-/** Atomic replace (write beside, then rename); mode 0600 like the trail. */
-export async function writeCheckpoint(auditPath: string, cp: Checkpoint): Promise<void> {
+/**
+ * Atomic replace (write beside, then rename); mode 0600 like the trail. With `fsync` the new text
+ * is on disk before the rename: otherwise a power cut can leave the renamed file empty, and an
+ * empty checkpoint is refused at startup (readCheckpoint), keeping the broker down.
+ */
+export async function writeCheckpoint(auditPath: string, cp: Checkpoint, fsync: boolean): Promise<void> {
   const file = checkpointFile(auditPath);
   const tmp = `${file}.tmp`;
-  await writeFile(tmp, `${JSON.stringify({ size: cp.size, hash: cp.hash })}\n`, { mode: 0o600 });
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(`${JSON.stringify({ size: cp.size, hash: cp.hash })}\n`, 'utf8');
+    if (fsync) await handle.datasync();
+  } finally {
+    await handle.close();
+  }
   await rename(tmp, file);
 }
 

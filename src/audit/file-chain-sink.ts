@@ -110,6 +110,8 @@ export class FileChainSink implements AuditSink {
   /** What `<file>.checkpoint` says now (what the next start verifies from). */
   private savedCheckpoint: Committed | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
+  /** The last checkpoint save queued (saves never reject: a failure is logged). */
+  private checkpointSaves: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly path: string,
@@ -196,12 +198,21 @@ export class FileChainSink implements AuditSink {
     this.checkpointTimer.unref();
   }
 
-  /** Saves what is synced; a failure only means the next start verifies from further back. */
-  private async saveCheckpoint(): Promise<void> {
+  /**
+   * Saves what is synced; a failure only means the next start verifies from further back. Saves
+   * run one at a time (the timer's and close's): two writing the same temporary file at once
+   * could rename a half-written one into place.
+   */
+  private saveCheckpoint(): Promise<void> {
+    this.checkpointSaves = this.checkpointSaves.then(() => this.saveCheckpointNow());
+    return this.checkpointSaves;
+  }
+
+  private async saveCheckpointNow(): Promise<void> {
     const at = this.committed;
     if (this.savedCheckpoint?.size === at.size && this.savedCheckpoint.hash === at.hash) return;
     try {
-      await writeCheckpoint(this.path, at);
+      await writeCheckpoint(this.path, at, this.settings.fsync);
       this.savedCheckpoint = at;
     } catch (err) {
       this.settings.logger.warn({ path: this.path, err: describe(err) }, 'audit checkpoint not saved');

@@ -433,6 +433,19 @@ describe('audit/file-chain-sink', () => {
     });
   });
 
+  it('saves checkpoints one at a time, so the timer and close never race on the temporary file', async () => {
+    const logger = captureLogger();
+    const sink = await FileChainSink.open(path, { checkpointIntervalMs: 1, logger });
+    for (let i = 0; i < 200; i += 1) await sink.write(issued(i));
+    await sink.close();
+    assert.deepEqual(
+      logger.lines.filter((l) => l.msg === 'audit checkpoint not saved'),
+      [],
+    );
+    const saved = JSON.parse(await readFile(`${path}.checkpoint`, 'utf8')) as { size: number };
+    assert.equal(saved.size, (await stat(path)).size);
+  });
+
   it('finds the tail record across read chunks (records larger than one chunk)', async () => {
     const big = 'x'.repeat(150 * 1024);
     const sink = await FileChainSink.open(path);
