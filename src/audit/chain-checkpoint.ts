@@ -7,7 +7,7 @@
  */
 import { open, readFile, rename } from 'node:fs/promises';
 import { failedPrecondition } from '../errors.js';
-import type { TailReader } from './chain-tail.js';
+import { readBytes, type TailReader } from './chain-tail.js';
 import { checkRecordLine, GENESIS_HASH } from './hash-chain.js';
 
 export interface Checkpoint {
@@ -108,11 +108,8 @@ async function* linesBetween(handle: TailReader, start: number, end: number): As
   let carry = Buffer.alloc(0);
   for (let pos = start; pos < end;) {
     const length = Math.min(CHUNK_BYTES, end - pos);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buf, 0, length, pos);
-    if (bytesRead === 0) break;
-    pos += bytesRead;
-    let data = Buffer.concat([carry, buf.subarray(0, bytesRead)]);
+    let data = Buffer.concat([carry, await readBytes(handle, pos, length)]);
+    pos += length;
     for (let nl = data.indexOf(0x0a); nl >= 0; nl = data.indexOf(0x0a)) {
       yield data.subarray(0, nl).toString('utf8');
       data = data.subarray(nl + 1);
