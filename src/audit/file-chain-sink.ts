@@ -131,8 +131,9 @@ export class FileChainSink implements AuditSink {
 
   /**
    * Opens (creating with mode 0600, parent directories 0700) and resumes the chain from the last
-   * record. The tail record's own hash is checked; the rest of the file is not read (that is
-   * `audit verify`'s job), so opening stays O(1) in the file size.
+   * record. The tail record's own hash is checked, and every record since `<file>.checkpoint`
+   * (chain-checkpoint.ts): opening reads what was written since the last checkpoint, the whole
+   * file only when there is none.
    *
    * A last line without its newline is an interrupted write, never acknowledged. When it is
    * provably this sink's own (chain-tail.ts) it is cut and the repair is recorded as
