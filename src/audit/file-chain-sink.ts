@@ -220,12 +220,17 @@ export class FileChainSink implements AuditSink {
     }
   }
 
-  /** Flushes what was accepted, then closes; later writes reject. Safe to call more than once. */
+  /**
+   * Flushes what was accepted, then closes; later writes reject. Safe to call more than once.
+   * Closed while down, it still cuts back to the last synced record (as healing would), so the
+   * file ends with what callers were told was recorded.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.outage?.timer);
       clearInterval(this.checkpointTimer);
       await this.flushing;
+      if (this.outage !== undefined) await this.handle.truncate(this.committed.size).catch(() => undefined);
       await this.saveCheckpoint();
       await this.handle.close();
     })();

@@ -282,6 +282,22 @@ describe('audit/file-chain-sink', () => {
     await assert.rejects(sink.write(issued(1)), (err: unknown) => reasonOf(err) === 'audit_closed');
   });
 
+  it('closed while down, cuts what reached the file of the refused batch', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, {
+      fileSystem: spy.fileSystem,
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    await sink.write(issued(0));
+    const goodSize = (await stat(path)).size;
+    // The batch reaches the file, its sync fails: the caller is refused.
+    spy.faults.datasync = 'EIO';
+    await assert.rejects(sink.write(issued(1)), (err: unknown) => reasonOf(err) === 'audit_unavailable');
+    await sink.close();
+    assert.equal((await stat(path)).size, goodSize);
+    assert.equal((await fileLines(path)).length, 1);
+  });
+
   it('rejects writes after close; close flushes accepted writes and is idempotent', async () => {
     const sink = await FileChainSink.open(path);
     const accepted = sink.write(issued(0));
