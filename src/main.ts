@@ -691,7 +691,6 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const http: RunningOpsHttp = await startOpsHttp(
       {
         jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
-        store: leaseStore,
         revoked: new RevokedList({
           store: leaseStore,
           clockSkewMs: config.backends.token.maxClockSkewSeconds * 1000,
@@ -700,7 +699,6 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
         }),
         registry,
         logger,
-        ...(opts.now ? { now: opts.now } : {}),
         readiness: () => health.refresh(),
       },
       config.httpListen,

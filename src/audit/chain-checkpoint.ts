@@ -5,9 +5,9 @@
  * chain from a point known good catches it. Without a checkpoint (a new file, or the first start
  * after an upgrade) the walk starts at the genesis hash: the whole file is read once.
  */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { failedPrecondition } from '../errors.js';
-import type { TailReader } from './chain-tail.js';
+import { readBytes, type TailReader } from './chain-tail.js';
 import { checkRecordLine, GENESIS_HASH } from './hash-chain.js';
 
 export interface Checkpoint {
@@ -49,11 +49,21 @@ export async function readCheckpoint(auditPath: string): Promise<Checkpoint | un
   return { size: parsed.size as number, hash: parsed.hash };
 }
 
-/** Atomic replace (write beside, then rename); mode 0600 like the trail. */
-export async function writeCheckpoint(auditPath: string, cp: Checkpoint): Promise<void> {
+/**
+ * Atomic replace (write beside, then rename); mode 0600 like the trail. With `fsync` the new text
+ * is on disk before the rename: otherwise a power cut can leave the renamed file empty, and an
+ * empty checkpoint is refused at startup (readCheckpoint), keeping the broker down.
+ */
+export async function writeCheckpoint(auditPath: string, cp: Checkpoint, fsync: boolean): Promise<void> {
   const file = checkpointFile(auditPath);
   const tmp = `${file}.tmp`;
-  await writeFile(tmp, `${JSON.stringify({ size: cp.size, hash: cp.hash })}\n`, { mode: 0o600 });
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(`${JSON.stringify({ size: cp.size, hash: cp.hash })}\n`, 'utf8');
+    if (fsync) await handle.datasync();
+  } finally {
+    await handle.close();
+  }
   await rename(tmp, file);
 }
 
@@ -98,11 +108,8 @@ async function* linesBetween(handle: TailReader, start: number, end: number): As
   let carry = Buffer.alloc(0);
   for (let pos = start; pos < end;) {
     const length = Math.min(CHUNK_BYTES, end - pos);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buf, 0, length, pos);
-    if (bytesRead === 0) break;
-    pos += bytesRead;
-    let data = Buffer.concat([carry, buf.subarray(0, bytesRead)]);
+    let data = Buffer.concat([carry, await readBytes(handle, pos, length)]);
+    pos += length;
     for (let nl = data.indexOf(0x0a); nl >= 0; nl = data.indexOf(0x0a)) {
       yield data.subarray(0, nl).toString('utf8');
       data = data.subarray(nl + 1);

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { failedPrecondition } from '../errors.js';
 import { checkRecordLine, GENESIS_HASH } from './hash-chain.js';
 
-/** The slice of a file handle reading the tail needs. */
+/** The slice of a file handle reading the chain needs (the tail, and the walk since the checkpoint). */
 export interface TailReader {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
 }
@@ -83,9 +83,7 @@ async function readLastLines(handle: TailReader, size: number): Promise<{ tail: 
   // Two newlines in hand: the one that closes the last complete record and the one before it.
   while (start > 0 && countNewlines(tail, 2) < 2) {
     const from = Math.max(0, start - TAIL_CHUNK_BYTES);
-    const chunk = Buffer.alloc(start - from);
-    await readFully(handle, chunk, from);
-    tail = Buffer.concat([chunk, tail]);
+    tail = Buffer.concat([await readBytes(handle, from, start - from), tail]);
     start = from;
   }
   // Drop what comes before the line that holds the last complete record.
@@ -119,11 +117,14 @@ function completeRecordHash(tail: Buffer, newlineAt: number, path: string): stri
   return check.hash;
 }
 
-async function readFully(handle: TailReader, buffer: Buffer, position: number): Promise<void> {
+/** Exactly `length` bytes from `position` (the tail here, the walk since the checkpoint). */
+export async function readBytes(handle: TailReader, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
   let offset = 0;
-  while (offset < buffer.length) {
-    const { bytesRead } = await handle.read(buffer, offset, buffer.length - offset, position + offset);
-    if (bytesRead <= 0) throw new Error('file shrank while reading its tail');
+  while (offset < length) {
+    const { bytesRead } = await handle.read(buffer, offset, length - offset, position + offset);
+    if (bytesRead <= 0) throw new Error('the file shrank while being read');
     offset += bytesRead;
   }
+  return buffer;
 }

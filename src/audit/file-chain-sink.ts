@@ -110,6 +110,8 @@ export class FileChainSink implements AuditSink {
   /** What `<file>.checkpoint` says now (what the next start verifies from). */
   private savedCheckpoint: Committed | undefined;
   private checkpointTimer: NodeJS.Timeout | undefined;
+  /** The last checkpoint save queued (saves never reject: a failure is logged). */
+  private checkpointSaves: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly path: string,
@@ -129,8 +131,9 @@ export class FileChainSink implements AuditSink {
 
   /**
    * Opens (creating with mode 0600, parent directories 0700) and resumes the chain from the last
-   * record. The tail record's own hash is checked; the rest of the file is not read (that is
-   * `audit verify`'s job), so opening stays O(1) in the file size.
+   * record. The tail record's own hash is checked, and every record since `<file>.checkpoint`
+   * (chain-checkpoint.ts): opening reads what was written since the last checkpoint, the whole
+   * file only when there is none.
    *
    * A last line without its newline is an interrupted write, never acknowledged. When it is
    * provably this sink's own (chain-tail.ts) it is cut and the repair is recorded as
@@ -196,24 +199,38 @@ export class FileChainSink implements AuditSink {
     this.checkpointTimer.unref();
   }
 
-  /** Saves what is synced; a failure only means the next start verifies from further back. */
-  private async saveCheckpoint(): Promise<void> {
+  /**
+   * Saves what is synced; a failure only means the next start verifies from further back. Saves
+   * run one at a time (the timer's and close's): two writing the same temporary file at once
+   * could rename a half-written one into place.
+   */
+  private saveCheckpoint(): Promise<void> {
+    this.checkpointSaves = this.checkpointSaves.then(() => this.saveCheckpointNow());
+    return this.checkpointSaves;
+  }
+
+  private async saveCheckpointNow(): Promise<void> {
     const at = this.committed;
     if (this.savedCheckpoint?.size === at.size && this.savedCheckpoint.hash === at.hash) return;
     try {
-      await writeCheckpoint(this.path, at);
+      await writeCheckpoint(this.path, at, this.settings.fsync);
       this.savedCheckpoint = at;
     } catch (err) {
       this.settings.logger.warn({ path: this.path, err: describe(err) }, 'audit checkpoint not saved');
     }
   }
 
-  /** Flushes what was accepted, then closes; later writes reject. Safe to call more than once. */
+  /**
+   * Flushes what was accepted, then closes; later writes reject. Safe to call more than once.
+   * Closed while down, it still cuts back to the last synced record (as healing would), so the
+   * file ends with what callers were told was recorded.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearTimeout(this.outage?.timer);
       clearInterval(this.checkpointTimer);
       await this.flushing;
+      if (this.outage !== undefined) await this.handle.truncate(this.committed.size).catch(() => undefined);
       await this.saveCheckpoint();
       await this.handle.close();
     })();

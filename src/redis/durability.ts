@@ -136,7 +136,8 @@ async function waitAof(node: StoreNode, timeoutMs: number): Promise<void> {
 
 async function confirmReplicas(node: StoreNode, replicas: number, timeoutMs: number): Promise<void> {
   const acked = Number(await node('WAIT', String(replicas), String(timeoutMs)));
-  if (acked < replicas) {
+  // Written so that a reply that is not a count (NaN) refuses too.
+  if (!(acked >= replicas)) {
     throw unavailable(
       'lease_store_unavailable',
       'lease store unavailable',

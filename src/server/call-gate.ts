@@ -64,9 +64,13 @@ export class CallGate {
     return undefined;
   }
 
-  /** A refused call (by admit or by authentication): spends the peer's failure budget and audits it. */
+  /**
+   * A refused call (by admit or by authentication): audits it, and a failed authentication spends
+   * the peer's failure budget (a call over the call limit is no failed authentication: it must not
+   * hold the peer to the failure rate).
+   */
   denied(peer: string, method: string, err: unknown): Promise<void> {
-    this.authFailures.take(peerAddress(peer));
+    if (!(isBrokerError(err) && err.reason === 'rate_limited')) this.authFailures.take(peerAddress(peer));
     return this.denials.record({
       peer,
       method,

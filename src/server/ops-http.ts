@@ -6,20 +6,17 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { LeaseStore } from '../leases/types.js';
 import { RevokedQueryError, type RevokedList } from './revoked-list.js';
 import { describeNotReady, type HealthReport } from '../observability/dependency-health.js';
 
 export interface OpsHttpDeps {
   jwks: () => { keys: Array<Record<string, unknown>> } | Promise<{ keys: Array<Record<string, unknown>> }>;
-  store: LeaseStore;
   /** GET /v1/revoked: the token deny list, paged and cached per replica. */
   revoked: Pick<RevokedList, 'page'>;
   /** Checks every required dependency now (Redis, feed, audit sink, SVID) for `/readyz`. */
   readiness: () => Promise<HealthReport>;
   registry?: Registry;
   logger: Logger;
-  now?: () => number;
 }
 
 export interface RunningOpsHttp {

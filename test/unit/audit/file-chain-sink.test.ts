@@ -282,6 +282,22 @@ describe('audit/file-chain-sink', () => {
     await assert.rejects(sink.write(issued(1)), (err: unknown) => reasonOf(err) === 'audit_closed');
   });
 
+  it('closed while down, cuts what reached the file of the refused batch', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, {
+      fileSystem: spy.fileSystem,
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    await sink.write(issued(0));
+    const goodSize = (await stat(path)).size;
+    // The batch reaches the file, its sync fails: the caller is refused.
+    spy.faults.datasync = 'EIO';
+    await assert.rejects(sink.write(issued(1)), (err: unknown) => reasonOf(err) === 'audit_unavailable');
+    await sink.close();
+    assert.equal((await stat(path)).size, goodSize);
+    assert.equal((await fileLines(path)).length, 1);
+  });
+
   it('rejects writes after close; close flushes accepted writes and is idempotent', async () => {
     const sink = await FileChainSink.open(path);
     const accepted = sink.write(issued(0));
@@ -431,6 +447,19 @@ describe('audit/file-chain-sink', () => {
       assert.match((err as Error).message, /shorter than its last checkpoint/);
       return true;
     });
+  });
+
+  it('saves checkpoints one at a time, so the timer and close never race on the temporary file', async () => {
+    const logger = captureLogger();
+    const sink = await FileChainSink.open(path, { checkpointIntervalMs: 1, logger });
+    for (let i = 0; i < 200; i += 1) await sink.write(issued(i));
+    await sink.close();
+    assert.deepEqual(
+      logger.lines.filter((l) => l.msg === 'audit checkpoint not saved'),
+      [],
+    );
+    const saved = JSON.parse(await readFile(`${path}.checkpoint`, 'utf8')) as { size: number };
+    assert.equal(saved.size, (await stat(path)).size);
   });
 
   it('finds the tail record across read chunks (records larger than one chunk)', async () => {

@@ -133,6 +133,18 @@ describe('open surfaces: per-peer limits and auth.denied aggregation', () => {
       assert.equal(gate().admit('192.0.2.7:1'), undefined, 'off by default');
     });
 
+    it('calls refused by the call limit do not spend the failed-authentication budget', async () => {
+      const g = gate({ callsPerSecond: 10, callBurst: 1, authFailureBurst: 2 });
+      assert.equal(g.admit('192.0.2.7:1'), undefined);
+      for (let i = 0; i < 3; i++) {
+        const refused = g.admit('192.0.2.7:1');
+        assert.equal(refused?.message, 'too many calls from this address: slow down');
+        await g.denied('192.0.2.7:1', 'BeginTask', refused);
+      }
+      clock += 100;
+      assert.equal(g.admit('192.0.2.7:1'), undefined);
+    });
+
     it('caps AwaitApproval streams per caller; a slot comes back once, however often it is released', () => {
       const g = gate({ maxAwaitApprovalStreamsPerCaller: 2 });
       const a = g.openStream('spiffe://example.org/agents/a');
