@@ -1000,17 +1000,23 @@ async function startServers(
   health.start();
   onClose(() => health.stop());
 
-  const authzenPort = await startAuthzen(ctx, parts);
+  const authzenPort = await startAuthzen(ctx, { ...parts, authenticator });
   return { grpcPort: grpc.port, httpPort: http.port, authzenPort };
 }
 
 /** The AuthZEN decision point for tool gateways: the same policy set, its own listener. */
 async function startAuthzen(
   { config, logger, clock, onClose }: Startup,
-  parts: { identity: Identity; policy: Policy; stores: Stores; audit: AuditSink },
+  parts: {
+    identity: Identity;
+    policy: Policy;
+    stores: Stores;
+    audit: AuditSink;
+    authenticator: Authenticator;
+  },
 ): Promise<number | undefined> {
   if (!config.authzen.listen) return undefined;
-  const { identity, policy, stores, audit } = parts;
+  const { identity, policy, stores, audit, authenticator } = parts;
   const evaluator = new AccessEvaluator({
     policy: () => policy.policies.current,
     store: stores.store,
@@ -1022,8 +1028,7 @@ async function startAuthzen(
     {
       evaluator,
       tls: tlsIdentity(identity.x509, identity.ownSvid),
-      bundles: identity.x509,
-      trustDomains: config.auth.trustDomains,
+      authenticator,
       logger,
     },
     config.authzen.listen,
