@@ -5,7 +5,7 @@
  *   POST /access/v1/evaluation    one decision
  *   POST /access/v1/evaluations   many, with options.evaluations_semantic
  *   GET  /.well-known/authzen-configuration   PDP metadata
- * Errors are JSON `{ "error": ..., "field"?: ... }` with 400, 401, 403, 413 or 503; never a stack.
+ * Errors are JSON `{ "error": ..., "field"?: ... }` with a 4xx or 503 status (the README lists each); never a stack.
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
