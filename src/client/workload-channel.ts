@@ -9,7 +9,7 @@ import type { X509BundleSource, X509Svid } from '../identity/types.js';
 import { X509Source, fetchJwtSvid, parseEndpointSocket } from '../identity/workload-api.js';
 import { BrokerClient as RawBrokerClient, type BrokerClientOptions } from './broker-client.js';
 
-export const DEFAULT_BROKER_ADDR = 'localhost:8443';
+const DEFAULT_BROKER_ADDR = 'localhost:8443';
 
 /** host:port of the broker: the one given, else SVID_BROKER_ADDR, else localhost:8443. */
 export function brokerAddress(address?: string): string {
