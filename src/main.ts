@@ -40,8 +40,8 @@ import type { JwtBundle, JwtBundleSource, X509Bundle, X509Svid } from './identit
 import { JwtBundleSourceClient, X509Source, fetchJwtSvid } from './identity/workload-api.js';
 import { selectOwnSvid } from './identity/own-svid.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
-import { createBrokerMetrics, withMetrics } from './observability/metrics.js';
-import { registerDependencyGauge } from './observability/dependency-health.js';
+import { createBrokerMetrics, withMetrics, type BrokerMetrics } from './observability/metrics.js';
+import { registerDependencyGauge, type DependencyHealth } from './observability/dependency-health.js';
 import { buildDependencyHealth, setGrpcServing } from './server/readiness.js';
 import { LeaseReaper } from './leases/reaper.js';
 import { RedisLeaseStore } from './leases/redis-lease-store.js';
@@ -50,6 +50,7 @@ import { AgentCatalog } from './policy/agent-catalog.js';
 import { formatPolicyProblem } from './policy/policy-load-error.js';
 import { PolicyManager } from './policy/policy-manager.js';
 import { PolicySync } from './policy/policy-sync.js';
+import type { PolicyEngine } from './policy/types.js';
 import { MemoryApprovalStore } from './approvals/memory-approval-store.js';
 import { MemoryBreakGlassStore } from './approvals/memory-break-glass-store.js';
 import { RedisApprovalStore } from './approvals/redis-approval-store.js';
@@ -146,6 +147,16 @@ function tlsIdentity(source: X509Source, ownSvid: () => X509Svid): TlsIdentitySo
   };
 }
 
+/** What every build step shares: the config, the logger, the test clock, and the shutdown list. */
+interface Startup {
+  readonly config: Readonly<BrokerConfig>;
+  readonly logger: Logger;
+  /** Spread into each part's options: the injected clock, when there is one. */
+  readonly clock: { now?: () => number };
+  /** Registers a shutdown step; steps run in the reverse order of registration. */
+  onClose(fn: () => Promise<void> | void): void;
+}
+
 export async function startBroker(opts: StartBrokerOptions): Promise<RunningBroker> {
   const { config } = opts;
   const logger = opts.logger ?? createLogger(config.log.level);
@@ -159,640 +170,71 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       }
     }
   };
+  const ctx: Startup = {
+    config,
+    logger,
+    clock: opts.now ? { now: opts.now } : {},
+    onClose: (fn) => cleanups.push(fn),
+  };
 
   try {
-    // 1. Identity: block until the Workload API gives us an SVID and bundles.
-    const endpoint = config.workloadApi.socket;
-    let x509: X509Source;
-    let jwt: JwtBundleSourceClient;
-    try {
-      x509 = await X509Source.create({
-        endpoint,
-        logger,
-        timeoutMs: config.workloadApi.firstUpdateTimeoutMs,
-      });
-      cleanups.push(() => x509.close());
-      jwt = await JwtBundleSourceClient.create({
-        endpoint,
-        logger,
-        timeoutMs: config.workloadApi.firstUpdateTimeoutMs,
-      });
-      cleanups.push(() => jwt.close());
-    } catch (err) {
-      throw new StartupError(
-        `cannot get an SVID from the Workload API at ${endpoint}: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
-    }
-    // The broker's own SVID, chosen by ID (or hint) from every update, never by position.
-    const ownSvid = (): X509Svid => selectOwnSvid(x509.getX509Svids(), config.workloadApi);
-    try {
-      ownSvid();
-    } catch (err) {
-      throw new StartupError((err as Error).message, { cause: err });
-    }
-    const spiffeId = (): string => ownSvid().spiffeId;
-    const ownTrustDomain = (): string => parseSpiffeId(spiffeId()).trustDomain;
-    logger.info({ spiffeId: spiffeId() }, 'broker SVID received');
-    // What this replica writes into shared state (JWKS, policy set) it seals with its SVID; what it
-    // reads there it uses only if sealed by an allowed broker (wall clock: certificates).
-    const seal = new SvidSeal({
-      svid: x509,
-      bundles: x509,
-      allowedIds: () => (config.replicas.allowedIds.length ? config.replicas.allowedIds : [spiffeId()]),
-    });
-
-    // 2. Policy: parsed, validated and preparsed once; reloaded on file change and SIGHUP, and a
-    // bad set never replaces a good one. Reload events go to the audit trail (built below).
-    const catalog = new AgentCatalog(
-      config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })),
-    );
-    const agentGroups = (id: string): string[] => catalog.groupsOf(id);
-    // Filled once the audit sink (with its metrics) exists; events from before are held until then.
-    const reloadAudit: { sink?: AuditSink; early: AuditEventInput[] } = { early: [] };
-    const policyEvent = (event: AuditEventInput): void => {
-      if (!reloadAudit.sink) {
-        reloadAudit.early.push(event);
-        return;
-      }
-      reloadAudit.sink
-        .write(event)
-        .catch((err: unknown) =>
-          logger.error({ err: { message: (err as Error).message }, type: event.type }, 'audit write failed'),
-        );
-    };
-    const entryRefused = (entry: RefusedEntry): void => {
-      logger.warn({ ...entry }, 'shared state entry refused: ignored');
-      policyEvent({ type: 'replica.entry_refused', agent: '', ...entry });
-    };
-    const policySync: { current?: PolicySync } = {};
-    const policies = PolicyManager.load({
-      policyDir: config.policy.dir,
-      ...(config.policy.schema ? { schemaPath: config.policy.schema } : {}),
-      agentGroups,
-      watch: config.policy.watch,
-      ...(config.policy.pinDigest ? { pinDigest: config.policy.pinDigest } : {}),
-      onReloaded: (digest, previousDigest) => {
-        logger.info({ digest, previousDigest }, 'policy set reloaded');
-        policyEvent({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
-        // Every other replica adopts it (PolicySync, built once Redis is there).
-        policySync.current
-          ?.publish(digest)
-          .catch((err: unknown) =>
-            logger.error(
-              { err: { message: (err as Error).message } },
-              'policy set not published: other replicas keep theirs',
-            ),
-          );
-      },
-      onWatchError: (err) =>
-        logger.error(
-          { err: { message: (err as Error).message } },
-          'policy watch failed: SIGHUP still reloads',
-        ),
-      onReloadFailed: (problems) => {
-        const list = problems.map((p) => formatPolicyProblem(p));
-        logger.error({ problems: list }, 'policy reload failed: keeping the previous set');
-        policyEvent({
-          type: 'policy.reload_failed',
-          agent: '',
-          errors: list,
-          kept_digest: policies.current.digest,
-        });
-      },
-    });
-    cleanups.push(() => policies.close());
-    logger.info({ digest: policies.current.digest, dir: config.policy.dir }, 'policy set loaded');
-
-    // 3. Shared state: leases, approvals, break-glass grants, budgets (Redis, or memory in dev).
-    let redis: RedisClient | undefined;
-    // The latest connection problem (say, a sentinel that does not know the master), for the error below.
-    let redisProblem: Error | undefined;
-    if (config.redis.store === 'redis') {
-      const client = createRedisConnection(config.redis, {
-        onError: (err) => {
-          redisProblem = err;
-        },
-      });
-      redis = client;
-      watchRedisHealth(client, { logger, target: describeRedisTarget(config.redis) });
-      cleanups.push(() => void client.disconnect());
-    }
-    // Quarantines, the revocation queue and the invalidation feed come first: the in-memory lease
-    // store consults the first two directly (the Redis one reads their keys in its scripts).
-    const memoryFeed = redis ? undefined : new MemoryInvalidationFeed(opts.now);
-    const memoryQuarantines = redis ? undefined : new MemoryQuarantineStore(memoryFeed);
-    const quarantines: QuarantineStore = redis
-      ? new RedisQuarantineStore(redis, { prefix: config.redis.prefix, feedMaxLen: config.feed.maxLen })
-      : (memoryQuarantines as MemoryQuarantineStore);
-    const revocations: RevocationQueue = redis
-      ? new RedisRevocationQueue(redis, {
-          prefix: config.redis.prefix,
-          visibilityTimeoutMs: config.revocation.visibilityTimeoutMs,
-        })
-      : new MemoryRevocationQueue();
-    let store = opts.store;
-    if (!store) {
-      if (!redis) {
-        store = new MemoryLeaseStore({
-          quarantined: (agent, now) => memoryQuarantines?.matchSync(agent, now) !== undefined,
-          revocations,
-        });
-      } else {
-        // Each lease write is confirmed as redis.durability asks, once startup has checked the server.
-        const durable: { confirm?: ConfirmWrite } = {};
-        const redisStore = new RedisLeaseStore(redis, {
-          prefix: config.redis.prefix,
-          retentionSeconds: config.redis.retentionSeconds,
-          confirmWrite: () => durable.confirm?.() ?? Promise.resolve(),
-        });
-        store = redisStore;
-        try {
-          await store.ping();
-        } catch (err) {
-          throw new StartupError(
-            `cannot reach ${describeRedisTarget(config.redis)}: ${(err as Error).message}` +
-              (redisProblem ? ` (${redisProblem.message})` : ''),
-          );
-        }
-        const plan = await planDurability(
-          redis,
-          `{${config.redis.prefix}}:active-leases`,
-          config.redis,
-        ).catch((err: unknown) => {
-          throw new StartupError(`${describeRedisTarget(config.redis)}: ${(err as Error).message}`);
-        });
-        if (plan.warning) logger.warn(plan.warning);
-        else logger.info(plan.summary);
-        if (plan.confirm) durable.confirm = plan.confirm;
-        // /v1/revoked reads the token deny list only: bring over what older versions revoked.
-        await redisStore.backfillRevokedTokens((opts.now ?? Date.now)()).catch((err: unknown) => {
-          throw new StartupError(
-            `cannot copy revoked tokens to the token deny list: ${(err as Error).message}`,
-          );
-        });
-      }
-      const built = store;
-      cleanups.push(() => built.close());
-    }
-    const storeOpts = { prefix: config.redis.prefix, retentionSeconds: config.redis.retentionSeconds };
-    const approvals: ApprovalStore = redis
-      ? new RedisApprovalStore(redis, storeOpts)
-      : new MemoryApprovalStore();
-    const breakGlass: BreakGlassStore = redis
-      ? new RedisBreakGlassStore(redis, storeOpts)
-      : new MemoryBreakGlassStore();
-    const budgets: BudgetStore = redis
-      ? new RedisBudgetStore(redis, { prefix: config.redis.prefix })
-      : new MemoryBudgetStore();
-    const feed: InvalidationFeed = redis
-      ? new RedisInvalidationFeed(redis, {
-          prefix: config.redis.prefix,
-          blockMs: config.feed.blockMs,
-          maxLen: config.feed.maxLen,
-          logger,
-        })
-      : (memoryFeed as MemoryInvalidationFeed);
-    const freshness = new FeedFreshness(feed, config.feed.staleAfterMs);
-    const quarantineView = new QuarantineView(quarantines, freshness, opts.now);
-    feed.listen(quarantineView);
-    if (redis) {
-      // The stored set (the highest generation) becomes this replica's; an empty Redis gets ours.
-      const sync = new PolicySync({
-        redis,
-        prefix: config.redis.prefix,
-        feedMaxLen: config.feed.maxLen,
-        manager: policies,
-        seal,
-        replica: `${spiffeId()}#${process.pid}`,
-        logger,
-        onSynced: (digest, previousDigest, from, generation) => {
-          logger.info(
-            { digest, previousDigest, from, generation },
-            'policy set adopted from another replica',
-          );
-          policyEvent({
-            type: 'policy.synced',
-            agent: '',
-            digest,
-            previous_digest: previousDigest,
-            from,
-            generation,
-          });
-        },
-        onRefused: entryRefused,
-        onDirectoryDiffers: (directoryDigest, stored) => {
-          logger.warn(
-            { directoryDigest, digest: stored.digest, generation: stored.generation },
-            'policy directory differs from the shared set: serving the shared set, not publishing ours',
-          );
-          policyEvent({
-            type: 'policy.directory_differs',
-            agent: '',
-            directory_digest: directoryDigest,
-            digest: stored.digest,
-            generation: stored.generation,
-          });
-        },
-        onSyncFailed: (digest, problems) => {
-          const list = problems.map((p) => formatPolicyProblem(p));
-          logger.error({ digest, problems: list }, 'policy set from another replica refused: keeping ours');
-          policyEvent({
-            type: 'policy.reload_failed',
-            agent: '',
-            errors: list,
-            kept_digest: policies.current.digest,
-            offered_digest: digest,
-          });
-        },
-      });
-      try {
-        await sync.initialize();
-      } catch (err) {
-        throw new StartupError(`cannot read or publish the policy set: ${(err as Error).message}`);
-      }
-      policySync.current = sync;
-      feed.listen(sync);
-      sync.start();
-      cleanups.push(() => sync.stop());
-    }
-    try {
-      await feed.start();
-    } catch (err) {
-      throw new StartupError(`cannot read the invalidation feed: ${(err as Error).message}`);
-    }
-    cleanups.push(() => feed.close());
-    if (!store.durable) {
-      logger.warn(
-        'LEASE STORE IS IN-PROCESS MEMORY: leases are NOT durable and NOT shared; a restart forgets every lease. Dev only.',
-      );
-    }
-
-    // 4. Audit.
-    let audit = opts.audit;
-    if (!audit) {
-      audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync, logger });
-      const built = audit;
-      cleanups.push(() => built.close());
-    }
-    const health = buildDependencyHealth({
-      store,
-      freshness,
+    const identity = await buildIdentity(ctx);
+    const events = new PolicyEvents(logger);
+    const policy = buildPolicy(ctx, events);
+    const stores = await buildStores(ctx, opts.store, identity, policy, events);
+    const { audit: sink, health, refuseWhileAuditDown } = await buildAudit(ctx, opts.audit, identity, stores);
+    const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
+    const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
+    const audit = withMetrics(sink, metrics);
+    events.attach(audit);
+    const useCases = buildUseCases(ctx, opts.issuance, {
+      policy,
+      stores,
+      credentials,
       audit,
-      // The broker's own SVID (workloadApi.expectedId), not whichever the Workload API lists first.
-      x509: {
-        getX509Svid: () => {
-          try {
-            return ownSvid();
-          } catch {
-            return undefined;
-          }
-        },
-      },
-      logger,
-      ...(opts.now ? { now: opts.now } : {}),
+      refuseWhileAuditDown,
     });
-    const refuseWhileAuditDown = auditGate(audit);
-
-    // 5. Backends and the role catalog, validated together.
-    const roles = roleDefinitions(config);
-    const maxRoleTtl = Math.max(0, ...[...roles.values()].map((r) => r.maxTtlSeconds));
-    const keys = await SigningKeyRing.create({
-      overlapSeconds: config.backends.token.keyOverlapSeconds ?? maxRoleTtl + 300,
-    });
-    // Private keys stay in this process; the public halves of every replica's keys are shared
-    // through Redis, so any replica's JWKS verifies any replica's tokens.
-    const sharedJwks = redis
-      ? new SharedJwks(redis, keys, { prefix: config.redis.prefix, seal, onRefused: entryRefused, logger })
-      : undefined;
-    if (sharedJwks) {
-      try {
-        await sharedJwks.publish();
-      } catch (err) {
-        throw new StartupError(`cannot publish the token signing keys: ${(err as Error).message}`);
-      }
-      sharedJwks.start();
-      cleanups.push(() => sharedJwks.stop());
-    }
-    keys.startAutoRotation(
-      opts.keyRotationSeconds ?? config.backends.token.keyRotationSeconds,
-      (err) =>
-        // The current key keeps signing; the next tick tries again.
-        logger.error({ err: { message: (err as Error).message } }, 'signing key rotation failed'),
-      () =>
-        void sharedJwks
-          ?.publish()
-          .catch((err: unknown) =>
-            logger.error({ err: { message: (err as Error).message } }, 'new signing key not published'),
-          ),
-    );
-    cleanups.push(() => keys.stop());
-    const backends = new Map<string, CredentialBackend>([
-      [
-        'token',
-        createTokenBackend({
-          issuer: spiffeId,
-          keys,
-          clockSkewSeconds: config.backends.token.maxClockSkewSeconds,
-        }),
-      ],
-    ]);
-    let readVaultSecret: ((path: string) => Promise<Record<string, unknown> | null>) | undefined;
-    if (config.backends.vault) {
-      // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
-      const vault = buildVaultBackend(config.backends.vault, {
-        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience], spiffeId())).token,
-        svid: ownSvid,
-        logger,
-      });
-      backends.set('vault', vault.backend);
-      readVaultSecret = async (path) =>
-        (await vault.auth.withToken((token) => vault.client.request({ method: 'GET', path, token })))?.data ??
-        null;
-      cleanups.push(() => vault.backend.close?.());
-      vault.auth.token().then(
-        () => logger.info({ address: config.backends.vault?.address }, 'logged in to Vault'),
-        (err: unknown) =>
-          logger.warn(
-            { err: { message: (err as Error).message } },
-            'Vault login failed at startup: vault roles answer UNAVAILABLE until it works',
-          ),
-      );
-    }
-    // Cloud backends: the broker federates with its own JWT-SVID; no long-lived cloud key.
-    let cloud;
-    try {
-      cloud = await buildCloudBackends(config.backends, roles, {
-        fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
-        logger,
-        readVaultSecret,
-        ...(opts.now ? { now: opts.now } : {}),
-      });
-    } catch (err) {
-      throw new StartupError((err as Error).message, { cause: err });
-    }
-    for (const [name, backend] of cloud.backends) backends.set(name, backend);
-    const problems: string[] = [];
-    for (const role of roles.values()) {
-      const backend = backends.get(role.backend);
-      if (!backend) {
-        problems.push(
-          `roles.${role.name}: unknown backend "${role.backend}" (available: ${[...backends.keys()].join(', ')})`,
-        );
-        continue;
-      }
-      for (const p of backend.validateRole(role)) problems.push(`roles.${role.name}: ${p}`);
-    }
-    if (problems.length) throw new StartupError(`invalid role catalog:\n  - ${problems.join('\n  - ')}`);
-
-    // --- metrics: begin ---
-    // Counters count what the audit trail records, so the sink every part below writes to is
-    // wrapped; gauges read the shared stores when Prometheus scrapes (served by the ops listener).
-    const registry = new Registry();
-    collectDefaultMetrics({ register: registry });
-    const metricsNow = opts.now ?? Date.now;
-    const metricsStore = store;
-    const metrics = createBrokerMetrics(
+    const servers = await startServers(ctx, {
+      identity,
+      policy,
+      stores,
+      credentials,
+      audit,
+      health,
       registry,
-      {
-        pendingApprovals: () => approvals.countPending(metricsNow()),
-        activeLeasesByBackend: () => metricsStore.activeLeaseCounts(),
-        pendingLeases: () => metricsStore.pendingLeaseCount(),
-        pendingRevocations: () => revocations.pending(),
-        activeQuarantines: () => Promise.resolve(quarantineView.list().length),
-        feedLagSeconds: () => freshness.lagMs() / 1000,
-      },
-      { roles, logger },
+      metrics,
+      useCases,
+    });
+    const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
+
+    identity.x509.onUpdate(() =>
+      logger.info(
+        { spiffeId: identity.spiffeId(), trustDomain: parseSpiffeId(identity.spiffeId()).trustDomain },
+        'SVID or bundles rotated',
+      ),
     );
-    registerDependencyGauge(registry, health);
-    audit = withMetrics(audit, metrics);
-    reloadAudit.sink = audit;
-    for (const event of reloadAudit.early.splice(0)) policyEvent(event);
-    // --- metrics: end ---
-
-    // 6. The use cases. The quarantine triggers need the lease admin, which needs the broker: the
-    // broker gets a forwarder that is connected once they exist.
-    const incidents = new IncidentForwarder();
-    const broker = new Broker({
-      store,
-      policy: () => policies.current,
-      audit,
-      approvals,
-      approvalTtlSeconds: config.approvals.ttlSeconds,
-      approvalCaps: {
-        perAgent: config.approvals.maxOpenPerAgent,
-        perTask: config.approvals.maxOpenPerTask,
-      },
-      breakGlass,
-      budgets,
-      budgetLimits: config.budgets,
-      revocations,
-      revocationRetry: {
-        baseDelayMs: config.revocation.baseDelayMs,
-        maxDelayMs: config.revocation.maxDelayMs,
-      },
-      agentGroups,
-      backends,
-      roles,
-      environments: config.environments,
-      tasks: config.tasks,
-      // Run first on every call: nothing is decided or minted while the audit sink is down.
-      quarantine: {
-        check: (agent) => {
-          refuseWhileAuditDown();
-          quarantineView.check(agent);
-        },
-      },
-      incidents,
-      logger,
-      ...(opts.now ? { now: opts.now } : {}),
-      ...(opts.issuance ? { issuance: opts.issuance } : {}),
-    });
-    const admin = new BrokerAdmin({
-      approvals,
-      breakGlass,
-      policy: () => policies.current,
-      roles,
-      audit,
-      breakGlassMaxTtlSeconds: config.breakGlass.maxTtlSeconds,
-      incidents,
-      logger,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
-
-    const leaseAdmin = new LeaseAdmin({
-      store,
-      broker,
-      policy: () => policies.current,
-      audit,
-      incidents,
-      logger,
-      jobDelayMs: config.revocation.visibilityTimeoutMs,
-      cloudIncidents: cloud.incidents,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
-    const quarantineService = new QuarantineService({
-      store: quarantines,
-      revoke: (by, selector, describe, reason) =>
-        leaseAdmin.revokeSelected(by, selector, describe, reason, false),
-      audit,
-      logger,
-      triggers: config.quarantine.triggers,
-      agentGroups,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
-    incidents.service = quarantineService;
-    const quarantineAdmin = new QuarantineAdmin(quarantineService, leaseAdmin);
-
-    // 7. Transport: TLS with rotating SVID, per-trust-domain peer verification.
-    const certificates = new SvidCertificateProvider(tlsIdentity(x509, ownSvid));
-    cleanups.push(() => certificates.close());
-    const bundles = {
-      x509: x509,
-      jwt: jwt as JwtBundleSource,
-    };
-    const authenticator = new Authenticator({
-      x509Bundles: bundles.x509,
-      jwtBundles: bundles.jwt,
-      audiences: () => (config.auth.jwtAudiences.length ? [...config.auth.jwtAudiences] : [spiffeId()]),
-      trustDomains: config.auth.trustDomains,
-      generation: () => certificates.currentGeneration,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
-
-    // Per-peer limits and the aggregated auth.denied audit; stopped after the server (cleanups run
-    // in reverse), so the last window's counts are written before the audit sink closes.
-    const gate = new CallGate({ config: config.grpc, audit, logger, ...(opts.now ? { now: opts.now } : {}) });
-    gate.start();
-    cleanups.push(() => gate.stop());
-    const grpc: RunningGrpcServer = await startGrpcServer(
-      {
-        gate,
-        serverOptions: grpcServerOptions(config.grpc),
-        broker,
-        admin,
-        leaseAdmin,
-        quarantineAdmin,
-        quarantine: quarantineView,
-        approvalPollMs: config.approvals.pollMs,
-        authenticator,
-        certificates,
-        audit,
-        logger,
-        metrics,
-      },
-      config.listen,
+    logger.info(
+      { grpc: servers.grpcPort, http: servers.httpPort, spiffeId: identity.spiffeId() },
+      'svid-broker serving',
     );
-    cleanups.push(() => grpc.shutdown());
-
-    const leaseStore = store;
-    const http: RunningOpsHttp = await startOpsHttp(
-      {
-        jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
-        revoked: new RevokedList({
-          store: leaseStore,
-          clockSkewMs: config.backends.token.maxClockSkewSeconds * 1000,
-          ...config.revokedList,
-          ...(opts.now ? { now: opts.now } : {}),
-        }),
-        registry,
-        logger,
-        readiness: () => health.refresh(),
-      },
-      config.httpListen,
-    );
-    cleanups.push(() => http.close());
-    // gRPC health follows the same checks; stopped before the server's shutdown sets NOT_SERVING.
-    health.onReadinessChange((report) => setGrpcServing(grpc.health, report.ready));
-    await health.refresh();
-    health.start();
-    cleanups.push(() => health.stop());
-
-    // The AuthZEN decision point for tool gateways: the same policy set, its own listener.
-    let authzenPort: number | undefined;
-    if (config.authzen.listen) {
-      const evaluator = new AccessEvaluator({
-        policy: () => policies.current,
-        store,
-        audit,
-        quarantine: quarantineView,
-        ...(opts.now ? { now: opts.now } : {}),
-      });
-      const authzen = await startAuthzenHttp(
-        {
-          evaluator,
-          tls: tlsIdentity(x509, ownSvid),
-          bundles: x509,
-          trustDomains: config.auth.trustDomains,
-          logger,
-        },
-        config.authzen.listen,
-      );
-      cleanups.push(() => authzen.close());
-      authzenPort = authzen.port;
-    }
-
-    // 8. The reaper: expires tasks and leases, revokes at the backend, also after a restart.
-    const reaper = new LeaseReaper({
-      store,
-      revoke: (lease) => broker.onLeaseExpired(lease),
-      onTaskExpired: (task) => broker.onTaskExpired(task),
-      intervalMs: config.reaper.intervalMs,
-      batchSize: config.reaper.batchSize,
-      orphans: {
-        afterMs: config.reaper.orphanAfterMs,
-        retryAfterMs: config.revocation.baseDelayMs,
-        onOrphaned: (leases) => broker.onLeasesOrphaned(leases),
-      },
-      logger,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
-    reaper.start();
-    cleanups.push(() => reaper.stop());
-
-    // 9. The revocation worker: retries backend revokes that failed, also those queued before a restart.
-    const auditSink = audit;
-    const revocationWorker = new RevocationWorker({
-      queue: revocations,
-      backends,
-      roles,
-      store,
-      audit: (event) => auditSink.write(event).then(() => undefined),
-      maxAttempts: config.revocation.maxAttempts,
-      baseDelayMs: config.revocation.baseDelayMs,
-      maxDelayMs: config.revocation.maxDelayMs,
-      intervalMs: config.revocation.intervalMs,
-      batchSize: config.revocation.batchSize,
-      logger,
-      ...(opts.now ? { now: opts.now } : {}),
-    });
-    revocationWorker.start();
-    cleanups.push(() => revocationWorker.stop());
-
-    x509.onUpdate(() =>
-      logger.info({ spiffeId: spiffeId(), trustDomain: ownTrustDomain() }, 'SVID or bundles rotated'),
-    );
-    logger.info({ grpc: grpc.port, http: http.port, spiffeId: spiffeId() }, 'svid-broker serving');
 
     let closed = false;
     return {
-      spiffeId,
-      grpcPort: grpc.port,
-      httpPort: http.port,
-      authzenPort,
-      broker,
-      store,
-      keys,
+      spiffeId: identity.spiffeId,
+      grpcPort: servers.grpcPort,
+      httpPort: servers.httpPort,
+      authzenPort: servers.authzenPort,
+      broker: useCases.broker,
+      store: stores.store,
+      keys: credentials.keys,
       reaper,
-      admin,
-      policyDigest: () => policies.current.digest,
-      policyGeneration: () => policySync.current?.generation ?? 0,
-      quarantines: quarantineView,
-      feedFreshness: freshness,
+      admin: useCases.admin,
+      policyDigest: () => policy.policies.current.digest,
+      policyGeneration: () => policy.sync.current?.generation ?? 0,
+      quarantines: stores.quarantineView,
+      feedFreshness: stores.freshness,
       reloadPolicy: () => {
-        const r = policies.reload();
+        const r = policy.policies.reload();
         return { ok: r.ok, digest: r.digest };
       },
       async close() {
@@ -805,6 +247,837 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     await cleanup();
     throw err;
   }
+}
+
+interface Identity {
+  endpoint: string;
+  x509: X509Source;
+  jwt: JwtBundleSourceClient;
+  /** The broker's own SVID, chosen by ID (or hint) from every update, never by position. */
+  ownSvid: () => X509Svid;
+  spiffeId: () => string;
+  seal: SvidSeal;
+}
+
+/** 1. Identity: blocks until the Workload API gives us an SVID and bundles. */
+async function buildIdentity({ config, logger, onClose }: Startup): Promise<Identity> {
+  const endpoint = config.workloadApi.socket;
+  let x509: X509Source;
+  let jwt: JwtBundleSourceClient;
+  try {
+    x509 = await X509Source.create({
+      endpoint,
+      logger,
+      timeoutMs: config.workloadApi.firstUpdateTimeoutMs,
+    });
+    onClose(() => x509.close());
+    jwt = await JwtBundleSourceClient.create({
+      endpoint,
+      logger,
+      timeoutMs: config.workloadApi.firstUpdateTimeoutMs,
+    });
+    onClose(() => jwt.close());
+  } catch (err) {
+    throw new StartupError(
+      `cannot get an SVID from the Workload API at ${endpoint}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const ownSvid = (): X509Svid => selectOwnSvid(x509.getX509Svids(), config.workloadApi);
+  try {
+    ownSvid();
+  } catch (err) {
+    throw new StartupError((err as Error).message, { cause: err });
+  }
+  const spiffeId = (): string => ownSvid().spiffeId;
+  logger.info({ spiffeId: spiffeId() }, 'broker SVID received');
+  // What this replica writes into shared state (JWKS, policy set) it seals with its SVID; what it
+  // reads there it uses only if sealed by an allowed broker (wall clock: certificates).
+  const seal = new SvidSeal({
+    svid: x509,
+    bundles: x509,
+    allowedIds: () => (config.replicas.allowedIds.length ? config.replicas.allowedIds : [spiffeId()]),
+  });
+  return { endpoint, x509, jwt, ownSvid, spiffeId, seal };
+}
+
+/**
+ * The policy and shared-state events that go to the audit trail. Policy loads before the audit
+ * sink (with its metrics) exists: events from before are held until it is attached.
+ */
+class PolicyEvents {
+  private sink: AuditSink | undefined;
+  private readonly early: AuditEventInput[] = [];
+
+  constructor(private readonly logger: Logger) {}
+
+  attach(sink: AuditSink): void {
+    this.sink = sink;
+    for (const event of this.early.splice(0)) this.write(event);
+  }
+
+  write(event: AuditEventInput): void {
+    if (!this.sink) {
+      this.early.push(event);
+      return;
+    }
+    this.sink
+      .write(event)
+      .catch((err: unknown) =>
+        this.logger.error(
+          { err: { message: (err as Error).message }, type: event.type },
+          'audit write failed',
+        ),
+      );
+  }
+
+  /** A JWKS entry or policy set in Redis that no allowed broker sealed. */
+  readonly entryRefused = (entry: RefusedEntry): void => {
+    this.logger.warn({ ...entry }, 'shared state entry refused: ignored');
+    this.write({ type: 'replica.entry_refused', agent: '', ...entry });
+  };
+}
+
+interface Policy {
+  policies: PolicyManager;
+  agentGroups: (id: string) => string[];
+  /** Set once Redis is there (buildStores); a reload here is published to every other replica. */
+  sync: { current?: PolicySync };
+}
+
+/**
+ * 2. Policy: parsed, validated and preparsed once; reloaded on file change and SIGHUP, and a bad
+ * set never replaces a good one.
+ */
+function buildPolicy({ config, logger, onClose }: Startup, events: PolicyEvents): Policy {
+  const catalog = new AgentCatalog(config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })));
+  const agentGroups = (id: string): string[] => catalog.groupsOf(id);
+  const sync: { current?: PolicySync } = {};
+  const policies = PolicyManager.load({
+    policyDir: config.policy.dir,
+    ...(config.policy.schema ? { schemaPath: config.policy.schema } : {}),
+    agentGroups,
+    watch: config.policy.watch,
+    ...(config.policy.pinDigest ? { pinDigest: config.policy.pinDigest } : {}),
+    onReloaded: (digest, previousDigest) => {
+      logger.info({ digest, previousDigest }, 'policy set reloaded');
+      events.write({ type: 'policy.reloaded', agent: '', digest, previous_digest: previousDigest });
+      // Every other replica adopts it (PolicySync, built once Redis is there).
+      sync.current
+        ?.publish(digest)
+        .catch((err: unknown) =>
+          logger.error(
+            { err: { message: (err as Error).message } },
+            'policy set not published: other replicas keep theirs',
+          ),
+        );
+    },
+    onWatchError: (err) =>
+      logger.error({ err: { message: (err as Error).message } }, 'policy watch failed: SIGHUP still reloads'),
+    onReloadFailed: (problems) => {
+      const list = problems.map((p) => formatPolicyProblem(p));
+      logger.error({ problems: list }, 'policy reload failed: keeping the previous set');
+      events.write({
+        type: 'policy.reload_failed',
+        agent: '',
+        errors: list,
+        kept_digest: policies.current.digest,
+      });
+    },
+  });
+  onClose(() => policies.close());
+  logger.info({ digest: policies.current.digest, dir: config.policy.dir }, 'policy set loaded');
+  return { policies, agentGroups, sync };
+}
+
+interface Stores {
+  redis: RedisClient | undefined;
+  store: LeaseStore;
+  quarantines: QuarantineStore;
+  revocations: RevocationQueue;
+  approvals: ApprovalStore;
+  breakGlass: BreakGlassStore;
+  budgets: BudgetStore;
+  freshness: FeedFreshness;
+  quarantineView: QuarantineView;
+}
+
+/**
+ * 3. Shared state: leases, approvals, break-glass grants, budgets, quarantines (Redis, or memory
+ * in dev), the invalidation feed, and the policy set shared between replicas.
+ */
+async function buildStores(
+  ctx: Startup,
+  injected: LeaseStore | undefined,
+  identity: Identity,
+  policy: Policy,
+  events: PolicyEvents,
+): Promise<Stores> {
+  const { config, logger, clock, onClose } = ctx;
+  const { redis, problem: redisProblem } = connectRedis(ctx);
+  // Quarantines, the revocation queue and the invalidation feed come first: the in-memory lease
+  // store consults the first two directly (the Redis one reads their keys in its scripts).
+  const memoryFeed = redis ? undefined : new MemoryInvalidationFeed(clock.now);
+  const memoryQuarantines = redis ? undefined : new MemoryQuarantineStore(memoryFeed);
+  const quarantines: QuarantineStore = redis
+    ? new RedisQuarantineStore(redis, { prefix: config.redis.prefix, feedMaxLen: config.feed.maxLen })
+    : (memoryQuarantines as MemoryQuarantineStore);
+  const revocations: RevocationQueue = redis
+    ? new RedisRevocationQueue(redis, {
+        prefix: config.redis.prefix,
+        visibilityTimeoutMs: config.revocation.visibilityTimeoutMs,
+      })
+    : new MemoryRevocationQueue();
+  let store = injected;
+  if (!store) {
+    store = redis
+      ? await openRedisLeaseStore(ctx, redis, redisProblem)
+      : new MemoryLeaseStore({
+          quarantined: (agent, now) => memoryQuarantines?.matchSync(agent, now) !== undefined,
+          revocations,
+        });
+    const built = store;
+    onClose(() => built.close());
+  }
+  const storeOpts = { prefix: config.redis.prefix, retentionSeconds: config.redis.retentionSeconds };
+  const approvals: ApprovalStore = redis
+    ? new RedisApprovalStore(redis, storeOpts)
+    : new MemoryApprovalStore();
+  const breakGlass: BreakGlassStore = redis
+    ? new RedisBreakGlassStore(redis, storeOpts)
+    : new MemoryBreakGlassStore();
+  const budgets: BudgetStore = redis
+    ? new RedisBudgetStore(redis, { prefix: config.redis.prefix })
+    : new MemoryBudgetStore();
+  const feed: InvalidationFeed = redis
+    ? new RedisInvalidationFeed(redis, {
+        prefix: config.redis.prefix,
+        blockMs: config.feed.blockMs,
+        maxLen: config.feed.maxLen,
+        logger,
+      })
+    : (memoryFeed as MemoryInvalidationFeed);
+  const freshness = new FeedFreshness(feed, config.feed.staleAfterMs);
+  const quarantineView = new QuarantineView(quarantines, freshness, clock.now);
+  feed.listen(quarantineView);
+  if (redis) await startPolicySync(ctx, redis, feed, identity, policy, events);
+  try {
+    await feed.start();
+  } catch (err) {
+    throw new StartupError(`cannot read the invalidation feed: ${(err as Error).message}`);
+  }
+  onClose(() => feed.close());
+  if (!store.durable) {
+    logger.warn(
+      'LEASE STORE IS IN-PROCESS MEMORY: leases are NOT durable and NOT shared; a restart forgets every lease. Dev only.',
+    );
+  }
+  return {
+    redis,
+    store,
+    quarantines,
+    revocations,
+    approvals,
+    breakGlass,
+    budgets,
+    freshness,
+    quarantineView,
+  };
+}
+
+/** The Redis connection when `redis.store` is `redis`, and its latest connection problem. */
+function connectRedis({ config, logger, onClose }: Startup): {
+  redis: RedisClient | undefined;
+  /** The latest connection problem (say, a sentinel that does not know the master), for errors. */
+  problem: () => Error | undefined;
+} {
+  let problem: Error | undefined;
+  if (config.redis.store !== 'redis') return { redis: undefined, problem: () => problem };
+  const client = createRedisConnection(config.redis, {
+    onError: (err) => {
+      problem = err;
+    },
+  });
+  watchRedisHealth(client, { logger, target: describeRedisTarget(config.redis) });
+  onClose(() => void client.disconnect());
+  return { redis: client, problem: () => problem };
+}
+
+/** The Redis lease store, once the server answers, with its durability planned and old revocations copied. */
+async function openRedisLeaseStore(
+  { config, logger, clock }: Startup,
+  redis: RedisClient,
+  redisProblem: () => Error | undefined,
+): Promise<RedisLeaseStore> {
+  // Each lease write is confirmed as redis.durability asks, once startup has checked the server.
+  const durable: { confirm?: ConfirmWrite } = {};
+  const store = new RedisLeaseStore(redis, {
+    prefix: config.redis.prefix,
+    retentionSeconds: config.redis.retentionSeconds,
+    confirmWrite: () => durable.confirm?.() ?? Promise.resolve(),
+  });
+  try {
+    await store.ping();
+  } catch (err) {
+    const problem = redisProblem();
+    throw new StartupError(
+      `cannot reach ${describeRedisTarget(config.redis)}: ${(err as Error).message}` +
+        (problem ? ` (${problem.message})` : ''),
+    );
+  }
+  const plan = await planDurability(redis, `{${config.redis.prefix}}:active-leases`, config.redis).catch(
+    (err: unknown) => {
+      throw new StartupError(`${describeRedisTarget(config.redis)}: ${(err as Error).message}`);
+    },
+  );
+  if (plan.warning) logger.warn(plan.warning);
+  else logger.info(plan.summary);
+  if (plan.confirm) durable.confirm = plan.confirm;
+  // /v1/revoked reads the token deny list only: bring over what older versions revoked.
+  await store.backfillRevokedTokens((clock.now ?? Date.now)()).catch((err: unknown) => {
+    throw new StartupError(`cannot copy revoked tokens to the token deny list: ${(err as Error).message}`);
+  });
+  return store;
+}
+
+/** The stored set (the highest generation) becomes this replica's; an empty Redis gets ours. */
+async function startPolicySync(
+  { config, logger, onClose }: Startup,
+  redis: RedisClient,
+  feed: InvalidationFeed,
+  identity: Identity,
+  { policies, sync: holder }: Policy,
+  events: PolicyEvents,
+): Promise<void> {
+  const sync = new PolicySync({
+    redis,
+    prefix: config.redis.prefix,
+    feedMaxLen: config.feed.maxLen,
+    manager: policies,
+    seal: identity.seal,
+    replica: `${identity.spiffeId()}#${process.pid}`,
+    logger,
+    onSynced: (digest, previousDigest, from, generation) => {
+      logger.info({ digest, previousDigest, from, generation }, 'policy set adopted from another replica');
+      events.write({
+        type: 'policy.synced',
+        agent: '',
+        digest,
+        previous_digest: previousDigest,
+        from,
+        generation,
+      });
+    },
+    onRefused: events.entryRefused,
+    onDirectoryDiffers: (directoryDigest, stored) => {
+      logger.warn(
+        { directoryDigest, digest: stored.digest, generation: stored.generation },
+        'policy directory differs from the shared set: serving the shared set, not publishing ours',
+      );
+      events.write({
+        type: 'policy.directory_differs',
+        agent: '',
+        directory_digest: directoryDigest,
+        digest: stored.digest,
+        generation: stored.generation,
+      });
+    },
+    onSyncFailed: (digest, problems) => {
+      const list = problems.map((p) => formatPolicyProblem(p));
+      logger.error({ digest, problems: list }, 'policy set from another replica refused: keeping ours');
+      events.write({
+        type: 'policy.reload_failed',
+        agent: '',
+        errors: list,
+        kept_digest: policies.current.digest,
+        offered_digest: digest,
+      });
+    },
+  });
+  try {
+    await sync.initialize();
+  } catch (err) {
+    throw new StartupError(`cannot read or publish the policy set: ${(err as Error).message}`);
+  }
+  holder.current = sync;
+  feed.listen(sync);
+  sync.start();
+  onClose(() => sync.stop());
+}
+
+/**
+ * 4. Audit: the sink (a FileChainSink on audit.file unless injected), the dependency health that
+ * watches it with the stores and the SVID, and the gate that refuses calls while it is down.
+ */
+async function buildAudit(
+  { config, logger, clock, onClose }: Startup,
+  injected: AuditSink | undefined,
+  identity: Identity,
+  stores: Stores,
+): Promise<{ audit: AuditSink; health: DependencyHealth; refuseWhileAuditDown: () => void }> {
+  let audit = injected;
+  if (!audit) {
+    audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync, logger });
+    const built = audit;
+    onClose(() => built.close());
+  }
+  const health = buildDependencyHealth({
+    store: stores.store,
+    freshness: stores.freshness,
+    audit,
+    // The broker's own SVID (workloadApi.expectedId), not whichever the Workload API lists first.
+    x509: {
+      getX509Svid: () => {
+        try {
+          return identity.ownSvid();
+        } catch {
+          return undefined;
+        }
+      },
+    },
+    logger,
+    ...clock,
+  });
+  return { audit, health, refuseWhileAuditDown: auditGate(audit) };
+}
+
+interface Credentials {
+  roles: ReturnType<typeof roleDefinitions>;
+  keys: SigningKeyRing;
+  /** The JWKS of every replica (Redis only). */
+  sharedJwks: SharedJwks | undefined;
+  backends: Map<string, CredentialBackend>;
+  cloud: Awaited<ReturnType<typeof buildCloudBackends>>;
+}
+
+/** 5. Backends and the role catalog, validated together. */
+async function buildBackends(
+  ctx: Startup,
+  keyRotationSeconds: number | undefined,
+  identity: Identity,
+  redis: RedisClient | undefined,
+  events: PolicyEvents,
+): Promise<Credentials> {
+  const { config, logger, clock, onClose } = ctx;
+  const { endpoint, spiffeId } = identity;
+  const roles = roleDefinitions(config);
+  const { keys, sharedJwks } = await startSigningKeys(
+    ctx,
+    keyRotationSeconds,
+    roles,
+    identity,
+    redis,
+    events,
+  );
+  const backends = new Map<string, CredentialBackend>([
+    [
+      'token',
+      createTokenBackend({
+        issuer: spiffeId,
+        keys,
+        clockSkewSeconds: config.backends.token.maxClockSkewSeconds,
+      }),
+    ],
+  ]);
+  let readVaultSecret: ((path: string) => Promise<Record<string, unknown> | null>) | undefined;
+  if (config.backends.vault) {
+    // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
+    const vault = buildVaultBackend(config.backends.vault, {
+      fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience], spiffeId())).token,
+      svid: identity.ownSvid,
+      logger,
+    });
+    backends.set('vault', vault.backend);
+    readVaultSecret = async (path) =>
+      (await vault.auth.withToken((token) => vault.client.request({ method: 'GET', path, token })))?.data ??
+      null;
+    onClose(() => vault.backend.close?.());
+    vault.auth.token().then(
+      () => logger.info({ address: config.backends.vault?.address }, 'logged in to Vault'),
+      (err: unknown) =>
+        logger.warn(
+          { err: { message: (err as Error).message } },
+          'Vault login failed at startup: vault roles answer UNAVAILABLE until it works',
+        ),
+    );
+  }
+  // Cloud backends: the broker federates with its own JWT-SVID; no long-lived cloud key.
+  let cloud;
+  try {
+    cloud = await buildCloudBackends(config.backends, roles, {
+      fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
+      logger,
+      readVaultSecret,
+      ...clock,
+    });
+  } catch (err) {
+    throw new StartupError((err as Error).message, { cause: err });
+  }
+  for (const [name, backend] of cloud.backends) backends.set(name, backend);
+  checkRoleCatalog(roles, backends);
+  return { roles, keys, sharedJwks, backends, cloud };
+}
+
+/**
+ * The token backend's signing keys, rotated on a timer. Private keys stay in this process; the
+ * public halves of every replica's keys are shared through Redis, so any replica's JWKS verifies
+ * any replica's tokens.
+ */
+async function startSigningKeys(
+  { config, logger, onClose }: Startup,
+  keyRotationSeconds: number | undefined,
+  roles: ReturnType<typeof roleDefinitions>,
+  identity: Identity,
+  redis: RedisClient | undefined,
+  events: PolicyEvents,
+): Promise<{ keys: SigningKeyRing; sharedJwks: SharedJwks | undefined }> {
+  const maxRoleTtl = Math.max(0, ...[...roles.values()].map((r) => r.maxTtlSeconds));
+  const keys = await SigningKeyRing.create({
+    overlapSeconds: config.backends.token.keyOverlapSeconds ?? maxRoleTtl + 300,
+  });
+  const sharedJwks = redis
+    ? new SharedJwks(redis, keys, {
+        prefix: config.redis.prefix,
+        seal: identity.seal,
+        onRefused: events.entryRefused,
+        logger,
+      })
+    : undefined;
+  if (sharedJwks) {
+    try {
+      await sharedJwks.publish();
+    } catch (err) {
+      throw new StartupError(`cannot publish the token signing keys: ${(err as Error).message}`);
+    }
+    sharedJwks.start();
+    onClose(() => sharedJwks.stop());
+  }
+  keys.startAutoRotation(
+    keyRotationSeconds ?? config.backends.token.keyRotationSeconds,
+    (err) =>
+      // The current key keeps signing; the next tick tries again.
+      logger.error({ err: { message: (err as Error).message } }, 'signing key rotation failed'),
+    () =>
+      void sharedJwks
+        ?.publish()
+        .catch((err: unknown) =>
+          logger.error({ err: { message: (err as Error).message } }, 'new signing key not published'),
+        ),
+  );
+  onClose(() => keys.stop());
+  return { keys, sharedJwks };
+}
+
+/** Every role names a backend that exists and that accepts it; all problems at once. */
+function checkRoleCatalog(
+  roles: ReturnType<typeof roleDefinitions>,
+  backends: ReadonlyMap<string, CredentialBackend>,
+): void {
+  const problems: string[] = [];
+  for (const role of roles.values()) {
+    const backend = backends.get(role.backend);
+    if (!backend) {
+      problems.push(
+        `roles.${role.name}: unknown backend "${role.backend}" (available: ${[...backends.keys()].join(', ')})`,
+      );
+      continue;
+    }
+    for (const p of backend.validateRole(role)) problems.push(`roles.${role.name}: ${p}`);
+  }
+  if (problems.length) throw new StartupError(`invalid role catalog:\n  - ${problems.join('\n  - ')}`);
+}
+
+/**
+ * Metrics. Counters count what the audit trail records, so the sink every part below writes to is
+ * wrapped (withMetrics); gauges read the shared stores when Prometheus scrapes (the ops listener).
+ */
+function buildMetrics(
+  { logger, clock }: Startup,
+  stores: Stores,
+  roles: ReturnType<typeof roleDefinitions>,
+  health: DependencyHealth,
+): { registry: Registry; metrics: BrokerMetrics } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const now = clock.now ?? Date.now;
+  const { store, approvals, revocations, quarantineView, freshness } = stores;
+  const metrics = createBrokerMetrics(
+    registry,
+    {
+      pendingApprovals: () => approvals.countPending(now()),
+      activeLeasesByBackend: () => store.activeLeaseCounts(),
+      pendingLeases: () => store.pendingLeaseCount(),
+      pendingRevocations: () => revocations.pending(),
+      activeQuarantines: () => Promise.resolve(quarantineView.list().length),
+      feedLagSeconds: () => freshness.lagMs() / 1000,
+    },
+    { roles, logger },
+  );
+  registerDependencyGauge(registry, health);
+  return { registry, metrics };
+}
+
+interface UseCases {
+  broker: Broker;
+  admin: BrokerAdmin;
+  leaseAdmin: LeaseAdmin;
+  quarantineAdmin: QuarantineAdmin;
+}
+
+/**
+ * 6. The use cases. The quarantine triggers need the lease admin, which needs the broker: the
+ * broker gets a forwarder that is connected once they exist.
+ */
+function buildUseCases(
+  { config, logger, clock }: Startup,
+  issuance: IssuanceSafeguards | undefined,
+  parts: {
+    policy: Policy;
+    stores: Stores;
+    credentials: Credentials;
+    audit: AuditSink;
+    refuseWhileAuditDown: () => void;
+  },
+): UseCases {
+  const { policy, stores, credentials, audit, refuseWhileAuditDown } = parts;
+  const { store, approvals, breakGlass, budgets, revocations, quarantineView } = stores;
+  const { backends, roles } = credentials;
+  const engine = (): PolicyEngine => policy.policies.current;
+  const incidents = new IncidentForwarder();
+  const broker = new Broker({
+    store,
+    policy: engine,
+    audit,
+    approvals,
+    approvalTtlSeconds: config.approvals.ttlSeconds,
+    approvalCaps: {
+      perAgent: config.approvals.maxOpenPerAgent,
+      perTask: config.approvals.maxOpenPerTask,
+    },
+    breakGlass,
+    budgets,
+    budgetLimits: config.budgets,
+    revocations,
+    revocationRetry: {
+      baseDelayMs: config.revocation.baseDelayMs,
+      maxDelayMs: config.revocation.maxDelayMs,
+    },
+    agentGroups: policy.agentGroups,
+    backends,
+    roles,
+    environments: config.environments,
+    tasks: config.tasks,
+    // Run first on every call: nothing is decided or minted while the audit sink is down.
+    quarantine: {
+      check: (agent) => {
+        refuseWhileAuditDown();
+        quarantineView.check(agent);
+      },
+    },
+    incidents,
+    logger,
+    ...clock,
+    ...(issuance ? { issuance } : {}),
+  });
+  const admin = new BrokerAdmin({
+    approvals,
+    breakGlass,
+    policy: engine,
+    roles,
+    audit,
+    breakGlassMaxTtlSeconds: config.breakGlass.maxTtlSeconds,
+    incidents,
+    logger,
+    ...clock,
+  });
+  const leaseAdmin = new LeaseAdmin({
+    store,
+    broker,
+    policy: engine,
+    audit,
+    incidents,
+    logger,
+    jobDelayMs: config.revocation.visibilityTimeoutMs,
+    cloudIncidents: credentials.cloud.incidents,
+    ...clock,
+  });
+  const quarantineService = new QuarantineService({
+    store: stores.quarantines,
+    revoke: (by, selector, describe, reason) =>
+      leaseAdmin.revokeSelected(by, selector, describe, reason, false),
+    audit,
+    logger,
+    triggers: config.quarantine.triggers,
+    agentGroups: policy.agentGroups,
+    ...clock,
+  });
+  incidents.service = quarantineService;
+  const quarantineAdmin = new QuarantineAdmin(quarantineService, leaseAdmin);
+  return { broker, admin, leaseAdmin, quarantineAdmin };
+}
+
+/**
+ * 7. Transport: gRPC (TLS with the rotating SVID, per-trust-domain peer verification), the ops
+ * HTTP listener with readiness, and the AuthZEN decision point when `authzen.listen` is set.
+ */
+async function startServers(
+  ctx: Startup,
+  parts: {
+    identity: Identity;
+    policy: Policy;
+    stores: Stores;
+    credentials: Credentials;
+    audit: AuditSink;
+    health: DependencyHealth;
+    registry: Registry;
+    metrics: BrokerMetrics;
+    useCases: UseCases;
+  },
+): Promise<{ grpcPort: number; httpPort: number; authzenPort: number | undefined }> {
+  const { config, logger, clock, onClose } = ctx;
+  const { identity, stores, credentials, audit, health, useCases } = parts;
+  const certificates = new SvidCertificateProvider(tlsIdentity(identity.x509, identity.ownSvid));
+  onClose(() => certificates.close());
+  const authenticator = new Authenticator({
+    x509Bundles: identity.x509,
+    jwtBundles: identity.jwt as JwtBundleSource,
+    audiences: () =>
+      config.auth.jwtAudiences.length ? [...config.auth.jwtAudiences] : [identity.spiffeId()],
+    trustDomains: config.auth.trustDomains,
+    generation: () => certificates.currentGeneration,
+    ...clock,
+  });
+
+  // Per-peer limits and the aggregated auth.denied audit; stopped after the server (cleanups run
+  // in reverse), so the last window's counts are written before the audit sink closes.
+  const gate = new CallGate({ config: config.grpc, audit, logger, ...clock });
+  gate.start();
+  onClose(() => gate.stop());
+  const grpc: RunningGrpcServer = await startGrpcServer(
+    {
+      gate,
+      serverOptions: grpcServerOptions(config.grpc),
+      broker: useCases.broker,
+      admin: useCases.admin,
+      leaseAdmin: useCases.leaseAdmin,
+      quarantineAdmin: useCases.quarantineAdmin,
+      quarantine: stores.quarantineView,
+      approvalPollMs: config.approvals.pollMs,
+      authenticator,
+      certificates,
+      audit,
+      logger,
+      metrics: parts.metrics,
+    },
+    config.listen,
+  );
+  onClose(() => grpc.shutdown());
+
+  const { sharedJwks, keys } = credentials;
+  const http: RunningOpsHttp = await startOpsHttp(
+    {
+      jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
+      revoked: new RevokedList({
+        store: stores.store,
+        clockSkewMs: config.backends.token.maxClockSkewSeconds * 1000,
+        ...config.revokedList,
+        ...clock,
+      }),
+      registry: parts.registry,
+      logger,
+      readiness: () => health.refresh(),
+    },
+    config.httpListen,
+  );
+  onClose(() => http.close());
+  // gRPC health follows the same checks; stopped before the server's shutdown sets NOT_SERVING.
+  health.onReadinessChange((report) => setGrpcServing(grpc.health, report.ready));
+  await health.refresh();
+  health.start();
+  onClose(() => health.stop());
+
+  const authzenPort = await startAuthzen(ctx, { ...parts, authenticator });
+  return { grpcPort: grpc.port, httpPort: http.port, authzenPort };
+}
+
+/** The AuthZEN decision point for tool gateways: the same policy set, its own listener. */
+async function startAuthzen(
+  { config, logger, clock, onClose }: Startup,
+  parts: {
+    identity: Identity;
+    policy: Policy;
+    stores: Stores;
+    audit: AuditSink;
+    authenticator: Authenticator;
+  },
+): Promise<number | undefined> {
+  if (!config.authzen.listen) return undefined;
+  const { identity, policy, stores, audit, authenticator } = parts;
+  const evaluator = new AccessEvaluator({
+    policy: () => policy.policies.current,
+    store: stores.store,
+    audit,
+    quarantine: stores.quarantineView,
+    ...clock,
+  });
+  const authzen = await startAuthzenHttp(
+    {
+      evaluator,
+      tls: tlsIdentity(identity.x509, identity.ownSvid),
+      authenticator,
+      logger,
+    },
+    config.authzen.listen,
+  );
+  onClose(() => authzen.close());
+  return authzen.port;
+}
+
+/**
+ * 8. The reaper: expires tasks and leases, revokes at the backend, also after a restart.
+ * 9. The revocation worker: retries backend revokes that failed, also those queued before a restart.
+ */
+function startWorkers(
+  { config, logger, clock, onClose }: Startup,
+  parts: { stores: Stores; credentials: Credentials; audit: AuditSink; broker: Broker },
+): LeaseReaper {
+  const { stores, credentials, audit, broker } = parts;
+  const reaper = new LeaseReaper({
+    store: stores.store,
+    revoke: (lease) => broker.onLeaseExpired(lease),
+    onTaskExpired: (task) => broker.onTaskExpired(task),
+    intervalMs: config.reaper.intervalMs,
+    batchSize: config.reaper.batchSize,
+    orphans: {
+      afterMs: config.reaper.orphanAfterMs,
+      retryAfterMs: config.revocation.baseDelayMs,
+      onOrphaned: (leases) => broker.onLeasesOrphaned(leases),
+    },
+    logger,
+    ...clock,
+  });
+  reaper.start();
+  onClose(() => reaper.stop());
+
+  const revocationWorker = new RevocationWorker({
+    queue: stores.revocations,
+    backends: credentials.backends,
+    roles: credentials.roles,
+    store: stores.store,
+    audit: (event) => audit.write(event).then(() => undefined),
+    maxAttempts: config.revocation.maxAttempts,
+    baseDelayMs: config.revocation.baseDelayMs,
+    maxDelayMs: config.revocation.maxDelayMs,
+    intervalMs: config.revocation.intervalMs,
+    batchSize: config.revocation.batchSize,
+    logger,
+    ...clock,
+  });
+  revocationWorker.start();
+  onClose(() => revocationWorker.stop());
+  return reaper;
 }
 
 /** Lets the broker call the quarantine triggers, which are built after it. */

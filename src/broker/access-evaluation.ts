@@ -10,9 +10,10 @@ import { SENSITIVITIES, CHANGE_TYPES } from '../config/schema.js';
 import { invalidArgument, permissionDenied, unavailable } from '../errors.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
-import type { LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
+import type { LeaseStore, Task } from '../leases/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyEngine } from '../policy/types.js';
+import { taskHistoryContext, type TaskHistoryContext } from './task-history.js';
 
 /** One AuthZEN evaluation, after defaults were applied (subject, action, resource, context). */
 export interface AccessQuestion {
@@ -92,8 +93,9 @@ export class AccessEvaluator {
   }
 
   private async decide(q: ValidQuestion, task: Task | undefined): Promise<AccessAnswer> {
-    const summary = task ? await this.summary(task.id) : { count: 0, roles: [], version: 0 };
-    const now = this.now();
+    const history = task
+      ? await this.history(task)
+      : { taskRoles: [], taskCredentialCount: 0, taskAgeSeconds: 0 };
     const gated = decideWithApprovalGate(this.deps.policy(), {
       principal: q.agent,
       action: 'CallTool',
@@ -101,9 +103,7 @@ export class AccessEvaluator {
       context: {
         hasTask: task !== undefined,
         environment: task?.environment ?? '',
-        taskRoles: summary.roles,
-        taskCredentialCount: summary.count,
-        taskAgeSeconds: task ? Math.max(0, Math.floor((now - task.createdAt) / 1000)) : 0,
+        ...history,
         sensitivity: q.sensitivity,
         changeType: q.changeType,
         approved: false,
@@ -113,8 +113,13 @@ export class AccessEvaluator {
     return answerOf(gated);
   }
 
-  private async summary(taskId: string): Promise<TaskLeaseSummary> {
-    return (await this.deps.store.taskLeaseSummary(taskId)) ?? { count: 0, roles: [], version: 0 };
+  /** The task's history as IssueCredential's context names it, less `taskBackends` (not in CallTool's). */
+  private async history(
+    task: Task,
+  ): Promise<Pick<TaskHistoryContext, 'taskRoles' | 'taskCredentialCount' | 'taskAgeSeconds'>> {
+    const summary = (await this.deps.store.taskLeaseSummary(task.id)) ?? { count: 0, roles: [], version: 0 };
+    const { taskRoles, taskCredentialCount, taskAgeSeconds } = taskHistoryContext(task, summary, this.now());
+    return { taskRoles, taskCredentialCount, taskAgeSeconds };
   }
 
   /** No record, no answer: a decision the trail cannot hold is not given. */

@@ -6,23 +6,20 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { BrokerAdminClient, BrokerClient, type BrokerClientOptions } from '../client/broker-client.js';
+import { BrokerAdminClient, BrokerClient } from '../client/broker-client.js';
+import { brokerClientOptions, expectedBrokerId } from '../client/workload-channel.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
 import type { X509Svid } from '../identity/types.js';
-import { X509Source, fetchJwtSvid, parseEndpointSocket } from '../identity/workload-api.js';
+import { X509Source, parseEndpointSocket } from '../identity/workload-api.js';
 import { usageError } from './command.js';
 
-const DEFAULT_ADDR = 'localhost:8443';
+/** Where the CLI looks for the broker: SVID_BROKER_ADDR, else localhost:8443. */
+export { brokerAddress } from '../client/workload-channel.js';
 
 export interface Connection {
   client: BrokerClient;
   admin: BrokerAdminClient;
   close(): void;
-}
-
-/** Where the CLI looks for the broker. */
-export function brokerAddress(): string {
-  return process.env.SVID_BROKER_ADDR || DEFAULT_ADDR;
 }
 
 /** A Unix socket that is not there fails at once, naming the path, instead of after a 10 s wait. */
@@ -62,25 +59,10 @@ export async function connect(opts: { auth: string; brokerId: string | undefined
   try {
     const svid = source.getX509Svid();
     checkSvidValidity(svid);
-    const ownTd = parseSpiffeId(svid.spiffeId).trustDomain;
-    const brokerId = opts.brokerId || process.env.SVID_BROKER_ID;
-    const brokerTd = brokerId ? parseSpiffeId(brokerId, '--broker-id').trustDomain : ownTd;
-    const serverBundle = source.getX509BundleForTrustDomain(brokerTd);
-    if (!serverBundle) throw new Error(`no trust bundle for the broker's trust domain "${brokerTd}"`);
-    // The expected broker and the JWT audience are one ID, defaulted together: a JWT-SVID minted for
-    // the broker must only go to a server proving it is the broker, or any workload of the trust
-    // domain answering at SVID_BROKER_ADDR could replay it to the real one.
-    const audience = brokerId || `spiffe://${ownTd}/broker`;
-    const clientOpts: BrokerClientOptions = {
-      address: brokerAddress(),
-      svid,
-      serverBundle,
-      brokerId: audience,
-      auth:
-        opts.auth === 'jwt'
-          ? { kind: 'jwt', token: async () => (await fetchJwtSvid(endpoint, [audience])).token }
-          : { kind: 'x509' },
-    };
+    const brokerId = expectedBrokerId(svid.spiffeId, opts.brokerId);
+    // An ID given by flag or SVID_BROKER_ID is checked here, so its error names the flag.
+    parseSpiffeId(brokerId, '--broker-id');
+    const clientOpts = brokerClientOptions(source, endpoint, svid, brokerId, { auth: opts.auth });
     const client = new BrokerClient(clientOpts);
     const admin = new BrokerAdminClient(clientOpts);
     return {

@@ -5,11 +5,52 @@
  * expired certificate.
  */
 import { parseSpiffeId } from '../identity/spiffe-id.js';
-import type { X509Svid } from '../identity/types.js';
+import type { X509BundleSource, X509Svid } from '../identity/types.js';
 import { X509Source, fetchJwtSvid, parseEndpointSocket } from '../identity/workload-api.js';
 import { BrokerClient as RawBrokerClient, type BrokerClientOptions } from './broker-client.js';
 
-export const DEFAULT_BROKER_ADDR = 'localhost:8443';
+const DEFAULT_BROKER_ADDR = 'localhost:8443';
+
+/** host:port of the broker: the one given, else SVID_BROKER_ADDR, else localhost:8443. */
+export function brokerAddress(address?: string): string {
+  return address ?? (process.env.SVID_BROKER_ADDR || DEFAULT_BROKER_ADDR);
+}
+
+/**
+ * The broker's SPIFFE ID: the one given, else SVID_BROKER_ID, else `spiffe://<own trust domain>/broker`.
+ * The expected broker and the JWT audience are this one ID: a JWT-SVID minted for the broker must
+ * only go to a server proving it is the broker, or any workload of the trust domain answering at
+ * the broker's address could replay it to the real one.
+ */
+export function expectedBrokerId(ownSpiffeId: string, brokerId?: string): string {
+  return (
+    brokerId || process.env.SVID_BROKER_ID || `spiffe://${parseSpiffeId(ownSpiffeId).trustDomain}/broker`
+  );
+}
+
+/** How to reach the broker with this SVID: its trust domain's bundle, its ID, the authentication. */
+export function brokerClientOptions(
+  bundles: Pick<X509BundleSource, 'getX509BundleForTrustDomain'>,
+  endpoint: string,
+  svid: X509Svid,
+  brokerId: string,
+  opts: { address?: string; auth?: 'x509' | 'jwt'; timeoutMs?: number },
+): BrokerClientOptions {
+  const brokerTd = parseSpiffeId(brokerId).trustDomain;
+  const serverBundle = bundles.getX509BundleForTrustDomain(brokerTd);
+  if (!serverBundle) throw new Error(`no trust bundle for the broker's trust domain "${brokerTd}"`);
+  return {
+    address: brokerAddress(opts.address),
+    svid,
+    serverBundle,
+    brokerId,
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    auth:
+      opts.auth === 'jwt'
+        ? { kind: 'jwt', token: async () => (await fetchJwtSvid(endpoint, [brokerId])).token }
+        : { kind: 'x509' },
+  };
+}
 
 export interface WorkloadChannelOptions {
   /** host:port of the broker (default: SVID_BROKER_ADDR, then localhost:8443). */
@@ -41,10 +82,7 @@ export class WorkloadChannel {
     if (auth !== 'x509' && auth !== 'jwt') throw new Error('auth must be x509 or jwt');
     const endpoint = parseEndpointSocket(opts.endpointSocket ?? process.env.SPIFFE_ENDPOINT_SOCKET);
     const source = await X509Source.create({ endpoint, timeoutMs: opts.svidTimeoutMs ?? 10_000 });
-    const ownTd = parseSpiffeId(source.getX509Svid().spiffeId).trustDomain;
-    // The expected broker and the JWT audience are one ID: a JWT-SVID minted for the broker only
-    // ever goes to a server proving it is the broker.
-    const brokerId = opts.brokerId ?? process.env.SVID_BROKER_ID ?? `spiffe://${ownTd}/broker`;
+    const brokerId = expectedBrokerId(source.getX509Svid().spiffeId, opts.brokerId);
     return new WorkloadChannel(source, endpoint, brokerId, { ...opts, auth });
   }
 
@@ -70,19 +108,6 @@ export class WorkloadChannel {
   }
 
   private clientOptions(svid: X509Svid): BrokerClientOptions {
-    const brokerTd = parseSpiffeId(this.brokerId).trustDomain;
-    const serverBundle = this.source.getX509BundleForTrustDomain(brokerTd);
-    if (!serverBundle) throw new Error(`no trust bundle for the broker's trust domain "${brokerTd}"`);
-    return {
-      address: this.opts.address ?? (process.env.SVID_BROKER_ADDR || DEFAULT_BROKER_ADDR),
-      svid,
-      serverBundle,
-      brokerId: this.brokerId,
-      ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
-      auth:
-        this.opts.auth === 'jwt'
-          ? { kind: 'jwt', token: async () => (await fetchJwtSvid(this.endpoint, [this.brokerId])).token }
-          : { kind: 'x509' },
-    };
+    return brokerClientOptions(this.source, this.endpoint, svid, this.brokerId, this.opts);
   }
 }

@@ -40,7 +40,13 @@ export class CredentialFiles {
     };
     // 'wx': never follow or overwrite something placed there by someone else.
     writeFileSync(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-    writeFileSync(envPath, envFile(issued), { mode: 0o600, flag: 'wx' });
+    try {
+      writeFileSync(envPath, envFile(issued), { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      // The JSON file holds the secret and is tracked nowhere yet: it must not outlive the error.
+      rmSync(path, { force: true });
+      throw err;
+    }
     const files = this.byTask.get(issued.taskId) ?? [];
     files.push(path, envPath);
     this.byTask.set(issued.taskId, files);

@@ -89,8 +89,15 @@ function registerTaskTools(server: McpServer, { client, files }: McpOptions): vo
     },
     (args) =>
       answer(async () => {
-        const ended = await client.endTask(args.task_id, args.reason ?? 'ended by the agent (MCP)');
-        const removed = files.removeTask(args.task_id);
+        // The files go whatever the broker answers: the agent is done with them, and a task that
+        // ended or expired elsewhere (the broker refuses then) must not leave them behind.
+        let removed = 0;
+        let ended;
+        try {
+          ended = await client.endTask(args.task_id, args.reason ?? 'ended by the agent (MCP)');
+        } finally {
+          removed = files.removeTask(args.task_id);
+        }
         return {
           task_id: args.task_id,
           state: ended.task?.state,

@@ -94,21 +94,32 @@ export class Authenticator {
 
   async authenticate(call: object, metadata: Metadata): Promise<Caller> {
     const conn = callConnection(call);
-    if (conn) {
-      // Fast path: reading the peer chain (getPeerCertificate(true)) costs more than the rest of
-      // a cached lookup, so a pinned connection's verdict is served without it.
-      const cached = this.cache.get(conn.session);
-      if (cached?.pinned && cached.generation === this.opts.generation() && cached.notAfter > this.now()) {
-        return cached.caller;
-      }
-      // Before the chain is read: from here on the peer cannot swap certificates by renegotiating.
-      conn.socket.disableRenegotiation?.();
-    }
-    const chain = conn ? presentedChain(conn.socket) : [];
-    if (chain.length > 0 && conn) return this.fromX509(conn, chain);
+    const fromPeer = conn ? await this.fromConnection(conn) : undefined;
+    if (fromPeer) return fromPeer;
     const header = metadata.get('authorization')[0];
     if (typeof header === 'string' && header.length > 0) return this.fromJwt(header);
     throw unauthenticated('no_credentials', 'no client certificate and no bearer JWT-SVID presented');
+  }
+
+  /** The X.509-SVID presented on a TLS socket (the AuthZEN listener), verified and cached as on gRPC. */
+  async authenticateTlsPeer(socket: PeerSocket): Promise<Caller> {
+    const caller = await this.fromConnection({ session: socket, socket });
+    if (!caller) throw unauthenticated('no_credentials', 'present an X.509-SVID (mTLS)');
+    return caller;
+  }
+
+  /** The connection's peer X.509-SVID, verified; undefined when it presented none. */
+  private async fromConnection(conn: CallConnection): Promise<Caller | undefined> {
+    // Fast path: reading the peer chain (getPeerCertificate(true)) costs more than the rest of
+    // a cached lookup, so a pinned connection's verdict is served without it.
+    const cached = this.cache.get(conn.session);
+    if (cached?.pinned && cached.generation === this.opts.generation() && cached.notAfter > this.now()) {
+      return cached.caller;
+    }
+    // Before the chain is read: from here on the peer cannot swap certificates by renegotiating.
+    conn.socket.disableRenegotiation?.();
+    const chain = presentedChain(conn.socket);
+    return chain.length > 0 ? this.fromX509(conn, chain) : undefined;
   }
 
   private async fromX509(conn: CallConnection, chain: Uint8Array[]): Promise<Caller> {

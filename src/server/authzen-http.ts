@@ -5,7 +5,7 @@
  *   POST /access/v1/evaluation    one decision
  *   POST /access/v1/evaluations   many, with options.evaluations_semantic
  *   GET  /.well-known/authzen-configuration   PDP metadata
- * Errors are JSON `{ "error": ..., "field"?: ... }` with 400, 401, 403, 413 or 503; never a stack.
+ * Errors are JSON `{ "error": ..., "field"?: ... }` with a 4xx or 503 status (the README lists each); never a stack.
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,19 +13,18 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { AccessAnswer, AccessEvaluator, AccessQuestion } from '../broker/access-evaluation.js';
-import { isBrokerError, unauthenticated, type ErrorCode } from '../errors.js';
-import type { Caller, X509BundleSource } from '../identity/types.js';
-import { derToPem, verifyX509Svid } from '../identity/x509-verify.js';
-import { presentedChain } from './authenticate.js';
-import { splitHostPort } from './ops-http.js';
+import { isBrokerError, type ErrorCode } from '../errors.js';
+import type { Caller } from '../identity/types.js';
+import { derToPem } from '../identity/x509-verify.js';
+import type { Authenticator } from './authenticate.js';
+import { send, splitHostPort } from './ops-http.js';
 import type { TlsIdentitySource } from './svid-certificate-provider.js';
 
 export interface AuthzenDeps {
   evaluator: AccessEvaluator;
   tls: TlsIdentitySource;
-  bundles: X509BundleSource;
-  /** Trust domains allowed to call; empty = any domain we hold a bundle for. */
-  trustDomains: readonly string[];
+  /** The gRPC port's: the gateway's X.509-SVID is checked against its own trust domain's bundle. */
+  authenticator: Pick<Authenticator, 'authenticateTlsPeer'>;
   logger: Logger;
 }
 
@@ -115,7 +114,7 @@ async function route(deps: AuthzenDeps, req: IncomingMessage): Promise<unknown> 
   if (path !== '/access/v1/evaluation' && path !== '/access/v1/evaluations')
     throw new HttpProblem(404, 'not found');
   if (req.method !== 'POST') throw new HttpProblem(405, 'method not allowed: use POST');
-  const gateway = await authenticate(deps, req.socket as TLSSocket);
+  const gateway = await deps.authenticator.authenticateTlsPeer(req.socket as TLSSocket);
   deps.evaluator.authorizeGateway(gateway);
   const body = await readJson(req);
   if (path === '/access/v1/evaluation') return deps.evaluator.evaluate(gateway, questionOf(body, {}));
@@ -129,20 +128,6 @@ function metadata(req: IncomingMessage): Record<string, string> {
     access_evaluation_endpoint: `${base}/access/v1/evaluation`,
     access_evaluations_endpoint: `${base}/access/v1/evaluations`,
   };
-}
-
-async function authenticate(deps: AuthzenDeps, socket: TLSSocket): Promise<Caller> {
-  const chain = presentedChain(socket);
-  if (chain.length === 0) throw unauthenticated('no_credentials', 'present an X.509-SVID (mTLS)');
-  try {
-    const v = await verifyX509Svid(chain, deps.bundles);
-    if (deps.trustDomains.length > 0 && !deps.trustDomains.includes(v.trustDomain))
-      throw unauthenticated('trust_domain_not_allowed', `trust domain "${v.trustDomain}" may not call`);
-    return { spiffeId: v.spiffeId, trustDomain: v.trustDomain, path: v.path, authMethod: 'x509' };
-  } catch (err) {
-    if (isBrokerError(err) && err.code === 'UNAUTHENTICATED') throw err;
-    throw unauthenticated('x509_invalid', 'client certificate is not a valid X.509-SVID');
-  }
 }
 
 /** AuthZEN §7: top-level subject/action/resource/context are defaults each evaluation may replace. */
@@ -232,15 +217,4 @@ function problemOf(err: unknown, logger: Logger): { status: number; body: Record
     'authzen request failed',
   );
   return { status: 500, body: { error: 'internal error' } };
-}
-
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  res.end(text);
 }

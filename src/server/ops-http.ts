@@ -24,7 +24,8 @@ export interface RunningOpsHttp {
   close(): Promise<void>;
 }
 
-function send(
+/** Answers with JSON (or plain text for a string), never cached unless `headers` says so. */
+export function send(
   res: ServerResponse,
   status: number,
   body: unknown,

@@ -119,6 +119,39 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
     }
   });
 
+  it('end_task removes the credential files even when the broker refuses (the task was ended elsewhere)', async () => {
+    const { client } = await startMcp();
+    try {
+      const taskId = textOf(
+        await client.callTool({
+          name: 'begin_task',
+          arguments: { environment: 'dev', intent: 'ended twice' },
+        }),
+      ).task_id as string;
+      const issued = textOf(
+        await client.callTool({
+          name: 'request_credential',
+          arguments: { task_id: taskId, role: 'token/demo' },
+        }),
+      );
+      assert.ok(existsSync(issued.path as string));
+      const demo = await h.client('demo');
+      await demo.endTask({ task_id: taskId, reason: 'ended by the agent itself' });
+
+      const refused = (await client.callTool({
+        name: 'end_task',
+        arguments: { task_id: taskId },
+      })) as ToolText;
+      assert.equal(refused.isError, true, refused.content[0]?.text);
+      assert.ok(
+        !existsSync(issued.path as string) && !existsSync(issued.env_file as string),
+        'credential files left behind',
+      );
+    } finally {
+      await client.close();
+    }
+  });
+
   it('a refused request is an error result with the reason, never a stack; --return-secrets puts the value in the result', async () => {
     const { client } = await startMcp(['--return-secrets']);
     try {

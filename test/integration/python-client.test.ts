@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,26 +8,14 @@ import { createLogger, startBroker, type RunningBroker } from '../../src/main.js
 import { packageRoot } from '../../src/package-root.js';
 import { LogCapture, readAudit } from '../support/broker-harness.js';
 import { findOrInstallPythonGrpc } from '../support/python-grpc.js';
+import { runProcess, type CliResult } from '../support/run-cli.js';
 
 const CLIENT_DIR = join(packageRoot(), 'clients', 'python');
 
-function runPython(
-  python: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(python, args, {
+function runPython(python: string, args: string[], env: Record<string, string>): Promise<CliResult> {
+  return runProcess(python, args, {
     cwd: CLIENT_DIR,
     env: { PATH: process.env.PATH ?? '', PYTHONPATH: CLIENT_DIR, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 

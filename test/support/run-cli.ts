@@ -1,5 +1,5 @@
 /** Runs the CLI as a person would (a child process, from the checkout) and collects what it printed. */
-import { spawn } from 'node:child_process';
+import { spawn, type SpawnOptions } from 'node:child_process';
 import { packageRoot } from '../../src/package-root.js';
 
 export interface CliResult {
@@ -13,11 +13,19 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli
   const full: NodeJS.ProcessEnv = { ...process.env, ...env };
   delete full.SVID_BROKER_ID;
   delete full.SVID_BROKER_CONFIG;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+  return runProcess(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: packageRoot(),
     env: full,
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+/** Runs a program to its end and collects what it printed (stdin closed). */
+export function runProcess(
+  command: string,
+  args: string[],
+  opts: Pick<SpawnOptions, 'cwd' | 'env'>,
+): Promise<CliResult> {
+  const child = spawn(command, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
