@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -15,13 +15,11 @@ import {
   ALLOW_DEV,
   ALLOW_PROD,
   DEMO_AGENT,
-  SHIPPED_SCHEMA,
   beginTaskRequest,
-  policyDir,
   removePolicyDirs,
+  selfContainedPolicyDir,
 } from './policy-fixtures.js';
 
-const SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
 const ALLOW_ALL = '@id("all") permit (principal, action, resource);\n';
 
 /** One replica: its directory, policy manager, sync, and what the sync reported. */
@@ -44,7 +42,7 @@ describe('PolicySync: generations and sealed policy sets', () => {
   const managers: PolicyManager[] = [];
 
   const replica = async (policies: string, seal?: EntrySeal, pinDigest?: string): Promise<Replica> => {
-    const dir = policyDir({ 'schema.cedarschema': SCHEMA_TEXT, 'main.cedar': policies });
+    const dir = selfContainedPolicyDir(policies);
     const manager = PolicyManager.load({ policyDir: dir, ...(pinDigest ? { pinDigest } : {}) });
     managers.push(manager);
     const r: Omit<Replica, 'sync' | 'announced'> = {
