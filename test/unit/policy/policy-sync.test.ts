@@ -259,4 +259,22 @@ describe('PolicySync: generations and sealed policy sets', () => {
     f.clock += 120_000; // A's SVID has expired; the record still opens
     assert.equal((await stored()).generation, 1);
   });
+
+  it('a replica starting after the sealing SVID expired (every replica down) publishes its set, and the next adopts it', async () => {
+    const a = await replica(ALLOW_DEV, await f.sealFor(undefined, 90));
+    await a.sync.initialize();
+    a.sync.stop();
+    f.clock += 120_000; // every replica was down past A's SVID: the record no longer opens
+    const b = await replica(ALLOW_PROD);
+    await b.sync.initialize();
+    assert.deepEqual(
+      b.refused.map((r) => r.reason),
+      ['untrusted_signer'],
+    );
+    assert.deepEqual(await stored().then((r) => [r.generation, r.digest]), [1, b.manager.current.digest]);
+    const c = await replica(ALLOW_DEV);
+    await c.sync.initialize();
+    assert.equal(allows(c, 'prod'), true);
+    assert.equal(c.sync.generation, 1);
+  });
 });
