@@ -86,5 +86,3 @@ export const spireSettingsSchema = z
   .strict();
 
 export type SpireSettings = z.infer<typeof spireSettingsSchema>;
-
-export const SPIRE_DEFAULTS: SpireSettings = { x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, groups: {} };

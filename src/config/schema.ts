@@ -1,6 +1,9 @@
 /**
  * The configuration schema. Every field has a default so `svid-broker serve` starts with no file.
  * Validation lists every problem (zod collects all issues), then the result is frozen.
+ *
+ * A block left out is parsed as `{}` (`.prefault({})`), so its defaults are the ones its fields
+ * declare, written once; `.default(value)` would hand back `value` unparsed, a second copy to keep.
  */
 import { z } from 'zod';
 import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
@@ -11,7 +14,7 @@ import { vaultBackendConfigSchema } from '../credentials/vault/vault-config.js';
 import { isValidSpiffeId } from '../identity/spiffe-id.js';
 import { GRPC_SERVER_DEFAULTS, grpcServerConfigSchema } from './grpc-server-config.js';
 import { DURABILITY_MODES } from '../redis/durability.js';
-import { agentCatalogEntrySchema, SPIRE_DEFAULTS, spireSettingsSchema } from './catalog-schema.js';
+import { agentCatalogEntrySchema, spireSettingsSchema } from './catalog-schema.js';
 import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
 
 const listenAddress = z
@@ -110,7 +113,7 @@ export const configSchema = z
         ...workloadApiIdentitySchema,
       })
       .strict()
-      .default({ socket: 'unix:///tmp/spire-agent/public/api.sock', firstUpdateTimeoutMs: 30_000 }),
+      .prefault({}),
     auth: z
       .object({
         /** Audiences accepted on JWT-SVIDs; empty = the broker's own SPIFFE ID. */
@@ -119,7 +122,7 @@ export const configSchema = z
         trustDomains: z.array(z.string().min(1)).default([]),
       })
       .strict()
-      .default({ jwtAudiences: [], trustDomains: [] }),
+      .prefault({}),
     redis: z
       .object({
         /** One server; with `sentinels` or `cluster` only its credentials (and db, for Sentinel) count. */
@@ -174,16 +177,7 @@ export const configSchema = z
         }
         refineRedisAuth(redis, problem);
       })
-      .default({
-        url: 'redis://127.0.0.1:6379',
-        prefix: 'svb',
-        retentionSeconds: 7 * 86_400,
-        store: 'redis',
-        durability: 'fsync',
-        replicas: 1,
-        durabilityTimeoutMs: 1000,
-        assumeAppendfsyncAlways: false,
-      }),
+      .prefault({}),
     policy: z
       .object({
         dir: z.string().default('policies'),
@@ -198,7 +192,7 @@ export const configSchema = z
           .optional(),
       })
       .strict()
-      .default({ dir: 'policies', watch: true }),
+      .prefault({}),
     /** The brokers whose entries in shared state (JWKS, policy set) this replica trusts. */
     replicas: z
       .object({
@@ -206,21 +200,21 @@ export const configSchema = z
         allowedIds: z.array(z.string().refine(isValidSpiffeId, 'must be a SPIFFE ID')).default([]),
       })
       .strict()
-      .default({ allowedIds: [] }),
+      .prefault({}),
     audit: z
       .object({
         file: z.string().default('svid-broker-audit.jsonl'),
         fsync: z.boolean().default(true),
       })
       .strict()
-      .default({ file: 'svid-broker-audit.jsonl', fsync: true }),
+      .prefault({}),
     tasks: z
       .object({
         defaultTtlSeconds: z.number().int().positive().default(900),
         maxTtlSeconds: z.number().int().positive().default(3600),
       })
       .strict()
-      .default({ defaultTtlSeconds: 900, maxTtlSeconds: 3600 }),
+      .prefault({}),
     environments: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/))
       .min(1)
@@ -229,7 +223,7 @@ export const configSchema = z
     /** The agent catalog: SPIFFE ID patterns (exact, `/*` one segment, `/**` subtree) to AgentGroups. */
     agents: z.array(agentCatalogEntrySchema).default([]),
     /** How `svid-broker spire entries` registers the catalog's workloads (the broker ignores it). */
-    spire: spireSettingsSchema.default(SPIRE_DEFAULTS),
+    spire: spireSettingsSchema.prefault({}),
     approvals: z
       .object({
         /** How long a pending approval waits for humans before it expires. */
@@ -242,14 +236,14 @@ export const configSchema = z
         maxOpenPerTask: z.number().int().min(0).default(5),
       })
       .strict()
-      .default({ ttlSeconds: 900, pollMs: 250, maxOpenPerAgent: 20, maxOpenPerTask: 5 }),
+      .prefault({}),
     breakGlass: z
       .object({
         /** Hard cap on a grant's lifetime; longer requests are refused. */
         maxTtlSeconds: z.number().int().positive().max(86_400).default(3600),
       })
       .strict()
-      .default({ maxTtlSeconds: 3600 }),
+      .prefault({}),
     budgets: z
       .object({
         /** Limits per AgentGroup, shared by every agent in the group. */
@@ -260,7 +254,7 @@ export const configSchema = z
         task: budgetLimits.optional(),
       })
       .strict()
-      .default({ groups: {} }),
+      .prefault({}),
     backends: z
       .object({
         token: z
@@ -273,7 +267,7 @@ export const configSchema = z
             maxClockSkewSeconds: z.number().int().min(0).max(3600).default(60),
           })
           .strict()
-          .default({ keyRotationSeconds: 86_400, maxClockSkewSeconds: 60 }),
+          .prefault({}),
         /** Vault dynamic secrets and tokens; the `vault/...` roles need it. */
         vault: vaultBackendConfigSchema.optional(),
         /** AWS STS sessions per task from the broker's JWT-SVID; the `aws/...` roles need it. */
@@ -286,7 +280,7 @@ export const configSchema = z
         azure: azureBackendConfigSchema.optional(),
       })
       .strict()
-      .default({ token: { keyRotationSeconds: 86_400, maxClockSkewSeconds: 60 } }),
+      .prefault({}),
     /** GET /v1/revoked on the ops listener. */
     revokedList: z
       .object({
@@ -300,7 +294,7 @@ export const configSchema = z
         message: 'defaultPageSize must not exceed maxPageSize',
         path: ['defaultPageSize'],
       })
-      .default({ cacheMs: 1000, defaultPageSize: 1000, maxPageSize: 5000 }),
+      .prefault({}),
     grpc: grpcServerConfigSchema.default(GRPC_SERVER_DEFAULTS),
     /** The durable revocation queue: backend revokes that failed are retried with backoff. */
     revocation: z
@@ -314,14 +308,7 @@ export const configSchema = z
         visibilityTimeoutMs: z.number().int().positive().default(60_000),
       })
       .strict()
-      .default({
-        maxAttempts: 6,
-        baseDelayMs: 10_000,
-        maxDelayMs: 300_000,
-        intervalMs: 1000,
-        batchSize: 50,
-        visibilityTimeoutMs: 60_000,
-      }),
+      .prefault({}),
     reaper: z
       .object({
         intervalMs: z.number().int().positive().default(1000),
@@ -334,7 +321,7 @@ export const configSchema = z
         orphanAfterMs: z.number().int().min(1000).default(60_000),
       })
       .strict()
-      .default({ intervalMs: 1000, batchSize: 100, orphanAfterMs: 60_000 }),
+      .prefault({}),
     /** The invalidation feed (a Redis Stream) that carries quarantine and policy changes to every replica. */
     feed: z
       .object({
@@ -350,7 +337,7 @@ export const configSchema = z
         message: 'staleAfterMs must be more than twice blockMs',
         path: ['staleAfterMs'],
       })
-      .default({ blockMs: 500, staleAfterMs: 5000, maxLen: 10_000 }),
+      .prefault({}),
     quarantine: z
       .object({
         /** Automatic quarantine of the offending agent (its exact SPIFFE ID); each is audited with its evidence. */
@@ -374,13 +361,13 @@ export const configSchema = z
           .default({}),
       })
       .strict()
-      .default({ triggers: {} }),
+      .prefault({}),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
       })
       .strict()
-      .default({ level: 'info' }),
+      .prefault({}),
   })
   .strict()
   // Runs even when other fields failed (`when`), so one pass lists every problem; the value may then

@@ -21,11 +21,8 @@ function describe(svids: readonly X509Svid[]): string {
 }
 
 function wanted(selector: OwnSvidSelector): string {
-  const parts = [
-    selector.expectedId === undefined ? undefined : selector.expectedId,
-    selector.hint === undefined ? undefined : `hint "${selector.hint}"`,
-  ].filter((p): p is string => p !== undefined);
-  return parts.join(' with ');
+  const parts = [selector.expectedId, selector.hint === undefined ? undefined : `hint "${selector.hint}"`];
+  return parts.filter((p): p is string => p !== undefined).join(' with ');
 }
 
 /** The broker's SVID among `svids`; throws UNAVAILABLE (`svid_not_offered`) naming what was offered. */

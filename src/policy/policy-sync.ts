@@ -10,8 +10,9 @@
  * only if it opens (allowed signer, chain in the trust bundle), its generation is higher than the
  * one it holds, and its texts hash to its digest (and to `policy.pinDigest`, when pinned).
  *
- * At startup a replica publishes only into an empty Redis; otherwise it adopts the stored set,
- * and a directory that differs is reported (`policy.directory_differs`), never published.
+ * At startup a replica publishes only into a Redis with no record it can open (none, forged, or
+ * sealed by a certificate that has expired); otherwise it adopts the stored set, and a directory
+ * that differs is reported (`policy.directory_differs`), never published.
  * Every refresh period a replica that holds a generation writes it back, re-sealed with its own
  * SVID, when the stored record is missing, refused, older, or signed by a certificate about to
  * expire: a record outlives the SVID (and the replica) that sealed it, and a deleted or forged
@@ -107,20 +108,17 @@ export class PolicySync implements FeedListener {
   }
 
   /**
-   * At startup: into an empty Redis, publishes this replica's set (generation 1); otherwise adopts
-   * the stored set and never publishes, so an older directory cannot roll the others back.
+   * At startup: into a Redis with no record this replica can open, publishes its set; otherwise
+   * adopts the stored set and never publishes, so an older directory cannot roll the others back.
    */
   initialize(): Promise<void> {
     return this.serial(async () => {
       const stored = await this.readStored();
-      if (stored.state === 'missing') return this.publishLocked();
-      if (stored.state === 'refused') {
-        this.deps.logger.warn(
-          { key: this.key },
-          'stored policy set refused: serving this directory, unpublished',
-        );
-        return;
-      }
+      // A record no replica can open counts as none: forged, or sealed by an SVID that expired
+      // while every replica was down. Left in place, nobody would ever replace it (refresh needs a
+      // held generation), and each replica would serve its own directory. A live replica holding
+      // a higher generation writes that back over this one (refresh), and this replica follows.
+      if (stored.state !== 'ok') return this.publishLocked();
       const { digest, generation } = stored.record;
       if (digest !== this.deps.manager.directoryDigest) {
         this.deps.onDirectoryDiffers(this.deps.manager.directoryDigest, { digest, generation });

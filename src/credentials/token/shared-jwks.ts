@@ -99,7 +99,7 @@ export class SharedJwks {
     const tx = this.redis.multi().hset(this.key, ...fields);
     if (stale.length) tx.hdel(this.key, ...stale);
     await tx.exec();
-    this.forgetAbsent(new Set(Object.entries(stored).map(([kid, raw]) => cacheKey(kid, raw))));
+    this.forgetAbsent(stored);
   }
 
   /** Republishes every refreshMs until stop(); failures are logged and retried on the next tick. */
@@ -135,7 +135,7 @@ export class SharedJwks {
           byKid.set(kid, checked.entry.jwk);
         }
       }
-      this.forgetAbsent(new Set(Object.entries(stored).map(([kid, raw]) => cacheKey(kid, raw))));
+      this.forgetAbsent(stored);
     } catch (err) {
       this.opts.logger.warn(
         { err: { message: (err as Error).message } },
@@ -188,8 +188,9 @@ export class SharedJwks {
     });
   }
 
-  /** Keeps the cache to what Redis holds now. */
-  private forgetAbsent(present: ReadonlySet<string>): void {
+  /** Keeps the cache to what Redis holds now (`stored`: the hash as read). */
+  private forgetAbsent(stored: Record<string, string>): void {
+    const present = new Set(Object.entries(stored).map(([kid, raw]) => cacheKey(kid, raw)));
     for (const key of this.checked.keys()) if (!present.has(key)) this.checked.delete(key);
     for (const key of this.reported) if (!present.has(key)) this.reported.delete(key);
   }

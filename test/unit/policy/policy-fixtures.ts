@@ -1,5 +1,5 @@
 /** Shared builders for the policy tests: temp policy dirs and well-formed requests. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,14 @@ export function policyDir(files: Record<string, string>): string {
   made.push(dir);
   for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
   return dir;
+}
+
+/** The shipped schema's text, for policy dirs that carry their own copy. */
+export const SHIPPED_SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
+
+/** A policy dir with its own schema, so watching it involves nothing outside the temp dir. */
+export function selfContainedPolicyDir(policies: string): string {
+  return policyDir({ 'schema.cedarschema': SHIPPED_SCHEMA_TEXT, 'main.cedar': policies });
 }
 
 export function removePolicyDirs(): void {

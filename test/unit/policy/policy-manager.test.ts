@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PolicyLoadError, type PolicyProblem } from '../../../src/policy/policy-load-error.js';
 import { PolicyManager, type PolicyManagerOptions } from '../../../src/policy/policy-manager.js';
@@ -7,19 +7,14 @@ import {
   ALLOW_DEV,
   ALLOW_PROD,
   DEMO_AGENT,
-  SHIPPED_SCHEMA,
+  SHIPPED_SCHEMA_TEXT,
   beginTaskRequest,
   policyDir,
   removePolicyDirs,
+  selfContainedPolicyDir,
 } from './policy-fixtures.js';
 
-const SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
 const BROKEN = '@id("broken") permit (principal, action, resource) when { context.nope };\n';
-
-/** A policy dir with its own schema, so watching it involves nothing outside the temp dir. */
-function dirWith(policies: string): string {
-  return policyDir({ 'schema.cedarschema': SCHEMA_TEXT, 'main.cedar': policies });
-}
 
 /** Collects the manager's events. */
 function recorder(): {
@@ -64,11 +59,11 @@ describe('PolicyManager', () => {
   after(removePolicyDirs);
 
   it('refuses to start on an invalid set', () => {
-    assert.throws(() => PolicyManager.load({ policyDir: dirWith(BROKEN) }), PolicyLoadError);
+    assert.throws(() => PolicyManager.load({ policyDir: selfContainedPolicyDir(BROKEN) }), PolicyLoadError);
   });
 
   it('keeps serving the old set when a reload is invalid, and reports the problems', () => {
-    const dir = dirWith(ALLOW_DEV);
+    const dir = selfContainedPolicyDir(ALLOW_DEV);
     const events = recorder();
     const manager = manage({ policyDir: dir, ...events.options });
     const before = manager.current;
@@ -95,7 +90,7 @@ describe('PolicyManager', () => {
   });
 
   it('swaps in a good set and reports the new digest with the previous one', () => {
-    const dir = dirWith(ALLOW_DEV);
+    const dir = selfContainedPolicyDir(ALLOW_DEV);
     const events = recorder();
     const manager = manage({ policyDir: dir, ...events.options });
     const old = manager.current.digest;
@@ -112,7 +107,7 @@ describe('PolicyManager', () => {
   });
 
   it('treats a reload of identical content as a no-op: same engine, same digest, no event', () => {
-    const dir = dirWith(ALLOW_DEV);
+    const dir = selfContainedPolicyDir(ALLOW_DEV);
     const events = recorder();
     const manager = manage({ policyDir: dir, ...events.options });
     const before = manager.current;
@@ -133,12 +128,12 @@ describe('PolicyManager', () => {
     const sourcesOf = (
       policies: string,
     ): { digest: string; sources: PolicyManager['current']['sources'] } => {
-      const other = manage({ policyDir: dirWith(policies) });
+      const other = manage({ policyDir: selfContainedPolicyDir(policies) });
       return { digest: other.current.digest, sources: other.current.sources };
     };
 
     it('adopts texts that hash to the announced digest, and refuses texts that do not', () => {
-      const manager = manage({ policyDir: dirWith(ALLOW_DEV) });
+      const manager = manage({ policyDir: selfContainedPolicyDir(ALLOW_DEV) });
       const prod = sourcesOf(ALLOW_PROD);
       const other = sourcesOf(ALLOW_DEV + ALLOW_PROD);
 
@@ -153,7 +148,7 @@ describe('PolicyManager', () => {
     });
 
     it('does not roll an adopted set back on a reload when its own (older) directory did not change', () => {
-      const dir = dirWith(ALLOW_DEV);
+      const dir = selfContainedPolicyDir(ALLOW_DEV);
       const events = recorder();
       const manager = manage({ policyDir: dir, ...events.options });
       const newer = sourcesOf(ALLOW_DEV + ALLOW_PROD);
@@ -170,11 +165,11 @@ describe('PolicyManager', () => {
     });
 
     it('with pinDigest, serves only that set: loading, reloading or adopting another is refused', () => {
-      const dir = dirWith(ALLOW_DEV);
+      const dir = selfContainedPolicyDir(ALLOW_DEV);
       const pinned = sourcesOf(ALLOW_DEV);
       const other = sourcesOf(ALLOW_PROD);
       assert.throws(
-        () => manage({ policyDir: dirWith(ALLOW_PROD), pinDigest: pinned.digest }),
+        () => manage({ policyDir: selfContainedPolicyDir(ALLOW_PROD), pinDigest: pinned.digest }),
         (err: unknown) => err instanceof PolicyLoadError && /policy.pinDigest/.test(err.message),
       );
       const events = recorder();
@@ -191,7 +186,7 @@ describe('PolicyManager', () => {
   });
 
   it('fails reload() after close(), and keeps answering with the last good set', () => {
-    const manager = manage({ policyDir: dirWith(ALLOW_DEV) });
+    const manager = manage({ policyDir: selfContainedPolicyDir(ALLOW_DEV) });
     manager.close();
     manager.close();
     assert.throws(() => manager.reload(), /closed/);
@@ -200,7 +195,7 @@ describe('PolicyManager', () => {
 
   describe('watching', () => {
     it('reloads when a policy file changes, once per burst of writes', async () => {
-      const dir = dirWith(ALLOW_DEV);
+      const dir = selfContainedPolicyDir(ALLOW_DEV);
       const events = recorder();
       const manager = manage({ policyDir: dir, watch: true, debounceMs: 100, ...events.options });
       const old = manager.current.digest;
@@ -216,7 +211,7 @@ describe('PolicyManager', () => {
     });
 
     it('reports a bad file from the watcher, keeps the old set, then takes the fix', async () => {
-      const dir = dirWith(ALLOW_DEV);
+      const dir = selfContainedPolicyDir(ALLOW_DEV);
       const events = recorder();
       const manager = manage({ policyDir: dir, watch: true, debounceMs: 50, ...events.options });
       const before = manager.current;
@@ -234,7 +229,7 @@ describe('PolicyManager', () => {
     });
 
     it('watches a schema file outside the policy directory', async () => {
-      const schemaDir = policyDir({ 'broker.cedarschema': SCHEMA_TEXT, 'unrelated.txt': 'x' });
+      const schemaDir = policyDir({ 'broker.cedarschema': SHIPPED_SCHEMA_TEXT, 'unrelated.txt': 'x' });
       const schemaPath = path.join(schemaDir, 'broker.cedarschema');
       const events = recorder();
       const manager = manage({
@@ -246,13 +241,13 @@ describe('PolicyManager', () => {
       });
       const old = manager.current.digest;
 
-      writeFileSync(schemaPath, `${SCHEMA_TEXT}\n// a comment changes the digest\n`);
+      writeFileSync(schemaPath, `${SHIPPED_SCHEMA_TEXT}\n// a comment changes the digest\n`);
       await eventually(() => events.reloaded.length > 0, 'a reload after the schema changed');
       assert.notEqual(manager.current.digest, old);
     });
 
     it('hands a throwing callback to onWatchError instead of crashing the process', async () => {
-      const dir = dirWith(ALLOW_DEV);
+      const dir = selfContainedPolicyDir(ALLOW_DEV);
       const watchErrors: Error[] = [];
       const manager = manage({
         policyDir: dir,
@@ -270,7 +265,7 @@ describe('PolicyManager', () => {
     });
 
     it('stops watching on close()', async () => {
-      const dir = dirWith(ALLOW_DEV);
+      const dir = selfContainedPolicyDir(ALLOW_DEV);
       const events = recorder();
       const manager = manage({ policyDir: dir, watch: true, debounceMs: 20, ...events.options });
       manager.close();

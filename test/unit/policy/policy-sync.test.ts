@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -15,13 +15,11 @@ import {
   ALLOW_DEV,
   ALLOW_PROD,
   DEMO_AGENT,
-  SHIPPED_SCHEMA,
   beginTaskRequest,
-  policyDir,
   removePolicyDirs,
+  selfContainedPolicyDir,
 } from './policy-fixtures.js';
 
-const SCHEMA_TEXT = readFileSync(SHIPPED_SCHEMA, 'utf8');
 const ALLOW_ALL = '@id("all") permit (principal, action, resource);\n';
 
 /** One replica: its directory, policy manager, sync, and what the sync reported. */
@@ -44,7 +42,7 @@ describe('PolicySync: generations and sealed policy sets', () => {
   const managers: PolicyManager[] = [];
 
   const replica = async (policies: string, seal?: EntrySeal, pinDigest?: string): Promise<Replica> => {
-    const dir = policyDir({ 'schema.cedarschema': SCHEMA_TEXT, 'main.cedar': policies });
+    const dir = selfContainedPolicyDir(policies);
     const manager = PolicyManager.load({ policyDir: dir, ...(pinDigest ? { pinDigest } : {}) });
     managers.push(manager);
     const r: Omit<Replica, 'sync' | 'announced'> = {
@@ -260,5 +258,23 @@ describe('PolicySync: generations and sealed policy sets', () => {
     assert.ok(after.expiresAt > before.expiresAt + 3000_000, 'now sealed by the longer-lived SVID');
     f.clock += 120_000; // A's SVID has expired; the record still opens
     assert.equal((await stored()).generation, 1);
+  });
+
+  it('a replica starting after the sealing SVID expired (every replica down) publishes its set, and the next adopts it', async () => {
+    const a = await replica(ALLOW_DEV, await f.sealFor(undefined, 90));
+    await a.sync.initialize();
+    a.sync.stop();
+    f.clock += 120_000; // every replica was down past A's SVID: the record no longer opens
+    const b = await replica(ALLOW_PROD);
+    await b.sync.initialize();
+    assert.deepEqual(
+      b.refused.map((r) => r.reason),
+      ['untrusted_signer'],
+    );
+    assert.deepEqual(await stored().then((r) => [r.generation, r.digest]), [1, b.manager.current.digest]);
+    const c = await replica(ALLOW_DEV);
+    await c.sync.initialize();
+    assert.equal(allows(c, 'prod'), true);
+    assert.equal(c.sync.generation, 1);
   });
 });
