@@ -681,11 +681,14 @@ async function buildBackends(
       }),
     ],
   ]);
+  // The broker's own JWT-SVID (never another identity the Workload API also offers this process).
+  const fetchJwt = async (audience: string): Promise<string> =>
+    (await fetchJwtSvid(endpoint, [audience], spiffeId())).token;
   let readVaultSecret: ((path: string) => Promise<Record<string, unknown> | null>) | undefined;
   if (config.backends.vault) {
     // The broker logs in to Vault with its own SVID (JWT-SVID or X.509-SVID), never a static token.
     const vault = buildVaultBackend(config.backends.vault, {
-      fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience], spiffeId())).token,
+      fetchJwt,
       svid: identity.ownSvid,
       logger,
     });
@@ -707,7 +710,7 @@ async function buildBackends(
   let cloud;
   try {
     cloud = await buildCloudBackends(config.backends, roles, {
-      fetchJwt: async (audience) => (await fetchJwtSvid(endpoint, [audience])).token,
+      fetchJwt,
       logger,
       readVaultSecret,
       ...clock,
