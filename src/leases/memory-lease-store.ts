@@ -57,6 +57,17 @@ export interface MemoryLeaseStoreOptions {
   revocations?: RevocationQueue;
 }
 
+/** The task rule of put-lease and activate-lease (includes/open-task.lua): active and unexpired at `now`. */
+function openTask(
+  task: Task | undefined,
+  now: number,
+): Task | 'task_not_found' | 'task_not_active' | 'task_expired' {
+  if (!task) return 'task_not_found';
+  if (task.state !== 'active') return 'task_not_active';
+  if (task.expiresAt <= now) return 'task_expired';
+  return task;
+}
+
 function byExpiry(a: { expiresAt: number; id: string }, b: { expiresAt: number; id: string }): number {
   return a.expiresAt - b.expiresAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
@@ -136,11 +147,9 @@ export class MemoryLeaseStore implements LeaseStore {
     validateNewLease(lease);
     requireTime('now', now);
     requireVersion(opts.expectVersion);
-    const task = this.tasks.get(lease.taskId);
     // Same order of checks as put-lease-8.lua, so both stores give the same answer.
-    if (!task) return 'task_not_found';
-    if (task.state !== 'active') return 'task_not_active';
-    if (task.expiresAt <= now) return 'task_expired';
+    const task = openTask(this.tasks.get(lease.taskId), now);
+    if (typeof task === 'string') return task;
     if (lease.expiresAt > task.expiresAt) return 'lease_exceeds_task';
     if (this.leases.has(lease.id)) throw leaseExists(lease.id);
     if (this.quarantined(lease.agent, now)) return 'agent_quarantined';
@@ -159,10 +168,8 @@ export class MemoryLeaseStore implements LeaseStore {
     const lease = this.leases.get(id);
     if (!lease) return 'lease_not_found';
     if (lease.state !== 'pending') return 'lease_not_pending';
-    const task = this.tasks.get(taskId);
-    if (!task) return 'task_not_found';
-    if (task.state !== 'active') return 'task_not_active';
-    if (task.expiresAt <= now) return 'task_expired';
+    const task = openTask(this.tasks.get(taskId), now);
+    if (typeof task === 'string') return task;
     lease.state = 'active';
     this.pending.delete(id);
     return 'ok';
