@@ -31,7 +31,7 @@ import {
 import type { Caller } from '../identity/types.js';
 import type { RevocationQueue } from '../leases/revocation-queue.js';
 import { ORPHANED_REASON } from '../leases/lease-records.js';
-import { revocationBackoff } from '../leases/revocation-worker.js';
+import { revocationBackoff, validUntilText } from '../leases/revocation-worker.js';
 import type { ActivateLeaseResult, Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
 import type {
   ApprovalRequest,
@@ -1293,11 +1293,6 @@ function revokedLeaseFields(r: BulkRevocationResult): { agent: string } & Record
     ...(r.outcome === 'not_revocable' ? { valid_until: validUntilText(r.validUntil ?? l.expiresAt) } : {}),
     ...(r.error !== undefined ? { error: r.error } : {}),
   };
-}
-
-/** RFC 3339, or null when the backend cannot say when the credential ends. */
-function validUntilText(ms: number): string | null {
-  return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
