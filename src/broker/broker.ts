@@ -196,6 +196,8 @@ export interface BulkRevocationResult {
 }
 
 const MIN_CREDENTIAL_SECONDS = 1;
+/** The summary of a task that holds nothing (or is gone: the lease write then refuses). */
+const noLeases = (): TaskLeaseSummary => ({ count: 0, roles: [], version: 0 });
 /**
  * Decisions per IssueCredential when the task keeps changing under it (each round lost to another
  * lease of the same task). Every round has a winner, so this bounds the wait, not progress.
@@ -367,8 +369,7 @@ export class Broker {
   /** The roles the agent may ask for in its task now (a dry evaluation: grants nothing). */
   async listRoles(caller: Caller, input: { taskId: string }): Promise<RoleOption[]> {
     this.deps.quarantine?.check(caller.spiffeId);
-    const task = await this.ownTask(caller, requireTaskId(input.taskId));
-    const summary = await this.taskLeaseSummary(task.id);
+    const { task, summary } = await this.ownTaskWithSummary(caller, requireTaskId(input.taskId));
     const options = roleOptions(this.deps.policy(), this.deps.roles.values(), {
       caller,
       task,
@@ -423,7 +424,9 @@ export class Broker {
     const req = await this.prepareIssue(caller, input);
     let held: ApprovalRequest | undefined;
     for (let round = 1; ; round++) {
-      const decided = await this.decideIssue(req, held, attempt);
+      // The first round decides on the task as prepareIssue read it; later ones read it again.
+      const known = round === 1 ? req.summary : undefined;
+      const decided = await this.decideIssue(req, known, held, attempt);
       if (decided.status === 'pending_approval') return decided;
       held = decided.approvalUsed;
       const minted = await this.reserveAndMint(req, decided, attempt);
@@ -454,7 +457,7 @@ export class Broker {
     const backend = this.deps.backends.get(role.backend);
     if (!backend) throw unavailable('backend_not_configured', `backend "${role.backend}" is not configured`);
 
-    const task = await this.ownTask(caller, taskId);
+    const { task, summary } = await this.ownTaskWithSummary(caller, taskId);
     const now = this.now();
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
     if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
@@ -484,6 +487,7 @@ export class Broker {
     return {
       caller,
       task,
+      summary,
       role,
       backend,
       now,
@@ -498,18 +502,20 @@ export class Broker {
   }
 
   /**
-   * One decision on the task as it is now. `held` is an approval an earlier round of this request
-   * already spent: it still counts, and is not spent twice.
+   * One decision on the task as it is now (`known`: what it holds, when just read, else read here).
+   * `held` is an approval an earlier round of this request already spent: it still counts, and is
+   * not spent twice.
    */
   private async decideIssue(
     req: IssueCall,
+    known: TaskLeaseSummary | undefined,
     held: ApprovalRequest | undefined,
     attempt: Attempt,
   ): Promise<Allowed | Extract<IssueOutcome, { status: 'pending_approval' }>> {
     const { caller, task, role, now } = req;
     // Independent reads on the issuance path: one round trip's wait instead of three.
     const [summary, grant, open] = await Promise.all([
-      this.taskLeaseSummary(task.id),
+      known ?? this.taskLeaseSummary(task.id),
       this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
       held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
     ]);
@@ -1199,7 +1205,7 @@ export class Broker {
 
   /** What the task holds so far, and its version; a task gone meanwhile is refused by the lease write. */
   private async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary> {
-    return (await this.deps.store.taskLeaseSummary(taskId)) ?? { count: 0, roles: [], version: 0 };
+    return (await this.deps.store.taskLeaseSummary(taskId)) ?? noLeases();
   }
 
   private budgetScopes(agent: string, taskId: string): BudgetScopes {
@@ -1221,7 +1227,20 @@ export class Broker {
   }
 
   private async ownTask(caller: Caller, taskId: string): Promise<Task> {
-    const task = await this.deps.store.getTask(taskId);
+    return this.ownedTask(caller, await this.deps.store.getTask(taskId));
+  }
+
+  /** ownTask, with what the task holds so far, from one store read. */
+  private async ownTaskWithSummary(
+    caller: Caller,
+    taskId: string,
+  ): Promise<{ task: Task; summary: TaskLeaseSummary }> {
+    const found = await this.deps.store.getTaskWithSummary(taskId);
+    return { task: this.ownedTask(caller, found?.task), summary: found?.summary ?? noLeases() };
+  }
+
+  /** The caller's own task, active and unexpired; anything else is refused. */
+  private ownedTask(caller: Caller, task: Task | undefined): Task {
     if (!task) throw notFound('task_not_found', 'task not found');
     if (task.agent !== caller.spiffeId)
       throw failedPrecondition('task_not_yours', 'task belongs to another agent');
@@ -1358,6 +1377,8 @@ interface Attempt {
 interface IssueCall {
   caller: Caller;
   task: Task;
+  /** What the task held when it was read (the first decision's history and version). */
+  summary: TaskLeaseSummary;
   role: RoleDefinition;
   backend: CredentialBackend;
   /** When the request arrived: the lease's issuedAt and the decision's clock. */

@@ -110,6 +110,12 @@ export class MemoryLeaseStore implements LeaseStore {
     return task && structuredClone(task);
   }
 
+  async getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined> {
+    const task = await this.getTask(id);
+    const summary = await this.taskLeaseSummary(id);
+    return task && summary && { task, summary };
+  }
+
   async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
     this.open();
     if (!this.tasks.has(taskId)) return undefined;
