@@ -321,16 +321,8 @@ export class BrokerAdmin {
   }
 
   /** Admin records must be written: an unrecorded admin action is refused. */
-  private async record(event: AuditEventInput): Promise<void> {
-    try {
-      await this.deps.audit.write(event);
-    } catch (err) {
-      this.deps.logger.error(
-        { err: { message: (err as Error).message }, type: event.type },
-        'admin audit write failed',
-      );
-      throw unavailable('audit_unavailable', 'audit trail unavailable: admin action refused', err);
-    }
+  private record(event: AuditEventInput): Promise<void> {
+    return this.guard.record(event);
   }
 }
 
