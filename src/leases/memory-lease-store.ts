@@ -111,14 +111,18 @@ export class MemoryLeaseStore implements LeaseStore {
   }
 
   async getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined> {
-    const task = await this.getTask(id);
-    const summary = await this.taskLeaseSummary(id);
-    return task && summary && { task, summary };
+    this.open();
+    // One synchronous step, as the Redis store's one read: no other call runs in between.
+    const task = this.tasks.get(id);
+    return task && { task: structuredClone(task), summary: this.summaryNow(id) };
   }
 
   async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
     this.open();
-    if (!this.tasks.has(taskId)) return undefined;
+    return this.tasks.has(taskId) ? this.summaryNow(taskId) : undefined;
+  }
+
+  private summaryNow(taskId: string): TaskLeaseSummary {
     const leases = [...this.leases.values()].filter((l) => l.taskId === taskId);
     return {
       count: leases.length,
