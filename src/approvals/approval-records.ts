@@ -98,6 +98,16 @@ export function withEffectiveState(r: ApprovalRequest, now: number): ApprovalReq
   return { ...r, state: effectiveState(r, now) };
 }
 
+/** ApprovalStore.list's filter over requests in their effective state (state default: pending). */
+export function listFilter(filter: {
+  state?: ApprovalState | 'any';
+  requester?: string;
+}): (r: ApprovalRequest) => boolean {
+  const state = filter.state ?? 'pending';
+  return (r) =>
+    (state === 'any' || r.state === state) && (!filter.requester || r.requester === filter.requester);
+}
+
 /** Newest first: createdAt, then id, both descending (Redis ZREVRANGE order for equal scores). */
 export function byNewest(a: ApprovalRequest, b: ApprovalRequest): number {
   return b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);

@@ -10,6 +10,7 @@ import {
   decisionRecord,
   DEFAULT_RETENTION_SECONDS,
   isOpen,
+  listFilter,
   requireCaps,
   requireRetentionSeconds,
   requireTime,
@@ -81,13 +82,9 @@ export class MemoryApprovalStore implements ApprovalStore {
   ): Promise<ApprovalRequest[]> {
     requireTime('now', now);
     this.dropRetired();
-    const state = filter.state ?? 'pending';
     return [...this.requests.values()]
       .map((r) => withEffectiveState(structuredClone(r), now))
-      .filter(
-        (r) =>
-          (state === 'any' || r.state === state) && (!filter.requester || r.requester === filter.requester),
-      )
+      .filter(listFilter(filter))
       .sort(byNewest);
   }
 

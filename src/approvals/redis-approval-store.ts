@@ -27,6 +27,7 @@ import {
   decisionRecord,
   DEFAULT_RETENTION_SECONDS,
   isCreateResult,
+  listFilter,
   requireCaps,
   requireRetentionSeconds,
   requireTime,
@@ -327,10 +328,7 @@ export class RedisApprovalStore implements ApprovalStore {
     if (!Array.isArray(reply)) throw malformed('expected an array of records');
     return reply
       .map((r) => withEffectiveState(requestFromFields(fieldsOf(r, malformed)), now))
-      .filter(
-        (r) =>
-          (state === 'any' || r.state === state) && (!filter.requester || r.requester === filter.requester),
-      )
+      .filter(listFilter(filter))
       .sort(byNewest);
   }
 

@@ -76,12 +76,22 @@ export class AdminGuard {
 
   /** Records a successful admin read; an unrecorded read is refused (UNAVAILABLE). */
   async recordRead(caller: Caller, method: string, fields: Record<string, unknown>): Promise<void> {
-    const event: AuditEventInput = { type: 'admin.read', agent: caller.spiffeId, method, ...fields };
+    await this.record({ type: 'admin.read', agent: caller.spiffeId, method, ...fields }, 'admin read');
+  }
+
+  /**
+   * Admin records must be written: an admin call (`what`) whose record cannot be written is refused
+   * (UNAVAILABLE `audit_unavailable`), and the failure logged.
+   */
+  async record(event: AuditEventInput, what = 'admin action'): Promise<void> {
     try {
       await this.deps.audit.write(event);
     } catch (err) {
-      this.deps.logger.error({ err: { message: (err as Error).message }, method }, 'admin.read not audited');
-      throw unavailable('audit_unavailable', 'audit trail unavailable: admin read refused', err);
+      this.deps.logger.error(
+        { err: { message: (err as Error).message }, type: event.type },
+        `${what} not audited`,
+      );
+      throw unavailable('audit_unavailable', `audit trail unavailable: ${what} refused`, err);
     }
   }
 }

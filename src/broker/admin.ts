@@ -6,16 +6,25 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { APPROVAL_STATES } from '../approvals/approval-records.js';
 import type {
   ApprovalRequest,
   ApprovalState,
   ApprovalStore,
   BreakGlassGrant,
   BreakGlassStore,
+  DecideOutcome,
 } from '../approvals/types.js';
 import type { AuditEventInput, AuditSink } from '../audit/types.js';
 import type { RoleDefinition } from '../credentials/backend.js';
-import { failedPrecondition, invalidArgument, notFound, permissionDenied, unavailable } from '../errors.js';
+import {
+  type BrokerError,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  permissionDenied,
+  unavailable,
+} from '../errors.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
 import type { PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
@@ -24,8 +33,6 @@ import type { IncidentHooks } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 import { pageOfApprovals, type ApprovalPage } from './approval-pages.js';
-
-const APPROVAL_STATES: readonly ApprovalState[] = ['pending', 'approved', 'denied', 'consumed', 'expired'];
 
 export interface BrokerAdminDeps {
   approvals: ApprovalStore;
@@ -105,6 +112,38 @@ export class BrokerAdmin {
       approve: input.approve,
       reason,
     };
+    const decision = await this.mayDecide(caller, request, role, base);
+    const { outcome, request: after } = await this.deps.approvals.decide(approvalId, {
+      approver: caller.spiffeId,
+      approve: input.approve,
+      reason,
+      at: now,
+    });
+    if (outcome !== 'approved' && outcome !== 'recorded' && outcome !== 'denied') {
+      throw decideRefusal(outcome, request);
+    }
+    if (!after) throw unavailable('approval_store_inconsistent', 'approval store returned no record');
+    await this.record({
+      type: outcome === 'denied' ? 'approval.denied' : 'approval.approved',
+      ...base,
+      outcome,
+      approvals_received: after.approvals.length,
+      approvals_required: after.required,
+      ...decisionFields(decision),
+    });
+    return { approval: after, outcome };
+  }
+
+  /**
+   * Nobody decides their own request, and policy must allow the caller to decide this one; a
+   * refusal is recorded (approval.decision_refused), counted as a strike and thrown.
+   */
+  private async mayDecide(
+    caller: Caller,
+    request: ApprovalRequest,
+    role: RoleDefinition,
+    base: { agent: string } & Record<string, unknown>,
+  ): Promise<PolicyDecision> {
     if (request.requester === caller.spiffeId) {
       await this.record({ type: 'approval.decision_refused', ...base, refusal: 'self_approval' });
       const err = permissionDenied('the requester cannot decide its own request', [], 'self_approval');
@@ -121,42 +160,7 @@ export class BrokerAdmin {
       const err = denialError(decision, `DecideApproval for "${request.role}"`);
       return this.guard.refuse(caller, 'DecideApproval', err, {}, true);
     }
-
-    const { outcome, request: after } = await this.deps.approvals.decide(approvalId, {
-      approver: caller.spiffeId,
-      approve: input.approve,
-      reason,
-      at: now,
-    });
-    switch (outcome) {
-      case 'approved':
-      case 'recorded':
-      case 'denied': {
-        if (!after) throw unavailable('approval_store_inconsistent', 'approval store returned no record');
-        await this.record({
-          type: outcome === 'denied' ? 'approval.denied' : 'approval.approved',
-          ...base,
-          outcome,
-          approvals_received: after.approvals.length,
-          approvals_required: after.required,
-          ...decisionFields(decision),
-        });
-        return { approval: after, outcome };
-      }
-      case 'not_found':
-        throw notFound('approval_not_found', `no approval ${request.id}`);
-      case 'self_approval':
-        throw permissionDenied('the requester cannot decide its own request', [], 'self_approval');
-      case 'duplicate_approver':
-        throw failedPrecondition(
-          'duplicate_approver',
-          'you already approved this request; another approver is needed',
-        );
-      case 'expired':
-        throw failedPrecondition('approval_expired', 'the approval request has expired');
-      case 'not_pending':
-        throw failedPrecondition('approval_not_pending', `the approval request is already ${request.state}`);
-    }
+    return decision;
   }
 
   async grantBreakGlass(
@@ -174,19 +178,7 @@ export class BrokerAdmin {
       const err = permissionDenied('break-glass cannot be granted to yourself', [], 'self_grant');
       return this.guard.refuse(caller, 'BreakGlass', err, { target: agent, refusal: 'self_grant' });
     }
-    const taskId = input.taskId ? requireTaskId(input.taskId) : undefined;
-    if (input.roles.length === 0) throw invalidArgument('roles', 'name at least one role');
-    const roles = [...new Set(input.roles.map((r) => requireRoleName(r)))];
-    for (const r of roles) if (!this.deps.roles.has(r)) throw invalidArgument('roles', `unknown role "${r}"`);
-    const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
-    if (!reason) throw invalidArgument('reason', 'is required: say why the glass is broken');
-    const max = this.deps.breakGlassMaxTtlSeconds;
-    if (!Number.isInteger(input.ttlSeconds) || input.ttlSeconds <= 0) {
-      throw invalidArgument('ttl_seconds', `is required (1 to ${max})`);
-    }
-    if (input.ttlSeconds > max)
-      throw invalidArgument('ttl_seconds', `must be at most ${max} (the break-glass cap)`);
-
+    const { taskId, roles, reason } = this.grantTerms(input);
     const base = {
       agent: caller.spiffeId,
       target: agent,
@@ -196,24 +188,7 @@ export class BrokerAdmin {
       ttl_seconds: input.ttlSeconds,
       severity: 'critical',
     };
-    for (const r of roles) {
-      const decision = this.deps.policy().authorize({
-        principal: caller.spiffeId,
-        action: 'BreakGlass',
-        resource: { type: 'Role', role: this.deps.roles.get(r) as RoleDefinition },
-        context: { target: agent, ttlSeconds: input.ttlSeconds, reason },
-      });
-      if (decision.decision !== 'allow') {
-        await this.record({ type: 'breakglass.denied', ...base, role: r, ...decisionFields(decision) });
-        return this.guard.refuse(
-          caller,
-          'BreakGlass',
-          denialError(decision, `BreakGlass for "${r}"`),
-          {},
-          true,
-        );
-      }
-    }
+    await this.authorizeGrant(caller, base);
     const now = this.now();
     const grant: BreakGlassGrant = {
       id: this.newId(),
@@ -241,6 +216,52 @@ export class BrokerAdmin {
     }
     await this.deps.breakGlass.grant(grant);
     return grant;
+  }
+
+  /** What a grant covers and why, checked; the TTL is required and capped by breakGlass.maxTtlSeconds. */
+  private grantTerms(input: { taskId: string; roles: string[]; reason: string; ttlSeconds: number }): {
+    taskId: string | undefined;
+    roles: string[];
+    reason: string;
+  } {
+    const taskId = input.taskId ? requireTaskId(input.taskId) : undefined;
+    if (input.roles.length === 0) throw invalidArgument('roles', 'name at least one role');
+    const roles = [...new Set(input.roles.map((r) => requireRoleName(r)))];
+    for (const r of roles) if (!this.deps.roles.has(r)) throw invalidArgument('roles', `unknown role "${r}"`);
+    const reason = boundedText(input.reason.trim(), 'reason', LIMITS.reason);
+    if (!reason) throw invalidArgument('reason', 'is required: say why the glass is broken');
+    const max = this.deps.breakGlassMaxTtlSeconds;
+    if (!Number.isInteger(input.ttlSeconds) || input.ttlSeconds <= 0) {
+      throw invalidArgument('ttl_seconds', `is required (1 to ${max})`);
+    }
+    if (input.ttlSeconds > max)
+      throw invalidArgument('ttl_seconds', `must be at most ${max} (the break-glass cap)`);
+    return { taskId, roles, reason };
+  }
+
+  /** Policy must allow BreakGlass for every role; the first refusal is recorded, a strike, and thrown. */
+  private async authorizeGrant(
+    caller: Caller,
+    base: { agent: string; target: string; roles: string[]; reason: string; ttl_seconds: number },
+  ): Promise<void> {
+    for (const r of base.roles) {
+      const decision = this.deps.policy().authorize({
+        principal: caller.spiffeId,
+        action: 'BreakGlass',
+        resource: { type: 'Role', role: this.deps.roles.get(r) as RoleDefinition },
+        context: { target: base.target, ttlSeconds: base.ttl_seconds, reason: base.reason },
+      });
+      if (decision.decision !== 'allow') {
+        await this.record({ type: 'breakglass.denied', ...base, role: r, ...decisionFields(decision) });
+        return this.guard.refuse(
+          caller,
+          'BreakGlass',
+          denialError(decision, `BreakGlass for "${r}"`),
+          {},
+          true,
+        );
+      }
+    }
   }
 
   async listBreakGlass(caller: Caller): Promise<BreakGlassGrant[]> {
@@ -300,16 +321,30 @@ export class BrokerAdmin {
   }
 
   /** Admin records must be written: an unrecorded admin action is refused. */
-  private async record(event: AuditEventInput): Promise<void> {
-    try {
-      await this.deps.audit.write(event);
-    } catch (err) {
-      this.deps.logger.error(
-        { err: { message: (err as Error).message }, type: event.type },
-        'admin audit write failed',
+  private record(event: AuditEventInput): Promise<void> {
+    return this.guard.record(event);
+  }
+}
+
+/** The error for a decision the approval store refused. */
+function decideRefusal(
+  outcome: Exclude<DecideOutcome, 'approved' | 'recorded' | 'denied'>,
+  request: ApprovalRequest,
+): BrokerError {
+  switch (outcome) {
+    case 'not_found':
+      return notFound('approval_not_found', `no approval ${request.id}`);
+    case 'self_approval':
+      return permissionDenied('the requester cannot decide its own request', [], 'self_approval');
+    case 'duplicate_approver':
+      return failedPrecondition(
+        'duplicate_approver',
+        'you already approved this request; another approver is needed',
       );
-      throw unavailable('audit_unavailable', 'audit trail unavailable: admin action refused', err);
-    }
+    case 'expired':
+      return failedPrecondition('approval_expired', 'the approval request has expired');
+    case 'not_pending':
+      return failedPrecondition('approval_not_pending', `the approval request is already ${request.state}`);
   }
 }
 

@@ -31,13 +31,14 @@ import {
 import type { Caller } from '../identity/types.js';
 import type { RevocationQueue } from '../leases/revocation-queue.js';
 import { ORPHANED_REASON } from '../leases/lease-records.js';
-import { revocationBackoff } from '../leases/revocation-worker.js';
+import { revocationBackoff, validUntilText } from '../leases/revocation-worker.js';
 import type { ActivateLeaseResult, Lease, LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
 import type {
   ApprovalRequest,
   ApprovalStore,
   BreakGlassGrant,
   BreakGlassStore,
+  CreateApprovalResult,
   OpenApprovalCaps,
 } from '../approvals/types.js';
 import type { BudgetStore } from '../budgets/types.js';
@@ -195,6 +196,8 @@ export interface BulkRevocationResult {
 }
 
 const MIN_CREDENTIAL_SECONDS = 1;
+/** The summary of a task that holds nothing (or is gone: the lease write then refuses). */
+const noLeases = (): TaskLeaseSummary => ({ count: 0, roles: [], version: 0 });
 /**
  * Decisions per IssueCredential when the task keeps changing under it (each round lost to another
  * lease of the same task). Every round has a winner, so this bounds the wait, not progress.
@@ -233,24 +236,11 @@ export class Broker {
     }
   }
 
+  /** BeginTask as its steps: validate -> decide -> reserve a budget place -> create -> record. */
   private async begin(caller: Caller, input: BeginTaskInput, attempt: Attempt): Promise<Task> {
     this.deps.quarantine?.check(caller.spiffeId);
-    const environment = input.environment;
-    if (!environment) throw invalidArgument('environment', 'is required');
-    if (!this.deps.environments.includes(environment)) {
-      throw invalidArgument(
-        'environment',
-        `unknown environment (configured: ${this.deps.environments.join(', ')})`,
-      );
-    }
-    const intent = boundedText(input.intent, 'intent', LIMITS.intent);
-    const labels = validLabels(input.labels);
-    const requested = optionalTtl(input.ttlSeconds);
-    const ttlSeconds = Math.min(
-      requested || this.deps.tasks.defaultTtlSeconds,
-      this.deps.tasks.maxTtlSeconds,
-    );
-
+    const asked = this.validateBegin(input);
+    const { environment, intent, ttlSeconds } = asked;
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
       action: 'BeginTask',
@@ -271,17 +261,68 @@ export class Broker {
       );
       throw denialError(decision, `BeginTask in "${environment}"`);
     }
-
     const now = this.now();
-    const taskId = this.newId();
-    const scopes = this.budgetScopes(caller.spiffeId, taskId);
-    const budget = await this.deps.budgets.reserveTask(scopes.task, taskId, now + ttlSeconds * 1000, now);
+    const task: Task = {
+      id: this.newId(),
+      agent: caller.spiffeId,
+      environment,
+      intent,
+      labels: asked.labels,
+      createdAt: now,
+      expiresAt: now + ttlSeconds * 1000,
+      state: 'active',
+    };
+    const taskNames = await this.reserveTaskPlace(task, ttlSeconds, now, attempt);
+    try {
+      await this.deps.store.createTask(task);
+    } catch (err) {
+      await this.deps.budgets.releaseTask(taskNames, task.id).catch(() => undefined);
+      throw err;
+    }
+    await this.recordTaskBegun(caller, task, ttlSeconds, decision, attempt);
+    return task;
+  }
+
+  /** BeginTask's input, checked; the TTL is the requested one (or the default), capped. */
+  private validateBegin(input: BeginTaskInput): {
+    environment: string;
+    intent: string;
+    labels: Record<string, string>;
+    ttlSeconds: number;
+  } {
+    const environment = input.environment;
+    if (!environment) throw invalidArgument('environment', 'is required');
+    if (!this.deps.environments.includes(environment)) {
+      throw invalidArgument(
+        'environment',
+        `unknown environment (configured: ${this.deps.environments.join(', ')})`,
+      );
+    }
+    const intent = boundedText(input.intent, 'intent', LIMITS.intent);
+    const labels = validLabels(input.labels);
+    const requested = optionalTtl(input.ttlSeconds);
+    const ttlSeconds = Math.min(
+      requested || this.deps.tasks.defaultTtlSeconds,
+      this.deps.tasks.maxTtlSeconds,
+    );
+    return { environment, intent, labels, ttlSeconds };
+  }
+
+  /** The task's place in the openTasks budgets (audited and thrown when one is spent); its scope names. */
+  private async reserveTaskPlace(
+    task: Task,
+    ttlSeconds: number,
+    now: number,
+    attempt: Attempt,
+  ): Promise<string[]> {
+    const scopes = this.budgetScopes(task.agent, task.id);
+    const budget = await this.deps.budgets.reserveTask(scopes.task, task.id, task.expiresAt, now);
     if (!budget.ok) {
       await this.auditDenial(
         {
           type: 'budget.exceeded',
-          agent: caller.spiffeId,
-          environment,
+          agent: task.agent,
+          environment: task.environment,
           ttl_seconds: ttlSeconds,
           ...budgetFields(budget),
         },
@@ -289,42 +330,35 @@ export class Broker {
       );
       throw budgetError(budget);
     }
-    const task: Task = {
-      id: taskId,
-      agent: caller.spiffeId,
-      environment,
-      intent,
-      labels,
-      createdAt: now,
-      expiresAt: now + ttlSeconds * 1000,
-      state: 'active',
-    };
-    try {
-      await this.deps.store.createTask(task);
-    } catch (err) {
-      await this.deps.budgets.releaseTask(scopes.taskNames, taskId).catch(() => undefined);
-      throw err;
-    }
+    return scopes.taskNames;
+  }
+
+  /** No record, no task: a task whose `task.begun` cannot be written is ended at once. */
+  private async recordTaskBegun(
+    caller: Caller,
+    task: Task,
+    ttlSeconds: number,
+    decision: PolicyDecision,
+    attempt: Attempt,
+  ): Promise<void> {
     try {
       await this.deps.audit.write({
         type: 'task.begun',
         agent: caller.spiffeId,
         task: task.id,
-        environment,
-        intent,
-        labels,
+        environment: task.environment,
+        intent: task.intent,
+        labels: task.labels,
         ttl_seconds: ttlSeconds,
         expires_at: new Date(task.expiresAt).toISOString(),
         auth_method: caller.authMethod,
         ...decisionFields(decision),
       });
     } catch (err) {
-      // An unrecorded task must not be usable.
       await this.deps.store.endTask(task.id, 'ended', 'audit_unavailable', this.now()).catch(() => undefined);
       attempt.audited = true; // the trail itself is down: nothing more can be recorded
       throw auditUnavailable(err);
     }
-    return task;
   }
 
   async getTask(caller: Caller, taskId: string): Promise<Task> {
@@ -335,8 +369,7 @@ export class Broker {
   /** The roles the agent may ask for in its task now (a dry evaluation: grants nothing). */
   async listRoles(caller: Caller, input: { taskId: string }): Promise<RoleOption[]> {
     this.deps.quarantine?.check(caller.spiffeId);
-    const task = await this.ownTask(caller, requireTaskId(input.taskId));
-    const summary = await this.taskLeaseSummary(task.id);
+    const { task, summary } = await this.ownTaskWithSummary(caller, requireTaskId(input.taskId));
     const options = roleOptions(this.deps.policy(), this.deps.roles.values(), {
       caller,
       task,
@@ -391,7 +424,9 @@ export class Broker {
     const req = await this.prepareIssue(caller, input);
     let held: ApprovalRequest | undefined;
     for (let round = 1; ; round++) {
-      const decided = await this.decideIssue(req, held, attempt);
+      // The first round decides on the task as prepareIssue read it; later ones read it again.
+      const known = round === 1 ? req.summary : undefined;
+      const decided = await this.decideIssue(req, known, held, attempt);
       if (decided.status === 'pending_approval') return decided;
       held = decided.approvalUsed;
       const minted = await this.reserveAndMint(req, decided, attempt);
@@ -422,7 +457,7 @@ export class Broker {
     const backend = this.deps.backends.get(role.backend);
     if (!backend) throw unavailable('backend_not_configured', `backend "${role.backend}" is not configured`);
 
-    const task = await this.ownTask(caller, taskId);
+    const { task, summary } = await this.ownTaskWithSummary(caller, taskId);
     const now = this.now();
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
     if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
@@ -452,6 +487,7 @@ export class Broker {
     return {
       caller,
       task,
+      summary,
       role,
       backend,
       now,
@@ -466,57 +502,33 @@ export class Broker {
   }
 
   /**
-   * One decision on the task as it is now. `held` is an approval an earlier round of this request
-   * already spent: it still counts, and is not spent twice.
+   * One decision on the task as it is now (`known`: what it holds, when just read, else read here).
+   * `held` is an approval an earlier round of this request already spent: it still counts, and is
+   * not spent twice.
    */
   private async decideIssue(
     req: IssueCall,
+    known: TaskLeaseSummary | undefined,
     held: ApprovalRequest | undefined,
     attempt: Attempt,
   ): Promise<Allowed | Extract<IssueOutcome, { status: 'pending_approval' }>> {
     const { caller, task, role, now } = req;
     // Independent reads on the issuance path: one round trip's wait instead of three.
     const [summary, grant, open] = await Promise.all([
-      this.taskLeaseSummary(task.id),
+      known ?? this.taskLeaseSummary(task.id),
       this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
       held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
     ]);
     const approved = held !== undefined || open?.state === 'approved';
     const engine = this.deps.policy();
-    const policyRequest: PolicyRequest = {
-      principal: caller.spiffeId,
-      action: 'IssueCredential',
-      resource: { type: 'Role', role },
-      context: {
-        environment: task.environment,
-        ttlSeconds: req.ttlSeconds,
-        sensitivity: req.sensitivity,
-        changeType: req.changeType,
-        tool: req.tool,
-        justification: req.justification,
-        intent: task.intent,
-        authMethod: caller.authMethod,
-        ...taskHistoryContext(task, summary, now),
-        approved,
-        approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
-        breakGlass: grant !== undefined,
-      },
-    };
+    const policyRequest = issuePolicyRequest(req, summary, {
+      approved,
+      approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
+      breakGlass: grant !== undefined,
+    });
     const gated = decideWithApprovalGate(engine, policyRequest);
     const decision = gated.decision;
-    const requestFields: RequestFields = {
-      agent: caller.spiffeId,
-      task: task.id,
-      role: role.name,
-      environment: task.environment,
-      ttl_seconds: req.ttlSeconds,
-      sensitivity: req.sensitivity,
-      change_type: req.changeType,
-      tool: req.tool,
-      justification: req.justification,
-      auth_method: caller.authMethod,
-      ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
-    };
+    const requestFields = issueRequestFields(req, grant);
     if (gated.outcome === 'deny') {
       await this.auditDenial(
         { type: 'credential.denied', ...requestFields, ...decisionFields(decision) },
@@ -548,7 +560,10 @@ export class Broker {
     };
   }
 
-  /** The decision wants humans: park the request (or answer with the one already open). */
+  /**
+   * The decision wants humans: park the request (or answer with the one already open). A new
+   * request takes a place in the rate budgets, is recorded, then stored within the open caps.
+   */
   private async requestApproval(
     req: IssueCall,
     gated: Extract<GatedDecision, { outcome: 'approval_required' }>,
@@ -556,7 +571,7 @@ export class Broker {
     requestFields: RequestFields,
     attempt: Attempt,
   ): Promise<Extract<IssueOutcome, { status: 'pending_approval' }>> {
-    const { caller, task, role, now } = req;
+    const { task, role } = req;
     const parked = {
       status: 'pending_approval',
       role: role.name,
@@ -568,8 +583,39 @@ export class Broker {
       attempt.audited = true; // recorded when it was first requested
       return { ...parked, approval: open };
     }
-    const decision = gated.decision;
-    const approval: ApprovalRequest = {
+    const approval = this.newApproval(req, gated);
+    await this.reserveApprovalRate(req, approval, requestFields, attempt);
+    // Recorded before it exists: an approval nobody can account for is never offered to approvers.
+    try {
+      await this.deps.audit.write({
+        type: 'approval.requested',
+        ...requestFields,
+        approval: approval.id,
+        // An approved request that no longer meets the gate (an @approvals raised since) is
+        // never spent: it needs this new approval instead.
+        ...(open?.state === 'approved' ? { supersedes: open.id } : {}),
+        approvals_required: approval.required,
+        approval_expires_at: new Date(approval.expiresAt).toISOString(),
+        ...decisionFields(gated.decision),
+      });
+    } catch (err) {
+      attempt.audited = true; // the trail itself is down: nothing more can be recorded
+      throw auditUnavailable(err);
+    }
+    attempt.audited = true;
+    const caps = this.deps.approvalCaps ?? {};
+    const created = await this.deps.approvals.create(approval, caps);
+    if (created !== 'ok') await this.refuseOverCap(req, approval, created, caps, requestFields);
+    return { ...parked, approval };
+  }
+
+  /** A new pending approval request bound to what was asked (its digest and requested TTL). */
+  private newApproval(
+    req: IssueCall,
+    gated: Extract<GatedDecision, { outcome: 'approval_required' }>,
+  ): ApprovalRequest {
+    const { caller, task, role, now } = req;
+    return {
       id: this.newId(),
       digest: req.digest,
       requester: caller.spiffeId,
@@ -582,66 +628,58 @@ export class Broker {
       justification: req.justification,
       tool: req.tool,
       required: gated.approvalsRequired,
-      policyIds: decision.policyIds,
+      policyIds: gated.decision.policyIds,
       createdAt: now,
       // Never past the task: an approval for a dead task is worthless.
       expiresAt: Math.min(now + this.deps.approvalTtlSeconds * 1000, task.expiresAt),
       state: 'pending',
       approvals: [],
     };
-    // An approval request costs a credential's place in the rate budgets: parking requests for
-    // humans must not be a way around credentialsPerMinute.
-    const rate = approvalRateScopes(this.budgetScopes(caller.spiffeId, task.id));
-    if (rate.length > 0) {
-      const budget = await this.deps.budgets.reserveCredential(
-        rate,
-        `approval:${approval.id}`,
-        approval.expiresAt,
-        now,
-      );
-      if (!budget.ok) {
-        await this.auditDenial(
-          { type: 'budget.exceeded', ...requestFields, ...budgetFields(budget) },
-          attempt,
-        );
-        throw budgetError(budget);
-      }
+  }
+
+  /**
+   * An approval request costs a credential's place in the rate budgets: parking requests for
+   * humans must not be a way around credentialsPerMinute.
+   */
+  private async reserveApprovalRate(
+    req: IssueCall,
+    approval: ApprovalRequest,
+    requestFields: RequestFields,
+    attempt: Attempt,
+  ): Promise<void> {
+    const rate = approvalRateScopes(this.budgetScopes(req.caller.spiffeId, req.task.id));
+    if (rate.length === 0) return;
+    const budget = await this.deps.budgets.reserveCredential(
+      rate,
+      `approval:${approval.id}`,
+      approval.expiresAt,
+      req.now,
+    );
+    if (!budget.ok) {
+      await this.auditDenial({ type: 'budget.exceeded', ...requestFields, ...budgetFields(budget) }, attempt);
+      throw budgetError(budget);
     }
-    // Recorded before it exists: an approval nobody can account for is never offered to approvers.
-    try {
-      await this.deps.audit.write({
-        type: 'approval.requested',
-        ...requestFields,
-        approval: approval.id,
-        // An approved request that no longer meets the gate (an @approvals raised since) is
-        // never spent: it needs this new approval instead.
-        ...(open?.state === 'approved' ? { supersedes: open.id } : {}),
-        approvals_required: approval.required,
-        approval_expires_at: new Date(approval.expiresAt).toISOString(),
-        ...decisionFields(decision),
-      });
-    } catch (err) {
-      attempt.audited = true; // the trail itself is down: nothing more can be recorded
-      throw auditUnavailable(err);
-    }
-    attempt.audited = true;
-    const caps = this.deps.approvalCaps ?? {};
-    const created = await this.deps.approvals.create(approval, caps);
-    if (created !== 'ok') {
-      // The trail already says it was requested: say it was never opened, and why.
-      const per = created === 'too_many_open_for_agent' ? 'agent' : 'task';
-      const max = (per === 'agent' ? caps.perAgent : caps.perTask) ?? 0;
-      await this.auditDenial({
-        type: 'budget.exceeded',
-        ...requestFields,
-        approval: approval.id,
-        budget_scope: per === 'agent' ? `agent:${caller.spiffeId}` : `task:${task.id}`,
-        budget_limit: per === 'agent' ? 'openApprovalsPerAgent' : 'openApprovalsPerTask',
-        budget_max: max,
-      });
-      throw openApprovalsError(per, max);
-    }
-    return { ...parked, approval };
+  }
+
+  /** The trail already says the request was made: say it was never opened, and why. */
+  private async refuseOverCap(
+    req: IssueCall,
+    approval: ApprovalRequest,
+    created: Exclude<CreateApprovalResult, 'ok'>,
+    caps: OpenApprovalCaps,
+    requestFields: RequestFields,
+  ): Promise<never> {
+    const per = created === 'too_many_open_for_agent' ? 'agent' : 'task';
+    const max = (per === 'agent' ? caps.perAgent : caps.perTask) ?? 0;
+    await this.auditDenial({
+      type: 'budget.exceeded',
+      ...requestFields,
+      approval: approval.id,
+      budget_scope: per === 'agent' ? `agent:${req.caller.spiffeId}` : `task:${req.task.id}`,
+      budget_limit: per === 'agent' ? 'openApprovalsPerAgent' : 'openApprovalsPerTask',
+      budget_max: max,
+    });
+    throw openApprovalsError(per, max);
   }
 
   /** Reserve -> mint: a budget place, then the credential at its backend. */
@@ -1167,7 +1205,7 @@ export class Broker {
 
   /** What the task holds so far, and its version; a task gone meanwhile is refused by the lease write. */
   private async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary> {
-    return (await this.deps.store.taskLeaseSummary(taskId)) ?? { count: 0, roles: [], version: 0 };
+    return (await this.deps.store.taskLeaseSummary(taskId)) ?? noLeases();
   }
 
   private budgetScopes(agent: string, taskId: string): BudgetScopes {
@@ -1189,7 +1227,20 @@ export class Broker {
   }
 
   private async ownTask(caller: Caller, taskId: string): Promise<Task> {
-    const task = await this.deps.store.getTask(taskId);
+    return this.ownedTask(caller, await this.deps.store.getTask(taskId));
+  }
+
+  /** ownTask, with what the task holds so far, from one store read. */
+  private async ownTaskWithSummary(
+    caller: Caller,
+    taskId: string,
+  ): Promise<{ task: Task; summary: TaskLeaseSummary }> {
+    const found = await this.deps.store.getTaskWithSummary(taskId);
+    return { task: this.ownedTask(caller, found?.task), summary: found?.summary ?? noLeases() };
+  }
+
+  /** The caller's own task, active and unexpired; anything else is refused. */
+  private ownedTask(caller: Caller, task: Task | undefined): Task {
     if (!task) throw notFound('task_not_found', 'task not found');
     if (task.agent !== caller.spiffeId)
       throw failedPrecondition('task_not_yours', 'task belongs to another agent');
@@ -1263,11 +1314,6 @@ function revokedLeaseFields(r: BulkRevocationResult): { agent: string } & Record
   };
 }
 
-/** RFC 3339, or null when the backend cannot say when the credential ends. */
-function validUntilText(ms: number): string | null {
-  return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
-}
-
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
@@ -1280,6 +1326,49 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The policy request of one IssueCredential decision: the request, the task's history, its approvals. */
+function issuePolicyRequest(
+  req: IssueCall,
+  summary: TaskLeaseSummary,
+  gate: { approved: boolean; approvalCount: number; breakGlass: boolean },
+): PolicyRequest {
+  const { caller, task, role, now } = req;
+  return {
+    principal: caller.spiffeId,
+    action: 'IssueCredential',
+    resource: { type: 'Role', role },
+    context: {
+      environment: task.environment,
+      ttlSeconds: req.ttlSeconds,
+      sensitivity: req.sensitivity,
+      changeType: req.changeType,
+      tool: req.tool,
+      justification: req.justification,
+      intent: task.intent,
+      authMethod: caller.authMethod,
+      ...taskHistoryContext(task, summary, now),
+      ...gate,
+    },
+  };
+}
+
+/** What every audit record of one IssueCredential request carries. */
+function issueRequestFields(req: IssueCall, grant: BreakGlassGrant | undefined): RequestFields {
+  return {
+    agent: req.caller.spiffeId,
+    task: req.task.id,
+    role: req.role.name,
+    environment: req.task.environment,
+    ttl_seconds: req.ttlSeconds,
+    sensitivity: req.sensitivity,
+    change_type: req.changeType,
+    tool: req.tool,
+    justification: req.justification,
+    auth_method: req.caller.authMethod,
+    ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
+  };
+}
+
 interface Attempt {
   audited: boolean;
 }
@@ -1288,6 +1377,8 @@ interface Attempt {
 interface IssueCall {
   caller: Caller;
   task: Task;
+  /** What the task held when it was read (the first decision's history and version). */
+  summary: TaskLeaseSummary;
   role: RoleDefinition;
   backend: CredentialBackend;
   /** When the request arrived: the lease's issuedAt and the decision's clock. */

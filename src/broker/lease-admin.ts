@@ -15,7 +15,7 @@ import type { CloudIncidents } from '../credentials/cloud/cloud-backends.js';
 import { invalidArgument, isBrokerError, notFound, unavailable } from '../errors.js';
 import { SpiffeIdPattern, parseTrustDomain } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
-import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevocationPage } from '../leases/types.js';
+import type { Lease, LeaseSelector, LeaseState, LeaseStore } from '../leases/types.js';
 import { LEASE_STATES } from '../leases/lease-records.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { AdminGuard, type AdminAction } from './admin-guard.js';
@@ -323,59 +323,20 @@ export class LeaseAdmin {
       runAt: at + (this.deps.jobDelayMs ?? 60_000),
       pageSize: REVOKE_PAGE_SIZE,
     });
-    // The ledger (producer) runs up to LEDGER_LOOKAHEAD pages ahead of the backends (consumer).
-    const ready: RevocationPage[] = [];
-    let finished = false;
-    let stopped = false;
-    let failure: unknown;
-    let wake: (() => void) | undefined;
-    let space: (() => void) | undefined;
-    const producer = (async () => {
-      try {
-        for await (const page of pages) {
-          while (ready.length >= LEDGER_LOOKAHEAD && !stopped) await new Promise<void>((r) => (space = r));
-          if (stopped) break;
-          ready.push(page);
-          wake?.();
-        }
-      } catch (err) {
-        failure = err;
-      } finally {
-        finished = true;
-        wake?.();
+    // The ledger runs up to LEDGER_LOOKAHEAD pages ahead of the backends. On a failure here it
+    // stops at its next page; leases it already moved are `revoking` with queued jobs, so the
+    // worker finishes them.
+    for await (const page of readAhead(pages, LEDGER_LOOKAHEAD)) {
+      const results = page.leases.length ? await this.deps.broker.finishRevocations(page.leases, reason) : [];
+      tally(report, results);
+      report.scanned += page.scanned;
+      report.toScan = page.total;
+      for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
+      if (results.length > 0) {
+        // Each lease as the backend step left it, so a table agrees with the counts.
+        await onProgress({ report: { ...report }, leases: results.map(leaseAfterRevocation) });
       }
-    })();
-    try {
-      for (;;) {
-        if (ready.length === 0) {
-          if (finished) break;
-          await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-          continue;
-        }
-        const page = ready.shift() as RevocationPage;
-        space?.();
-        space = undefined;
-        const results = page.leases.length
-          ? await this.deps.broker.finishRevocations(page.leases, reason)
-          : [];
-        tally(report, results);
-        report.scanned += page.scanned;
-        report.toScan = page.total;
-        for (const l of page.leases) if (sample.length < AUDIT_LEASE_IDS) sample.push(l.id);
-        if (results.length > 0) {
-          // Each lease as the backend step left it, so a table agrees with the counts.
-          await onProgress({ report: { ...report }, leases: results.map(leaseAfterRevocation) });
-        }
-      }
-    } finally {
-      // On a failure here the producer stops at its next page; leases it already moved are
-      // `revoking` with queued jobs, so the worker finishes them.
-      stopped = true;
-      space?.();
-      await producer;
     }
-    if (failure !== undefined) throw failure;
   }
 
   /** Authorizes an admin call by its action (`method` names the rpc); a refusal is audited and a strike. */
@@ -387,6 +348,55 @@ export class LeaseAdmin {
   recordRead(caller: Caller, method: string, fields: Record<string, unknown>): Promise<void> {
     return this.guard.recordRead(caller, method, fields);
   }
+}
+
+/**
+ * Reads `source` up to `depth` items ahead of its consumer, so a slow consumer does not hold the
+ * producer back (nor lets it run further than `depth`). A consumer that stops early stops the
+ * producer at its next item (ending `source`); a producer failure is thrown after the items it
+ * produced.
+ */
+async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncGenerator<T> {
+  const ready: T[] = [];
+  let finished = false;
+  let stopped = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  let space: (() => void) | undefined;
+  const producer = (async () => {
+    try {
+      for await (const item of source) {
+        while (ready.length >= depth && !stopped) await new Promise<void>((r) => (space = r));
+        if (stopped) break;
+        ready.push(item);
+        wake?.();
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      finished = true;
+      wake?.();
+    }
+  })();
+  try {
+    for (;;) {
+      if (ready.length === 0) {
+        if (finished) break;
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        continue;
+      }
+      const item = ready.shift() as T;
+      space?.();
+      space = undefined;
+      yield item;
+    }
+  } finally {
+    stopped = true;
+    space?.();
+    await producer;
+  }
+  if (failure !== undefined) throw failure;
 }
 
 /** The ledger state a bulk revocation left: revoked, revoke_failed (not revocable), or revoking (queued). */

@@ -57,6 +57,17 @@ export interface MemoryLeaseStoreOptions {
   revocations?: RevocationQueue;
 }
 
+/** The task rule of put-lease and activate-lease (includes/open-task.lua): active and unexpired at `now`. */
+function openTask(
+  task: Task | undefined,
+  now: number,
+): Task | 'task_not_found' | 'task_not_active' | 'task_expired' {
+  if (!task) return 'task_not_found';
+  if (task.state !== 'active') return 'task_not_active';
+  if (task.expiresAt <= now) return 'task_expired';
+  return task;
+}
+
 function byExpiry(a: { expiresAt: number; id: string }, b: { expiresAt: number; id: string }): number {
   return a.expiresAt - b.expiresAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
@@ -99,9 +110,19 @@ export class MemoryLeaseStore implements LeaseStore {
     return task && structuredClone(task);
   }
 
+  async getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined> {
+    this.open();
+    // One synchronous step, as the Redis store's one read: no other call runs in between.
+    const task = this.tasks.get(id);
+    return task && { task: structuredClone(task), summary: this.summaryNow(id) };
+  }
+
   async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
     this.open();
-    if (!this.tasks.has(taskId)) return undefined;
+    return this.tasks.has(taskId) ? this.summaryNow(taskId) : undefined;
+  }
+
+  private summaryNow(taskId: string): TaskLeaseSummary {
     const leases = [...this.leases.values()].filter((l) => l.taskId === taskId);
     return {
       count: leases.length,
@@ -136,11 +157,9 @@ export class MemoryLeaseStore implements LeaseStore {
     validateNewLease(lease);
     requireTime('now', now);
     requireVersion(opts.expectVersion);
-    const task = this.tasks.get(lease.taskId);
     // Same order of checks as put-lease-8.lua, so both stores give the same answer.
-    if (!task) return 'task_not_found';
-    if (task.state !== 'active') return 'task_not_active';
-    if (task.expiresAt <= now) return 'task_expired';
+    const task = openTask(this.tasks.get(lease.taskId), now);
+    if (typeof task === 'string') return task;
     if (lease.expiresAt > task.expiresAt) return 'lease_exceeds_task';
     if (this.leases.has(lease.id)) throw leaseExists(lease.id);
     if (this.quarantined(lease.agent, now)) return 'agent_quarantined';
@@ -159,10 +178,8 @@ export class MemoryLeaseStore implements LeaseStore {
     const lease = this.leases.get(id);
     if (!lease) return 'lease_not_found';
     if (lease.state !== 'pending') return 'lease_not_pending';
-    const task = this.tasks.get(taskId);
-    if (!task) return 'task_not_found';
-    if (task.state !== 'active') return 'task_not_active';
-    if (task.expiresAt <= now) return 'task_expired';
+    const task = openTask(this.tasks.get(taskId), now);
+    if (typeof task === 'string') return task;
     lease.state = 'active';
     this.pending.delete(id);
     return 'ok';

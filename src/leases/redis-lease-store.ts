@@ -617,9 +617,19 @@ export class RedisLeaseStore implements LeaseStore {
     return this.guard(() => this.redis.zcard(this.keys.pendingLeases));
   }
 
+  async getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined> {
+    const fields = await this.guard(() => this.redis.hgetall(this.keys.task(id)));
+    if (Object.keys(fields).length === 0) return undefined;
+    return { task: taskFromFields(fields), summary: await this.summaryOf(id, fields) };
+  }
+
   async taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
     const fields = await this.guard(() => this.redis.hgetall(this.keys.task(taskId)));
-    if (Object.keys(fields).length === 0) return undefined;
+    return Object.keys(fields).length === 0 ? undefined : this.summaryOf(taskId, fields);
+  }
+
+  /** The summary of a task from its hash (the tally put-lease keeps, or its leases when untallied). */
+  private async summaryOf(taskId: string, fields: Record<string, string>): Promise<TaskLeaseSummary> {
     const tallied = leaseSummaryFromFields(fields);
     if (tallied !== undefined) return tallied;
     // Written before the tally existed: summarize its leases. The version was read first, so a

@@ -109,6 +109,26 @@ function errorMessage(err: unknown): string {
   return boundedError(err instanceof Error ? err.message : String(err));
 }
 
+/** One claimed job's attempt: the job, this attempt's number, and its backend (if configured). */
+interface Attempt {
+  job: ClaimedRevocation;
+  attempts: number;
+  backend: CredentialBackend | undefined;
+}
+
+/** What a backend needs to revoke (or date) the credential of a job. */
+function target(job: ClaimedRevocation): { leaseId: string; backendRef: string; expiresAt: number } {
+  return { leaseId: job.leaseId, backendRef: job.backendRef, expiresAt: job.expiresAt };
+}
+
+/**
+ * `valid_until` of a not_revocable record (the worker's and the broker's): RFC 3339, or null when
+ * the backend cannot say when the credential ends (Infinity).
+ */
+export function validUntilText(ms: number): string | null {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
+}
+
 export class RevocationWorker {
   private readonly job: PeriodicJob<DrainResult>;
   private readonly opts: RevocationWorkerOptions;
@@ -176,91 +196,98 @@ export class RevocationWorker {
 
   /** One attempt at one job; never throws. */
   private async work(job: ClaimedRevocation, now: number): Promise<keyof DrainResult> {
-    const { queue, store, logger } = this.opts;
-    const attempts = job.attempts + 1;
+    const attempt: Attempt = {
+      job,
+      attempts: job.attempts + 1,
+      backend: this.opts.backends.get(job.backend),
+    };
     let error: string | undefined;
     // The audit record gets the reason code only: a backend's message names its paths and quotes
     // its own error text (kept in the queue and the log).
     let reason = 'backend_error';
-    const target = { leaseId: job.leaseId, backendRef: job.backendRef, expiresAt: job.expiresAt };
-    const backend = this.opts.backends.get(job.backend);
     try {
-      if (!backend) throw new Error(`backend "${job.backend}" is not configured`);
-      await backend.revoke(target);
+      if (!attempt.backend) throw new Error(`backend "${job.backend}" is not configured`);
+      await attempt.backend.revoke(target(job));
     } catch (err) {
       error = errorMessage(err);
       if (isBrokerError(err)) reason = err.reason;
     }
-
     try {
-      if (error === undefined) {
-        // A credential its backend can only let expire is reported, never counted as revoked.
-        const notRevocable = backend !== undefined && (await this.expiresOnly(backend, job.leaseId));
-        const lease = await this.recordOutcome(
-          notRevocable ? { ...job, reason: `not_revocable: ${job.reason}` } : job,
-          notRevocable ? 'revoke_failed' : 'revoked',
-        );
-        // Undefined: another worker (or the broker) already recorded the outcome; nothing to add.
-        if (lease) {
-          const until = notRevocable ? (backend?.validUntil?.(target) ?? lease.expiresAt) : undefined;
-          await this.audit({
-            type: notRevocable ? 'lease.not_revocable' : 'lease.revoked',
-            agent: lease.agent,
-            lease: lease.id,
-            task: lease.taskId,
-            role: lease.role,
-            environment: lease.environment,
-            backend: job.backend,
-            reason: job.reason,
-            attempts,
-            ...(until !== undefined
-              ? { valid_until: Number.isFinite(until) ? new Date(until).toISOString() : null }
-              : {}),
-          });
-        }
-        await queue.complete(job.leaseId, job.claim);
-        logger.info(
-          { leaseId: job.leaseId, backend: job.backend, attempts, notRevocable },
-          'queued revocation succeeded',
-        );
-        return notRevocable ? 'notRevocable' : 'revoked';
-      }
-
-      if (attempts < this.opts.maxAttempts) {
-        const runAt = now + revocationBackoff(attempts, this.opts, this.random);
-        await queue.retry(job.leaseId, runAt, attempts, error, job.claim);
-        logger.warn(
-          { leaseId: job.leaseId, backend: job.backend, attempts, runAt, err: error },
-          'revocation failed; retry scheduled',
-        );
-        return 'retried';
-      }
-
-      const lease = await store.getLease(job.leaseId);
-      await this.audit({
-        type: 'lease.revoke_failed',
-        agent: lease?.agent ?? '',
-        lease: job.leaseId,
-        ...(lease ? { task: lease.taskId, role: lease.role, environment: lease.environment } : {}),
-        backend: job.backend,
-        reason: job.reason,
-        attempts,
-        error: reason,
-      });
-      await this.recordOutcome(job, 'revoke_failed');
-      await queue.complete(job.leaseId, job.claim);
-      logger.error(
-        { leaseId: job.leaseId, backend: job.backend, attempts, err: error },
-        'revocation failed for good: lease marked revoke_failed',
-      );
-      return 'failed';
+      if (error === undefined) return await this.succeeded(attempt);
+      if (attempt.attempts < this.opts.maxAttempts) return await this.retryLater(attempt, now, error);
+      return await this.giveUp(attempt, error, reason);
     } catch (err) {
-      logger.error(
+      this.opts.logger.error(
         { leaseId: job.leaseId, backend: job.backend, err: errorMessage(err) },
         'recording a revocation outcome failed; the job comes back after its visibility timeout',
       );
       return 'deferred';
     }
+  }
+
+  /** The backend revoked it: `revoked`, or `revoke_failed` as not revocable when it can only expire. */
+  private async succeeded({ job, attempts, backend }: Attempt): Promise<'revoked' | 'notRevocable'> {
+    // A credential its backend can only let expire is reported, never counted as revoked.
+    const notRevocable = backend !== undefined && (await this.expiresOnly(backend, job.leaseId));
+    const lease = await this.recordOutcome(
+      notRevocable ? { ...job, reason: `not_revocable: ${job.reason}` } : job,
+      notRevocable ? 'revoke_failed' : 'revoked',
+    );
+    // Undefined: another worker (or the broker) already recorded the outcome; nothing to add.
+    if (lease) {
+      const until = notRevocable ? (backend?.validUntil?.(target(job)) ?? lease.expiresAt) : undefined;
+      await this.audit({
+        type: notRevocable ? 'lease.not_revocable' : 'lease.revoked',
+        agent: lease.agent,
+        lease: lease.id,
+        task: lease.taskId,
+        role: lease.role,
+        environment: lease.environment,
+        backend: job.backend,
+        reason: job.reason,
+        attempts,
+        ...(until !== undefined ? { valid_until: validUntilText(until) } : {}),
+      });
+    }
+    await this.opts.queue.complete(job.leaseId, job.claim);
+    this.opts.logger.info(
+      { leaseId: job.leaseId, backend: job.backend, attempts, notRevocable },
+      'queued revocation succeeded',
+    );
+    return notRevocable ? 'notRevocable' : 'revoked';
+  }
+
+  /** The backend refused, attempts remain: back in the queue after the backoff. */
+  private async retryLater({ job, attempts }: Attempt, now: number, error: string): Promise<'retried'> {
+    const runAt = now + revocationBackoff(attempts, this.opts, this.random);
+    await this.opts.queue.retry(job.leaseId, runAt, attempts, error, job.claim);
+    this.opts.logger.warn(
+      { leaseId: job.leaseId, backend: job.backend, attempts, runAt, err: error },
+      'revocation failed; retry scheduled',
+    );
+    return 'retried';
+  }
+
+  /** The last attempt failed too: audited, the lease marked `revoke_failed`, the job done. */
+  private async giveUp({ job, attempts }: Attempt, error: string, reason: string): Promise<'failed'> {
+    const lease = await this.opts.store.getLease(job.leaseId);
+    await this.audit({
+      type: 'lease.revoke_failed',
+      agent: lease?.agent ?? '',
+      lease: job.leaseId,
+      ...(lease ? { task: lease.taskId, role: lease.role, environment: lease.environment } : {}),
+      backend: job.backend,
+      reason: job.reason,
+      attempts,
+      error: reason,
+    });
+    await this.recordOutcome(job, 'revoke_failed');
+    await this.opts.queue.complete(job.leaseId, job.claim);
+    this.opts.logger.error(
+      { leaseId: job.leaseId, backend: job.backend, attempts, err: error },
+      'revocation failed for good: lease marked revoke_failed',
+    );
+    return 'failed';
   }
 
   /**

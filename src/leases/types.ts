@@ -103,6 +103,11 @@ export interface LeaseStore {
   readonly durable: boolean;
   createTask(task: Task): Promise<void>;
   getTask(id: string): Promise<Task | undefined>;
+  /**
+   * A task and its taskLeaseSummary from one read (IssueCredential's first decision, ListRoles),
+   * instead of reading the task twice. Undefined: no such task.
+   */
+  getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined>;
   /** Atomically moves an active task to `ended`/`expired`; returns the updated task, or undefined if it was not active. */
   endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined>;
   /** Number of active tasks of an agent (for later budgets). */

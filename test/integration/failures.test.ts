@@ -113,6 +113,9 @@ class FlakyLeaseStore implements LeaseStore {
   getLease(id: string): Promise<Lease | undefined> {
     return this.inner.getLease(id);
   }
+  getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined> {
+    return this.inner.getTaskWithSummary(id);
+  }
   taskLeaseSummary(taskId: string): Promise<TaskLeaseSummary | undefined> {
     return this.inner.taskLeaseSummary(taskId);
   }

@@ -21,6 +21,8 @@
     -7 lease_not_found
    -12 lease_not_pending
 ]]
+--- @include "open-task"
+
 local id = ARGV[1]
 local now = tonumber(ARGV[2])
 
@@ -31,15 +33,9 @@ end
 if lease[1] ~= 'pending' then
   return -12
 end
-local task = redis.call('HMGET', KEYS[2], 'state', 'expiresAt')
-if not task[1] then
-  return -1
-end
-if task[1] ~= 'active' then
-  return -2
-end
-if tonumber(task[2]) <= now then
-  return -3
+local taskCode = openTask(KEYS[2], now)
+if taskCode ~= 0 then
+  return taskCode
 end
 
 redis.call('HSET', KEYS[1], 'state', 'active')

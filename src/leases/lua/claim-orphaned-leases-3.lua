@@ -26,6 +26,7 @@
     an array of claimed lease hashes, each a flat array (empty when there is no orphan)
 ]]
 --- @include "end-lease"
+--- @include "new-revocation-job"
 
 local prefix = ARGV[1]
 local cutoff = ARGV[2]
@@ -42,10 +43,7 @@ for _, id in ipairs(ids) do
     for i = 1, #lease, 2 do
       f[lease[i]] = lease[i + 1]
     end
-    local jobKey = prefix .. ':revoke:job:' .. id
-    if redis.call('EXISTS', jobKey) == 0 then
-      redis.call('HSET', jobKey, 'leaseId', id, 'backend', f.backend, 'backendRef', f.backendRef,
-        'expiresAt', f.expiresAt, 'reason', reason, 'attempts', '0')
+    if newRevocationJob(prefix, id, f.backend, f.backendRef, f.expiresAt, reason) then
       redis.call('ZADD', KEYS[3], runAt, id)
     end
     claimed[#claimed + 1] = lease

@@ -50,22 +50,16 @@
 ]]
 --- @include "extend-expiry"
 --- @include "quarantine-match"
+--- @include "open-task"
 
 local now = tonumber(ARGV[1])
 local retentionMs = tonumber(ARGV[2])
 local id = ARGV[3]
 local expiresAt = tonumber(ARGV[4])
 
-local task = redis.call('HMGET', KEYS[1], 'state', 'expiresAt')
-if not task[1] then
-  return -1
-end
-if task[1] ~= 'active' then
-  return -2
-end
-local taskExpiresAt = tonumber(task[2])
-if taskExpiresAt <= now then
-  return -3
+local taskCode, taskExpiresAt = openTask(KEYS[1], now)
+if taskCode ~= 0 then
+  return taskCode
 end
 if expiresAt > taskExpiresAt then
   return -4

@@ -32,7 +32,8 @@
   Lease and job keys are built from ARGV[1]; safe on Redis Cluster because every key of the store
   shares the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for
   `revoking` (state, reason, time, out of the active set, onto the deny list and, for a token, the
-  token deny list KEYS[3]:tokens, the per-backend count), and each queued job is the revocation queue's hash (enqueue-revocation's format).
+  token deny list KEYS[3]:tokens, the per-backend count), and each queued job is the revocation
+  queue's hash (enqueue-revocation's format, written by includes/new-revocation-job).
 
   Output:
     { next offset (-1 when the source is exhausted), entries looked at, lease, lease, ... }
@@ -40,6 +41,8 @@
     revoke mode: each lease moved to `revoking` as { id, agent, taskId, environment, role, backend,
     backendRef, issuedAt, expiresAt } (its state, reason and time are the run's)
 ]]
+--- @include "new-revocation-job"
+
 local prefix = ARGV[1]
 local mode = ARGV[2]
 local offset = tonumber(ARGV[3])
@@ -98,10 +101,7 @@ for _, id in ipairs(ids) do
     end
     if matches and mode == 'revoke' and v[10] == 'active' then
       local backend, expiresAt = v[6], v[9]
-      local jobKey = prefix .. ':revoke:job:' .. id
-      if redis.call('EXISTS', jobKey) == 0 then
-        redis.call('HSET', jobKey, 'leaseId', id, 'backend', backend, 'backendRef', v[7],
-          'expiresAt', expiresAt, 'reason', reason, 'attempts', '0')
+      if newRevocationJob(prefix, id, backend, v[7], expiresAt, reason) then
         queued[#queued + 1] = runAt
         queued[#queued + 1] = id
       end

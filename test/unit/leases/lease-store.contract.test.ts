@@ -80,6 +80,16 @@ export function describeLeaseStoreContract(name: string, makeHarness: MakeHarnes
         assert.equal(await store.taskLeaseSummary('no-such-task'), undefined);
       });
 
+      it('reads a task with its summary in one call, as getTask and taskLeaseSummary give them', async () => {
+        const task = await activeTask({ labels: { ticket: 'OPS-7' } });
+        await activeLease(task, { role: 'vault/db' });
+        assert.deepEqual(await store.getTaskWithSummary(task.id), {
+          task: await store.getTask(task.id),
+          summary: await store.taskLeaseSummary(task.id),
+        });
+        assert.equal(await store.getTaskWithSummary('no-such-task'), undefined);
+      });
+
       it('refuses a second task with the same id, keeping the first', async () => {
         const task = await activeTask();
         await rejectsWith(
