@@ -10,7 +10,7 @@ import { SENSITIVITIES, CHANGE_TYPES } from '../config/schema.js';
 import { invalidArgument, permissionDenied, unavailable } from '../errors.js';
 import { parseSpiffeId } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
-import type { LeaseStore, Task } from '../leases/types.js';
+import type { LeaseStore, Task, TaskLeaseSummary } from '../leases/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyEngine } from '../policy/types.js';
 import { taskHistoryContext, type TaskHistoryContext } from './task-history.js';
@@ -30,7 +30,7 @@ export interface AccessAnswer {
 
 export interface AccessEvaluatorDeps {
   policy: () => PolicyEngine;
-  store: Pick<LeaseStore, 'getTask' | 'taskLeaseSummary'>;
+  store: Pick<LeaseStore, 'getTaskWithSummary'>;
   audit: AuditSink;
   quarantine?: { check(agent: string): void };
   now?: () => number;
@@ -68,7 +68,7 @@ export class AccessEvaluator {
     const q = validQuestion(question);
     const refusal = this.quarantined(q.agent);
     const task = refusal ? undefined : await this.taskOf(q.agent, q.taskId);
-    const answer = refusal ?? (typeof task === 'string' ? deny(task) : await this.decide(q, task));
+    const answer = refusal ?? (typeof task === 'string' ? deny(task) : this.decide(q, task));
     await this.record(gateway, q, answer);
     return answer;
   }
@@ -82,28 +82,26 @@ export class AccessEvaluator {
     }
   }
 
-  /** The named task when it is the agent's and active; a reason code when it is not. */
-  private async taskOf(agent: string, taskId: string): Promise<Task | string | undefined> {
+  /** The named task (with its lease summary, one read) when it is the agent's and active; else a reason code. */
+  private async taskOf(agent: string, taskId: string): Promise<OpenTask | string | undefined> {
     if (!taskId) return undefined;
-    const task = await this.deps.store.getTask(taskId);
-    if (!task) return 'task_not_found';
+    const found = await this.deps.store.getTaskWithSummary(taskId);
+    if (!found) return 'task_not_found';
+    const { task } = found;
     if (task.agent !== agent) return 'task_not_yours';
     if (task.state !== 'active' || task.expiresAt <= this.now()) return 'task_not_active';
-    return task;
+    return found;
   }
 
-  private async decide(q: ValidQuestion, task: Task | undefined): Promise<AccessAnswer> {
-    const history = task
-      ? await this.history(task)
-      : { taskRoles: [], taskCredentialCount: 0, taskAgeSeconds: 0 };
+  private decide(q: ValidQuestion, open: OpenTask | undefined): AccessAnswer {
     const gated = decideWithApprovalGate(this.deps.policy(), {
       principal: q.agent,
       action: 'CallTool',
       resource: { type: 'Tool', id: q.tool },
       context: {
-        hasTask: task !== undefined,
-        environment: task?.environment ?? '',
-        ...history,
+        hasTask: open !== undefined,
+        environment: open?.task.environment ?? '',
+        ...history(open, this.now()),
         sensitivity: q.sensitivity,
         changeType: q.changeType,
         approved: false,
@@ -111,15 +109,6 @@ export class AccessEvaluator {
       },
     });
     return answerOf(gated);
-  }
-
-  /** The task's history as IssueCredential's context names it, less `taskBackends` (not in CallTool's). */
-  private async history(
-    task: Task,
-  ): Promise<Pick<TaskHistoryContext, 'taskRoles' | 'taskCredentialCount' | 'taskAgeSeconds'>> {
-    const summary = (await this.deps.store.taskLeaseSummary(task.id)) ?? { count: 0, roles: [], version: 0 };
-    const { taskRoles, taskCredentialCount, taskAgeSeconds } = taskHistoryContext(task, summary, this.now());
-    return { taskRoles, taskCredentialCount, taskAgeSeconds };
   }
 
   /** No record, no answer: a decision the trail cannot hold is not given. */
@@ -140,6 +129,21 @@ export class AccessEvaluator {
       throw unavailable('audit_unavailable', 'the audit trail is unavailable: no decision without a record');
     }
   }
+}
+
+interface OpenTask {
+  task: Task;
+  summary: TaskLeaseSummary;
+}
+
+/** The task's history as IssueCredential's context names it, less `taskBackends` (not in CallTool's). */
+function history(
+  open: OpenTask | undefined,
+  now: number,
+): Pick<TaskHistoryContext, 'taskRoles' | 'taskCredentialCount' | 'taskAgeSeconds'> {
+  if (!open) return { taskRoles: [], taskCredentialCount: 0, taskAgeSeconds: 0 };
+  const { taskRoles, taskCredentialCount, taskAgeSeconds } = taskHistoryContext(open.task, open.summary, now);
+  return { taskRoles, taskCredentialCount, taskAgeSeconds };
 }
 
 interface ValidQuestion {
