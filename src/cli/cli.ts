@@ -10,16 +10,17 @@ import { StartupError } from '../main.js';
 import { ADMIN_COMMANDS } from './admin.js';
 import { APPROVAL_COMMANDS } from './approvals.js';
 import { AUDIT_COMMANDS } from './audit-verify.js';
+import { CONFIG_COMMANDS } from './config-validate.js';
 import { UsageError, commandHelp, parseCommand, type Command } from './command.js';
 import { brokerAddress } from './connect.js';
 import { printable } from './escape.js';
-import { DEPLOY_COMMANDS } from './deploy-commands.js';
 import { DEV_COMMANDS } from './dev.js';
-import { MCP_COMMANDS } from './mcp-command.js';
+import { MCP_COMMANDS } from './mcp.js';
 import { explainError } from './explain-error.js';
 import { POLICY_COMMANDS } from './policy.js';
 import { REQUEST_COMMANDS } from './request.js';
 import { SERVE_COMMANDS } from './serve.js';
+import { SPIRE_COMMANDS } from './spire.js';
 
 /** Every command, in the order the overview lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -31,7 +32,8 @@ export const COMMANDS: readonly Command[] = [
   ...APPROVAL_COMMANDS,
   ...ADMIN_COMMANDS,
   ...POLICY_COMMANDS,
-  ...DEPLOY_COMMANDS,
+  ...SPIRE_COMMANDS,
+  ...CONFIG_COMMANDS,
 ];
 
 const ENVIRONMENT = `environment:

@@ -6,6 +6,7 @@
  */
 import { ConfigError, loadConfig, roleDefinitions } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
+import type { Command } from './command.js';
 import type { RoleDefinition } from '../credentials/backend.js';
 import { SigningKeyRing } from '../credentials/token/signing-keys.js';
 import { createTokenBackend } from '../credentials/token/token-backend.js';
@@ -119,7 +120,7 @@ export async function validateConfigFile(file: string): Promise<ConfigReport> {
 }
 
 /** Prints every problem and warning; exit 0 when the broker would accept the file. */
-export async function runConfigValidate(file: string): Promise<number> {
+async function runConfigValidate(file: string): Promise<number> {
   const report = await validateConfigFile(file);
   for (const p of report.problems) console.error(`${file}: ${p}`);
   for (const w of report.warnings) console.error(`warning: ${file}: ${w}`);
@@ -130,3 +131,14 @@ export async function runConfigValidate(file: string): Promise<number> {
   console.log(report.summary);
   return 0;
 }
+
+export const CONFIG_COMMANDS: Command[] = [
+  {
+    path: 'config validate',
+    args: 'FILE',
+    positionals: [1, 1],
+    summary: 'Check a config file (schema, roles, backends, catalog) without starting anything.',
+    flags: {},
+    run: (p) => runConfigValidate(p.positionals[0] as string),
+  },
+];

@@ -2,11 +2,9 @@
  * `svid-broker spire entries` and `svid-broker spire check`: SPIRE registration generated from,
  * and checked against, the agent catalog in a broker config file (a file with only `agents:` and
  * `spire:` works too).
- *   spire entries --catalog FILE [--parent ID] [--format json|commands|k8s]
- *   spire check --catalog FILE --entries FILE
  */
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { required, str, usageError, type Command } from './command.js';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import { formatClusterSpiffeIds, generateClusterSpiffeIds } from '../spire/cluster-spiffe-id.js';
 import { checkEntries, parseEntriesDocument } from '../spire/entry-check.js';
@@ -19,6 +17,8 @@ import {
 } from '../spire/registration.js';
 
 const FORMATS = ['json', 'commands', 'k8s'] as const;
+type SpireFormat = (typeof FORMATS)[number];
+const isFormat = (f: string): f is SpireFormat => (FORMATS as readonly string[]).includes(f);
 
 /** Reads the catalog from a config file as written (no env overrides). */
 export function readCatalog(file: string): RegistrationCatalog {
@@ -39,46 +39,22 @@ function reporting(body: () => number): number {
   }
 }
 
-export function runSpireEntries(args: string[]): number {
-  const { values } = parseArgs({
-    args,
-    options: {
-      catalog: { type: 'string' },
-      parent: { type: 'string' },
-      format: { type: 'string', default: 'json' },
-    },
-  });
-  const format = values.format as (typeof FORMATS)[number];
-  if (!values.catalog || !FORMATS.includes(format)) {
-    console.error(
-      'usage: svid-broker spire entries --catalog FILE [--parent ID] [--format json|commands|k8s]',
-    );
-    return 2;
-  }
-  const catalogFile = values.catalog;
+function runSpireEntries(opts: { catalog: string; parent: string | undefined; format: SpireFormat }): number {
   return reporting(() => {
-    const catalog = readCatalog(catalogFile);
-    if (format === 'k8s') {
+    const catalog = readCatalog(opts.catalog);
+    if (opts.format === 'k8s') {
       process.stdout.write(formatClusterSpiffeIds(generateClusterSpiffeIds(catalog)));
       return 0;
     }
-    const entries = generateEntries(catalog, values.parent);
-    process.stdout.write(format === 'json' ? formatEntriesJson(entries) : formatEntryCommands(entries));
+    const entries = generateEntries(catalog, opts.parent);
+    process.stdout.write(opts.format === 'json' ? formatEntriesJson(entries) : formatEntryCommands(entries));
     return 0;
   });
 }
 
 /** Exit 0 when catalog and entries agree, 1 with a line per difference. */
-export function runSpireCheck(args: string[]): number {
-  const { values } = parseArgs({
-    args,
-    options: { catalog: { type: 'string' }, entries: { type: 'string' } },
-  });
-  if (!values.catalog || !values.entries) {
-    console.error('usage: svid-broker spire check --catalog FILE --entries FILE');
-    return 2;
-  }
-  const { catalog: catalogFile, entries: entriesFile } = values;
+function runSpireCheck(opts: { catalog: string; entries: string }): number {
+  const { catalog: catalogFile, entries: entriesFile } = opts;
   return reporting(() => {
     const catalog = readCatalog(catalogFile);
     let text: string;
@@ -104,3 +80,54 @@ export function runSpireCheck(args: string[]): number {
     return problems === 0 ? 0 : 1;
   });
 }
+
+const CATALOG_FLAG = {
+  catalog: {
+    type: 'string',
+    value: 'FILE',
+    help: 'the broker config (or catalog) file whose `agents` and `spire` sections are the catalog (required)',
+  },
+} as const;
+
+export const SPIRE_COMMANDS: Command[] = [
+  {
+    path: 'spire entries',
+    summary: 'Generate SPIRE registration entries from the agent catalog.',
+    flags: {
+      ...CATALOG_FLAG,
+      parent: {
+        type: 'string',
+        value: 'SPIFFE_ID',
+        help: 'parent ID of every entry (default spire.parentId in the catalog)',
+      },
+      format: {
+        type: 'string',
+        value: 'json|commands|k8s',
+        help: 'entry create -data JSON (default), one spire-server command per entry, or ClusterSPIFFEID resources',
+      },
+    },
+    run: async (p) => {
+      const catalog = required(p, 'catalog', 'the catalog to generate from');
+      const format = str(p, 'format') || 'json';
+      if (!isFormat(format)) throw usageError('--format must be json, commands or k8s');
+      return runSpireEntries({ catalog, parent: str(p, 'parent') || undefined, format });
+    },
+  },
+  {
+    path: 'spire check',
+    summary: 'Compare the catalog with SPIRE entries: missing, unknown and drifted agents (exit 1).',
+    flags: {
+      ...CATALOG_FLAG,
+      entries: {
+        type: 'string',
+        value: 'FILE',
+        help: 'entries as `entry create -data` JSON or `spire-server entry show -output json` (required)',
+      },
+    },
+    run: async (p) =>
+      runSpireCheck({
+        catalog: required(p, 'catalog', 'the catalog to compare'),
+        entries: required(p, 'entries', 'the SPIRE entries to compare'),
+      }),
+  },
+];

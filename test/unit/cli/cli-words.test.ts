@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { Metadata, status } from '@grpc/grpc-js';
+import { main } from '../../../src/cli/cli.js';
 import { checkSvidValidity } from '../../../src/cli/connect.js';
 import { parseDuration } from '../../../src/cli/duration.js';
 import { explainError, renameFields } from '../../../src/cli/explain-error.js';
@@ -105,5 +106,17 @@ describe('cli: one vocabulary and plain errors', () => {
     );
     const fresh = await ca.issueX509Svid('spiffe://example.org/agents/demo');
     assert.doesNotThrow(() => checkSvidValidity(fresh));
+  });
+
+  it('mcp --auth other than x509|jwt is a usage mistake (exit 2), before anything is dialled', async () => {
+    const { error } = console;
+    let err = '';
+    console.error = (...a: unknown[]) => void (err += `${a.map(String).join(' ')}\n`);
+    try {
+      assert.equal(await main(['mcp', '--auth', 'spiffe']), 2);
+    } finally {
+      console.error = error;
+    }
+    assert.match(err, /^svid-broker mcp: --auth must be x509 or jwt\n/);
   });
 });
