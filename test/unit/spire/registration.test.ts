@@ -335,7 +335,7 @@ spire: { groups: { nobody: { x509SvidTtlSeconds: 60 } } }
       );
       const roles = await validateConfigFile(fixedRedis);
       assert.deepEqual(roles.problems, [
-        'roles.s3/read: unknown backend "s3" (available: token, vault)',
+        'roles.s3/read: unknown backend "s3" (available: token, vault, aws, github, gcp, azure)',
         'roles.vault/db: needs backends.vault',
         'roles.token/noaud: settings.audience: required (a non-empty string or array of strings)',
         'spire.groups.nobody: no catalog entry has this group',
@@ -344,6 +344,28 @@ spire: { groups: { nobody: { x509SvidTtlSeconds: 60 } } }
       const printed = await run(() => main(['config', 'validate', fixedRedis]));
       assert.equal(printed.code, 1);
       assert.match(printed.err, /problem\(s\): the broker would not start with this file/);
+    });
+
+    it('config validate reads cloud roles as their backends do (it named them unknown)', async () => {
+      const cloud = write(
+        'cloud.yaml',
+        `
+backends:
+  aws: { region: us-east-1, credentials: { source: default_chain } }
+roles:
+  aws/deploy: { maxTtlSeconds: 900, roleArn: 'arn:aws:iam::123456789012:role/agent-deploy' }
+  aws/typo: { maxTtlSeconds: 900, roleArn: nope }
+  azure/blob:
+    maxTtlSeconds: 900
+    tenantId: 11111111-2222-3333-4444-555555555555
+    clientId: 66666666-7777-8888-9999-000000000000
+    scope: https://storage.azure.com/.default
+`,
+      );
+      const report = await validateConfigFile(cloud);
+      assert.equal(report.problems.length, 2, report.problems.join('\n'));
+      assert.match(report.problems[0] as string, /^roles\.aws\/typo: roleArn/);
+      assert.equal(report.problems[1], 'roles.azure/blob: needs backends.azure');
     });
   });
 });
