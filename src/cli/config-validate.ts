@@ -161,6 +161,7 @@ export const CONFIG_COMMANDS: Command[] = [
     positionals: [1, 1],
     summary: 'Check a config file (schema, roles, backends, catalog) without starting anything.',
     flags: {},
+    notes: 'exit codes: 0 valid, 1 a problem, 2 usage',
     run: (p) => runConfigValidate(p.positionals[0] as string),
   },
 ];

@@ -106,6 +106,7 @@ export const SPIRE_COMMANDS: Command[] = [
         help: 'entry create -data JSON (default), one spire-server command per entry, or ClusterSPIFFEID resources',
       },
     },
+    notes: 'exit codes: 0 printed, 1 the catalog is invalid or cannot be registered (one line), 2 usage',
     run: async (p) => {
       const catalog = required(p, 'catalog', 'the catalog to generate from');
       const format = str(p, 'format') || 'json';
@@ -124,6 +125,7 @@ export const SPIRE_COMMANDS: Command[] = [
         help: 'entries as `entry create -data` JSON or `spire-server entry show -output json` (required)',
       },
     },
+    notes: 'exit codes: 0 catalog and entries agree, 1 a difference (one line each), 2 usage',
     run: async (p) =>
       runSpireCheck({
         catalog: required(p, 'catalog', 'the catalog to compare'),
