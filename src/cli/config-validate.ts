@@ -77,7 +77,7 @@ async function roleProblems(
 function catalogProblems(config: Readonly<BrokerConfig>): string[] {
   const problems: string[] = [];
   try {
-    new AgentCatalog(config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })));
+    new AgentCatalog(config.agents);
   } catch (err) {
     problems.push((err as Error).message);
   }
