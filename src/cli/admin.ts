@@ -57,7 +57,7 @@ const hasSelector = (s: Partial<LeaseSelectorMsg>): boolean =>
   Object.values(s).some((v) => v !== '' && v !== false);
 
 /** One lease in `--json`: times as ISO-8601, like every other command. */
-export function leaseJson(l: LeaseInfoMsg): Record<string, unknown> {
+function leaseJson(l: LeaseInfoMsg): Record<string, unknown> {
   return {
     lease_id: l.lease_id,
     state: l.state,

@@ -25,7 +25,7 @@ async function hashThrough(file: string, lines: number): Promise<string> {
 }
 
 /** What to do with a broken trail: keep it, start a new one, and where the good part ends. */
-export function brokenTrailAdvice(file: string, brokenLine: number, lastGoodHash: string): string {
+function brokenTrailAdvice(file: string, brokenLine: number, lastGoodHash: string): string {
   const good =
     brokenLine > 1
       ? `lines 1-${brokenLine - 1} verify; the last good record is line ${brokenLine - 1}, hash ${lastGoodHash}`

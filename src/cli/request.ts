@@ -33,12 +33,12 @@ function taskJson(task: TaskMsg): Record<string, unknown> {
 const REQUEST_FIELDS = { ttl_seconds: '--ttl', task_id: '--task' };
 
 /** The broker's own input rules, checked before anything is begun: a refusal leaves nothing open. */
-function checkLocally<T>(check: () => T, fields: Record<string, string> = REQUEST_FIELDS): T {
+function checkLocally<T>(check: () => T): T {
   try {
     return check();
   } catch (err) {
     if (isBrokerError(err) && err.code === 'INVALID_ARGUMENT') {
-      throw usageError(renameFields(err.message, { ...REQUEST_FIELDS, ...fields }));
+      throw usageError(renameFields(err.message, REQUEST_FIELDS));
     }
     throw err;
   }
@@ -58,7 +58,7 @@ interface RequestInput {
 }
 
 /** Every check the broker would make on the flags alone. */
-export function requestInput(p: Parsed): RequestInput {
+function requestInput(p: Parsed): RequestInput {
   const role = str(p, 'role');
   const env = str(p, 'env');
   const task = str(p, 'task');
