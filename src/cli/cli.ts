@@ -6,6 +6,7 @@
  */
 import { ConfigError } from '../config/load-config.js';
 import { PolicyLoadError } from '../policy/policy-load-error.js';
+import { RegistrationError } from '../spire/registration.js';
 import { StartupError } from '../main.js';
 import { ADMIN_COMMANDS } from './admin.js';
 import { APPROVAL_COMMANDS } from './approvals.js';
@@ -124,7 +125,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 export function report(err: unknown, command?: Command): number {
-  if (err instanceof ConfigError || err instanceof PolicyLoadError || err instanceof StartupError) {
+  if (
+    err instanceof ConfigError ||
+    err instanceof PolicyLoadError ||
+    err instanceof StartupError ||
+    err instanceof RegistrationError
+  ) {
     console.error(`svid-broker: ${err.message}`);
     return 1;
   }

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { required, str, usageError, type Command } from './command.js';
-import { ConfigError, loadConfig } from '../config/load-config.js';
+import { loadConfig } from '../config/load-config.js';
 import { formatClusterSpiffeIds, generateClusterSpiffeIds } from '../spire/cluster-spiffe-id.js';
-import { checkEntries, parseEntriesDocument } from '../spire/entry-check.js';
+import { checkEntries, parseEntriesDocument, type CheckedEntry } from '../spire/entry-check.js';
 import {
   formatEntriesJson,
   formatEntryCommands,
@@ -26,59 +26,42 @@ export function readCatalog(file: string): RegistrationCatalog {
   return { agents: config.agents, spire: config.spire };
 }
 
-/** Runs `body`, turning catalog and registration problems into a message and exit 1. */
-function reporting(body: () => number): number {
-  try {
-    return body();
-  } catch (err) {
-    if (err instanceof ConfigError || err instanceof RegistrationError) {
-      console.error(`svid-broker: ${err.message}`);
-      return 1;
-    }
-    throw err;
+function runSpireEntries(opts: { catalog: string; parent: string | undefined; format: SpireFormat }): number {
+  const catalog = readCatalog(opts.catalog);
+  if (opts.format === 'k8s') {
+    process.stdout.write(formatClusterSpiffeIds(generateClusterSpiffeIds(catalog)));
+    return 0;
   }
+  const entries = generateEntries(catalog, opts.parent);
+  process.stdout.write(opts.format === 'json' ? formatEntriesJson(entries) : formatEntryCommands(entries));
+  return 0;
 }
 
-function runSpireEntries(opts: { catalog: string; parent: string | undefined; format: SpireFormat }): number {
-  return reporting(() => {
-    const catalog = readCatalog(opts.catalog);
-    if (opts.format === 'k8s') {
-      process.stdout.write(formatClusterSpiffeIds(generateClusterSpiffeIds(catalog)));
-      return 0;
-    }
-    const entries = generateEntries(catalog, opts.parent);
-    process.stdout.write(opts.format === 'json' ? formatEntriesJson(entries) : formatEntryCommands(entries));
-    return 0;
-  });
+function readEntriesFile(file: string): CheckedEntry[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new RegistrationError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  return parseEntriesDocument(text, file);
 }
 
 /** Exit 0 when catalog and entries agree, 1 with a line per difference. */
 function runSpireCheck(opts: { catalog: string; entries: string }): number {
-  const { catalog: catalogFile, entries: entriesFile } = opts;
-  return reporting(() => {
-    const catalog = readCatalog(catalogFile);
-    let text: string;
-    try {
-      text = readFileSync(entriesFile, 'utf8');
-    } catch (err) {
-      throw new RegistrationError(
-        `cannot read ${entriesFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-      );
-    }
-    const entries = parseEntriesDocument(text, entriesFile);
-    const report = checkEntries(catalog, entries);
-    for (const id of report.unregistered)
-      console.log(`missing entry: ${id} (in the catalog, not registered)`);
-    for (const id of report.unknown) console.log(`unknown agent: ${id} (registered, in no catalog group)`);
-    for (const d of report.differs) console.log(`differs: ${d.spiffeId}: ${d.problems.join('; ')}`);
-    const problems = report.unregistered.length + report.unknown.length + report.differs.length;
-    console.log(
-      problems === 0
-        ? `ok: ${entries.length} entries match the catalog`
-        : `${problems} problem(s): catalog and SPIRE entries disagree`,
-    );
-    return problems === 0 ? 0 : 1;
-  });
+  const catalog = readCatalog(opts.catalog);
+  const entries = readEntriesFile(opts.entries);
+  const report = checkEntries(catalog, entries);
+  for (const id of report.unregistered) console.log(`missing entry: ${id} (in the catalog, not registered)`);
+  for (const id of report.unknown) console.log(`unknown agent: ${id} (registered, in no catalog group)`);
+  for (const d of report.differs) console.log(`differs: ${d.spiffeId}: ${d.problems.join('; ')}`);
+  const problems = report.unregistered.length + report.unknown.length + report.differs.length;
+  console.log(
+    problems === 0
+      ? `ok: ${entries.length} entries match the catalog`
+      : `${problems} problem(s): catalog and SPIRE entries disagree`,
+  );
+  return problems === 0 ? 0 : 1;
 }
 
 const CATALOG_FLAG = {
