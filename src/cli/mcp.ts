@@ -29,11 +29,15 @@ async function runMcp(o: McpOptions): Promise<number> {
   const server = buildMcpServer({ client, files, returnSecrets: o.returnSecrets, version: version() });
   await server.connect(new StdioServerTransport());
   if (o.returnSecrets) process.stderr.write('svid-broker mcp: --return-secrets: values go to the model\n');
+  // MCP clients stop a server by closing its stdin, then SIGTERM: either way the files go.
   await new Promise<void>((resolve) => {
     server.server.onclose = resolve;
     process.stdin.once('end', resolve);
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
   });
   files.removeAll();
+  await server.close();
   client.close();
   return 0;
 }
