@@ -12,7 +12,7 @@ import { ADMIN_COMMANDS } from './admin.js';
 import { APPROVAL_COMMANDS } from './approvals.js';
 import { AUDIT_COMMANDS } from './audit-verify.js';
 import { CONFIG_COMMANDS } from './config-validate.js';
-import { UsageError, commandHelp, parseCommand, type Command } from './command.js';
+import { UsageError, parseCommand, type Command } from './command.js';
 import { brokerAddress } from './connect.js';
 import { printable } from './escape.js';
 import { DEV_COMMANDS } from './dev.js';
@@ -92,11 +92,12 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (isHelp(first)) {
-    const target = findCommand(argv.slice(1));
-    console.log(
-      target ? commandHelp(target.command) : argv.length > 1 ? groupHelp(argv[1] as string) : overview(),
-    );
-    return 0;
+    if (argv.length === 1) {
+      console.log(overview());
+      return 0;
+    }
+    // `help X Y` is `X Y --help`: an unknown command is a usage mistake, not an empty listing.
+    return main([...argv.slice(1), '--help']);
   }
   const found = findCommand(argv);
   if (!found) {
