@@ -201,6 +201,17 @@ agents: [{ pattern: 'spiffe://acme.io/agents/x', groups: [a], selectors: ['k8s:s
     assert.equal(resourceName('spiffe://acme.io/Team_A/bot.v2'), 'acme-io-team-a-bot-v2');
   });
 
+  it('refuses two workloads whose ClusterSPIFFEIDs would share a name (one would replace the other)', () => {
+    const alike = catalogOf(`
+agents:
+  - { pattern: 'spiffe://acme.io/agents/ci-runner', groups: [a], selectors: ['k8s:ns:ci', 'k8s:sa:a'] }
+  - { pattern: 'spiffe://acme.io/agents/ci/runner', groups: [a], selectors: ['k8s:ns:ci', 'k8s:sa:b'] }`);
+    assert.throws(
+      () => generateClusterSpiffeIds(alike),
+      /spiffe:\/\/acme\.io\/agents\/ci-runner and spiffe:\/\/acme\.io\/agents\/ci\/runner would both be ClusterSPIFFEID acme-io-agents-ci-runner/,
+    );
+  });
+
   describe('check against the catalog', () => {
     it('agrees with what it generated', () => {
       const entries = parseEntriesDocument(formatEntriesJson(generateEntries(catalog)), 'generated');
