@@ -22,6 +22,7 @@ import {
   type Parsed,
 } from './command.js';
 import { parseDuration } from './duration.js';
+import { printable } from './escape.js';
 import { iso, isoOrNull, printJson, table, withConnection } from './output.js';
 
 const SELECTOR_FLAGS: Record<string, Flag> = {
@@ -56,7 +57,7 @@ const hasSelector = (s: Partial<LeaseSelectorMsg>): boolean =>
   Object.values(s).some((v) => v !== '' && v !== false);
 
 /** One lease in `--json`: times as ISO-8601, like every other command. */
-export function leaseJson(l: LeaseInfoMsg): Record<string, unknown> {
+function leaseJson(l: LeaseInfoMsg): Record<string, unknown> {
   return {
     lease_id: l.lease_id,
     state: l.state,
@@ -187,7 +188,10 @@ async function showLease(p: Parsed): Promise<number> {
   if (!id) throw usageError('missing LEASE_ID');
   const lease = await withConnection(p, (c) => c.admin.getLease(id));
   if (bool(p, 'json')) printJson(leaseJson(lease));
-  else console.log(leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${lease.revoke_reason}` : ''));
+  else
+    console.log(
+      leaseRows([lease]) + (lease.revoke_reason ? `\nreason: ${printable(lease.revoke_reason)}` : ''),
+    );
   return 0;
 }
 
@@ -247,7 +251,7 @@ async function quarantine(p: Parsed): Promise<number> {
   } else {
     const q = res.quarantine;
     console.log(
-      `quarantined ${q?.pattern ?? agent}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
+      `quarantined ${printable(q?.pattern ?? agent)}${res.replaced ? ' (replaced the previous quarantine)' : ''}` +
         (q?.expires_at ? ` until ${iso(q.expires_at)}` : ' until released'),
     );
     if (res.revocation) for (const line of revokeSummary(res.revocation)) console.log(line);
@@ -260,7 +264,7 @@ async function release(p: Parsed): Promise<number> {
   const reason = required(p, 'reason', 'it is recorded in the audit trail');
   const q = await withConnection(p, (c) => c.admin.releaseQuarantine({ agent, reason }));
   if (bool(p, 'json')) printJson(quarantineJson(q));
-  else console.log(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`);
+  else console.log(printable(`released ${q.pattern} (quarantined by ${q.by}: ${q.reason})`));
   return 0;
 }
 

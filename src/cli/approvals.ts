@@ -15,6 +15,7 @@ import {
   type Parsed,
 } from './command.js';
 import { parseDuration } from './duration.js';
+import { printable } from './escape.js';
 import { iso, printJson, table, withConnection } from './output.js';
 
 function approvalJson(a: ApprovalMsg): Record<string, unknown> {
@@ -140,8 +141,9 @@ async function grantBreakGlass(p: Parsed): Promise<number> {
   if (bool(p, 'json')) printJson(grantJson(grant));
   else
     console.log(
-      `break-glass ${grant.grant_id} granted to ${grant.agent} for ${grant.roles.join(', ')} until ${iso(grant.expires_at)}; ` +
-        'it stays on `svid-broker breakglass list` until reviewed',
+      printable(
+        `break-glass ${grant.grant_id} granted to ${grant.agent} for ${grant.roles.join(', ')} until ${iso(grant.expires_at)}; `,
+      ) + 'it stays on `svid-broker breakglass list` until reviewed',
     );
   return 0;
 }

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { ChainVerifier, GENESIS_HASH } from '../audit/hash-chain.js';
 import { formatVerifyResult, verifyAuditFile } from '../audit/verify-file.js';
 import type { Command } from './command.js';
+import { printable } from './escape.js';
 
 /** The hash of the record on line `lines` (the chain up to it verified), read again from the file. */
 async function hashThrough(file: string, lines: number): Promise<string> {
@@ -24,7 +25,7 @@ async function hashThrough(file: string, lines: number): Promise<string> {
 }
 
 /** What to do with a broken trail: keep it, start a new one, and where the good part ends. */
-export function brokenTrailAdvice(file: string, brokenLine: number, lastGoodHash: string): string {
+function brokenTrailAdvice(file: string, brokenLine: number, lastGoodHash: string): string {
   const good =
     brokenLine > 1
       ? `lines 1-${brokenLine - 1} verify; the last good record is line ${brokenLine - 1}, hash ${lastGoodHash}`
@@ -40,7 +41,8 @@ export function brokenTrailAdvice(file: string, brokenLine: number, lastGoodHash
 
 async function runAuditVerify(file: string): Promise<number> {
   const result = await verifyAuditFile(file);
-  const text = formatVerifyResult(result);
+  // A broken record's id is whatever the file holds: escaped, so a forged one cannot drive the terminal.
+  const text = printable(formatVerifyResult(result));
   if (result.ok) {
     console.log(text);
     return 0;

@@ -6,20 +6,22 @@
  */
 import { ConfigError } from '../config/load-config.js';
 import { PolicyLoadError } from '../policy/policy-load-error.js';
+import { RegistrationError } from '../spire/registration.js';
 import { StartupError } from '../main.js';
 import { ADMIN_COMMANDS } from './admin.js';
 import { APPROVAL_COMMANDS } from './approvals.js';
 import { AUDIT_COMMANDS } from './audit-verify.js';
-import { UsageError, commandHelp, parseCommand, type Command } from './command.js';
+import { CONFIG_COMMANDS } from './config-validate.js';
+import { UsageError, parseCommand, type Command } from './command.js';
 import { brokerAddress } from './connect.js';
 import { printable } from './escape.js';
-import { DEPLOY_COMMANDS } from './deploy-commands.js';
 import { DEV_COMMANDS } from './dev.js';
-import { MCP_COMMANDS } from './mcp-command.js';
+import { MCP_COMMANDS } from './mcp.js';
 import { explainError } from './explain-error.js';
 import { POLICY_COMMANDS } from './policy.js';
 import { REQUEST_COMMANDS } from './request.js';
 import { SERVE_COMMANDS } from './serve.js';
+import { SPIRE_COMMANDS } from './spire.js';
 
 /** Every command, in the order the overview lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -31,7 +33,8 @@ export const COMMANDS: readonly Command[] = [
   ...APPROVAL_COMMANDS,
   ...ADMIN_COMMANDS,
   ...POLICY_COMMANDS,
-  ...DEPLOY_COMMANDS,
+  ...SPIRE_COMMANDS,
+  ...CONFIG_COMMANDS,
 ];
 
 const ENVIRONMENT = `environment:
@@ -89,11 +92,12 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (isHelp(first)) {
-    const target = findCommand(argv.slice(1));
-    console.log(
-      target ? commandHelp(target.command) : argv.length > 1 ? groupHelp(argv[1] as string) : overview(),
-    );
-    return 0;
+    if (argv.length === 1) {
+      console.log(overview());
+      return 0;
+    }
+    // `help X Y` is `X Y --help`: an unknown command is a usage mistake, not an empty listing.
+    return main([...argv.slice(1), '--help']);
   }
   const found = findCommand(argv);
   if (!found) {
@@ -122,7 +126,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 export function report(err: unknown, command?: Command): number {
-  if (err instanceof ConfigError || err instanceof PolicyLoadError || err instanceof StartupError) {
+  if (
+    err instanceof ConfigError ||
+    err instanceof PolicyLoadError ||
+    err instanceof StartupError ||
+    err instanceof RegistrationError
+  ) {
     console.error(`svid-broker: ${err.message}`);
     return 1;
   }

@@ -6,7 +6,13 @@
  */
 import { ConfigError, loadConfig, roleDefinitions } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
+import type { Command } from './command.js';
 import type { RoleDefinition } from '../credentials/backend.js';
+import { readAwsRoleSettings } from '../credentials/aws/aws-role-settings.js';
+import { readAzureRoleSettings } from '../credentials/azure/azure-role-settings.js';
+import type { SettingsRead } from '../credentials/cloud/role-settings.js';
+import { readGcpRoleSettings } from '../credentials/gcp/gcp-role-settings.js';
+import { readGithubRoleSettings } from '../credentials/github/github-role-settings.js';
 import { SigningKeyRing } from '../credentials/token/signing-keys.js';
 import { createTokenBackend } from '../credentials/token/token-backend.js';
 import { readVaultRoleSettings } from '../credentials/vault/vault-role-settings.js';
@@ -22,9 +28,23 @@ export interface ConfigReport {
 }
 
 /**
+ * The settings readers of the backends that dial out when built (their SDK or their server):
+ * building them here would need the network, so their role settings are read as the backend
+ * reads them at startup. Limits the broker learns at startup (AWS session length) are not checked.
+ */
+const SETTINGS_READERS: Record<string, (role: RoleDefinition) => SettingsRead<unknown>> = {
+  vault: (role) => readVaultRoleSettings(role.settings, role.maxTtlSeconds),
+  aws: (role) => readAwsRoleSettings(role.settings),
+  github: (role) => readGithubRoleSettings(role.settings),
+  gcp: (role) => readGcpRoleSettings(role.settings),
+  azure: (role) => readAzureRoleSettings(role.settings),
+};
+
+const BACKENDS = ['token', ...Object.keys(SETTINGS_READERS)];
+
+/**
  * What the backends say about each role: the token backend itself (with a throwaway key ring of
- * the configured overlap), and the Vault backend's settings reader (building the Vault backend
- * would read its CA file and dial Vault).
+ * the configured overlap), and the others' settings readers, when their backend is configured.
  */
 async function roleProblems(
   config: Readonly<BrokerConfig>,
@@ -38,14 +58,17 @@ async function roleProblems(
   const token = createTokenBackend({ issuer: '', keys });
   for (const role of roles.values()) {
     const at = `roles.${role.name}`;
+    const read = SETTINGS_READERS[role.backend];
     if (role.backend === 'token') {
       problems.push(...token.validateRole(role).map((p) => `${at}: ${p}`));
-    } else if (role.backend === 'vault') {
-      if (!config.backends.vault) problems.push(`${at}: needs backends.vault`);
-      const read = readVaultRoleSettings(role.settings, role.maxTtlSeconds);
-      if (!read.ok) problems.push(...read.problems.map((p) => `${at}: ${p}`));
+    } else if (read === undefined) {
+      problems.push(`${at}: unknown backend "${role.backend}" (available: ${BACKENDS.join(', ')})`);
     } else {
-      problems.push(`${at}: unknown backend "${role.backend}" (available: token, vault)`);
+      if (!config.backends[role.backend as keyof typeof config.backends]) {
+        problems.push(`${at}: needs backends.${role.backend}`);
+      }
+      const result = read(role);
+      if (!result.ok) problems.push(...result.problems.map((p) => `${at}: ${p}`));
     }
   }
   return problems;
@@ -54,7 +77,7 @@ async function roleProblems(
 function catalogProblems(config: Readonly<BrokerConfig>): string[] {
   const problems: string[] = [];
   try {
-    new AgentCatalog(config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })));
+    new AgentCatalog(config.agents);
   } catch (err) {
     problems.push((err as Error).message);
   }
@@ -119,7 +142,7 @@ export async function validateConfigFile(file: string): Promise<ConfigReport> {
 }
 
 /** Prints every problem and warning; exit 0 when the broker would accept the file. */
-export async function runConfigValidate(file: string): Promise<number> {
+async function runConfigValidate(file: string): Promise<number> {
   const report = await validateConfigFile(file);
   for (const p of report.problems) console.error(`${file}: ${p}`);
   for (const w of report.warnings) console.error(`warning: ${file}: ${w}`);
@@ -130,3 +153,15 @@ export async function runConfigValidate(file: string): Promise<number> {
   console.log(report.summary);
   return 0;
 }
+
+export const CONFIG_COMMANDS: Command[] = [
+  {
+    path: 'config validate',
+    args: 'FILE',
+    positionals: [1, 1],
+    summary: 'Check a config file (schema, roles, backends, catalog) without starting anything.',
+    flags: {},
+    notes: 'exit codes: 0 valid, 1 a problem, 2 usage',
+    run: (p) => runConfigValidate(p.positionals[0] as string),
+  },
+];

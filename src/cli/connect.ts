@@ -23,7 +23,7 @@ export interface Connection {
 }
 
 /** A Unix socket that is not there fails at once, naming the path, instead of after a 10 s wait. */
-export function checkEndpointSocket(endpoint: string): void {
+function checkEndpointSocket(endpoint: string): void {
   if (!endpoint.startsWith('unix://')) return;
   const path = endpoint.slice('unix://'.length);
   let isSocket: boolean;

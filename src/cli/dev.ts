@@ -1,26 +1,12 @@
 /** `svid-broker dev`: the dev stack plus a broker, and what to try next. */
 import { relative } from 'node:path';
-import { startDevStack } from '../dev/dev-stack.js';
-import { createLogger, startBroker } from '../main.js';
+import { startDevStack, type DevStack } from '../dev/dev-stack.js';
+import { createLogger, startBroker, type RunningBroker } from '../main.js';
 import { str, type Command } from './command.js';
 import { PROCESS_TITLE, onReloadSignal, untilSignal } from './serve.js';
 
-export async function runDev(opts: { dir?: string; listen?: string; httpListen?: string }): Promise<number> {
-  process.title = PROCESS_TITLE;
-  const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
-  const stack = await startDevStack({
-    logger,
-    ...(opts.dir ? { dir: opts.dir } : {}),
-    ...(opts.listen ? { listen: opts.listen } : {}),
-    ...(opts.httpListen ? { httpListen: opts.httpListen } : {}),
-  });
-  let broker;
-  try {
-    broker = await startBroker({ config: stack.config, logger });
-  } catch (err) {
-    await stack.close();
-    throw err;
-  }
+/** What is running where, and commands to try from this directory. */
+function devBanner(stack: DevStack, broker: RunningBroker): string {
   // Paths under the current directory print relative (short, copy-pasteable); others absolute.
   const rel = (p: string): string => {
     const r = relative(process.cwd(), p);
@@ -37,7 +23,7 @@ export async function runDev(opts: { dir?: string; listen?: string; httpListen?:
   const storeLine = stack.redis
     ? `lease store: private redis-server at ${stack.redis.url} (data in ${rel(stack.redis.dir)})`
     : 'lease store: IN-PROCESS MEMORY (no redis-server on PATH): NOT durable, a restart forgets every lease';
-  console.log(`
+  return `
 svid-broker dev stack is up
   trust domain : ${stack.ca.trustDomain}
   broker       : ${broker.spiffeId()} on ${addr} (gRPC, mTLS)  ops: ${http}
@@ -67,7 +53,26 @@ Try it (in another terminal, from this directory):
   ${cli} audit verify ${rel(stack.config.audit.file)}
 
 Ctrl-C stops everything.
-`);
+`;
+}
+
+export async function runDev(opts: { dir?: string; listen?: string; httpListen?: string }): Promise<number> {
+  process.title = PROCESS_TITLE;
+  const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const stack = await startDevStack({
+    logger,
+    ...(opts.dir ? { dir: opts.dir } : {}),
+    ...(opts.listen ? { listen: opts.listen } : {}),
+    ...(opts.httpListen ? { httpListen: opts.httpListen } : {}),
+  });
+  let broker;
+  try {
+    broker = await startBroker({ config: stack.config, logger });
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
+  console.log(devBanner(stack, broker));
   onReloadSignal(broker, (msg) => logger.info(msg));
   return untilSignal(
     async () => {

@@ -6,7 +6,7 @@
 import { status, type Metadata } from '@grpc/grpc-js';
 
 /** Request fields as the CLI's flags; a command may override (a positional, say). */
-export const FIELD_FLAGS: Readonly<Record<string, string>> = {
+const FIELD_FLAGS: Readonly<Record<string, string>> = {
   ttl_seconds: '--ttl',
   confirm_all: '--confirm-all',
   dry_run: '--dry-run',

@@ -1,48 +1,43 @@
 /**
- * `svid-broker mcp [--credential-dir DIR] [--return-secrets] [--broker-id ID] [--auth x509|jwt]`:
- * the MCP server over stdio, next to the agent. stdout carries MCP messages only; logs go to stderr.
+ * `svid-broker mcp`: the MCP server over stdio, next to the agent. stdout carries MCP messages
+ * only; logs go to stderr. The MCP SDK is loaded only when this command runs, not at every CLI start.
  */
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { BrokerClient } from '../client/agent-client.js';
 import { CredentialFiles } from '../mcp/credential-files.js';
-import { buildMcpServer } from '../mcp/mcp-server.js';
 import { packageRoot } from '../package-root.js';
+import { CONNECTION_FLAGS, bool, str, usageError, type Command } from './command.js';
 
-export async function runMcp(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      'credential-dir': { type: 'string' },
-      'return-secrets': { type: 'boolean', default: false },
-      'broker-id': { type: 'string' },
-      auth: { type: 'string', default: 'x509' },
-    },
-  });
-  if (values.auth !== 'x509' && values.auth !== 'jwt') throw new Error('--auth must be x509 or jwt');
-  const files = new CredentialFiles(values['credential-dir'] ?? defaultCredentialDir());
+interface McpOptions {
+  credentialDir: string;
+  returnSecrets: boolean;
+  auth: 'x509' | 'jwt';
+  brokerId: string | undefined;
+}
+
+async function runMcp(o: McpOptions): Promise<number> {
+  const { StdioServerTransport } = await import('@modelcontextprotocol/sdk/server/stdio.js');
+  const { buildMcpServer } = await import('../mcp/mcp-server.js');
+  const files = new CredentialFiles(o.credentialDir);
   files.prepare();
   const client = await BrokerClient.connect({
-    auth: values.auth,
-    ...(values['broker-id'] ? { brokerId: values['broker-id'] } : {}),
+    auth: o.auth,
+    ...(o.brokerId ? { brokerId: o.brokerId } : {}),
   });
-  const server = buildMcpServer({
-    client,
-    files,
-    returnSecrets: values['return-secrets'],
-    version: version(),
-  });
+  const server = buildMcpServer({ client, files, returnSecrets: o.returnSecrets, version: version() });
   await server.connect(new StdioServerTransport());
-  if (values['return-secrets'])
-    process.stderr.write('svid-broker mcp: --return-secrets: values go to the model\n');
+  if (o.returnSecrets) process.stderr.write('svid-broker mcp: --return-secrets: values go to the model\n');
+  // MCP clients stop a server by closing its stdin, then SIGTERM: either way the files go.
   await new Promise<void>((resolve) => {
     server.server.onclose = resolve;
     process.stdin.once('end', resolve);
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
   });
   files.removeAll();
+  await server.close();
   client.close();
   return 0;
 }
@@ -58,3 +53,35 @@ function version(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
+
+export const MCP_COMMANDS: Command[] = [
+  {
+    path: 'mcp',
+    summary:
+      'MCP server over stdio for an agent: begin_task, request_credential, await_approval, end_task, task_status, list_roles.',
+    flags: {
+      'credential-dir': {
+        type: 'string',
+        value: 'DIR',
+        help: 'where credential files go (0700; default $XDG_RUNTIME_DIR/svid-broker, else <tmp>/svid-broker-<uid>)',
+      },
+      'return-secrets': {
+        type: 'boolean',
+        help: 'also put credential values in tool results (they then enter the model context; off by default)',
+      },
+      ...CONNECTION_FLAGS,
+    },
+    notes:
+      'stdout carries MCP messages only; logs go to stderr. Ending a task deletes the files written for it.',
+    run: (p) => {
+      const auth = str(p, 'auth') || 'x509';
+      if (auth !== 'x509' && auth !== 'jwt') throw usageError('--auth must be x509 or jwt');
+      return runMcp({
+        credentialDir: str(p, 'credential-dir') || defaultCredentialDir(),
+        returnSecrets: bool(p, 'return-secrets'),
+        auth,
+        brokerId: str(p, 'broker-id') || undefined,
+      });
+    },
+  },
+];

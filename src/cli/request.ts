@@ -17,7 +17,7 @@ import { CONNECTION_FLAGS, bool, str, usageError, type Command, type Parsed } fr
 import { brokerAddress, type Connection } from './connect.js';
 import { parseDuration } from './duration.js';
 import { explainError, renameFields } from './explain-error.js';
-import { iso, withConnection } from './output.js';
+import { iso, printJson, withConnection } from './output.js';
 
 function taskJson(task: TaskMsg): Record<string, unknown> {
   return {
@@ -33,12 +33,12 @@ function taskJson(task: TaskMsg): Record<string, unknown> {
 const REQUEST_FIELDS = { ttl_seconds: '--ttl', task_id: '--task' };
 
 /** The broker's own input rules, checked before anything is begun: a refusal leaves nothing open. */
-function checkLocally<T>(check: () => T, fields: Record<string, string> = REQUEST_FIELDS): T {
+function checkLocally<T>(check: () => T): T {
   try {
     return check();
   } catch (err) {
     if (isBrokerError(err) && err.code === 'INVALID_ARGUMENT') {
-      throw usageError(renameFields(err.message, { ...REQUEST_FIELDS, ...fields }));
+      throw usageError(renameFields(err.message, REQUEST_FIELDS));
     }
     throw err;
   }
@@ -58,7 +58,7 @@ interface RequestInput {
 }
 
 /** Every check the broker would make on the flags alone. */
-export function requestInput(p: Parsed): RequestInput {
+function requestInput(p: Parsed): RequestInput {
   const role = str(p, 'role');
   const env = str(p, 'env');
   const task = str(p, 'task');
@@ -153,7 +153,7 @@ async function issue(conn: Connection, task: TaskMsg, input: RequestInput, wait:
     };
     if (!wait) {
       // Exit 3: not an error, not a credential. Re-run with the same flags and --task once approved.
-      console.log(JSON.stringify(pending, null, 2));
+      printJson(pending);
       console.error(
         `pending approval ${issued.approval_id}: needs ${issued.approvals_required} approval(s); ` +
           'an approver runs `svid-broker approvals approve ' +
@@ -172,7 +172,7 @@ async function issue(conn: Connection, task: TaskMsg, input: RequestInput, wait:
       console.error(`approval ${id}: ${m.approvals_received}/${m.approvals_required} approvals`),
     );
   }
-  console.log(JSON.stringify(credentialJson(task, issued), null, 2));
+  printJson(credentialJson(task, issued));
   return 0;
 }
 
@@ -195,7 +195,7 @@ async function runTaskEnd(p: Parsed): Promise<number> {
   const taskId = p.positionals[0] as string;
   const res = await withConnection(p, (c) => c.client.endTask({ task_id: taskId, reason: str(p, 'reason') }));
   const task = res.task ? taskJson(res.task) : { task_id: taskId };
-  console.log(JSON.stringify({ ...task, revoked: res.revoked }, null, 2));
+  printJson({ ...task, revoked: res.revoked });
   console.error(`ended task ${taskId}: revoked ${res.revoked.length} lease(s)`);
   return 0;
 }

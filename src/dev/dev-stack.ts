@@ -109,10 +109,62 @@ export function devAgents(): Array<{ pattern: string; groups: string[] }> {
   ];
 }
 
+type Closers = Array<() => Promise<void> | void>;
+
+/** One Workload API socket per dev workload under `dir`, each serving SVIDs from `ca`. */
+async function serveWorkloads(
+  ca: LocalCa,
+  dir: string,
+  ttl: number,
+  closers: Closers,
+): Promise<Pick<DevStack, 'identities' | 'endpoints'>> {
+  const identities = {} as Record<DevWorkloadName, CaWorkloadIdentity>;
+  const endpoints = {} as Record<DevWorkloadName, string>;
+  for (const [name, w] of Object.entries(DEV_WORKLOADS) as Array<
+    [DevWorkloadName, (typeof DEV_WORKLOADS)[DevWorkloadName]]
+  >) {
+    const identity = await CaWorkloadIdentity.create({
+      ca,
+      spiffeId: w.spiffeId,
+      x509TtlSeconds: ttl,
+      ...('dnsNames' in w ? { dnsNames: [...w.dnsNames] } : {}),
+    });
+    closers.push(() => identity.stop());
+    const socketPath = join(dir, w.socket);
+    const server = await WorkloadApiServer.start(socketPath, identity);
+    closers.push(() => server.close());
+    identities[name] = identity;
+    endpoints[name] = `unix://${socketPath}`;
+  }
+  return { identities, endpoints };
+}
+
+/** A private redis-server under `<dir>/redis` (fresh data), unless the store is memory or none is on PATH. */
+async function startOwnRedis(
+  opts: DevStackOptions,
+  dir: string,
+  closers: Closers,
+): Promise<RedisProcess | undefined> {
+  const wanted = opts.store ?? 'auto';
+  if (wanted === 'memory' || (wanted === 'auto' && !findRedisServer())) return undefined;
+  const redisDir = join(dir, 'redis');
+  rmSync(redisDir, { recursive: true, force: true });
+  const redis = await spawnRedisServer({
+    dir: redisDir,
+    onUnexpectedExit: (what) =>
+      opts.logger.error(
+        `dev stack: its own ${what}; the broker fails closed (no credential is issued) until ` +
+          'Redis is back: restart svid-broker dev',
+      ),
+  });
+  closers.push(() => redis.stop());
+  return redis;
+}
+
 export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const dir = resolve(opts.dir ?? '.svid-broker/dev');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const closers: Array<() => Promise<void> | void> = [];
+  const closers: Closers = [];
   const close = async (): Promise<void> => {
     for (const fn of closers.reverse()) {
       try {
@@ -127,42 +179,8 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   closers.push(() => lock.release());
   try {
     const ca = await LocalCa.create(DEV_TRUST_DOMAIN);
-    const ttl = opts.svidTtlSeconds ?? 600;
-    const identities = {} as Record<DevWorkloadName, CaWorkloadIdentity>;
-    const endpoints = {} as Record<DevWorkloadName, string>;
-    for (const [name, w] of Object.entries(DEV_WORKLOADS) as Array<
-      [DevWorkloadName, (typeof DEV_WORKLOADS)[DevWorkloadName]]
-    >) {
-      const identity = await CaWorkloadIdentity.create({
-        ca,
-        spiffeId: w.spiffeId,
-        x509TtlSeconds: ttl,
-        ...('dnsNames' in w ? { dnsNames: [...w.dnsNames] } : {}),
-      });
-      closers.push(() => identity.stop());
-      const socketPath = join(dir, w.socket);
-      const server = await WorkloadApiServer.start(socketPath, identity);
-      closers.push(() => server.close());
-      identities[name] = identity;
-      endpoints[name] = `unix://${socketPath}`;
-    }
-
-    const wanted = opts.store ?? 'auto';
-    let redis: RedisProcess | undefined;
-    if (wanted === 'redis' || (wanted === 'auto' && findRedisServer())) {
-      const redisDir = join(dir, 'redis');
-      rmSync(redisDir, { recursive: true, force: true });
-      redis = await spawnRedisServer({
-        dir: redisDir,
-        onUnexpectedExit: (what) =>
-          opts.logger.error(
-            `dev stack: its own ${what}; the broker fails closed (no credential is issued) until ` +
-              'Redis is back: restart svid-broker dev',
-          ),
-      });
-      const r = redis;
-      closers.push(() => r.stop());
-    }
+    const { identities, endpoints } = await serveWorkloads(ca, dir, opts.svidTtlSeconds ?? 600, closers);
+    const redis = await startOwnRedis(opts, dir, closers);
 
     const config = parseConfig(
       {

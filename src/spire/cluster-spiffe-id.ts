@@ -101,7 +101,20 @@ export function generateClusterSpiffeIds(catalog: RegistrationCatalog): ClusterS
     catalog,
     catalog.spire.parentId ?? 'spiffe://k8s.invalid/controller-sets-parent',
   );
-  return entries.map((e) => toResource(e, catalog.spire.className));
+  const resources = entries.map((e) => toResource(e, catalog.spire.className));
+  // Names are lossy (agents/ci-runner and agents/ci/runner alike): kubectl apply would let the
+  // second resource replace the first, and one workload would silently get no SVID.
+  const byName = new Map<string, string>();
+  for (const r of resources) {
+    const other = byName.get(r.metadata.name);
+    if (other !== undefined) {
+      throw new RegistrationError(
+        `${other} and ${r.spec.spiffeIDTemplate} would both be ClusterSPIFFEID ${r.metadata.name}: rename one`,
+      );
+    }
+    byName.set(r.metadata.name, r.spec.spiffeIDTemplate);
+  }
+  return resources;
 }
 
 /** A multi-document YAML stream, for `kubectl apply -f -`. */

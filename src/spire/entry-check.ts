@@ -95,9 +95,7 @@ export function checkEntries(
   catalog: RegistrationCatalog,
   entries: readonly CheckedEntry[],
 ): EntryCheckReport {
-  const agentCatalog = new AgentCatalog(
-    catalog.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })),
-  );
+  const agentCatalog = new AgentCatalog(catalog.agents);
   const wanted = registeredAgents(catalog).length
     ? generateEntries(catalog, catalog.spire.parentId ?? 'spiffe://check.invalid/any-parent')
     : [];

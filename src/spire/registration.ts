@@ -84,9 +84,7 @@ export function generateEntries(catalog: RegistrationCatalog, parentId?: string)
 }
 
 function groupLookup(catalog: RegistrationCatalog): (id: string) => string[] {
-  const agentCatalog = new AgentCatalog(
-    catalog.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })),
-  );
+  const agentCatalog = new AgentCatalog(catalog.agents);
   return (id) => agentCatalog.groupsOf(id);
 }
 

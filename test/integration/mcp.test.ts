@@ -17,6 +17,15 @@ const textOf = (res: unknown): Record<string, unknown> => {
   return JSON.parse(r.content[0]?.text ?? '{}') as Record<string, unknown>;
 };
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', function () {
   this.timeout(60_000);
   let h: Harness;
@@ -30,7 +39,9 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
     await h?.close();
   });
 
-  const startMcp = async (extraArgs: string[] = []): Promise<{ client: Client; dir: string }> => {
+  const startMcp = async (
+    extraArgs: string[] = [],
+  ): Promise<{ client: Client; dir: string; transport: StdioClientTransport }> => {
     const dir = join(mkdtempSync(join(tmpdir(), 'svb-mcp-')), 'creds');
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '',
@@ -46,8 +57,40 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
     });
     const client = new Client({ name: 'svb-test', version: '1.0.0' });
     await client.connect(transport);
-    return { client, dir };
+    return { client, dir, transport };
   };
+
+  it('SIGTERM (how MCP clients stop a server) still deletes the credential files it wrote', async () => {
+    const { client, transport } = await startMcp();
+    try {
+      const begun = textOf(
+        await client.callTool({
+          name: 'begin_task',
+          arguments: { environment: 'dev', intent: 'mcp sigterm' },
+        }),
+      );
+      const issued = textOf(
+        await client.callTool({
+          name: 'request_credential',
+          arguments: { task_id: begun.task_id, role: 'token/demo' },
+        }),
+      );
+      const files = [issued.path as string, issued.env_file as string];
+      assert.ok(files.every((f) => existsSync(f)));
+      const pid = transport.pid as number;
+      process.kill(pid, 'SIGTERM');
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && processAlive(pid)) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(!processAlive(pid), 'the server did not exit on SIGTERM');
+      assert.deepEqual(
+        files.filter((f) => existsSync(f)),
+        [],
+        'credential files left behind',
+      );
+    } finally {
+      await client.close();
+    }
+  });
 
   it('lists its tools, begins a task, writes the credential to a private file (value not in the result), ends the task (file gone, lease revoked)', async () => {
     const { client, dir } = await startMcp();

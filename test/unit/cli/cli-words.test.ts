@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { Metadata, status } from '@grpc/grpc-js';
+import { main } from '../../../src/cli/cli.js';
 import { checkSvidValidity } from '../../../src/cli/connect.js';
 import { parseDuration } from '../../../src/cli/duration.js';
 import { explainError, renameFields } from '../../../src/cli/explain-error.js';
@@ -105,5 +106,43 @@ describe('cli: one vocabulary and plain errors', () => {
     );
     const fresh = await ca.issueX509Svid('spiffe://example.org/agents/demo');
     assert.doesNotThrow(() => checkSvidValidity(fresh));
+  });
+
+  it('mcp --auth other than x509|jwt is a usage mistake (exit 2), before anything is dialled', async () => {
+    const { error } = console;
+    let err = '';
+    console.error = (...a: unknown[]) => void (err += `${a.map(String).join(' ')}\n`);
+    try {
+      assert.equal(await main(['mcp', '--auth', 'spiffe']), 2);
+    } finally {
+      console.error = error;
+    }
+    assert.match(err, /^svid-broker mcp: --auth must be x509 or jwt\n/);
+  });
+
+  it('help names a command or a group; an unknown one is a usage mistake (it printed an empty group, exit 0)', async () => {
+    const { log, error } = console;
+    let out = '';
+    let err = '';
+    console.log = (...a: unknown[]) => void (out += `${a.map(String).join(' ')}\n`);
+    console.error = (...a: unknown[]) => void (err += `${a.map(String).join(' ')}\n`);
+    try {
+      assert.deepEqual(
+        [
+          await main(['help']),
+          await main(['help', 'admin']),
+          await main(['help', 'admin', 'revoke']),
+          await main(['help', 'bogus']),
+          await main(['help', 'admin', 'bogus']),
+        ],
+        [0, 0, 0, 2, 2],
+      );
+    } finally {
+      console.log = log;
+      console.error = error;
+    }
+    assert.match(out, /usage: svid-broker admin revoke \[flags\]/);
+    assert.match(err, /svid-broker bogus: unknown command/);
+    assert.match(err, /svid-broker admin: unknown command 'admin bogus'/);
   });
 });

@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
+import { main } from '../../../src/cli/cli.js';
 import { table } from '../../../src/cli/output.js';
 import { printable, safeJson } from '../../../src/cli/escape.js';
 
@@ -52,5 +56,20 @@ describe('CLI output escaping', () => {
         assert.doesNotMatch(text.replaceAll('\n', ''), UNSAFE);
       }),
     );
+  });
+
+  it('audit verify escapes the id of a broken record: the file is what it doubts', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'audit-esc-')), 'audit.jsonl');
+    writeFileSync(file, `${JSON.stringify({ id: 'x\u001b]0;owned\u0007\u001b[2J' })}\n`);
+    const { error } = console;
+    let err = '';
+    console.error = (...a: unknown[]) => void (err += `${a.map(String).join(' ')}\n`);
+    try {
+      assert.equal(await main(['audit', 'verify', file]), 1);
+    } finally {
+      console.error = error;
+    }
+    assert.match(err, /BROKEN at line 1 \(record x\\u\{1b\}\]0;owned\\u\{7\}\\u\{1b\}\[2J\)/);
+    assert.doesNotMatch(err.replaceAll('\n', ''), UNSAFE);
   });
 });

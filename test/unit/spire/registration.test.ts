@@ -8,8 +8,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { runConfigValidate, validateConfigFile } from '../../../src/cli/config-validate.js';
-import { runSpireCheck, runSpireEntries } from '../../../src/cli/spire.js';
+import { validateConfigFile } from '../../../src/cli/config-validate.js';
+import { main } from '../../../src/cli/cli.js';
 import { parseConfig } from '../../../src/config/load-config.js';
 import { generateClusterSpiffeIds, resourceName } from '../../../src/spire/cluster-spiffe-id.js';
 import { checkEntries, parseEntriesDocument } from '../../../src/spire/entry-check.js';
@@ -201,6 +201,17 @@ agents: [{ pattern: 'spiffe://acme.io/agents/x', groups: [a], selectors: ['k8s:s
     assert.equal(resourceName('spiffe://acme.io/Team_A/bot.v2'), 'acme-io-team-a-bot-v2');
   });
 
+  it('refuses two workloads whose ClusterSPIFFEIDs would share a name (one would replace the other)', () => {
+    const alike = catalogOf(`
+agents:
+  - { pattern: 'spiffe://acme.io/agents/ci-runner', groups: [a], selectors: ['k8s:ns:ci', 'k8s:sa:a'] }
+  - { pattern: 'spiffe://acme.io/agents/ci/runner', groups: [a], selectors: ['k8s:ns:ci', 'k8s:sa:b'] }`);
+    assert.throws(
+      () => generateClusterSpiffeIds(alike),
+      /spiffe:\/\/acme\.io\/agents\/ci-runner and spiffe:\/\/acme\.io\/agents\/ci\/runner would both be ClusterSPIFFEID acme-io-agents-ci-runner/,
+    );
+  });
+
   describe('check against the catalog', () => {
     it('agrees with what it generated', () => {
       const entries = parseEntriesDocument(formatEntriesJson(generateEntries(catalog)), 'generated');
@@ -266,11 +277,13 @@ agents: [{ pattern: 'spiffe://acme.io/agents/x', groups: [a], selectors: ['k8s:s
 
   describe('CLI', () => {
     it('spire entries prints the JSON, the commands or the k8s resources', async () => {
-      const json = await run(() => runSpireEntries(['--catalog', catalogFile]));
+      const json = await run(() => main(['spire', 'entries', '--catalog', catalogFile]));
       assert.equal(json.code, 0);
       assert.equal(JSON.parse(json.out).entries.length, 3);
       const commands = await run(() =>
-        runSpireEntries([
+        main([
+          'spire',
+          'entries',
           '--catalog',
           catalogFile,
           '--format',
@@ -281,19 +294,21 @@ agents: [{ pattern: 'spiffe://acme.io/agents/x', groups: [a], selectors: ['k8s:s
       );
       assert.equal(commands.out.trim().split('\n').length, 3);
       assert.match(commands.out, /^spire-server entry create -parentID spiffe:\/\/acme\.io\/node\/x /);
-      const k8s = await run(() => runSpireEntries(['--catalog', catalogFile, '--format', 'k8s']));
+      const k8s = await run(() => main(['spire', 'entries', '--catalog', catalogFile, '--format', 'k8s']));
       assert.equal(k8s.code, 1);
       assert.match(k8s.err, /is not a k8s selector/);
-      const bad = await run(() => runSpireEntries(['--catalog', catalogFile, '--format', 'xml']));
+      const bad = await run(() => main(['spire', 'entries', '--catalog', catalogFile, '--format', 'xml']));
       assert.equal(bad.code, 2);
     });
 
     it('spire check exits 0 when they agree and 1 listing each difference', async () => {
       const good = write('good.json', formatEntriesJson(generateEntries(catalog)));
-      const ok = await run(() => runSpireCheck(['--catalog', catalogFile, '--entries', good]));
+      const ok = await run(() => main(['spire', 'check', '--catalog', catalogFile, '--entries', good]));
       assert.deepEqual([ok.code, ok.out.trim()], [0, 'ok: 3 entries match the catalog']);
       const partial = write('partial.json', formatEntriesJson(generateEntries(catalog).slice(1)));
-      const missing = await run(() => runSpireCheck(['--catalog', catalogFile, '--entries', partial]));
+      const missing = await run(() =>
+        main(['spire', 'check', '--catalog', catalogFile, '--entries', partial]),
+      );
       assert.equal(missing.code, 1);
       assert.match(
         missing.out,
@@ -302,7 +317,7 @@ agents: [{ pattern: 'spiffe://acme.io/agents/x', groups: [a], selectors: ['k8s:s
     });
 
     it('config validate lists every problem, or prints a summary', async () => {
-      const good = await run(() => runConfigValidate(catalogFile));
+      const good = await run(() => main(['config', 'validate', catalogFile]));
       assert.equal(good.code, 0);
       assert.match(
         good.out,
@@ -331,15 +346,37 @@ spire: { groups: { nobody: { x509SvidTtlSeconds: 60 } } }
       );
       const roles = await validateConfigFile(fixedRedis);
       assert.deepEqual(roles.problems, [
-        'roles.s3/read: unknown backend "s3" (available: token, vault)',
+        'roles.s3/read: unknown backend "s3" (available: token, vault, aws, github, gcp, azure)',
         'roles.vault/db: needs backends.vault',
         'roles.token/noaud: settings.audience: required (a non-empty string or array of strings)',
         'spire.groups.nobody: no catalog entry has this group',
       ]);
       assert.ok(roles.warnings.some((w) => /not rediss/.test(w)));
-      const printed = await run(() => runConfigValidate(fixedRedis));
+      const printed = await run(() => main(['config', 'validate', fixedRedis]));
       assert.equal(printed.code, 1);
       assert.match(printed.err, /problem\(s\): the broker would not start with this file/);
+    });
+
+    it('config validate reads cloud roles as their backends do (it named them unknown)', async () => {
+      const cloud = write(
+        'cloud.yaml',
+        `
+backends:
+  aws: { region: us-east-1, credentials: { source: default_chain } }
+roles:
+  aws/deploy: { maxTtlSeconds: 900, roleArn: 'arn:aws:iam::123456789012:role/agent-deploy' }
+  aws/typo: { maxTtlSeconds: 900, roleArn: nope }
+  azure/blob:
+    maxTtlSeconds: 900
+    tenantId: 11111111-2222-3333-4444-555555555555
+    clientId: 66666666-7777-8888-9999-000000000000
+    scope: https://storage.azure.com/.default
+`,
+      );
+      const report = await validateConfigFile(cloud);
+      assert.equal(report.problems.length, 2, report.problems.join('\n'));
+      assert.match(report.problems[0] as string, /^roles\.aws\/typo: roleArn/);
+      assert.equal(report.problems[1], 'roles.azure/blob: needs backends.azure');
     });
   });
 });
