@@ -155,9 +155,10 @@ function registerCredentialTools(server: McpServer, opts: McpOptions): void {
     (args, extra) =>
       answer(async () => {
         const token = extra._meta?.progressToken;
-        const notify = (state: string, received: number, required: number): void => {
+        // Returns the send, so the last notification can be awaited: it must reach the client before the result.
+        const notify = async (state: string, received: number, required: number): Promise<void> => {
           if (token === undefined) return;
-          void extra
+          await extra
             .sendNotification({
               method: 'notifications/progress',
               params: { progressToken: token, progress: received, total: required, message: state },
@@ -166,13 +167,13 @@ function registerCredentialTools(server: McpServer, opts: McpOptions): void {
         };
         try {
           const issued = await client.awaitApproval(args.approval_id, {
-            onProgress: (p) => notify('pending', p.approvalsReceived, p.approvalsRequired),
+            onProgress: (p) => void notify('pending', p.approvalsReceived, p.approvalsRequired),
             timeoutMs: (args.timeout_seconds ?? 600) * 1000,
           });
-          notify('approved', 1, 1);
+          await notify('approved', 1, 1);
           return describeResult(issued, opts);
         } catch (err) {
-          notify('denied', 0, 1);
+          await notify('denied', 0, 1);
           throw err;
         }
       }),
