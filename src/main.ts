@@ -8,6 +8,8 @@ import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
+import { AuditPipeline } from './audit/pipeline.js';
+import { buildFollowers } from './audit/sinks/build-followers.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -616,11 +618,24 @@ async function buildAudit(
   injected: AuditSink | undefined,
   identity: Identity,
   stores: Stores,
-): Promise<{ audit: AuditSink; health: DependencyHealth; refuseWhileAuditDown: () => void }> {
+): Promise<{
+  audit: AuditSink;
+  pipeline?: AuditPipeline;
+  health: DependencyHealth;
+  refuseWhileAuditDown: () => void;
+}> {
   let audit = injected;
+  let pipeline: AuditPipeline | undefined;
   if (!audit) {
-    audit = await FileChainSink.open(config.audit.file, { fsync: config.audit.fsync, logger });
-    const built = audit;
+    const keeper = await FileChainSink.open(config.audit.file, {
+      fsync: config.audit.fsync,
+      logger,
+      source: identity.spiffeId(),
+    });
+    const followers = buildFollowers(config.audit, { logger, redis: stores.redis });
+    pipeline = new AuditPipeline(keeper, followers, { ackTimeoutMs: config.audit.ackTimeoutMs });
+    audit = pipeline;
+    const built = pipeline;
     onClose(() => built.close());
   }
   const health = buildDependencyHealth({
@@ -640,7 +655,7 @@ async function buildAudit(
     logger,
     ...clock,
   });
-  return { audit, health, refuseWhileAuditDown: auditGate(audit) };
+  return { audit, ...(pipeline ? { pipeline } : {}), health, refuseWhileAuditDown: auditGate(audit) };
 }
 
 interface Credentials {

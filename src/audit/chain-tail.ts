@@ -23,6 +23,8 @@ export interface TailReader {
 /** Where the chain ends: the hash to continue from, and a torn tail to cut, if any. */
 export interface ChainTail {
   lastHash: string;
+  /** seq of the last complete record: 0 for an empty file, undefined for a record from before seq. */
+  lastSeq: number | undefined;
   /** Bytes up to and including the last complete record's newline. */
   completeSize: number;
   /** Present when the file ends in the sink's own partial write (after completeSize). */
@@ -38,17 +40,18 @@ const PREV_HASH_FIELD = /"prev_hash":"([0-9a-f]{64})"/;
 
 /** Reads the end of a file of `size` bytes and says where the chain ends (throws when refused). */
 export async function readChainTail(handle: TailReader, size: number, path: string): Promise<ChainTail> {
-  if (size === 0) return { lastHash: GENESIS_HASH, completeSize: 0 };
+  if (size === 0) return { lastHash: GENESIS_HASH, lastSeq: 0, completeSize: 0 };
   const { tail, start } = await readLastLines(handle, size);
   const endsWithNewline = tail[tail.length - 1] === NEWLINE;
   // Index just after the newline that closes the last complete record (-1: none in hand).
   const lastNewline = tail.lastIndexOf(NEWLINE, endsWithNewline ? tail.length - 1 : tail.length);
   if (endsWithNewline) {
-    return { lastHash: completeRecordHash(tail, lastNewline, path), completeSize: size };
+    return { ...completeRecordHead(tail, lastNewline, path), completeSize: size };
   }
   const completeSize = lastNewline < 0 ? start : start + lastNewline + 1;
   const fragment = tail.subarray(lastNewline + 1);
-  const lastHash = completeSize === 0 ? GENESIS_HASH : completeRecordHash(tail, lastNewline, path);
+  const { lastHash, lastSeq } =
+    completeSize === 0 ? { lastHash: GENESIS_HASH, lastSeq: 0 } : completeRecordHead(tail, lastNewline, path);
   if (!isOwnPartialRecord(fragment.toString('utf8'), lastHash)) {
     throw failedPrecondition(
       'audit_partial_record',
@@ -60,6 +63,7 @@ export async function readChainTail(handle: TailReader, size: number, path: stri
   }
   return {
     lastHash,
+    lastSeq,
     completeSize,
     torn: { bytes: fragment.length, sha256: createHash('sha256').update(fragment).digest('hex') },
   };
@@ -105,7 +109,11 @@ function lineStartBefore(tail: Buffer): number {
 }
 
 /** The hash of the complete record that ends at `newlineAt`, after checking its own hash. */
-function completeRecordHash(tail: Buffer, newlineAt: number, path: string): string {
+function completeRecordHead(
+  tail: Buffer,
+  newlineAt: number,
+  path: string,
+): { lastHash: string; lastSeq: number | undefined } {
   const lineStart = newlineAt <= 0 ? 0 : tail.lastIndexOf(NEWLINE, newlineAt - 1) + 1;
   const check = checkRecordLine(tail.subarray(lineStart, newlineAt).toString('utf8'), undefined);
   if (!check.ok) {
@@ -114,7 +122,7 @@ function completeRecordHash(tail: Buffer, newlineAt: number, path: string): stri
       `audit: the last record of ${path} is damaged (${check.error}); run \`svid-broker audit verify ${path}\``,
     );
   }
-  return check.hash;
+  return { lastHash: check.hash, lastSeq: check.seq };
 }
 
 /** Exactly `length` bytes from `position` (the tail here, the walk since the checkpoint). */

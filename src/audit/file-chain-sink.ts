@@ -19,8 +19,8 @@ import { dirname } from 'node:path';
 import { BrokerError, unavailable } from '../errors.js';
 import { GENESIS_CHECKPOINT, readCheckpoint, verifyChainSince, writeCheckpoint } from './chain-checkpoint.js';
 import { readChainTail, type ChainTail } from './chain-tail.js';
-import { sealRecord } from './hash-chain.js';
-import type { AuditEventInput, AuditRecord, AuditSink, AuditSinkHealth } from './types.js';
+import { DEFAULT_SOURCE, sealRecord } from './hash-chain.js';
+import type { AuditEventInput, AuditRecord, AuditSinkHealth, ChainKeeper, CommitListener } from './types.js';
 import { createUuidV7Factory } from './uuid-v7.js';
 
 /** The slice of fs/promises' FileHandle the sink uses; a seam for counting syncs and injecting faults. */
@@ -71,6 +71,8 @@ export interface FileChainSinkOptions {
   retry?: { baseDelayMs: number; maxDelayMs: number };
   /** How often the synced size and chain head are saved to `<file>.checkpoint`. Default 5 s. */
   checkpointIntervalMs?: number;
+  /** `source` of every record: the broker replica's SPIFFE ID. Default `svid-broker`. */
+  source?: string;
 }
 
 interface PendingWrite {
@@ -91,17 +93,21 @@ interface Outage {
   refusal: BrokerError;
 }
 
-/** Where the file is known good: its size and the hash of its last record, both synced. */
+/** Where the file is known good: its size and the hash and seq of its last record, all synced. */
 interface Committed {
   size: number;
   hash: string;
+  seq: number;
 }
 
 const DEFAULT_RETRY = { baseDelayMs: 100, maxDelayMs: 5000 };
 const silentLogger: SinkLogger = { error: () => undefined, warn: () => undefined, info: () => undefined };
 
-export class FileChainSink implements AuditSink {
+export class FileChainSink implements ChainKeeper {
   private queue: PendingWrite[] = [];
+  private readonly listeners = new Set<CommitListener>();
+  /** seq of the last record accepted (possibly not yet on disk), as lastHash. */
+  private lastSeq: number;
   private flushing: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private outage: Outage | undefined;
@@ -124,9 +130,11 @@ export class FileChainSink implements AuditSink {
       fileSystem: ChainFileSystem;
       logger: SinkLogger;
       retry: { baseDelayMs: number; maxDelayMs: number };
+      source: string;
     },
   ) {
     this.lastHash = committed.hash;
+    this.lastSeq = committed.seq;
   }
 
   /**
@@ -149,6 +157,7 @@ export class FileChainSink implements AuditSink {
       fileSystem,
       logger: opts.logger ?? silentLogger,
       retry: opts.retry ?? DEFAULT_RETRY,
+      source: opts.source ?? DEFAULT_SOURCE,
     };
     const handle = await openChainFile(fileSystem, path);
     let sink: FileChainSink | undefined;
@@ -159,7 +168,9 @@ export class FileChainSink implements AuditSink {
       const from = (await readCheckpoint(path)) ?? GENESIS_CHECKPOINT;
       await verifyChainSince(handle, from, tail.completeSize, tail.lastHash, path);
       if (size === 0 && settings.fsync) await syncDirectory(fileSystem, dirname(path));
-      sink = new FileChainSink(path, handle, { size: tail.completeSize, hash: tail.lastHash }, settings);
+      // A file from before seq existed continues at 1: the verifier accepts that step.
+      const committed = { size: tail.completeSize, hash: tail.lastHash, seq: tail.lastSeq ?? 0 };
+      sink = new FileChainSink(path, handle, committed, settings);
       // A repair that cannot be recorded fails startup: the next start finds the same tail.
       if (tail.torn) await sink.repairTornTail(tail, size);
       await sink.startCheckpoints(opts.checkpointIntervalMs ?? 5000);
@@ -176,16 +187,43 @@ export class FileChainSink implements AuditSink {
     if (refusal !== undefined) return Promise.reject(refusal);
     let record: AuditRecord;
     try {
-      record = sealRecord(this.lastHash, event, this.settings.nextId(), this.settings.now().toISOString());
+      record = sealRecord(this.lastHash, event, this.nextMeta(this.lastSeq));
     } catch (err) {
       return Promise.reject(err);
     }
     // Chained now, in call order; the flush loop preserves that order on disk.
     this.lastHash = record.hash;
+    this.lastSeq = record.seq;
     return new Promise<AuditRecord>((resolve, reject) => {
       this.queue.push({ record, line: `${JSON.stringify(record)}\n`, resolve, reject });
       this.flushing ??= this.flushLoop();
     });
+  }
+
+  /** Every committed record, in chain order, before the writes of its batch resolve. */
+  subscribe(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private nextMeta(afterSeq: number): { id: string; time: string; seq: number; source: string } {
+    return {
+      id: this.settings.nextId(),
+      time: this.settings.now().toISOString(),
+      seq: afterSeq + 1,
+      source: this.settings.source,
+    };
+  }
+
+  /** Tells subscribers; a listener that throws is logged, never allowed to fail the write. */
+  private publish(records: readonly AuditRecord[]): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(records);
+      } catch (err) {
+        this.settings.logger.error({ err: describe(err) }, 'audit: a commit listener threw');
+      }
+    }
   }
 
   health(): AuditSinkHealth {
@@ -258,7 +296,9 @@ export class FileChainSink implements AuditSink {
         this.queue = [];
         break;
       }
-      this.committed = { size: this.committed.size + data.length, hash: lastOf(batch).record.hash };
+      const last = lastOf(batch).record;
+      this.committed = { size: this.committed.size + data.length, hash: last.hash, seq: last.seq };
+      this.publish(batch.map((p) => p.record));
       for (const pending of batch) pending.resolve(pending.record);
     }
     this.flushing = undefined;
@@ -290,6 +330,7 @@ export class FileChainSink implements AuditSink {
       refusal,
     };
     this.lastHash = this.committed.hash;
+    this.lastSeq = this.committed.seq;
     for (const pending of rejected) pending.reject(refusal);
     void this.logFailure('audit sink failed: refusing every request until a write succeeds', err, 'error');
     this.scheduleHeal();
@@ -318,8 +359,7 @@ export class FileChainSink implements AuditSink {
         refused_writes: outage.refused,
         cause: outage.cause,
       },
-      this.settings.nextId(),
-      this.settings.now().toISOString(),
+      this.nextMeta(this.committed.seq),
     );
     const data = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
     try {
@@ -330,9 +370,11 @@ export class FileChainSink implements AuditSink {
       this.scheduleHeal();
       return;
     }
-    this.committed = { size: this.committed.size + data.length, hash: record.hash };
+    this.committed = { size: this.committed.size + data.length, hash: record.hash, seq: record.seq };
     this.lastHash = record.hash;
+    this.lastSeq = record.seq;
     this.outage = undefined;
+    this.publish([record]);
     this.settings.logger.info(
       { path: this.path, down_ms: downMs, refused_writes: outage.refused },
       'audit sink recovered: accepting writes again',

@@ -16,7 +16,22 @@ import type { AuditEventInput, AuditRecord } from './types.js';
 export const GENESIS_HASH = '0'.repeat(64);
 
 /** Fields a sink assigns; an event that carries them would forge or confuse the chain. */
-const RESERVED_FIELDS = ['id', 'time', 'prev_hash', 'hash'] as const;
+const RESERVED_FIELDS = ['id', 'time', 'source', 'seq', 'prev_hash', 'hash'] as const;
+
+/** `source` of records written by a sink that was not told the broker replica's SPIFFE ID. */
+export const DEFAULT_SOURCE = 'svid-broker';
+
+/** What a sink assigns to each record besides the hashes. */
+export interface RecordMeta {
+  /** UUIDv7 */
+  id: string;
+  /** RFC 3339 UTC */
+  time: string;
+  /** Position in the chain: 1 for its first record, +1 for each next one (also across rotated files). */
+  seq: number;
+  /** The broker replica that wrote the record (its SPIFFE ID): the chain is per replica. */
+  source: string;
+}
 
 /** Fields every record must have, in the order they are checked. */
 const REQUIRED_FIELDS = ['id', 'time', 'type', 'agent', 'prev_hash', 'hash'] as const;
@@ -37,7 +52,13 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** `Omit<AuditRecord, 'hash'>` would collapse to the index signature, so spelled out. */
-export type RecordWithoutHash = AuditEventInput & { id: string; time: string; prev_hash: string };
+export type RecordWithoutHash = AuditEventInput & {
+  id: string;
+  time: string;
+  source: string;
+  seq: number;
+  prev_hash: string;
+};
 
 export function computeRecordHash(prevHash: string, recordWithoutHash: RecordWithoutHash): string {
   const canonical = canonicalize(recordWithoutHash);
@@ -53,7 +74,7 @@ export function computeRecordHash(prevHash: string, recordWithoutHash: RecordWit
  * as strings, NaN as null); hashing the live object instead could seal values the line never
  * shows. Throws (and the chain does not advance) for reserved fields or non-JSON values.
  */
-export function sealRecord(prevHash: string, event: AuditEventInput, id: string, time: string): AuditRecord {
+export function sealRecord(prevHash: string, event: AuditEventInput, meta: RecordMeta): AuditRecord {
   for (const field of RESERVED_FIELDS) {
     if (Object.hasOwn(event, field)) {
       throw new BrokerError('INTERNAL', `audit: event must not set reserved field '${field}'`);
@@ -67,18 +88,26 @@ export function sealRecord(prevHash: string, event: AuditEventInput, id: string,
   }
   // id, time, type and agent lead the line so a human reading the file sees them first.
   const unsealed = {
-    id,
-    time,
+    id: meta.id,
+    time: meta.time,
     type: fields.type,
     agent: fields.agent,
     ...fields,
+    source: meta.source,
+    seq: meta.seq,
     prev_hash: prevHash,
   } as RecordWithoutHash;
   return { ...unsealed, hash: computeRecordHash(prevHash, unsealed) };
 }
 
 export type VerifyChainResult =
-  | { ok: true; count: number; lastHash: string }
+  | {
+      ok: true;
+      count: number;
+      lastHash: string;
+      /** seq of the last record (undefined: no record, or records from before seq existed). */
+      lastSeq?: number;
+    }
   | {
       ok: false;
       /** Valid records before the broken one. */
@@ -90,7 +119,8 @@ export type VerifyChainResult =
     };
 
 /** The outcome of checking one parsed line against the expected prev_hash. */
-export type LineCheck = { ok: true; hash: string } | { ok: false; id?: string; error: string };
+export type LineCheck =
+  { ok: true; hash: string; seq?: number; record: AuditRecord } | { ok: false; id?: string; error: string };
 
 /**
  * Checks one line: JSON object, required fields, linkage to `expectedPrevHash` (skipped when
@@ -113,6 +143,12 @@ export function checkRecordLine(line: string, expectedPrevHash: string | undefin
   for (const field of REQUIRED_FIELDS) {
     if (typeof record[field] !== 'string') return withId(`missing field ${field}`);
   }
+  // seq and source came with the pipeline: records written before them have neither.
+  if (record.seq !== undefined && !(Number.isSafeInteger(record.seq) && (record.seq as number) > 0)) {
+    return withId('seq is not a positive integer');
+  }
+  if (record.source !== undefined && typeof record.source !== 'string')
+    return withId('source is not a string');
   const { hash, ...rest } = record as unknown as AuditRecord;
   if (expectedPrevHash !== undefined && rest.prev_hash !== expectedPrevHash) {
     return withId('prev_hash mismatch');
@@ -120,8 +156,20 @@ export function checkRecordLine(line: string, expectedPrevHash: string | undefin
   if (!HEX_SHA256.test(hash) || computeRecordHash(rest.prev_hash, rest) !== hash) {
     return withId('hash mismatch');
   }
-  return { ok: true, hash };
+  const sealed = record as unknown as AuditRecord;
+  return rest.seq === undefined
+    ? { ok: true, hash, record: sealed }
+    : { ok: true, hash, seq: rest.seq, record: sealed };
 }
+
+/** Where a verifier starts: the chain head before its first line (genesis, or a rotated file's last record). */
+export interface ChainStart {
+  hash: string;
+  /** seq of the record whose hash is `hash` (0 at genesis; undefined when unknown). */
+  seq?: number;
+}
+
+export const GENESIS_START: ChainStart = Object.freeze({ hash: GENESIS_HASH, seq: 0 });
 
 /**
  * Incremental verifier, so the same logic serves an in-memory array and a streamed file.
@@ -131,9 +179,16 @@ export function checkRecordLine(line: string, expectedPrevHash: string | undefin
 export class ChainVerifier {
   private count = 0;
   private lineNo = 0;
-  private lastHash = GENESIS_HASH;
+  private lastHash: string;
+  private lastSeq: number | undefined;
   private firstBlankLine: number | undefined;
   private broken: VerifyChainResult | undefined;
+
+  /** `start`: the chain head the first line must link to (genesis unless continuing a rotated file). */
+  constructor(start: ChainStart = GENESIS_START) {
+    this.lastHash = start.hash;
+    this.lastSeq = start.seq;
+  }
 
   push(line: string): void {
     if (this.broken !== undefined) return;
@@ -151,8 +206,24 @@ export class ChainVerifier {
       this.broken = { ...check, count: this.count, line: this.lineNo };
       return;
     }
+    const seqError = this.seqError(check.seq);
+    if (seqError !== undefined) {
+      this.broken = { ok: false, count: this.count, line: this.lineNo, id: check.record.id, error: seqError };
+      return;
+    }
     this.count += 1;
     this.lastHash = check.hash;
+    this.lastSeq = check.seq;
+  }
+
+  /** seq must follow its predecessor's (a record without seq may not follow one with it). */
+  private seqError(seq: number | undefined): string | undefined {
+    if (seq === undefined)
+      return this.lastSeq !== undefined && this.lastSeq > 0 ? 'missing field seq' : undefined;
+    if (this.lastSeq !== undefined && seq !== this.lastSeq + 1) {
+      return `seq ${seq} does not follow ${this.lastSeq}`;
+    }
+    return undefined;
   }
 
   /** True once a break was found; later lines cannot change the result. */
@@ -161,7 +232,9 @@ export class ChainVerifier {
   }
 
   result(): VerifyChainResult {
-    return this.broken ?? { ok: true, count: this.count, lastHash: this.lastHash };
+    if (this.broken !== undefined) return this.broken;
+    const ok = { ok: true as const, count: this.count, lastHash: this.lastHash };
+    return this.lastSeq === undefined || this.count === 0 ? ok : { ...ok, lastSeq: this.lastSeq };
   }
 }
 

@@ -5,17 +5,20 @@
  */
 import type { BrokerError } from '../errors.js';
 import { unavailable } from '../errors.js';
-import { GENESIS_HASH, sealRecord } from './hash-chain.js';
-import type { AuditEventInput, AuditRecord, AuditSink } from './types.js';
+import { DEFAULT_SOURCE, GENESIS_HASH, sealRecord } from './hash-chain.js';
+import type { AuditEventInput, AuditRecord, ChainKeeper, CommitListener } from './types.js';
 import { createUuidV7Factory } from './uuid-v7.js';
 
 export interface MemoryAuditSinkOptions {
   now?: () => Date;
   idFactory?: () => string;
+  source?: string;
 }
 
-export class MemoryAuditSink implements AuditSink {
+export class MemoryAuditSink implements ChainKeeper {
   readonly records: AuditRecord[] = [];
+  private readonly listeners = new Set<CommitListener>();
+  private readonly source: string;
   private lastHash = GENESIS_HASH;
   private closed = false;
   private failure: BrokerError | undefined;
@@ -25,14 +28,26 @@ export class MemoryAuditSink implements AuditSink {
   constructor(opts: MemoryAuditSinkOptions = {}) {
     this.now = opts.now ?? (() => new Date());
     this.nextId = opts.idFactory ?? createUuidV7Factory(() => this.now().getTime());
+    this.source = opts.source ?? DEFAULT_SOURCE;
+  }
+
+  subscribe(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   async write(event: AuditEventInput): Promise<AuditRecord> {
     if (this.failure !== undefined) throw this.failure;
     if (this.closed) throw unavailable('audit_closed', 'audit log closed');
-    const record = sealRecord(this.lastHash, event, this.nextId(), this.now().toISOString());
+    const record = sealRecord(this.lastHash, event, {
+      id: this.nextId(),
+      time: this.now().toISOString(),
+      seq: this.records.length + 1,
+      source: this.source,
+    });
     this.lastHash = record.hash;
     this.records.push(record);
+    for (const listener of this.listeners) listener([record]);
     return record;
   }
 

@@ -17,6 +17,10 @@ export interface AuditRecord extends AuditEventInput {
   id: string;
   /** RFC 3339 UTC */
   time: string;
+  /** The replica that wrote it (its SPIFFE ID): each replica keeps its own chain. */
+  source: string;
+  /** Position in the replica's chain, from 1, continuing across rotated files. */
+  seq: number;
   prev_hash: string;
   hash: string;
 }
@@ -30,6 +34,18 @@ export interface AuditSink {
   close(): Promise<void>;
   /** Whether writes are being accepted now (sinks that can fail and heal report it). */
   health?(): AuditSinkHealth;
+}
+
+/** Called with every record a chain keeper committed, in chain order (its own records included). */
+export type CommitListener = (records: readonly AuditRecord[]) => void;
+
+/**
+ * The sink that seals the chain (the file sink; the memory sink in tests). Every record it
+ * commits, including those it writes itself (`audit.recovered`, `audit.repaired`), reaches its
+ * subscribers synchronously and in order, before any write() of that batch resolves.
+ */
+export interface ChainKeeper extends AuditSink {
+  subscribe(listener: CommitListener): () => void;
 }
 
 /** A sink refusing writes says since when and why (errno, path: for operators, never for callers). */

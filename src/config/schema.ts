@@ -16,6 +16,7 @@ import { GRPC_SERVER_DEFAULTS, grpcServerConfigSchema } from './grpc-server-conf
 import { DURABILITY_MODES } from '../redis/durability.js';
 import { agentCatalogEntrySchema, spireSettingsSchema } from './catalog-schema.js';
 import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
+import { auditConfigSchema } from './audit-schema.js';
 
 const listenAddress = z
   .string()
@@ -201,13 +202,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    audit: z
-      .object({
-        file: z.string().default('svid-broker-audit.jsonl'),
-        fsync: z.boolean().default(true),
-      })
-      .strict()
-      .prefault({}),
+    audit: auditConfigSchema.prefault({}),
     tasks: z
       .object({
         defaultTtlSeconds: z.number().int().positive().default(900),

@@ -74,7 +74,7 @@ describe('audit/file-chain-sink', () => {
       lines.map((line) => JSON.parse(line)),
       records,
     );
-    assert.deepEqual(verifyChain(lines), { ok: true, count: 5, lastHash: records[4]?.hash });
+    assert.deepEqual(verifyChain(lines), { ok: true, count: 5, lastHash: records[4]?.hash, lastSeq: 5 });
     assert.equal(records[0]?.prev_hash, GENESIS_HASH);
     assert.equal((await stat(path)).mode & 0o777, 0o600);
     for (const record of records) {
@@ -111,7 +111,7 @@ describe('audit/file-chain-sink', () => {
 
     assert.equal(next.prev_hash, last?.hash);
     const lines = await fileLines(path);
-    assert.deepEqual(verifyChain(lines), { ok: true, count: 4, lastHash: next.hash });
+    assert.deepEqual(verifyChain(lines), { ok: true, count: 4, lastHash: next.hash, lastSeq: 4 });
   });
 
   it('group commit: 200 concurrent writes all resolve, in one valid chain, with fewer syncs than writes', async () => {
@@ -122,7 +122,12 @@ describe('audit/file-chain-sink', () => {
 
     const lines = await fileLines(path);
     assert.equal(lines.length, 200);
-    assert.deepEqual(verifyChain(lines), { ok: true, count: 200, lastHash: records[199]?.hash });
+    assert.deepEqual(verifyChain(lines), {
+      ok: true,
+      count: 200,
+      lastHash: records[199]?.hash,
+      lastSeq: 200,
+    });
     // Chained in call order: line i is the record of the i-th call.
     assert.deepEqual(
       lines.map((line) => (JSON.parse(line) as AuditRecord).lease_id),

@@ -23,12 +23,19 @@ function buildChain(n: number): string[] {
       agent: `spiffe://example.org/agent/${i}`,
       n: i,
     };
-    const record = sealRecord(prev, event, `id-${i}`, new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString());
+    const record = sealRecord(prev, event, {
+      id: `id-${i}`,
+      time: new Date(Date.UTC(2025, 0, 1, 0, 0, i)).toISOString(),
+      seq: i + 1,
+      source: 'spiffe://example.org/broker',
+    });
     prev = record.hash;
     lines.push(JSON.stringify(record));
   }
   return lines;
 }
+
+const META = { id: 'id', time: 't', seq: 1, source: 'svid-broker' };
 
 describe('audit/hash-chain', () => {
   it('GENESIS_HASH is 64 zeros', () => {
@@ -44,28 +51,30 @@ describe('audit/hash-chain', () => {
       lease_id: 'lease-1',
       ttl_seconds: 300,
       nested: { z: 'é', a: [1, 2.5, true, null] },
+      source: 'spiffe://example.org/broker',
+      seq: 7,
       prev_hash: GENESIS_HASH,
     };
     // Written out by hand: keys sorted by code unit at every level, no whitespace, UTF-8 as is.
     const canonical =
       '{"agent":"spiffe://example.org/agent/a","id":"0194254d-b4ae-7000-8000-000000000000",' +
       '"lease_id":"lease-1","nested":{"a":[1,2.5,true,null],"z":"é"},' +
-      `"prev_hash":"${GENESIS_HASH}","time":"2025-01-02T03:04:05.678Z","ttl_seconds":300,"type":"credential.issued"}`;
+      `"prev_hash":"${GENESIS_HASH}","seq":7,"source":"spiffe://example.org/broker",` +
+      '"time":"2025-01-02T03:04:05.678Z","ttl_seconds":300,"type":"credential.issued"}';
     assert.equal(canonicalize(record), canonical);
     const expected = createHash('sha256')
       .update(GENESIS_HASH + canonical, 'utf8')
       .digest('hex');
     assert.equal(computeRecordHash(GENESIS_HASH, record), expected);
     // Pinned so a change of library or algorithm cannot pass silently.
-    assert.equal(expected, '16b1ab44a17dbf80d7787c0e07ca35207f09a97072a48995c270d5f872cbd452');
+    assert.equal(expected, '4bd7e55cac9f397aec153c3348ad3a9f024222f7796aa5a5fd2324ce0bb39753');
   });
 
   it('the first record links to the genesis hash', () => {
     const record = sealRecord(
       GENESIS_HASH,
       { type: 'policy.reloaded', agent: '' },
-      'id-0',
-      '2025-01-01T00:00:00.000Z',
+      { id: 'id-0', time: '2025-01-01T00:00:00.000Z', seq: 1, source: 'svid-broker' },
     );
     assert.equal(record.prev_hash, GENESIS_HASH);
     assert.match(record.hash, /^[0-9a-f]{64}$/);
@@ -74,7 +83,12 @@ describe('audit/hash-chain', () => {
   it('a chain of N records verifies', () => {
     const lines = buildChain(50);
     const result = verifyChain(lines);
-    assert.deepEqual(result, { ok: true, count: 50, lastHash: JSON.parse(lines[49] ?? '').hash });
+    assert.deepEqual(result, {
+      ok: true,
+      count: 50,
+      lastHash: JSON.parse(lines[49] ?? '').hash,
+      lastSeq: 50,
+    });
   });
 
   it('an empty chain verifies with the genesis hash', () => {
@@ -160,21 +174,48 @@ describe('audit/hash-chain', () => {
   });
 
   it('sealRecord refuses reserved fields and non-JSON values without advancing', () => {
-    for (const field of ['id', 'time', 'prev_hash', 'hash']) {
+    for (const field of ['id', 'time', 'source', 'seq', 'prev_hash', 'hash']) {
       assert.throws(
-        () => sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', [field]: 'x' }, 'id', 't'),
+        () => sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', [field]: 'x' }, META),
         /reserved field/,
       );
     }
-    assert.throws(
-      () => sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', n: 1n }, 'id', 't'),
-      /JSON/,
-    );
+    assert.throws(() => sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', n: 1n }, META), /JSON/);
   });
 
   it('the hash covers what the line shows: undefined members are dropped before hashing', () => {
-    const record = sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', gone: undefined }, 'id', 't');
+    const record = sealRecord(GENESIS_HASH, { type: 'task.begun', agent: '', gone: undefined }, META);
     assert.equal(Object.hasOwn(record, 'gone'), false);
     assert.equal(verifyChain([JSON.stringify(record)]).ok, true);
+  });
+
+  it('seq must follow its predecessor: a gap, a repeat or a missing seq breaks the chain', () => {
+    const lines = buildChain(3);
+    const reseq = (line: string, seq: number | undefined, prev: string): string => {
+      const { hash: _drop, ...rest } = JSON.parse(line) as Record<string, unknown>;
+      const unsealed = { ...rest, prev_hash: prev } as Record<string, unknown>;
+      if (seq === undefined) delete unsealed.seq;
+      else unsealed.seq = seq;
+      return JSON.stringify({ ...unsealed, hash: computeRecordHash(prev, unsealed as RecordWithoutHash) });
+    };
+    const first = JSON.parse(lines[0] as string) as { hash: string };
+    const gap = reseq(lines[1] as string, 5, first.hash);
+    assert.deepEqual(verifyChain([lines[0] as string, gap]), {
+      ok: false,
+      count: 1,
+      line: 2,
+      id: 'id-1',
+      error: 'seq 5 does not follow 1',
+    });
+    const missing = reseq(lines[1] as string, undefined, first.hash);
+    const result = verifyChain([lines[0] as string, missing]);
+    assert.equal(result.ok, false);
+    assert.equal(!result.ok && result.error, 'missing field seq');
+    assert.deepEqual(verifyChain(lines), {
+      ok: true,
+      count: 3,
+      lastHash: JSON.parse(lines[2] as string).hash,
+      lastSeq: 3,
+    });
   });
 });
