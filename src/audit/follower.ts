@@ -140,17 +140,18 @@ export abstract class QueuedFollower implements FollowerSink {
     return this.queue.length;
   }
 
+  /** Keeps delivering what is queued for at most closeTimeoutMs (a hung receiver cannot hold shutdown). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
     const deadline = Date.now() + this.settings.closeTimeoutMs;
     while (this.queue.length > 0 && Date.now() < deadline) {
-      await this.running;
-      if (this.queue.length === 0) break;
-      if (!(await this.sendNext())) await sleep(Math.min(100, Math.max(0, deadline - Date.now())));
+      this.running ??= this.sendNext()
+        .then((sent) => (sent ? undefined : sleep(50)))
+        .finally(() => (this.running = undefined));
+      await Promise.race([this.running, sleep(Math.max(0, deadline - Date.now()))]);
     }
-    await this.running;
     if (this.queue.length > 0) {
       this.logger.error(
         { sink: this.name, undelivered: this.queue.length },
@@ -258,5 +259,5 @@ export abstract class QueuedFollower implements FollowerSink {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
