@@ -10,6 +10,7 @@ import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
+import { startNotifications } from './notifications/build-notifications.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -184,11 +185,27 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const events = new PolicyEvents(logger);
     const policy = buildPolicy(ctx, events);
     const stores = await buildStores(ctx, opts.store, identity, policy, events);
-    const { audit: sink, health, refuseWhileAuditDown } = await buildAudit(ctx, opts.audit, identity, stores);
+    const {
+      audit: sink,
+      pipeline,
+      health,
+      refuseWhileAuditDown,
+    } = await buildAudit(ctx, opts.audit, identity, stores);
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
     const audit = withMetrics(sink, metrics);
     events.attach(audit);
+    const stopNotifications = startNotifications({
+      config: config.notifications,
+      pipeline,
+      audit,
+      approvals: stores.approvals,
+      redis: stores.redis,
+      redisPrefix: `{${config.redis.prefix}}:`,
+      logger,
+      ...ctx.clock,
+    });
+    if (stopNotifications) ctx.onClose(stopNotifications);
     const useCases = buildUseCases(ctx, opts.issuance, {
       policy,
       stores,

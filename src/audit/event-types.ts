@@ -27,6 +27,9 @@ export const AUDIT_EVENT_TYPES = {
   'approval.requested': 'a request needs approval: approval id, approvals required',
   'approval.approved': 'an approver approved a request (possibly one of several needed)',
   'approval.denied': 'an approver denied a request, with the reason',
+  'approval.reminder':
+    'a pending approval passed half its lifetime undecided: approvers are reminded (chat notifications)',
+  'approval.expired': 'a pending approval expired undecided (seen by the approval watch; announced in chat)',
   'approval.decision_refused': 'a decision was refused: self-approval, no permission, a closed request',
   'breakglass.granted': 'a break-glass grant was made (severity critical)',
   'breakglass.denied': 'a break-glass grant was refused',

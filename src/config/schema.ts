@@ -17,6 +17,7 @@ import { DURABILITY_MODES } from '../redis/durability.js';
 import { agentCatalogEntrySchema, spireSettingsSchema } from './catalog-schema.js';
 import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
 import { auditConfigSchema } from './audit-schema.js';
+import { notificationsConfigSchema } from './notifications-schema.js';
 
 const listenAddress = z
   .string()
@@ -203,6 +204,7 @@ export const configSchema = z
       .strict()
       .prefault({}),
     audit: auditConfigSchema.prefault({}),
+    notifications: notificationsConfigSchema.prefault({}),
     tasks: z
       .object({
         defaultTtlSeconds: z.number().int().positive().default(900),
