@@ -50,9 +50,12 @@ export function formatVkey(name: string, rawPublicKey: Buffer): string {
 
 /** Parses a vkey; throws an Error saying what is wrong with it. */
 export function parseVkey(vkey: string): NoteVerifier {
-  const parts = vkey.trim().split('+');
-  if (parts.length !== 3) throw new Error('a verifier key is <name>+<hex key id>+<base64 key>');
-  const [name, idHex, material] = parts as [string, string, string];
+  // The base64 key may hold '+' itself: only the first two separate fields.
+  const [name, idHex, ...rest] = vkey.trim().split('+');
+  const material = rest.join('+');
+  if (idHex === undefined || rest.length === 0)
+    throw new Error('a verifier key is <name>+<hex key id>+<base64 key>');
+  if (name === undefined) throw new Error('the key name is empty');
   if (!isKeyName(name)) throw new Error('the key name is empty or holds a space');
   const raw = BASE64.test(material) ? Buffer.from(material, 'base64') : Buffer.alloc(0);
   if (raw.length !== 33 || raw[0] !== ED25519_TYPE) throw new Error('not an Ed25519 verifier key');
