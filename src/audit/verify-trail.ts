@@ -100,7 +100,8 @@ export async function verifyTrail(paths: readonly string[], cps?: TrailCheckpoin
     const error = `truncated: the last checkpoint covers seq ${notes.latest}, the trail ends at ${lastSeq}`;
     return { ok: false, files, count, error, truncated: true, lastGood: walk.position };
   }
-  const checkpoints = { count: walk.checkpointsSeen, latest: notes.latest };
+  // Every note verified and was reached (a note at size 0 covers the genesis hash).
+  const checkpoints = { count: notes.bySeq.size, latest: notes.latest };
   return { ok: true, files, count, lastHash: head.hash, lastSeq, checkpoints };
 }
 
@@ -109,13 +110,11 @@ class TrailWalk {
   count = 0;
   head: ChainStart = GENESIS_START;
   position: TrailPosition = { file: '', line: 0, hash: GENESIS_START.hash };
-  checkpointsSeen = 0;
 
   constructor(private readonly notes: Map<number, Note>) {}
 
   async file(file: string): Promise<Extract<TrailResult, { ok: false }> | undefined> {
     const verifier = new ChainVerifier(this.head);
-    this.position = { ...this.position, file, line: 0 };
     let line = 0;
     for await (const text of readLines(file)) {
       line += 1;
@@ -143,7 +142,6 @@ class TrailWalk {
   ): Extract<TrailResult, { ok: false }> | undefined {
     const note = this.head.seq === undefined ? undefined : this.notes.get(this.head.seq);
     if (note === undefined) return undefined;
-    this.checkpointsSeen += 1;
     if (note.hash === this.head.hash) return undefined;
     const id = (JSON.parse(text) as { id: string }).id;
     return {

@@ -11,6 +11,9 @@ import { printable } from './escape.js';
 
 type Broken = Extract<TrailResult, { ok: false }>;
 
+/** Each line escaped (file names come from the command line), the line breaks kept. */
+const printableLines = (text: string): string => text.split('\n').map(printable).join('\n');
+
 /** What to do with a broken trail: keep it, start a new one, and where the good part ends. */
 function brokenTrailAdvice(file: string, brokenLine: number, lastGood: TrailPosition): string {
   const good =
@@ -68,10 +71,11 @@ function report(result: TrailResult, verifier: NoteVerifier | undefined): number
   }
   // A broken record's id is whatever the file holds: escaped, so a forged one cannot drive the terminal.
   console.error(printable(brokenText(result, single)));
-  if (result.truncated) console.error(printable(truncationAdvice(result.lastGood)));
+  if (result.truncated) console.error(printableLines(truncationAdvice(result.lastGood)));
   else if (result.at === undefined) console.error(NOTE_ADVICE);
-  else if (result.lastGood)
-    console.error(printable(brokenTrailAdvice(result.at.file, result.at.line, result.lastGood)));
+  else if (result.lastGood) {
+    console.error(printableLines(brokenTrailAdvice(result.at.file, result.at.line, result.lastGood)));
+  }
   return 1;
 }
 
