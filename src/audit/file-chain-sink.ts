@@ -427,11 +427,8 @@ export class FileChainSink implements ChainKeeper {
    */
   private async rotateIfDue(): Promise<void> {
     if (this.committed.seq < this.active.firstSeq) return; // no record of its own (legacy): nothing to name
-    const due = rotationDue(
-      this.settings.rotate,
-      { size: this.committed.size, ...this.active },
-      this.settings.now().getTime(),
-    );
+    const now = this.settings.now().getTime();
+    const due = rotationDue(this.settings.rotate, { size: this.committed.size, ...this.active }, now);
     if (this.rotation === undefined && !due) return;
     this.rotation ??= {};
     const head = this.committed;
@@ -440,11 +437,22 @@ export class FileChainSink implements ChainKeeper {
       await (this.settings.fileSystem.rename ?? rename)(this.path, target);
       this.rotation.renamedTo = target;
     }
-    const start: Committed = { size: 0, hash: head.hash, seq: head.seq };
+    // The rename is durable before the .checkpoint names the new file's start: a .checkpoint of
+    // {0, head} beside an active file that was never renamed would refuse the next start.
+    await this.syncDirectoryIfAsked();
+    await this.startActiveFile({ size: 0, hash: head.hash, seq: head.seq });
+    this.settings.logger.info(
+      { path: this.path, rotated: target, last_seq: head.seq },
+      'audit file rotated; the chain continues in a new file',
+    );
+  }
+
+  /** Opens the new active file, saves `.checkpoint` at its start, then writes go to it. */
+  private async startActiveFile(start: Committed): Promise<void> {
     const next = await openChainFile(this.settings.fileSystem, this.path);
     try {
       await this.saveRotationCheckpoint(start);
-      if (this.settings.fsync) await syncDirectory(this.settings.fileSystem, dirname(this.path));
+      await this.syncDirectoryIfAsked();
     } catch (err) {
       await next.close().catch(() => undefined);
       throw err;
@@ -453,13 +461,13 @@ export class FileChainSink implements ChainKeeper {
     this.handle = next;
     this.committed = start;
     this.savedCheckpoint = start;
-    this.active = { firstSeq: head.seq + 1, startedAt: undefined };
+    this.active = { firstSeq: start.seq + 1, startedAt: undefined };
     this.rotation = undefined;
     await previous.close().catch(() => undefined);
-    this.settings.logger.info(
-      { path: this.path, rotated: target, last_seq: head.seq },
-      'audit file rotated; the chain continues in a new file',
-    );
+  }
+
+  private async syncDirectoryIfAsked(): Promise<void> {
+    if (this.settings.fsync) await syncDirectory(this.settings.fileSystem, dirname(this.path));
   }
 
   /** Saved in line with the timer's saves (never two writers on the temporary file), failing loudly. */
