@@ -188,6 +188,38 @@ describe('audit/chain-rotation: the chain file rotates and the chain continues a
     await assert.rejects(FileChainSink.open(path), (err: unknown) => isBrokerError(err));
   });
 
+  it('syncs the rename before the .checkpoint names the new file (a crash between cannot strand the chain)', async () => {
+    const steps: string[] = [];
+    const written: AuditRecord[] = [];
+    const checkpointText = (): Promise<string> => readFile(`${path}.checkpoint`, 'utf8').catch(() => '');
+    const fileSystem = {
+      ...nodeChainFileSystem,
+      rename: async (from: string, to: string): Promise<void> => {
+        steps.push('rename');
+        await rename(from, to);
+      },
+      open: async (p: string, flags: string | number, mode: number) => {
+        if (p === dir && steps.includes('rename')) {
+          const cp = JSON.parse(await checkpointText()) as { hash: string };
+          const atNewFile = cp.hash === written[0]?.hash;
+          steps.push(
+            atNewFile ? 'sync dir (.checkpoint at the new file)' : 'sync dir (.checkpoint still old)',
+          );
+        }
+        return nodeChainFileSystem.open(p, flags, mode);
+      },
+    };
+    const sink = await FileChainSink.open(path, { fileSystem, rotate: { maxBytes: 1 } });
+    written.push(await sink.write(issued(1)));
+    await sink.write(issued(2));
+    await sink.close();
+    assert.deepEqual(steps, [
+      'rename',
+      'sync dir (.checkpoint still old)',
+      'sync dir (.checkpoint at the new file)',
+    ]);
+  });
+
   it('a rename that fails refuses the batch (fail closed), then healing finishes the rotation', async () => {
     let failRename = false;
     const fileSystem = {
