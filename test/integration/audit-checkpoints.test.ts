@@ -45,6 +45,12 @@ describe('integration: audit rotation and signed checkpoints', () => {
     const opened = openNote(await noteRes.text(), parseVkey(vkey));
     assert.ok(opened.ok, JSON.stringify(opened));
     assert.ok(parseCheckpointText(opened.text).size >= 4, 'a note signed after records were written');
+    // The signing key is a secret: not in the logs, not in what the ops listener serves.
+    const pem = await readFile(`${file}.checkpoint-key`, 'utf8');
+    const keyBody = pem.split('\n')[1] as string;
+    assert.ok(keyBody.length > 40);
+    const served = [vkey, ...harness.logs.lines].join('\n');
+    assert.ok(!served.includes(keyBody), 'the private key leaked');
 
     await harness.close();
     h = undefined;
