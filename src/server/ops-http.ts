@@ -1,6 +1,7 @@
 /**
  * The HTTP ops listener: JWKS for services that verify broker tokens, the list of revoked token
- * ids they must refuse, health and readiness, Prometheus metrics. Nothing secret is served here.
+ * ids they must refuse, health and readiness, Prometheus metrics, the latest signed audit checkpoint
+ * and its verifier key. Nothing secret is served here.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
