@@ -89,6 +89,11 @@ describe('audit/signed-note: C2SP signed notes and checkpoints', () => {
       split.map((n) => n.line),
       [1, 7],
     );
+    // Notes fetched one by one from GET /v1/audit/checkpoint and simply concatenated split the same way.
+    assert.deepEqual(
+      splitNotes(notes.join('')).map((n) => n.note),
+      notes,
+    );
   });
 
   it('checkpoint text: origin, size, base64 of the head hash; parsed back; the empty chain has the genesis hash', () => {
