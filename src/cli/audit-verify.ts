@@ -122,7 +122,7 @@ export const AUDIT_COMMANDS: Command[] = [
       checkpoints: {
         type: 'string',
         value: 'NOTES_FILE',
-        help: 'the signed checkpoints (<audit.file>.checkpoints): each must verify with --key, match the chain at its size, and be reached by the trail',
+        help: 'the signed checkpoints (<audit.file>.checkpoints, or notes fetched from GET /v1/audit/checkpoint): each must verify with --key, match the chain at its size, and be reached by the trail',
       },
       key: {
         type: 'string',
