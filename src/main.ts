@@ -9,6 +9,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
+import { startCheckpoints, type CheckpointPublisher } from './audit/checkpoint-publisher.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
 import { startNotifications } from './notifications/build-notifications.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
@@ -188,6 +189,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const {
       audit: sink,
       pipeline,
+      checkpoints,
       health,
       refuseWhileAuditDown,
     } = await buildAudit(ctx, opts.audit, identity, stores);
@@ -223,6 +225,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       registry,
       metrics,
       useCases,
+      checkpoints,
     });
     const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
 
@@ -638,22 +641,30 @@ async function buildAudit(
 ): Promise<{
   audit: AuditSink;
   pipeline?: AuditPipeline;
+  checkpoints?: CheckpointPublisher;
   health: DependencyHealth;
   refuseWhileAuditDown: () => void;
 }> {
   let audit = injected;
   let pipeline: AuditPipeline | undefined;
+  let checkpoints: CheckpointPublisher | undefined;
   if (!audit) {
     const keeper = await FileChainSink.open(config.audit.file, {
       fsync: config.audit.fsync,
       logger,
       source: identity.spiffeId(),
+      rotate: config.audit.rotate,
     });
     const followers = buildFollowers(config.audit, { logger, redis: stores.redis });
     pipeline = new AuditPipeline(keeper, followers, { ackTimeoutMs: config.audit.ackTimeoutMs });
     audit = pipeline;
     const built = pipeline;
     onClose(() => built.close());
+    // Closed first (cleanups run in reverse): it closes the keeper, signs the final head, and the
+    // followers still get that note before the pipeline closes them.
+    checkpoints = await startCheckpoints(config.audit, keeper, built, identity.spiffeId(), logger);
+    const signer = checkpoints;
+    if (signer) onClose(() => signer.close(() => keeper.close()));
   }
   const health = buildDependencyHealth({
     store: stores.store,
@@ -672,7 +683,13 @@ async function buildAudit(
     logger,
     ...clock,
   });
-  return { audit, ...(pipeline ? { pipeline } : {}), health, refuseWhileAuditDown: auditGate(audit) };
+  return {
+    audit,
+    ...(pipeline ? { pipeline } : {}),
+    ...(checkpoints ? { checkpoints } : {}),
+    health,
+    refuseWhileAuditDown: auditGate(audit),
+  };
 }
 
 interface Credentials {
@@ -969,6 +986,7 @@ async function startServers(
     registry: Registry;
     metrics: BrokerMetrics;
     useCases: UseCases;
+    checkpoints: CheckpointPublisher | undefined;
   },
 ): Promise<{ grpcPort: number; httpPort: number; authzenPort: number | undefined }> {
   const { config, logger, clock, onClose } = ctx;
@@ -1023,6 +1041,7 @@ async function startServers(
       registry: parts.registry,
       logger,
       readiness: () => health.refresh(),
+      ...(parts.checkpoints ? { checkpoints: parts.checkpoints } : {}),
     },
     config.httpListen,
   );

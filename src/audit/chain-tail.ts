@@ -38,20 +38,38 @@ const NEWLINE = 0x0a;
 const RECORD_START = '{"id":"';
 const PREV_HASH_FIELD = /"prev_hash":"([0-9a-f]{64})"/;
 
-/** Reads the end of a file of `size` bytes and says where the chain ends (throws when refused). */
-export async function readChainTail(handle: TailReader, size: number, path: string): Promise<ChainTail> {
-  if (size === 0) return { lastHash: GENESIS_HASH, lastSeq: 0, completeSize: 0 };
-  const { tail, start } = await readLastLines(handle, size);
+/** The head a file without a complete record continues: genesis, or the newest rotated file's last record. */
+export interface TailStart {
+  hash: string;
+  seq: number;
+}
+
+const GENESIS_TAIL: TailStart = Object.freeze({ hash: GENESIS_HASH, seq: 0 });
+
+/**
+ * Reads the end of a file of `size` bytes and says where the chain ends (throws when refused).
+ * `start` is what a file holding no complete record continues from.
+ */
+export async function readChainTail(
+  handle: TailReader,
+  size: number,
+  path: string,
+  start: TailStart = GENESIS_TAIL,
+): Promise<ChainTail> {
+  if (size === 0) return { lastHash: start.hash, lastSeq: start.seq, completeSize: 0 };
+  const { tail, start: tailStart } = await readLastLines(handle, size);
   const endsWithNewline = tail[tail.length - 1] === NEWLINE;
   // Index just after the newline that closes the last complete record (-1: none in hand).
   const lastNewline = tail.lastIndexOf(NEWLINE, endsWithNewline ? tail.length - 1 : tail.length);
   if (endsWithNewline) {
     return { ...completeRecordHead(tail, lastNewline, path), completeSize: size };
   }
-  const completeSize = lastNewline < 0 ? start : start + lastNewline + 1;
+  const completeSize = lastNewline < 0 ? tailStart : tailStart + lastNewline + 1;
   const fragment = tail.subarray(lastNewline + 1);
   const { lastHash, lastSeq } =
-    completeSize === 0 ? { lastHash: GENESIS_HASH, lastSeq: 0 } : completeRecordHead(tail, lastNewline, path);
+    completeSize === 0
+      ? { lastHash: start.hash, lastSeq: start.seq }
+      : completeRecordHead(tail, lastNewline, path);
   if (!isOwnPartialRecord(fragment.toString('utf8'), lastHash)) {
     throw failedPrecondition(
       'audit_partial_record',

@@ -14,10 +14,18 @@
  * accepts writes again. The cause (errno, path, free space) is logged once per state change.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open as openFile, statfs } from 'node:fs/promises';
+import { mkdir, open as openFile, rename, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BrokerError, unavailable } from '../errors.js';
-import { GENESIS_CHECKPOINT, readCheckpoint, verifyChainSince, writeCheckpoint } from './chain-checkpoint.js';
+import { readCheckpoint, verifyChainSince, writeCheckpoint, type Checkpoint } from './chain-checkpoint.js';
+import { rotatedFileName } from './chain-files.js';
+import {
+  firstRecordTime,
+  resumePoint,
+  rotationDue,
+  type ActiveFile,
+  type RotationPolicy,
+} from './chain-rotation.js';
 import { readChainTail, type ChainTail } from './chain-tail.js';
 import { DEFAULT_SOURCE, sealRecord } from './hash-chain.js';
 import type { AuditEventInput, AuditRecord, AuditSinkHealth, ChainKeeper, CommitListener } from './types.js';
@@ -37,6 +45,8 @@ export interface ChainFileHandle {
 export interface ChainFileSystem {
   open(path: string, flags: string | number, mode: number): Promise<ChainFileHandle>;
   mkdir(path: string, options: { recursive: true; mode: number }): Promise<unknown>;
+  /** Rotation renames the active file (default: fs/promises rename). */
+  rename?(from: string, to: string): Promise<void>;
   /** Free bytes for unprivileged writers on the file system holding `path` (for the log only). */
   freeBytes?(path: string): Promise<number>;
 }
@@ -44,6 +54,7 @@ export interface ChainFileSystem {
 export const nodeChainFileSystem: ChainFileSystem = {
   open: (path, flags, mode) => openFile(path, flags, mode),
   mkdir: (path, options) => mkdir(path, options),
+  rename: (from, to) => rename(from, to),
   freeBytes: async (path) => {
     const s = await statfs(path);
     return s.bavail * s.bsize;
@@ -73,6 +84,8 @@ export interface FileChainSinkOptions {
   checkpointIntervalMs?: number;
   /** `source` of every record: the broker replica's SPIFFE ID. Default `svid-broker`. */
   source?: string;
+  /** audit.rotate: rotate the active file past these bounds (chain-rotation.ts). Default: never. */
+  rotate?: RotationPolicy;
 }
 
 interface PendingWrite {
@@ -118,10 +131,14 @@ export class FileChainSink implements ChainKeeper {
   private checkpointTimer: NodeJS.Timeout | undefined;
   /** The last checkpoint save queued (saves never reject: a failure is logged). */
   private checkpointSaves: Promise<void> = Promise.resolve();
+  /** Where the active file's records begin (seq) and when its first was written. */
+  private active: Omit<ActiveFile, 'size'>;
+  /** Set while a rotation runs; `renamedTo` once the rename is done (a retry then only starts the new file). */
+  private rotation: { renamedTo?: string } | undefined;
 
   private constructor(
     private readonly path: string,
-    private readonly handle: ChainFileHandle,
+    private handle: ChainFileHandle,
     private committed: Committed,
     private readonly settings: {
       fsync: boolean;
@@ -131,10 +148,14 @@ export class FileChainSink implements ChainKeeper {
       logger: SinkLogger;
       retry: { baseDelayMs: number; maxDelayMs: number };
       source: string;
+      rotate: RotationPolicy;
     },
+    firstSeq: number,
+    startedAt: number | undefined,
   ) {
     this.lastHash = committed.hash;
     this.lastSeq = committed.seq;
+    this.active = { firstSeq, startedAt };
   }
 
   /**
@@ -158,19 +179,25 @@ export class FileChainSink implements ChainKeeper {
       logger: opts.logger ?? silentLogger,
       retry: opts.retry ?? DEFAULT_RETRY,
       source: opts.source ?? DEFAULT_SOURCE,
+      rotate: opts.rotate ?? {},
     };
     const handle = await openChainFile(fileSystem, path);
     let sink: FileChainSink | undefined;
     try {
       const { size } = await handle.stat();
-      const tail = await readChainTail(handle, size, path);
+      // The active file continues genesis or the newest rotated file (chain-rotation.ts).
+      const { start, from } = await resumePoint(fileSystem, path, size, await readCheckpoint(path));
+      const tail = await readChainTail(handle, size, path, start);
       // Every record since the last checkpoint must verify, not only the last one.
-      const from = (await readCheckpoint(path)) ?? GENESIS_CHECKPOINT;
       await verifyChainSince(handle, from, tail.completeSize, tail.lastHash, path);
       if (size === 0 && settings.fsync) await syncDirectory(fileSystem, dirname(path));
       // A file from before seq existed continues at 1: the verifier accepts that step.
       const committed = { size: tail.completeSize, hash: tail.lastHash, seq: tail.lastSeq ?? 0 };
-      sink = new FileChainSink(path, handle, committed, settings);
+      const startedAt =
+        tail.completeSize === 0
+          ? undefined
+          : ((await firstRecordTime(handle, tail.completeSize)) ?? now().getTime());
+      sink = new FileChainSink(path, handle, committed, settings, start.seq + 1, startedAt);
       // A repair that cannot be recorded fails startup: the next start finds the same tail.
       if (tail.torn) await sink.repairTornTail(tail, size);
       await sink.startCheckpoints(opts.checkpointIntervalMs ?? 5000);
@@ -198,6 +225,11 @@ export class FileChainSink implements ChainKeeper {
       this.queue.push({ record, line: `${JSON.stringify(record)}\n`, resolve, reject });
       this.flushing ??= this.flushLoop();
     });
+  }
+
+  /** The last durable record (seq 0 and the genesis hash before the first): what a signed checkpoint covers. */
+  head(): { seq: number; hash: string } {
+    return { seq: this.committed.seq, hash: this.committed.hash };
   }
 
   /** Every committed record, in chain order, before the writes of its batch resolve. */
@@ -248,6 +280,8 @@ export class FileChainSink implements ChainKeeper {
   }
 
   private async saveCheckpointNow(): Promise<void> {
+    // Mid-rotation `committed` may describe the file being renamed: the rotation saves its own.
+    if (this.rotation !== undefined) return;
     const at = this.committed;
     if (this.savedCheckpoint?.size === at.size && this.savedCheckpoint.hash === at.hash) return;
     try {
@@ -290,6 +324,7 @@ export class FileChainSink implements ChainKeeper {
       this.queue = [];
       const data = Buffer.from(batch.map((p) => p.line).join(''), 'utf8');
       try {
+        await this.rotateIfDue();
         await this.append(data);
       } catch (err) {
         this.fail(err, [...batch, ...this.queue]);
@@ -298,6 +333,7 @@ export class FileChainSink implements ChainKeeper {
       }
       const last = lastOf(batch).record;
       this.committed = { size: this.committed.size + data.length, hash: last.hash, seq: last.seq };
+      this.active.startedAt ??= this.settings.now().getTime();
       this.publish(batch.map((p) => p.record));
       for (const pending of batch) pending.resolve(pending.record);
     }
@@ -363,6 +399,8 @@ export class FileChainSink implements ChainKeeper {
     );
     const data = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
     try {
+      // A rotation cut short (renamed, no new file yet) is finished before anything is written.
+      await this.rotateIfDue();
       await this.handle.truncate(this.committed.size);
       await this.append(data);
     } catch (err) {
@@ -371,6 +409,7 @@ export class FileChainSink implements ChainKeeper {
       return;
     }
     this.committed = { size: this.committed.size + data.length, hash: record.hash, seq: record.seq };
+    this.active.startedAt ??= this.settings.now().getTime();
     this.lastHash = record.hash;
     this.lastSeq = record.seq;
     this.outage = undefined;
@@ -379,6 +418,63 @@ export class FileChainSink implements ChainKeeper {
       { path: this.path, down_ms: downMs, refused_writes: outage.refused },
       'audit sink recovered: accepting writes again',
     );
+  }
+
+  /**
+   * Rotates when the active file passed a bound (or a rotation was cut short): rename it to its
+   * seq range, start a new active file, save `.checkpoint` at its start, sync the directory. Runs
+   * between batches only; a failure refuses the batch like a failed write, and healing retries.
+   */
+  private async rotateIfDue(): Promise<void> {
+    if (this.committed.seq < this.active.firstSeq) return; // no record of its own (legacy): nothing to name
+    const now = this.settings.now().getTime();
+    const due = rotationDue(this.settings.rotate, { size: this.committed.size, ...this.active }, now);
+    if (this.rotation === undefined && !due) return;
+    this.rotation ??= {};
+    const head = this.committed;
+    const target = rotatedFileName(this.path, this.active.firstSeq, head.seq);
+    if (this.rotation.renamedTo === undefined) {
+      await (this.settings.fileSystem.rename ?? rename)(this.path, target);
+      this.rotation.renamedTo = target;
+    }
+    // The rename is durable before the .checkpoint names the new file's start: a .checkpoint of
+    // {0, head} beside an active file that was never renamed would refuse the next start.
+    await this.syncDirectoryIfAsked();
+    await this.startActiveFile({ size: 0, hash: head.hash, seq: head.seq });
+    this.settings.logger.info(
+      { path: this.path, rotated: target, last_seq: head.seq },
+      'audit file rotated; the chain continues in a new file',
+    );
+  }
+
+  /** Opens the new active file, saves `.checkpoint` at its start, then writes go to it. */
+  private async startActiveFile(start: Committed): Promise<void> {
+    const next = await openChainFile(this.settings.fileSystem, this.path);
+    try {
+      await this.saveRotationCheckpoint(start);
+      await this.syncDirectoryIfAsked();
+    } catch (err) {
+      await next.close().catch(() => undefined);
+      throw err;
+    }
+    const previous = this.handle;
+    this.handle = next;
+    this.committed = start;
+    this.savedCheckpoint = start;
+    this.active = { firstSeq: start.seq + 1, startedAt: undefined };
+    this.rotation = undefined;
+    await previous.close().catch(() => undefined);
+  }
+
+  private async syncDirectoryIfAsked(): Promise<void> {
+    if (this.settings.fsync) await syncDirectory(this.settings.fileSystem, dirname(this.path));
+  }
+
+  /** Saved in line with the timer's saves (never two writers on the temporary file), failing loudly. */
+  private saveRotationCheckpoint(start: Checkpoint): Promise<void> {
+    const saved = this.checkpointSaves.then(() => writeCheckpoint(this.path, start, this.settings.fsync));
+    this.checkpointSaves = saved.catch(() => undefined);
+    return saved;
   }
 
   /** Logs only when the cause changed (another errno): a state change, not every attempt. */

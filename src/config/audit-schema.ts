@@ -107,7 +107,10 @@ export const auditConfigSchema = z
         /** Ed25519 signing key (PKCS#8 PEM); created (0600) when missing. Default `<audit.file>.checkpoint-key`. */
         keyFile: z.string().optional(),
         /** The checkpoint origin line; default `svid-broker/<broker SPIFFE ID without spiffe://>`. */
-        origin: z.string().min(1).optional(),
+        origin: z
+          .string()
+          .regex(/^[^\s+]+$/u, "no spaces or '+': it is also the signing key's name")
+          .optional(),
       })
       .strict()
       .prefault({}),

@@ -1,6 +1,7 @@
 /**
  * The HTTP ops listener: JWKS for services that verify broker tokens, the list of revoked token
- * ids they must refuse, health and readiness, Prometheus metrics. Nothing secret is served here.
+ * ids they must refuse, health and readiness, Prometheus metrics, the latest signed audit checkpoint
+ * and its verifier key. Nothing secret is served here.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +18,8 @@ export interface OpsHttpDeps {
   readiness: () => Promise<HealthReport>;
   registry?: Registry;
   logger: Logger;
+  /** Signed audit checkpoints (absent when audit.checkpoints.enabled is false). */
+  checkpoints?: { latest(): string | undefined; vkey(): string };
 }
 
 export interface RunningOpsHttp {
@@ -67,6 +70,14 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
         const reason = describeNotReady(report);
         return send(res, 503, { status: 'not ready', reason, dependencies: report.dependencies });
       }
+      case '/v1/audit/checkpoint': {
+        // The latest signed C2SP checkpoint note; verifiers compare it with the trail they hold.
+        const note = deps.checkpoints?.latest();
+        return note === undefined ? send(res, 404, { error: 'no checkpoint' }) : send(res, 200, note);
+      }
+      case '/v1/audit/checkpoint-key':
+        if (!deps.checkpoints) return send(res, 404, { error: 'no checkpoint' });
+        return send(res, 200, `${deps.checkpoints.vkey()}\n`, { 'cache-control': 'public, max-age=60' });
       case '/metrics':
         if (!deps.registry) return send(res, 404, { error: 'not found' });
         return send(res, 200, await deps.registry.metrics(), { 'content-type': deps.registry.contentType });
