@@ -5,6 +5,7 @@
 import type { AuditSinkConfig } from '../../config/audit-schema.js';
 import type { RedisClient } from '../../redis/connect.js';
 import type { FollowerLogger, FollowerMetrics, FollowerSink } from '../follower.js';
+import { createWebhookSink } from './webhook-sink.js';
 
 export interface FollowerDeps {
   logger: FollowerLogger;
@@ -32,11 +33,13 @@ export function buildFollowers(
 function buildFollower(
   sink: AuditSinkConfig,
   name: string,
-  _auditFile: string,
-  _deps: FollowerDeps,
+  auditFile: string,
+  deps: FollowerDeps,
 ): FollowerSink {
   switch (sink.type) {
     // Each case is filled in by the sink's own module (redis_stream, webhook, ssf).
+    case 'webhook':
+      return createWebhookSink(sink, name, auditFile, deps);
     default:
       throw new Error(`audit sink ${name}: type ${sink.type} is not available in this build`);
   }
