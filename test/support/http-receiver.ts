@@ -21,7 +21,7 @@ export class HttpReceiverStub {
   /** Decides each answer; default 200. */
   answer: (post: ReceivedPost) => Answer = () => 200;
   private server: Server | undefined;
-  private hanging: ServerResponse[] = [];
+  private hanging: Array<{ post: ReceivedPost; res: ServerResponse }> = [];
 
   private constructor(private portNumber: number) {}
 
@@ -72,8 +72,10 @@ export class HttpReceiverStub {
 
   /** Answers every hanging request with `status`. */
   release(status = 200): void {
-    for (const res of this.hanging.splice(0)) {
-      if (!res.destroyed) res.writeHead(status).end();
+    for (const { post, res } of this.hanging.splice(0)) {
+      if (res.destroyed) continue;
+      if (status >= 200 && status < 300) this.accepted.push(post);
+      res.writeHead(status).end();
     }
   }
 
@@ -81,7 +83,7 @@ export class HttpReceiverStub {
     const server = this.server;
     this.server = undefined;
     if (server === undefined) return;
-    for (const res of this.hanging.splice(0)) res.destroy();
+    for (const { res } of this.hanging.splice(0)) res.destroy();
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
@@ -91,7 +93,7 @@ export class HttpReceiverStub {
   private reply(post: ReceivedPost, res: ServerResponse): void {
     const answer = this.answer(post);
     if (answer === 'hang') {
-      this.hanging.push(res);
+      this.hanging.push({ post, res });
       return;
     }
     const { status, headers, body } = typeof answer === 'number' ? { status: answer } : answer;

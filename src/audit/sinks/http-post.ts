@@ -33,13 +33,18 @@ export function httpReceiver(url: string, caFile: string | undefined, what: stri
   }
 }
 
-/** POSTs `body`; resolves with the status (any), rejects on a network error or past `timeoutMs`. */
+/**
+ * POSTs `body`; resolves with the status (any), rejects on a network error, past `timeoutMs`, or
+ * when `cancel` fires (the sink is closing).
+ */
 export function postBody(
   receiver: HttpReceiver,
   body: string,
   headers: Record<string, string>,
   timeoutMs: number,
+  cancel?: AbortSignal,
 ): Promise<HttpAnswer> {
+  const deadline = AbortSignal.timeout(timeoutMs);
   const { url } = receiver;
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise<HttpAnswer>((resolve, reject) => {
@@ -48,12 +53,12 @@ export function postBody(
       {
         method: 'POST',
         headers: { ...headers, 'content-length': Buffer.byteLength(body) },
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: cancel ? AbortSignal.any([deadline, cancel]) : deadline,
         ...(receiver.ca !== undefined ? { ca: receiver.ca } : {}),
       },
       (res) => readAnswer(res).then(resolve, reject),
     );
-    req.on('error', (err) => reject(describe(err, timeoutMs)));
+    req.on('error', (err) => reject(describe(err, deadline.aborted ? timeoutMs : undefined)));
     req.end(body);
   });
 }
@@ -66,9 +71,9 @@ async function readAnswer(res: IncomingMessage): Promise<HttpAnswer> {
   return { status: res.statusCode ?? 0, text: text.slice(0, ANSWER_LIMIT) };
 }
 
-function describe(err: Error, timeoutMs: number): Error {
+function describe(err: Error, timedOutAfterMs: number | undefined): Error {
   if (err.name === 'AbortError' || err.name === 'TimeoutError') {
-    return new Error(`no answer within ${timeoutMs} ms`);
+    return new Error(timedOutAfterMs !== undefined ? `no answer within ${timedOutAfterMs} ms` : 'cancelled');
   }
   const code = (err as NodeJS.ErrnoException).code;
   return new Error(code !== undefined ? `${code}: ${err.message}` : err.message);

@@ -53,6 +53,8 @@ export class WebhookSink extends QueuedFollower {
   private postedSeq = 0;
   /** 4xx answers other than 408 and 429: the receiver refused what it got (counted, retried). */
   private rejected = 0;
+  /** Fired when close() has waited long enough: a POST still in flight is abandoned (it stays spooled). */
+  private readonly cancel = new AbortController();
 
   constructor(private readonly opts: WebhookSinkOptions) {
     super({
@@ -119,7 +121,12 @@ export class WebhookSink extends QueuedFollower {
 
   override async close(): Promise<void> {
     this.flushLingering();
-    await super.close();
+    const giveUp = setTimeout(() => this.cancel.abort(), this.opts.closeTimeoutMs ?? 2000);
+    try {
+      await super.close();
+    } finally {
+      clearTimeout(giveUp);
+    }
   }
 
   private flushLingering(): void {
@@ -151,7 +158,7 @@ export class WebhookSink extends QueuedFollower {
       [SIGNATURE_HEADER]: signBody(this.opts.hmacKey, body, now),
       ...(this.opts.splunkToken !== undefined ? { authorization: `Splunk ${this.opts.splunkToken}` } : {}),
     };
-    const answer = await postBody(this.opts.receiver, body, headers, this.opts.timeoutMs);
+    const answer = await postBody(this.opts.receiver, body, headers, this.opts.timeoutMs, this.cancel.signal);
     if (answer.status >= 200 && answer.status < 300) return;
     if (isRejection(answer.status)) this.rejected += 1;
     throw new Error(`receiver answered HTTP ${answer.status}${describeStatus(answer.status)}`);

@@ -230,6 +230,21 @@ describe('audit/sinks/webhook-sink', () => {
     assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
+  it('close() abandons a POST the receiver never answers; its records stay spooled for the next run', async () => {
+    receiver.answer = () => 'hang';
+    const keeper = new MemoryAuditSink();
+    const first = sinkWith({ timeoutMs: 60_000, closeTimeoutMs: 100 });
+    keeper.subscribe((records) => first.enqueue(records));
+    await keeper.write({ type: 'task.begun', agent: AGENT });
+    await eventually(() => receiver.received.length === 1);
+    await first.close();
+    receiver.answer = () => 200;
+    const second = sinkWith();
+    closers.push(() => second.close());
+    await eventually(() => receiver.accepted.length === 1);
+    assert.deepEqual(recordsOfBatch(receiver.accepted[0] as ReceivedPost), keeper.records);
+  });
+
   it('a torn last spool line (a crash mid-append) is dropped; the rest replays', async () => {
     const keeper = new MemoryAuditSink();
     for (let i = 0; i < 2; i += 1) await keeper.write({ type: 'task.begun', agent: AGENT, n: i });
