@@ -3,13 +3,15 @@
  * `serve`, `dev` and the integration tests all start the broker through startBroker().
  */
 import 'reflect-metadata';
+import { hostname } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
-import { buildFollowers } from './audit/sinks/build-followers.js';
+import { buildFollowers, buildSsfTransmitters } from './audit/sinks/build-followers.js';
+import { SsfMetadata } from './audit/sinks/ssf-metadata.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -73,7 +75,7 @@ import { planDurability, type ConfirmWrite } from './redis/durability.js';
 import { watchRedisHealth } from './redis/redis-health-log.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
-import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
+import { splitHostPort, startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
 import { CallGate } from './server/call-gate.js';
 import { grpcServerOptions } from './config/grpc-server-config.js';
 import { RevokedList } from './server/revoked-list.js';
@@ -184,7 +186,12 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const events = new PolicyEvents(logger);
     const policy = buildPolicy(ctx, events);
     const stores = await buildStores(ctx, opts.store, identity, policy, events);
-    const { audit: sink, health, refuseWhileAuditDown } = await buildAudit(ctx, opts.audit, identity, stores);
+    const {
+      audit: sink,
+      pipeline,
+      health,
+      refuseWhileAuditDown,
+    } = await buildAudit(ctx, opts.audit, identity, stores);
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
     const audit = withMetrics(sink, metrics);
@@ -196,6 +203,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       audit,
       refuseWhileAuditDown,
     });
+    const ssfMetadata = new SsfMetadata();
     const servers = await startServers(ctx, {
       identity,
       policy,
@@ -206,7 +214,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       registry,
       metrics,
       useCases,
+      ssfMetadata,
     });
+    if (pipeline) startSsfTransmitters(ctx, pipeline, credentials.keys, servers.httpPort, ssfMetadata);
     const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
 
     identity.x509.onUpdate(() =>
@@ -952,6 +962,7 @@ async function startServers(
     registry: Registry;
     metrics: BrokerMetrics;
     useCases: UseCases;
+    ssfMetadata: SsfMetadata;
   },
 ): Promise<{ grpcPort: number; httpPort: number; authzenPort: number | undefined }> {
   const { config, logger, clock, onClose } = ctx;
@@ -1006,6 +1017,7 @@ async function startServers(
       registry: parts.registry,
       logger,
       readiness: () => health.refresh(),
+      ssfConfiguration: (path) => parts.ssfMetadata.configuration(path),
     },
     config.httpListen,
   );
@@ -1018,6 +1030,26 @@ async function startServers(
 
   const authzenPort = await startAuthzen(ctx, { ...parts, authenticator });
   return { grpcPort: grpc.port, httpPort: http.port, authzenPort };
+}
+
+/**
+ * The SSF transmitters (`audit.sinks` of type ssf): they sign SETs with the token signing keys and
+ * name the ops listener as their default issuer, so they join the audit pipeline once both exist.
+ */
+function startSsfTransmitters(
+  { config, logger }: Startup,
+  pipeline: AuditPipeline,
+  keys: SigningKeyRing,
+  httpPort: number,
+  metadata: SsfMetadata,
+): void {
+  const { host } = splitHostPort(config.httpListen);
+  const reachable = host === '0.0.0.0' || host === '::' ? hostname() : host;
+  const defaultIssuer = `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${httpPort}`;
+  for (const transmitter of buildSsfTransmitters(config.audit, { logger, signer: keys, defaultIssuer })) {
+    pipeline.addFollower(transmitter);
+    metadata.add(transmitter.issuer);
+  }
 }
 
 /** The AuthZEN decision point for tool gateways: the same policy set, its own listener. */

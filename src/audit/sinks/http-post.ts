@@ -78,3 +78,20 @@ function describe(err: Error, timedOutAfterMs: number | undefined): Error {
   const code = (err as NodeJS.ErrnoException).code;
   return new Error(code !== undefined ? `${code}: ${err.message}` : err.message);
 }
+
+/**
+ * Runs a follower's close(), cancelling a POST still in flight once `afterMs` passed (a receiver
+ * that never answers must not hold shutdown for its whole timeout).
+ */
+export async function closeWithin(
+  afterMs: number,
+  cancel: AbortController,
+  close: () => Promise<void>,
+): Promise<void> {
+  const giveUp = setTimeout(() => cancel.abort(), afterMs);
+  try {
+    await close();
+  } finally {
+    clearTimeout(giveUp);
+  }
+}

@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import type { AuditSinkConfig } from '../../config/audit-schema.js';
 import { QueuedFollower, type FollowerLogger, type FollowerMetrics } from '../follower.js';
 import type { AuditRecord } from '../types.js';
-import { httpReceiver, postBody, type HttpReceiver } from './http-post.js';
+import { closeWithin, httpReceiver, postBody, type HttpReceiver } from './http-post.js';
 import { SIGNATURE_HEADER, signBody, webhookBodies, type WebhookFormat } from './webhook-body.js';
 import { WebhookSpool } from './webhook-spool.js';
 
@@ -121,12 +121,7 @@ export class WebhookSink extends QueuedFollower {
 
   override async close(): Promise<void> {
     this.flushLingering();
-    const giveUp = setTimeout(() => this.cancel.abort(), this.opts.closeTimeoutMs ?? 2000);
-    try {
-      await super.close();
-    } finally {
-      clearTimeout(giveUp);
-    }
+    await closeWithin(this.opts.closeTimeoutMs ?? 2000, this.cancel, () => super.close());
   }
 
   private flushLingering(): void {
