@@ -123,6 +123,13 @@ describe('audit SSF transmitter (integration)', function () {
     assert.deepEqual((sets[0]?.sub_id as { user: unknown }).user, { format: 'uri', uri: DEMO_AGENT });
   });
 
+  it('the receiver token appears in no log line and no audit record', async () => {
+    const { readFile } = await import('node:fs/promises');
+    assert.ok(receiver.accepted.length > 0);
+    assert.doesNotMatch(h.logs.text(), /rp-bearer-token-0001/);
+    assert.doesNotMatch(await readFile(join(dir, 'audit.jsonl'), 'utf8'), /rp-bearer-token-0001/);
+  });
+
   it('a quarantined agent is pushed as session-revoked for its SPIFFE ID', async () => {
     const admin = await h.adminClient('security');
     await admin.quarantine({ agent: DEMO_AGENT, reason: 'INC-43 odd behaviour' });

@@ -87,5 +87,9 @@ describe('audit webhook sink (integration)', () => {
       .map((p) => fromCloudEvent(JSON.parse(p.body) as Record<string, unknown>))
       .filter((r) => r.type === 'credential.issued');
     assert.equal(refused.length, 2, 'the refused issuance is in the trail the receiver got');
+    // The signing key never leaves in a body, a log line or the trail; the credentials are not sent either.
+    const everything = `${receiver.received.map((p) => p.body).join('\n')}\n${h.logs.text()}`;
+    assert.doesNotMatch(everything, /integration-webhook-key-0123456789/);
+    assert.ok(!everything.includes(ok.credential?.token ?? 'none'), 'the issued token is in no body or log');
   });
 });
