@@ -117,6 +117,7 @@ export class WebhookSink extends QueuedFollower {
 
   protected override async onClose(): Promise<void> {
     clearTimeout(this.lingerTimer);
+    this.spool.close();
   }
 
   override async close(): Promise<void> {

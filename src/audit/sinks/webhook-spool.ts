@@ -3,18 +3,33 @@
  * receiver is down replays them, in order, with no gap.
  *
  * `<dir>/spool.jsonl` holds the records as sealed (one JSON line each), appended before they are
- * sent; `<dir>/acked` holds the highest seq the receiver acknowledged. Acknowledged records are
- * removed: the file is emptied once everything in it was acknowledged, and rewritten without
- * them once they are most of it. Appends are synchronous (they reach the page cache before the
- * write that committed them resolves), not fsynced: a broker crash loses nothing, a host crash may
- * lose the spool's tail, which the chain file (fsynced) still holds.
+ * sent; `<dir>/acked` holds the highest seq the receiver acknowledged (overwritten in place: no
+ * rename, no size change, so an acknowledgement adds no file-system metadata work beside the
+ * chain file's fsync). Acknowledged records are removed in bulk: once 1000 of them are in the file
+ * it is emptied (all acknowledged) or rewritten without them (when they are most of it), and at
+ * every start. Appends are synchronous (they reach the page cache before the write that committed
+ * them resolves), not fsynced: a broker crash loses nothing, a host crash may lose the spool's
+ * tail, which the chain file (fsynced) still holds.
  */
-import { appendFileSync, mkdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { AuditRecord } from '../types.js';
 
-/** Acknowledged records tolerated in the file before it is rewritten without them. */
+/** Acknowledged records tolerated in the file before it is emptied or rewritten without them. */
 const COMPACT_AFTER = 1000;
+/** The ack file's fixed width: every seq fits, so overwriting it never changes its size. */
+const ACK_WIDTH = 20;
 
 export interface SpoolLoad {
   /** Records spooled and not acknowledged, in order. */
@@ -30,6 +45,7 @@ export class WebhookSpool {
   private pending: AuditRecord[] = [];
   /** Records in the file already acknowledged (dead lines, until the next compaction). */
   private acknowledged = 0;
+  private ackFd: number | undefined;
 
   constructor(private readonly dir: string) {
     this.file = join(dir, 'spool.jsonl');
@@ -45,6 +61,7 @@ export class WebhookSpool {
     this.acknowledged = records.length - this.pending.length;
     // Start from a clean file: what is still owed, nothing else.
     this.rewrite();
+    this.ackFd = openSync(this.ackFile, constants.O_RDWR | constants.O_CREAT, 0o600);
     return { records: [...this.pending], tornBytes };
   }
 
@@ -62,13 +79,20 @@ export class WebhookSpool {
     if (done === 0) return;
     this.pending.splice(0, done);
     this.acknowledged += done;
+    if (this.ackFd !== undefined) writeSync(this.ackFd, `${String(seq).padStart(ACK_WIDTH)}\n`, 0);
+    if (this.acknowledged < COMPACT_AFTER) return;
     if (this.pending.length === 0) {
       truncateSync(this.file, 0);
       this.acknowledged = 0;
-    } else if (this.acknowledged >= COMPACT_AFTER && this.acknowledged >= this.pending.length) {
+    } else if (this.acknowledged >= this.pending.length) {
       this.rewrite();
     }
-    writeAtomically(this.ackFile, `${seq}\n`);
+  }
+
+  /** Releases the ack file (the spool stays on disk for the next run). */
+  close(): void {
+    if (this.ackFd !== undefined) closeSync(this.ackFd);
+    this.ackFd = undefined;
   }
 
   /** Records spooled and not yet acknowledged. */

@@ -205,7 +205,20 @@ describe('audit/sinks/webhook-sink', () => {
     );
     await eventually(() => sink.health().ok);
     assert.equal(sink.spooled, 0);
-    assert.equal(readFileSync(join(dir, 'spool', 'spool.jsonl'), 'utf8'), '', 'the spool was emptied');
+    assert.equal(
+      Number(readFileSync(join(dir, 'spool', 'acked'), 'utf8')),
+      15,
+      'the spool knows all were taken',
+    );
+    await sink.close();
+    const again = sinkWith();
+    closers.push(() => again.close());
+    assert.equal(again.spooled, 0, 'a restart replays nothing the receiver already took');
+    assert.equal(
+      readFileSync(join(dir, 'spool', 'spool.jsonl'), 'utf8'),
+      '',
+      'and starts from an empty spool',
+    );
   });
 
   it('a broker restart while the receiver is down replays the spool, in order, before new records', async () => {
@@ -327,7 +340,11 @@ describe('audit/sinks/webhook-sink', () => {
         verifySignature(receiver.accepted[0] as ReceivedPost, KEY),
         'signed with the file key, newline trimmed',
       );
-      assert.equal(readFileSync(join(dir, 'audit.jsonl.spool', 'webhook-siem', 'spool.jsonl'), 'utf8'), '');
+      assert.equal(
+        Number(readFileSync(join(dir, 'audit.jsonl.spool', 'webhook-siem', 'acked'), 'utf8')),
+        1,
+        'its spool is under <audit.file>.spool/webhook-siem',
+      );
     });
 
     it('refuses a webhook without hmacKeyFile, and splunk_hec without splunkTokenFile', () => {
