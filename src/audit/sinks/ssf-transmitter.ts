@@ -95,7 +95,7 @@ export class SsfTransmitter extends QueuedFollower {
   }
 
   /** The SET for `event` of `record`, addressed to `target`. */
-  async sign(record: AuditRecord, event: SecurityEvent, target: SsfReceiver): Promise<string> {
+  private async sign(record: AuditRecord, event: SecurityEvent, target: SsfReceiver): Promise<string> {
     const key = this.opts.signer.current();
     return new SignJWT({
       txn: record.id,
