@@ -111,7 +111,19 @@ export class WebhookSink extends QueuedFollower {
     for (const { body, contentType, last } of this.bodies(unsent)) {
       await this.post(body, contentType);
       this.postedSeq = Math.max(this.postedSeq, last);
-      this.spool.acknowledge(last);
+      this.acknowledgeSpooled(last);
+    }
+  }
+
+  /** The receiver has them: they leave the spool (if that fails, a restart sends them again). */
+  private acknowledgeSpooled(seq: number): void {
+    try {
+      this.spool.acknowledge(seq);
+    } catch (err) {
+      this.logger.error(
+        { sink: this.name, err: { message: (err as Error).message } },
+        'webhook spool: acknowledgement not saved: a restart sends these records again',
+      );
     }
   }
 
