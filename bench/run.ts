@@ -31,10 +31,12 @@
  *            broker before the decision-consistency change and two-phase leases (no task version
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
- *          --no-policy-scale, --no-vault, --no-incident, --no-durability, --no-cloud (skip the
- *            policy-scale, Vault, incident-response, redis.durability or cloud section after the
- *            main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident|durability|cloud>.ts`)
+ *          --no-policy-scale, --no-vault, --no-incident, --no-durability, --no-cloud, --no-audit-webhook
+ *            (skip the policy-scale, Vault, incident-response, redis.durability, cloud or audit webhook
+ *            section after the main bench; run one alone with
+ *            `npx tsx bench/<policy-scale|vault|incident|durability|cloud|audit-webhook>.ts`)
  */
+import { runAuditWebhookBench } from './audit-webhook.js';
 import { runCloudBench } from './cloud.js';
 import { runDurabilityBench } from './durability.js';
 import { runIncidentBench } from './incident.js';
@@ -760,12 +762,19 @@ async function cloudSection(): Promise<void> {
   for (const line of await runCloudBench()) console.log(line);
 }
 
+async function auditWebhookSection(): Promise<void> {
+  if (process.argv.includes('--no-audit-webhook')) return;
+  console.log('');
+  for (const line of await runAuditWebhookBench()) console.log(line);
+}
+
 main()
   .then(policyScale)
   .then(vaultSection)
   .then(incidentSection)
   .then(durabilitySection)
   .then(cloudSection)
+  .then(auditWebhookSection)
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);

@@ -3,6 +3,7 @@
  * `serve`, `dev` and the integration tests all start the broker through startBroker().
  */
 import 'reflect-metadata';
+import { hostname } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -12,6 +13,8 @@ import { AuditPipeline } from './audit/pipeline.js';
 import { startCheckpoints, type CheckpointPublisher } from './audit/checkpoint-publisher.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
 import { startNotifications } from './notifications/build-notifications.js';
+import { buildFollowers, buildSsfTransmitters } from './audit/sinks/build-followers.js';
+import { SsfMetadata } from './audit/sinks/ssf-metadata.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -75,7 +78,7 @@ import { planDurability, type ConfirmWrite } from './redis/durability.js';
 import { watchRedisHealth } from './redis/redis-health-log.js';
 import { Authenticator } from './server/authenticate.js';
 import { startGrpcServer, type RunningGrpcServer } from './server/grpc-server.js';
-import { startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
+import { splitHostPort, startOpsHttp, type RunningOpsHttp } from './server/ops-http.js';
 import { CallGate } from './server/call-gate.js';
 import { grpcServerOptions } from './config/grpc-server-config.js';
 import { RevokedList } from './server/revoked-list.js';
@@ -215,6 +218,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       audit,
       refuseWhileAuditDown,
     });
+    const ssfMetadata = new SsfMetadata();
     const servers = await startServers(ctx, {
       identity,
       policy,
@@ -226,7 +230,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       metrics,
       useCases,
       checkpoints,
+      ssfMetadata,
     });
+    if (pipeline) startSsfTransmitters(ctx, pipeline, credentials.keys, servers.httpPort, ssfMetadata);
     const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
 
     identity.x509.onUpdate(() =>
@@ -987,6 +993,7 @@ async function startServers(
     metrics: BrokerMetrics;
     useCases: UseCases;
     checkpoints: CheckpointPublisher | undefined;
+    ssfMetadata: SsfMetadata;
   },
 ): Promise<{ grpcPort: number; httpPort: number; authzenPort: number | undefined }> {
   const { config, logger, clock, onClose } = ctx;
@@ -1042,6 +1049,7 @@ async function startServers(
       logger,
       readiness: () => health.refresh(),
       ...(parts.checkpoints ? { checkpoints: parts.checkpoints } : {}),
+      ssfConfiguration: (path) => parts.ssfMetadata.configuration(path),
     },
     config.httpListen,
   );
@@ -1054,6 +1062,26 @@ async function startServers(
 
   const authzenPort = await startAuthzen(ctx, { ...parts, authenticator });
   return { grpcPort: grpc.port, httpPort: http.port, authzenPort };
+}
+
+/**
+ * The SSF transmitters (`audit.sinks` of type ssf): they sign SETs with the token signing keys and
+ * name the ops listener as their default issuer, so they join the audit pipeline once both exist.
+ */
+function startSsfTransmitters(
+  { config, logger }: Startup,
+  pipeline: AuditPipeline,
+  keys: SigningKeyRing,
+  httpPort: number,
+  metadata: SsfMetadata,
+): void {
+  const { host } = splitHostPort(config.httpListen);
+  const reachable = host === '0.0.0.0' || host === '::' ? hostname() : host;
+  const defaultIssuer = `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${httpPort}`;
+  for (const transmitter of buildSsfTransmitters(config.audit, { logger, signer: keys, defaultIssuer })) {
+    pipeline.addFollower(transmitter);
+    metadata.add(transmitter.issuer);
+  }
 }
 
 /** The AuthZEN decision point for tool gateways: the same policy set, its own listener. */

@@ -177,7 +177,13 @@ export abstract class QueuedFollower implements FollowerSink {
 
   private kick(): void {
     if (this.running !== undefined || this.down !== undefined || this.closed) return;
-    this.running = this.drain().finally(() => (this.running = undefined));
+    this.running = this.drain().finally(() => this.settle());
+  }
+
+  /** A run ended: records enqueued after its last look at the queue (their kick found it running) go now. */
+  private settle(): void {
+    this.running = undefined;
+    if (this.queue.length > 0) this.kick();
   }
 
   private async drain(): Promise<void> {
@@ -247,7 +253,7 @@ export abstract class QueuedFollower implements FollowerSink {
     down.attempt += 1;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      this.running ??= this.retry().finally(() => (this.running = undefined));
+      this.running ??= this.retry().finally(() => this.settle());
     }, delay);
     this.retryTimer.unref();
   }

@@ -52,9 +52,11 @@ export class AuditPipeline implements ChainKeeper {
 
   async write(event: AuditEventInput): Promise<AuditRecord> {
     const bound = AbortSignal.timeout(this.ackTimeoutMs);
+    // The followers there when the write began: one added meanwhile never saw this record.
+    const required = [...this.required];
     const record = await withinBound(this.keeper.write(event), bound, 'audit trail');
     await Promise.all(
-      this.required.map((follower) =>
+      required.map((follower) =>
         follower.acknowledged(record.seq, bound).catch((err) => refuse(follower, err)),
       ),
     );

@@ -35,8 +35,8 @@ const webhookSink = z
     url: z.url({ protocol: /^https?$/ }),
     /** structured: one application/cloudevents+json event per POST; batch: application/cloudevents-batch+json; splunk_hec: Splunk HEC events. */
     format: z.enum(['structured', 'batch', 'splunk_hec']).default('batch'),
-    /** File holding the HMAC-SHA256 key that signs each body (header X-Svid-Broker-Signature). */
-    hmacKeyFile: z.string().optional(),
+    /** File holding the HMAC-SHA256 key that signs each body (header X-Svid-Broker-Signature); required: every body is signed. */
+    hmacKeyFile: z.string().min(1),
     /** File holding the Splunk HEC token (format splunk_hec: `Authorization: Splunk <token>`). */
     splunkTokenFile: z.string().optional(),
     /** CA bundle (PEM) for an https receiver with a private CA. */
@@ -47,7 +47,11 @@ const webhookSink = z
     batchMaxWaitMs: z.number().int().min(0).default(200),
     timeoutMs: positiveInt.default(5000),
   })
-  .strict();
+  .strict()
+  .refine((s) => s.format !== 'splunk_hec' || s.splunkTokenFile !== undefined, {
+    message: 'format splunk_hec needs splunkTokenFile',
+    path: ['splunkTokenFile'],
+  });
 
 /** OpenID Shared Signals transmitter: CAEP SETs pushed (RFC 8935) when a lease is revoked or an agent quarantined. */
 const ssfSink = z

@@ -17,6 +17,8 @@ export interface OpsHttpDeps {
   /** Checks every required dependency now (Redis, feed, audit sink, SVID) for `/readyz`. */
   readiness: () => Promise<HealthReport>;
   registry?: Registry;
+  /** GET /.well-known/ssf-configuration[/<issuer path>]: the SSF transmitter metadata, if any. */
+  ssfConfiguration?: (path: string) => Record<string, unknown> | undefined;
   logger: Logger;
   /** Signed audit checkpoints (absent when audit.checkpoints.enabled is false). */
   checkpoints?: { latest(): string | undefined; vkey(): string };
@@ -81,8 +83,13 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
       case '/metrics':
         if (!deps.registry) return send(res, 404, { error: 'not found' });
         return send(res, 200, await deps.registry.metrics(), { 'content-type': deps.registry.contentType });
-      default:
+      default: {
+        const ssf = path?.startsWith('/.well-known/ssf-configuration')
+          ? deps.ssfConfiguration?.(path)
+          : undefined;
+        if (ssf) return send(res, 200, ssf, { 'cache-control': 'public, max-age=300' });
         return send(res, 404, { error: 'not found' });
+      }
     }
   };
   const server = createServer((req, res) => {

@@ -5,6 +5,8 @@
 import type { AuditSinkConfig } from '../../config/audit-schema.js';
 import type { RedisClient } from '../../redis/connect.js';
 import type { FollowerLogger, FollowerMetrics, FollowerSink } from '../follower.js';
+import { createSsfTransmitter, type SetSigner, type SsfTransmitter } from './ssf-transmitter.js';
+import { createWebhookSink } from './webhook-sink.js';
 
 export interface FollowerDeps {
   logger: FollowerLogger;
@@ -24,19 +26,32 @@ export function buildFollowers(
   audit: { file: string; sinks: readonly AuditSinkConfig[] },
   deps: FollowerDeps,
 ): FollowerSink[] {
-  return audit.sinks.map((sink, index) =>
-    buildFollower(sink, sinkName(sink, index, audit.sinks), audit.file, deps),
+  return audit.sinks.flatMap((sink, index) =>
+    // SSF transmitters sign with the broker's keys, built later: buildSsfTransmitters.
+    sink.type === 'ssf' ? [] : [buildFollower(sink, sinkName(sink, index, audit.sinks), audit.file, deps)],
+  );
+}
+
+/** The `ssf` sinks of `audit.sinks`, once the signing keys and the ops listener exist. */
+export function buildSsfTransmitters(
+  audit: { sinks: readonly AuditSinkConfig[] },
+  deps: Pick<FollowerDeps, 'logger' | 'metrics'> & { signer: SetSigner; defaultIssuer: string },
+): SsfTransmitter[] {
+  return audit.sinks.flatMap((sink, index) =>
+    sink.type === 'ssf' ? [createSsfTransmitter(sink, sinkName(sink, index, audit.sinks), deps)] : [],
   );
 }
 
 function buildFollower(
   sink: AuditSinkConfig,
   name: string,
-  _auditFile: string,
-  _deps: FollowerDeps,
+  auditFile: string,
+  deps: FollowerDeps,
 ): FollowerSink {
   switch (sink.type) {
     // Each case is filled in by the sink's own module (redis_stream, webhook, ssf).
+    case 'webhook':
+      return createWebhookSink(sink, name, auditFile, deps);
     default:
       throw new Error(`audit sink ${name}: type ${sink.type} is not available in this build`);
   }
