@@ -11,6 +11,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AuditEventInput, AuditSink } from '../audit/types.js';
+import {
+  agentContextFields,
+  agentContextOrNothing,
+  agentContextPolicy,
+  validAgentContext,
+  type AgentContext,
+  type AgentContextInput,
+} from './agent-context.js';
 import type { ChangeType, Sensitivity } from '../config/schema.js';
 import type {
   Credential,
@@ -77,6 +85,8 @@ export interface BeginTaskInput {
   intent: string;
   ttlSeconds: number;
   labels: Record<string, string>;
+  /** What the agent says about the call (recorded as asserted by it, given to policy). */
+  context?: AgentContextInput | null;
 }
 
 export interface IssueCredentialInput {
@@ -87,6 +97,8 @@ export interface IssueCredentialInput {
   changeType: string;
   justification: string;
   tool: string;
+  /** What the agent says about the call (recorded as asserted by it, given to policy). */
+  context?: AgentContextInput | null;
 }
 
 export interface IssuedLease {
@@ -228,6 +240,7 @@ export class Broker {
           type: refusalType(err, 'task.denied', 'task.failed'),
           agent: caller.spiffeId,
           environment: clip(input.environment),
+          ...agentContextFields(agentContextOrNothing(input.context)),
           ...refusalFields(err),
         });
       }
@@ -240,12 +253,18 @@ export class Broker {
   private async begin(caller: Caller, input: BeginTaskInput, attempt: Attempt): Promise<Task> {
     this.deps.quarantine?.check(caller.spiffeId);
     const asked = this.validateBegin(input);
-    const { environment, intent, ttlSeconds } = asked;
+    const { environment, intent, ttlSeconds, context } = asked;
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
       action: 'BeginTask',
       resource: { type: 'Environment', id: environment },
-      context: { environment, ttlSeconds, intent, authMethod: caller.authMethod },
+      context: {
+        environment,
+        ttlSeconds,
+        intent,
+        authMethod: caller.authMethod,
+        ...agentContextPolicy(context),
+      },
     });
     if (decision.decision !== 'allow') {
       await this.auditDenial(
@@ -255,6 +274,7 @@ export class Broker {
           environment,
           intent,
           ttl_seconds: ttlSeconds,
+          ...agentContextFields(context),
           ...decisionFields(decision),
         },
         attempt,
@@ -272,24 +292,19 @@ export class Broker {
       expiresAt: now + ttlSeconds * 1000,
       state: 'active',
     };
-    const taskNames = await this.reserveTaskPlace(task, ttlSeconds, now, attempt);
+    const taskNames = await this.reserveTaskPlace(task, asked, now, attempt);
     try {
       await this.deps.store.createTask(task);
     } catch (err) {
       await this.deps.budgets.releaseTask(taskNames, task.id).catch(() => undefined);
       throw err;
     }
-    await this.recordTaskBegun(caller, task, ttlSeconds, decision, attempt);
+    await this.recordTaskBegun(caller, task, asked, decision, attempt);
     return task;
   }
 
   /** BeginTask's input, checked; the TTL is the requested one (or the default), capped. */
-  private validateBegin(input: BeginTaskInput): {
-    environment: string;
-    intent: string;
-    labels: Record<string, string>;
-    ttlSeconds: number;
-  } {
+  private validateBegin(input: BeginTaskInput): BeginCall {
     const environment = input.environment;
     if (!environment) throw invalidArgument('environment', 'is required');
     if (!this.deps.environments.includes(environment)) {
@@ -305,13 +320,14 @@ export class Broker {
       requested || this.deps.tasks.defaultTtlSeconds,
       this.deps.tasks.maxTtlSeconds,
     );
-    return { environment, intent, labels, ttlSeconds };
+    const context = validAgentContext(input.context);
+    return { environment, intent, labels, ttlSeconds, context };
   }
 
   /** The task's place in the openTasks budgets (audited and thrown when one is spent); its scope names. */
   private async reserveTaskPlace(
     task: Task,
-    ttlSeconds: number,
+    asked: BeginCall,
     now: number,
     attempt: Attempt,
   ): Promise<string[]> {
@@ -323,7 +339,8 @@ export class Broker {
           type: 'budget.exceeded',
           agent: task.agent,
           environment: task.environment,
-          ttl_seconds: ttlSeconds,
+          ttl_seconds: asked.ttlSeconds,
+          ...agentContextFields(asked.context),
           ...budgetFields(budget),
         },
         attempt,
@@ -337,7 +354,7 @@ export class Broker {
   private async recordTaskBegun(
     caller: Caller,
     task: Task,
-    ttlSeconds: number,
+    asked: BeginCall,
     decision: PolicyDecision,
     attempt: Attempt,
   ): Promise<void> {
@@ -349,9 +366,10 @@ export class Broker {
         environment: task.environment,
         intent: task.intent,
         labels: task.labels,
-        ttl_seconds: ttlSeconds,
+        ttl_seconds: asked.ttlSeconds,
         expires_at: new Date(task.expiresAt).toISOString(),
         auth_method: caller.authMethod,
+        ...agentContextFields(asked.context),
         ...decisionFields(decision),
       });
     } catch (err) {
@@ -401,6 +419,7 @@ export class Broker {
           agent: caller.spiffeId,
           task: clip(input.taskId),
           role: clip(input.role),
+          ...agentContextFields(agentContextOrNothing(input.context)),
           ...refusalFields(err),
         });
       }
@@ -452,6 +471,7 @@ export class Broker {
     const changeType: ChangeType = changeTypeOrDefault(input.changeType);
     const justification = boundedText(input.justification, 'justification', LIMITS.justification);
     const tool = boundedText(input.tool, 'tool', LIMITS.tool);
+    const context = validAgentContext(input.context);
     const role = this.deps.roles.get(roleName);
     if (!role) throw invalidArgument('role', `unknown role "${roleName}"`);
     const backend = this.deps.backends.get(role.backend);
@@ -497,6 +517,7 @@ export class Broker {
       changeType,
       justification,
       tool,
+      context,
       digest,
     };
   }
@@ -1346,6 +1367,7 @@ function issuePolicyRequest(
       justification: req.justification,
       intent: task.intent,
       authMethod: caller.authMethod,
+      ...agentContextPolicy(req.context),
       ...taskHistoryContext(task, summary, now),
       ...gate,
     },
@@ -1365,6 +1387,7 @@ function issueRequestFields(req: IssueCall, grant: BreakGlassGrant | undefined):
     tool: req.tool,
     justification: req.justification,
     auth_method: req.caller.authMethod,
+    ...agentContextFields(req.context),
     ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
   };
 }
@@ -1389,7 +1412,17 @@ interface IssueCall {
   changeType: ChangeType;
   justification: string;
   tool: string;
+  context: AgentContext | undefined;
   digest: string;
+}
+
+/** A BeginTask request once validated; the TTL is the one the task gets. */
+interface BeginCall {
+  environment: string;
+  intent: string;
+  labels: Record<string, string>;
+  ttlSeconds: number;
+  context: AgentContext | undefined;
 }
 
 /** An allowed decision and the task version it saw. */
