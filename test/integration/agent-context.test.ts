@@ -3,6 +3,7 @@ import { status } from '@grpc/grpc-js';
 import type { BrokerClient } from '../../src/client/broker-client.js';
 import type { AgentContextMsg } from '../../src/server/broker-proto.js';
 import { grpcError, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
+import { runCli } from '../support/run-cli.js';
 
 const FIELD = 'x-svid-broker-field';
 const POLICIES = 'x-svid-broker-policies';
@@ -141,5 +142,54 @@ describe('integration: agent-supplied context', function () {
       assert.equal(r.reason, 'invalid_argument');
       assert.equal('context' in r, false, 'bad context is never recorded');
     }
+  });
+
+  describe('svid-broker request', () => {
+    const cli = (args: string[]) =>
+      runCli(['request', '--env', 'dev', '--role', 'token/demo', ...args], {
+        SPIFFE_ENDPOINT_SOCKET: h.endpoints.demo as string,
+        SVID_BROKER_ADDR: h.address,
+      });
+
+    it('--tool, --session, --plan (and the others) travel as the context', async () => {
+      const digest = `sha256:${'0f'.repeat(32)}`;
+      const run = await cli([
+        '--tool',
+        'cli.deploy',
+        '--tool-call-id',
+        'call-9',
+        '--session',
+        'sess-cli',
+        '--model',
+        'm-1',
+        '--prompt-digest',
+        digest,
+        '--plan',
+        'read the demo api',
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      const out = JSON.parse(run.stdout) as { lease_id: string; task: { task_id: string } };
+      const expected = {
+        tool_name: 'cli.deploy',
+        tool_call_id: 'call-9',
+        session_id: 'sess-cli',
+        model: 'm-1',
+        prompt_digest: digest,
+        plan: 'read the demo api',
+        asserted_by: 'agent',
+      };
+      const [issued] = await recordsOf((r) => r.type === 'credential.issued' && r.lease === out.lease_id);
+      assert.deepEqual(issued?.context, expected);
+      const [begun] = await recordsOf((r) => r.type === 'task.begun' && r.task === out.task.task_id);
+      assert.deepEqual(begun?.context, expected);
+    });
+
+    it('a bad --plan is a usage error naming the flag, before anything is begun', async () => {
+      const before = (await readAudit(h.auditFile)).length;
+      const run = await cli(['--plan', 'x'.repeat(2049)]);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /--plan: at most 2048 characters/);
+      assert.equal((await readAudit(h.auditFile)).length, before);
+    });
   });
 });
