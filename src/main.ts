@@ -9,6 +9,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
+import { CallTrace, TracedAuditSink } from './audit/trace-context.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
@@ -187,7 +188,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const { audit: sink, health, refuseWhileAuditDown } = await buildAudit(ctx, opts.audit, identity, stores);
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
-    const audit = withMetrics(sink, metrics);
+    // Records written while a gRPC call is served carry its W3C traceparent (when valid).
+    const trace = new CallTrace();
+    const audit = new TracedAuditSink(withMetrics(sink, metrics), trace);
     events.attach(audit);
     const useCases = buildUseCases(ctx, opts.issuance, {
       policy,
@@ -206,6 +209,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       registry,
       metrics,
       useCases,
+      trace,
     });
     const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
 
@@ -952,6 +956,7 @@ async function startServers(
     registry: Registry;
     metrics: BrokerMetrics;
     useCases: UseCases;
+    trace: CallTrace;
   },
 ): Promise<{ grpcPort: number; httpPort: number; authzenPort: number | undefined }> {
   const { config, logger, clock, onClose } = ctx;
@@ -986,6 +991,7 @@ async function startServers(
       authenticator,
       certificates,
       audit,
+      trace: parts.trace,
       logger,
       metrics: parts.metrics,
     },

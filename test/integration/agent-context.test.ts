@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { status } from '@grpc/grpc-js';
 import type { BrokerClient } from '../../src/client/broker-client.js';
+import { fromCloudEvent, toCloudEvent } from '../../src/audit/cloudevent.js';
+import type { AuditRecord } from '../../src/audit/types.js';
 import type { AgentContextMsg } from '../../src/server/broker-proto.js';
 import { grpcError, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
 import { runCli } from '../support/run-cli.js';
@@ -142,6 +144,41 @@ describe('integration: agent-supplied context', function () {
       assert.equal(r.reason, 'invalid_argument');
       assert.equal('context' in r, false, 'bad context is never recorded');
     }
+  });
+
+  describe('W3C traceparent', () => {
+    const TRACE = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+    it("a valid traceparent header is recorded on the call's records; it maps to the CloudEvent extension", async () => {
+      const traced = await h.client('demo', { traceparent: () => TRACE });
+      const task = await traced.beginTask({ environment: 'dev' });
+      const issued = await traced.issueCredential({ task_id: task.task_id, role: 'token/demo' });
+      await grpcError(traced.issueCredential({ task_id: task.task_id, role: 'token/other-nope' }));
+      await traced.endTask({ task_id: task.task_id });
+      const records = await recordsOf((r) => r.task === task.task_id);
+      assert.deepEqual(
+        records.map((r) => [r.type, r.traceparent]),
+        [
+          ['task.begun', TRACE],
+          ['credential.issued', TRACE],
+          ['credential.denied', TRACE],
+          ['lease.revoked', TRACE],
+          ['task.ended', TRACE],
+        ],
+      );
+      const record = records.find((r) => r.lease === issued.lease_id) as unknown as AuditRecord;
+      const event = toCloudEvent(record);
+      assert.equal(event.traceparent, TRACE);
+      assert.deepEqual(fromCloudEvent(event), record);
+    });
+
+    it('an invalid traceparent is ignored (not recorded), and the call is served', async () => {
+      const bad = await h.client('demo', { traceparent: () => '00-not-a-trace-01' });
+      const task = await bad.beginTask({ environment: 'dev' });
+      const [begun] = await recordsOf((r) => r.type === 'task.begun' && r.task === task.task_id);
+      assert.ok(begun);
+      assert.equal('traceparent' in begun, false);
+    });
   });
 
   describe('svid-broker request', () => {
