@@ -10,6 +10,7 @@ import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
 import { CallTrace, TracedAuditSink } from './audit/trace-context.js';
+import { hmacKeyFileFor, identifierHmac, readHmacKey } from './audit/identifier-hmac.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
@@ -872,6 +873,8 @@ function buildUseCases(
     store,
     policy: engine,
     audit,
+    // The same key file on every replica, so one identifier has one HMAC across the deployment.
+    identifierHmac: identifierHmac(readHmacKey(hmacKeyFileFor(config.audit), { create: true })),
     approvals,
     approvalTtlSeconds: config.approvals.ttlSeconds,
     approvalCaps: {

@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { backendIdFields, type IdentifierHmac } from '../audit/identifier-hmac.js';
 import type { AuditEventInput, AuditSink } from '../audit/types.js';
 import {
   agentContextFields,
@@ -139,6 +140,8 @@ export interface BrokerDeps {
   /** A getter, so a policy reload can swap the engine between requests. */
   policy: () => PolicyEngine;
   audit: AuditSink;
+  /** HMAC of sensitive backend identifiers (accessors, session names) for the audit trail (audit.hmacKeyFile). */
+  identifierHmac?: IdentifierHmac;
   backends: ReadonlyMap<string, CredentialBackend>;
   roles: ReadonlyMap<string, RoleDefinition>;
   environments: readonly string[];
@@ -819,6 +822,7 @@ export class Broker {
         ...(used ? { approval: used.id, approvers: used.approvals.map((a) => a.approver) } : {}),
         lease: lease.id,
         backend: lease.backend,
+        ...backendIdFields(minted.issued.credential.metadata, this.deps.identifierHmac),
         expires_at: new Date(lease.expiresAt).toISOString(),
         // A cloud session that cannot be shorter than AWS's 900 s minimum outlives its task.
         ...(minted.issued.expiresAt > lease.expiresAt
