@@ -79,6 +79,16 @@ const APPROVAL_BASE = {
   environment: 'prod',
 };
 
+/** The decision that let the approver decide. */
+const MAY_DECIDE = {
+  decision: 'allow',
+  policy_ids: ['security-may-decide-approvals'],
+  policy_digest: DIGEST,
+  policy_reasons: ['the security group decides approvals'],
+};
+/** A bulk revocation's summary, by selector (the dry run's counts what it would have revoked). */
+const REVOKE_SUMMARY = { agent: SECURITY, selector: { agent: DEMO }, reason: 'INC-42', matched: 1 };
+
 export const AUDIT_EVENT_EXAMPLES: { readonly [T in AuditEventType]: AuditEventExample } = {
   'auth.denied': {
     example: {
@@ -251,10 +261,7 @@ export const AUDIT_EVENT_EXAMPLES: { readonly [T in AuditEventType]: AuditEventE
       outcome: 'approved',
       approvals_received: 1,
       approvals_required: 1,
-      decision: 'allow',
-      policy_ids: ['security-may-decide-approvals'],
-      policy_digest: DIGEST,
-      policy_reasons: ['the security group decides approvals'],
+      ...MAY_DECIDE,
     },
     also: DECISION_ALSO,
   },
@@ -266,10 +273,7 @@ export const AUDIT_EVENT_EXAMPLES: { readonly [T in AuditEventType]: AuditEventE
       outcome: 'denied',
       approvals_received: 0,
       approvals_required: 1,
-      decision: 'allow',
-      policy_ids: ['security-may-decide-approvals'],
-      policy_digest: DIGEST,
-      policy_reasons: ['the security group decides approvals'],
+      ...MAY_DECIDE,
     },
     also: DECISION_ALSO,
   },
@@ -342,10 +346,7 @@ export const AUDIT_EVENT_EXAMPLES: { readonly [T in AuditEventType]: AuditEventE
   },
   'admin.revoke': {
     example: {
-      agent: SECURITY,
-      selector: { agent: DEMO },
-      reason: 'INC-42',
-      matched: 1,
+      ...REVOKE_SUMMARY,
       revoked: 1,
       pending_retry: 0,
       not_revocable: 0,
@@ -357,10 +358,7 @@ export const AUDIT_EVENT_EXAMPLES: { readonly [T in AuditEventType]: AuditEventE
   },
   'admin.revoke_dry_run': {
     example: {
-      agent: SECURITY,
-      selector: { agent: DEMO },
-      reason: 'INC-42',
-      matched: 1,
+      ...REVOKE_SUMMARY,
       revoked: 0,
       pending_retry: 0,
       not_revocable: 0,
