@@ -663,6 +663,16 @@ async function buildAudit(
   return { audit, ...(pipeline ? { pipeline } : {}), health, refuseWhileAuditDown: auditGate(audit) };
 }
 
+/** The audit trail's HMAC of sensitive identifiers, under the deployment's key (created when missing). */
+function loadIdentifierHmac(audit: BrokerConfig['audit']): ReturnType<typeof identifierHmac> {
+  const file = hmacKeyFileFor(audit);
+  try {
+    return identifierHmac(readHmacKey(file, { create: true }));
+  } catch (err) {
+    throw new StartupError(`audit.hmacKeyFile ${file}: ${(err as Error).message}`);
+  }
+}
+
 interface Credentials {
   roles: ReturnType<typeof roleDefinitions>;
   keys: SigningKeyRing;
@@ -874,7 +884,7 @@ function buildUseCases(
     policy: engine,
     audit,
     // The same key file on every replica, so one identifier has one HMAC across the deployment.
-    identifierHmac: identifierHmac(readHmacKey(hmacKeyFileFor(config.audit), { create: true })),
+    identifierHmac: loadIdentifierHmac(config.audit),
     approvals,
     approvalTtlSeconds: config.approvals.ttlSeconds,
     approvalCaps: {
