@@ -1048,6 +1048,7 @@ async function startAuthzen(
     stores: Stores;
     audit: AuditSink;
     authenticator: Authenticator;
+    trace: CallTrace;
   },
 ): Promise<number | undefined> {
   if (!config.authzen.listen) return undefined;
@@ -1065,6 +1066,7 @@ async function startAuthzen(
       tls: tlsIdentity(identity.x509, identity.ownSvid),
       authenticator,
       logger,
+      trace: parts.trace,
     },
     config.authzen.listen,
   );
