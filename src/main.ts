@@ -11,7 +11,8 @@ import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
 import { startCheckpoints, type CheckpointPublisher } from './audit/checkpoint-publisher.js';
-import { buildFollowers } from './audit/sinks/build-followers.js';
+import { CallTrace, TracedAuditSink } from './audit/trace-context.js';
+import { hmacKeyFileFor, identifierHmac, readHmacKey } from './audit/identifier-hmac.js';
 import { startNotifications } from './notifications/build-notifications.js';
 import { buildFollowers, buildSsfTransmitters } from './audit/sinks/build-followers.js';
 import { SsfMetadata } from './audit/sinks/ssf-metadata.js';
@@ -198,7 +199,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     } = await buildAudit(ctx, opts.audit, identity, stores);
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
-    const audit = withMetrics(sink, metrics);
+    // Records written while a gRPC call is served carry its W3C traceparent (when valid).
+    const trace = new CallTrace();
+    const audit = new TracedAuditSink(withMetrics(sink, metrics), trace);
     events.attach(audit);
     const stopNotifications = startNotifications({
       config: config.notifications,
@@ -231,6 +234,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       useCases,
       checkpoints,
       ssfMetadata,
+      trace,
     });
     if (pipeline) startSsfTransmitters(ctx, pipeline, credentials.keys, servers.httpPort, ssfMetadata);
     const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
@@ -698,6 +702,16 @@ async function buildAudit(
   };
 }
 
+/** The audit trail's HMAC of sensitive identifiers, under the deployment's key (created when missing). */
+function loadIdentifierHmac(audit: BrokerConfig['audit']): ReturnType<typeof identifierHmac> {
+  const file = hmacKeyFileFor(audit);
+  try {
+    return identifierHmac(readHmacKey(file, { create: true }));
+  } catch (err) {
+    throw new StartupError(`audit.hmacKeyFile ${file}: ${(err as Error).message}`);
+  }
+}
+
 interface Credentials {
   roles: ReturnType<typeof roleDefinitions>;
   keys: SigningKeyRing;
@@ -908,6 +922,8 @@ function buildUseCases(
     store,
     policy: engine,
     audit,
+    // The same key file on every replica, so one identifier has one HMAC across the deployment.
+    identifierHmac: loadIdentifierHmac(config.audit),
     approvals,
     approvalTtlSeconds: config.approvals.ttlSeconds,
     approvalCaps: {
@@ -994,6 +1010,7 @@ async function startServers(
     useCases: UseCases;
     checkpoints: CheckpointPublisher | undefined;
     ssfMetadata: SsfMetadata;
+    trace: CallTrace;
   },
 ): Promise<{ grpcPort: number; httpPort: number; authzenPort: number | undefined }> {
   const { config, logger, clock, onClose } = ctx;
@@ -1028,6 +1045,7 @@ async function startServers(
       authenticator,
       certificates,
       audit,
+      trace: parts.trace,
       logger,
       metrics: parts.metrics,
     },
@@ -1093,6 +1111,7 @@ async function startAuthzen(
     stores: Stores;
     audit: AuditSink;
     authenticator: Authenticator;
+    trace: CallTrace;
   },
 ): Promise<number | undefined> {
   if (!config.authzen.listen) return undefined;
@@ -1110,6 +1129,7 @@ async function startAuthzen(
       tls: tlsIdentity(identity.x509, identity.ownSvid),
       authenticator,
       logger,
+      trace: parts.trace,
     },
     config.authzen.listen,
   );

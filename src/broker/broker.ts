@@ -10,7 +10,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { backendIdFields, type IdentifierHmac } from '../audit/identifier-hmac.js';
 import type { AuditEventInput, AuditSink } from '../audit/types.js';
+import {
+  agentContextFields,
+  agentContextOrNothing,
+  agentContextPolicy,
+  validAgentContext,
+  type AgentContext,
+  type AgentContextInput,
+} from './agent-context.js';
 import type { ChangeType, Sensitivity } from '../config/schema.js';
 import type {
   Credential,
@@ -77,6 +86,8 @@ export interface BeginTaskInput {
   intent: string;
   ttlSeconds: number;
   labels: Record<string, string>;
+  /** What the agent says about the call (recorded as asserted by it, given to policy). */
+  context?: AgentContextInput | null;
 }
 
 export interface IssueCredentialInput {
@@ -87,6 +98,8 @@ export interface IssueCredentialInput {
   changeType: string;
   justification: string;
   tool: string;
+  /** What the agent says about the call (recorded as asserted by it, given to policy). */
+  context?: AgentContextInput | null;
 }
 
 export interface IssuedLease {
@@ -127,6 +140,8 @@ export interface BrokerDeps {
   /** A getter, so a policy reload can swap the engine between requests. */
   policy: () => PolicyEngine;
   audit: AuditSink;
+  /** HMAC of sensitive backend identifiers (accessors, session names) for the audit trail (audit.hmacKeyFile). */
+  identifierHmac?: IdentifierHmac;
   backends: ReadonlyMap<string, CredentialBackend>;
   roles: ReadonlyMap<string, RoleDefinition>;
   environments: readonly string[];
@@ -228,6 +243,7 @@ export class Broker {
           type: refusalType(err, 'task.denied', 'task.failed'),
           agent: caller.spiffeId,
           environment: clip(input.environment),
+          ...agentContextFields(agentContextOrNothing(input.context)),
           ...refusalFields(err),
         });
       }
@@ -240,12 +256,18 @@ export class Broker {
   private async begin(caller: Caller, input: BeginTaskInput, attempt: Attempt): Promise<Task> {
     this.deps.quarantine?.check(caller.spiffeId);
     const asked = this.validateBegin(input);
-    const { environment, intent, ttlSeconds } = asked;
+    const { environment, intent, ttlSeconds, context } = asked;
     const decision = this.deps.policy().authorize({
       principal: caller.spiffeId,
       action: 'BeginTask',
       resource: { type: 'Environment', id: environment },
-      context: { environment, ttlSeconds, intent, authMethod: caller.authMethod },
+      context: {
+        environment,
+        ttlSeconds,
+        intent,
+        authMethod: caller.authMethod,
+        ...agentContextPolicy(context),
+      },
     });
     if (decision.decision !== 'allow') {
       await this.auditDenial(
@@ -255,6 +277,7 @@ export class Broker {
           environment,
           intent,
           ttl_seconds: ttlSeconds,
+          ...agentContextFields(context),
           ...decisionFields(decision),
         },
         attempt,
@@ -272,24 +295,19 @@ export class Broker {
       expiresAt: now + ttlSeconds * 1000,
       state: 'active',
     };
-    const taskNames = await this.reserveTaskPlace(task, ttlSeconds, now, attempt);
+    const taskNames = await this.reserveTaskPlace(task, asked, now, attempt);
     try {
       await this.deps.store.createTask(task);
     } catch (err) {
       await this.deps.budgets.releaseTask(taskNames, task.id).catch(() => undefined);
       throw err;
     }
-    await this.recordTaskBegun(caller, task, ttlSeconds, decision, attempt);
+    await this.recordTaskBegun(caller, task, asked, decision, attempt);
     return task;
   }
 
   /** BeginTask's input, checked; the TTL is the requested one (or the default), capped. */
-  private validateBegin(input: BeginTaskInput): {
-    environment: string;
-    intent: string;
-    labels: Record<string, string>;
-    ttlSeconds: number;
-  } {
+  private validateBegin(input: BeginTaskInput): BeginCall {
     const environment = input.environment;
     if (!environment) throw invalidArgument('environment', 'is required');
     if (!this.deps.environments.includes(environment)) {
@@ -305,13 +323,14 @@ export class Broker {
       requested || this.deps.tasks.defaultTtlSeconds,
       this.deps.tasks.maxTtlSeconds,
     );
-    return { environment, intent, labels, ttlSeconds };
+    const context = validAgentContext(input.context);
+    return { environment, intent, labels, ttlSeconds, context };
   }
 
   /** The task's place in the openTasks budgets (audited and thrown when one is spent); its scope names. */
   private async reserveTaskPlace(
     task: Task,
-    ttlSeconds: number,
+    asked: BeginCall,
     now: number,
     attempt: Attempt,
   ): Promise<string[]> {
@@ -323,7 +342,8 @@ export class Broker {
           type: 'budget.exceeded',
           agent: task.agent,
           environment: task.environment,
-          ttl_seconds: ttlSeconds,
+          ttl_seconds: asked.ttlSeconds,
+          ...agentContextFields(asked.context),
           ...budgetFields(budget),
         },
         attempt,
@@ -337,7 +357,7 @@ export class Broker {
   private async recordTaskBegun(
     caller: Caller,
     task: Task,
-    ttlSeconds: number,
+    asked: BeginCall,
     decision: PolicyDecision,
     attempt: Attempt,
   ): Promise<void> {
@@ -349,9 +369,10 @@ export class Broker {
         environment: task.environment,
         intent: task.intent,
         labels: task.labels,
-        ttl_seconds: ttlSeconds,
+        ttl_seconds: asked.ttlSeconds,
         expires_at: new Date(task.expiresAt).toISOString(),
         auth_method: caller.authMethod,
+        ...agentContextFields(asked.context),
         ...decisionFields(decision),
       });
     } catch (err) {
@@ -401,6 +422,7 @@ export class Broker {
           agent: caller.spiffeId,
           task: clip(input.taskId),
           role: clip(input.role),
+          ...agentContextFields(agentContextOrNothing(input.context)),
           ...refusalFields(err),
         });
       }
@@ -452,6 +474,7 @@ export class Broker {
     const changeType: ChangeType = changeTypeOrDefault(input.changeType);
     const justification = boundedText(input.justification, 'justification', LIMITS.justification);
     const tool = boundedText(input.tool, 'tool', LIMITS.tool);
+    const context = validAgentContext(input.context);
     const role = this.deps.roles.get(roleName);
     if (!role) throw invalidArgument('role', `unknown role "${roleName}"`);
     const backend = this.deps.backends.get(role.backend);
@@ -497,6 +520,7 @@ export class Broker {
       changeType,
       justification,
       tool,
+      context,
       digest,
     };
   }
@@ -798,6 +822,7 @@ export class Broker {
         ...(used ? { approval: used.id, approvers: used.approvals.map((a) => a.approver) } : {}),
         lease: lease.id,
         backend: lease.backend,
+        ...backendIdFields(minted.issued.credential.metadata, this.deps.identifierHmac),
         expires_at: new Date(lease.expiresAt).toISOString(),
         // A cloud session that cannot be shorter than AWS's 900 s minimum outlives its task.
         ...(minted.issued.expiresAt > lease.expiresAt
@@ -1346,6 +1371,7 @@ function issuePolicyRequest(
       justification: req.justification,
       intent: task.intent,
       authMethod: caller.authMethod,
+      ...agentContextPolicy(req.context),
       ...taskHistoryContext(task, summary, now),
       ...gate,
     },
@@ -1365,6 +1391,7 @@ function issueRequestFields(req: IssueCall, grant: BreakGlassGrant | undefined):
     tool: req.tool,
     justification: req.justification,
     auth_method: req.caller.authMethod,
+    ...agentContextFields(req.context),
     ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
   };
 }
@@ -1389,7 +1416,17 @@ interface IssueCall {
   changeType: ChangeType;
   justification: string;
   tool: string;
+  context: AgentContext | undefined;
   digest: string;
+}
+
+/** A BeginTask request once validated; the TTL is the one the task gets. */
+interface BeginCall {
+  environment: string;
+  intent: string;
+  labels: Record<string, string>;
+  ttlSeconds: number;
+  context: AgentContext | undefined;
 }
 
 /** An allowed decision and the task version it saw. */

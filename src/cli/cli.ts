@@ -10,6 +10,7 @@ import { RegistrationError } from '../spire/registration.js';
 import { StartupError } from '../main.js';
 import { ADMIN_COMMANDS } from './admin.js';
 import { APPROVAL_COMMANDS } from './approvals.js';
+import { AUDIT_HMAC_COMMANDS } from './audit-hmac.js';
 import { AUDIT_COMMANDS } from './audit-verify.js';
 import { CONFIG_COMMANDS } from './config-validate.js';
 import { UsageError, parseCommand, type Command } from './command.js';
@@ -30,6 +31,7 @@ export const COMMANDS: readonly Command[] = [
   ...REQUEST_COMMANDS,
   ...MCP_COMMANDS,
   ...AUDIT_COMMANDS,
+  ...AUDIT_HMAC_COMMANDS,
   ...APPROVAL_COMMANDS,
   ...ADMIN_COMMANDS,
   ...POLICY_COMMANDS,

@@ -12,6 +12,7 @@ import {
   requireRoleName,
   requireTaskId,
 } from '../broker/validate.js';
+import { validAgentContext, type AgentContext } from '../broker/agent-context.js';
 import type { IssueCredentialResponseMsg, TaskMsg } from '../server/broker-proto.js';
 import { CONNECTION_FLAGS, bool, str, usageError, type Command, type Parsed } from './command.js';
 import { brokerAddress, type Connection } from './connect.js';
@@ -30,7 +31,16 @@ function taskJson(task: TaskMsg): Record<string, unknown> {
 }
 
 /** IssueCredential's fields as `request`'s flags. */
-const REQUEST_FIELDS = { ttl_seconds: '--ttl', task_id: '--task' };
+const REQUEST_FIELDS = {
+  ttl_seconds: '--ttl',
+  task_id: '--task',
+  'context.tool_name': '--tool',
+  'context.tool_call_id': '--tool-call-id',
+  'context.session_id': '--session',
+  'context.model': '--model',
+  'context.prompt_digest': '--prompt-digest',
+  'context.plan': '--plan',
+};
 
 /** The broker's own input rules, checked before anything is begun: a refusal leaves nothing open. */
 function checkLocally<T>(check: () => T): T {
@@ -55,6 +65,20 @@ interface RequestInput {
   justification: string;
   intent: string;
   tool: string;
+  /** The agent's own account of the call (absent when no context flag was given). */
+  context: AgentContext | undefined;
+}
+
+/** The context flags as the proto's AgentContext; --tool (when given) is also its tool_name. */
+function contextFlags(p: Parsed): Record<string, string> {
+  return {
+    tool_name: str(p, 'tool'),
+    tool_call_id: str(p, 'tool-call-id'),
+    session_id: str(p, 'session'),
+    model: str(p, 'model'),
+    prompt_digest: str(p, 'prompt-digest'),
+    plan: str(p, 'plan'),
+  };
 }
 
 /** Every check the broker would make on the flags alone. */
@@ -79,6 +103,7 @@ function requestInput(p: Parsed): RequestInput {
     boundedText(str(p, 'intent'), '--intent', LIMITS.intent);
     boundedText(str(p, 'tool'), '--tool', LIMITS.tool);
   });
+  const context = checkLocally(() => validAgentContext(contextFlags(p)));
   return {
     env,
     role,
@@ -90,6 +115,7 @@ function requestInput(p: Parsed): RequestInput {
     justification: str(p, 'justification'),
     intent: str(p, 'intent') || `svid-broker request ${role}`,
     tool: str(p, 'tool') || 'svid-broker-cli',
+    context,
   };
 }
 
@@ -102,6 +128,7 @@ async function runRequest(p: Parsed): Promise<number> {
           environment: input.env,
           intent: input.intent,
           ttl_seconds: input.taskTtl,
+          ...(input.context ? { context: input.context } : {}),
         });
     try {
       return await issue(conn, task, input, bool(p, 'wait'));
@@ -140,6 +167,7 @@ async function issue(conn: Connection, task: TaskMsg, input: RequestInput, wait:
     change_type: input.changeType,
     justification: input.justification,
     tool: input.tool,
+    ...(input.context ? { context: input.context } : {}),
   });
   if (issued.status === 'PENDING_APPROVAL') {
     const pending = {
@@ -222,7 +250,18 @@ export const REQUEST_COMMANDS: Command[] = [
       sensitivity: text('LEVEL', 'the data the credential touches: public|internal|confidential|restricted'),
       'change-type': text('TYPE', 'read (default)|write|destructive|admin'),
       justification: text('TEXT', 'why (shown to approvers; at most 1024 characters)'),
-      tool: text('NAME', 'the tool that will use the credential (default svid-broker-cli)'),
+      tool: text(
+        'NAME',
+        'the tool that will use the credential (default svid-broker-cli); when given, also context.tool_name',
+      ),
+      'tool-call-id': text('ID', "the tool call's id in the agent's conversation (context.tool_call_id)"),
+      session: text('ID', "the agent's session or conversation id (context.session_id)"),
+      model: text('NAME', 'the model acting (context.model)'),
+      'prompt-digest': text(
+        'ALG:HEX',
+        'digest of the prompt or plan, e.g. sha256:<64 hex> (context.prompt_digest)',
+      ),
+      plan: text('TEXT', "the agent's plan (context.plan; at most 2048 characters)"),
       wait: { type: 'boolean', help: 'if approval is needed, wait for it and print the credential' },
       ...CONNECTION_FLAGS,
     },

@@ -7,6 +7,7 @@
 import { status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import {
   fromTimestamp,
+  type AgentContextMsg,
   type AwaitApprovalResponseMsg,
   type CredentialMsg,
   type IssueCredentialResponseMsg,
@@ -65,6 +66,33 @@ export interface PendingApproval {
 
 export type IssueResult = IssuedCredential | PendingApproval;
 
+/**
+ * What the agent says about the call: recorded on the audit records as given (marked
+ * `asserted_by: "agent"`) and given to policy as `context.agentContext`. Ids and the model at most
+ * 128 characters, the plan 2048; no control or bidi characters; promptDigest `sha256:<64 hex>`.
+ */
+export interface AgentContext {
+  toolName?: string;
+  toolCallId?: string;
+  sessionId?: string;
+  model?: string;
+  promptDigest?: string;
+  plan?: string;
+}
+
+/** The wire form of an AgentContext, or undefined when none was given. */
+function contextMsg(ctx: AgentContext | undefined): AgentContextMsg | undefined {
+  if (!ctx) return undefined;
+  return {
+    tool_name: ctx.toolName ?? '',
+    tool_call_id: ctx.toolCallId ?? '',
+    session_id: ctx.sessionId ?? '',
+    model: ctx.model ?? '',
+    prompt_digest: ctx.promptDigest ?? '',
+    plan: ctx.plan ?? '',
+  };
+}
+
 export interface CredentialRequest {
   role: string;
   ttlSeconds?: number;
@@ -72,6 +100,7 @@ export interface CredentialRequest {
   changeType?: 'read' | 'write' | 'destructive' | 'admin';
   justification?: string;
   tool?: string;
+  context?: AgentContext;
 }
 
 export interface RoleOption {
@@ -122,12 +151,15 @@ export class BrokerClient implements AsyncDisposable {
     intent?: string;
     ttlSeconds?: number;
     labels?: Record<string, string>;
+    context?: AgentContext;
   }): Promise<TaskHandle> {
+    const context = contextMsg(input.context);
     const msg = await this.channel.client().beginTask({
       environment: input.environment,
       intent: input.intent ?? '',
       ttl_seconds: input.ttlSeconds ?? 0,
       labels: input.labels ?? {},
+      ...(context ? { context } : {}),
     });
     return new TaskHandle(this, toTask(msg));
   }
@@ -161,6 +193,7 @@ export class BrokerClient implements AsyncDisposable {
       change_type: req.changeType ?? '',
       justification: req.justification ?? '',
       tool: req.tool ?? '',
+      ...(req.context ? { context: contextMsg(req.context) } : {}),
     });
     return toIssueResult(msg);
   }

@@ -64,6 +64,11 @@ export interface BrokerClientOptions {
   auth?: { kind: 'x509' } | { kind: 'jwt'; token: () => Promise<string> | string };
   /** Per-call deadline in ms (default 10 s). */
   timeoutMs?: number;
+  /**
+   * The W3C `traceparent` to send with each call (read per call), so the broker records it on the
+   * call's audit records; undefined sends none.
+   */
+  traceparent?: () => string | undefined;
 }
 
 type Unary<Req, Res> = (
@@ -177,6 +182,8 @@ abstract class AuthenticatedClient<Raw extends Client> {
     const metadata = new Metadata();
     const auth = this.opts.auth;
     if (auth?.kind === 'jwt') metadata.set('authorization', `Bearer ${await auth.token()}`);
+    const traceparent = this.opts.traceparent?.();
+    if (traceparent !== undefined) metadata.set('traceparent', traceparent);
     return metadata;
   }
 

@@ -5,6 +5,7 @@
 export {
   BrokerClient,
   TaskHandle,
+  type AgentContext,
   type ApprovalProgress,
   type AwaitOptions,
   type ConnectOptions,

@@ -6,7 +6,9 @@
  */
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
-import type { BrokerClient, IssueResult, IssuedCredential } from '../client/agent-client.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { AgentContext, BrokerClient, IssueResult, IssuedCredential } from '../client/agent-client.js';
 import { CredentialFiles } from './credential-files.js';
 
 export interface McpOptions {
@@ -21,6 +23,37 @@ type ToolResult = { content: { type: 'text'; text: string }[]; isError?: boolean
 
 const SENSITIVITY = z.enum(['public', 'internal', 'confidential', 'restricted']);
 const CHANGE_TYPE = z.enum(['read', 'write', 'destructive', 'admin']);
+
+/** Context the model may state itself; the server adds the tool, the call id and the session. */
+const CONTEXT_INPUT = {
+  plan: z
+    .string()
+    .optional()
+    .describe('your plan for this step, in a few sentences (recorded, at most 2048)'),
+  prompt_digest: z.string().optional().describe('sha256:<hex> of the prompt or plan this step follows'),
+  model: z.string().optional().describe('the model acting'),
+};
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/**
+ * The agent context of one MCP tool call: the MCP tool called and the JSON-RPC id of that call,
+ * the MCP session (when the transport has one; stdio has none), and what the model stated.
+ */
+function mcpContext(
+  tool: string,
+  extra: Extra,
+  stated: { plan?: string | undefined; prompt_digest?: string | undefined; model?: string | undefined },
+): AgentContext {
+  return {
+    toolName: tool,
+    toolCallId: String(extra.requestId),
+    ...(extra.sessionId ? { sessionId: extra.sessionId } : {}),
+    ...(stated.plan ? { plan: stated.plan } : {}),
+    ...(stated.prompt_digest ? { promptDigest: stated.prompt_digest } : {}),
+    ...(stated.model ? { model: stated.model } : {}),
+  };
+}
 
 export function buildMcpServer(opts: McpOptions): McpServer {
   const server = new McpServer({ name: 'svid-broker', version: opts.version });
@@ -40,14 +73,16 @@ function registerTaskTools(server: McpServer, { client, files }: McpOptions): vo
         environment: z.string().describe('the environment the task works in, e.g. dev, staging, prod'),
         intent: z.string().describe('what the task is for, in a sentence (recorded in the audit trail)'),
         ttl_seconds: z.number().int().min(0).optional().describe('task lifetime; 0 or absent: the default'),
+        ...CONTEXT_INPUT,
       },
     },
-    (args) =>
+    (args, extra) =>
       answer(async () => {
         const task = await client.beginTask({
           environment: args.environment,
           intent: args.intent,
           ...(args.ttl_seconds ? { ttlSeconds: args.ttl_seconds } : {}),
+          context: mcpContext('begin_task', extra, args),
         });
         return { task_id: task.id, environment: task.info.environment, expires_at: task.info.expiresAt };
       }),
@@ -126,9 +161,10 @@ function registerCredentialTools(server: McpServer, opts: McpOptions): void {
         change_type: CHANGE_TYPE.optional().describe('what the call will do'),
         justification: z.string().optional().describe('why, for the approver and the audit trail'),
         tool: z.string().optional().describe('the tool the credential is for'),
+        ...CONTEXT_INPUT,
       },
     },
-    (args) =>
+    (args, extra) =>
       answer(async () => {
         const result = await client.issueCredential(args.task_id, {
           role: args.role,
@@ -137,6 +173,7 @@ function registerCredentialTools(server: McpServer, opts: McpOptions): void {
           ...(args.change_type ? { changeType: args.change_type } : {}),
           justification: args.justification ?? '',
           tool: args.tool ?? 'mcp',
+          context: mcpContext('request_credential', extra, args),
         });
         return describeResult(result, opts);
       }),

@@ -19,6 +19,7 @@ import { derToPem } from '../identity/x509-verify.js';
 import type { Authenticator } from './authenticate.js';
 import { send, splitHostPort } from './ops-http.js';
 import type { TlsIdentitySource } from './svid-certificate-provider.js';
+import type { CallTrace } from '../audit/trace-context.js';
 
 export interface AuthzenDeps {
   evaluator: AccessEvaluator;
@@ -26,6 +27,8 @@ export interface AuthzenDeps {
   /** The gRPC port's: the gateway's X.509-SVID is checked against its own trust domain's bundle. */
   authenticator: Pick<Authenticator, 'authenticateTlsPeer'>;
   logger: Logger;
+  /** Where a request's valid `traceparent` header is kept while it is served (its audit records carry it). */
+  trace?: CallTrace;
 }
 
 export interface RunningAuthzen {
@@ -60,7 +63,10 @@ class HttpProblem extends Error {
 export async function startAuthzenHttp(deps: AuthzenDeps, listen: string): Promise<RunningAuthzen> {
   const server = createServer(
     { ...tlsOptions(deps.tls), requestCert: true, rejectUnauthorized: false },
-    (req, res) => void serve(deps, req, res),
+    (req, res) =>
+      void (deps.trace
+        ? deps.trace.run(req.headers.traceparent, () => serve(deps, req, res))
+        : serve(deps, req, res)),
   );
   const unsubscribe = deps.tls.onUpdate(() => server.setSecureContext(tlsOptions(deps.tls)));
   const { host, port } = splitHostPort(listen);

@@ -13,6 +13,16 @@ export interface BeginTaskRequestMsg {
   intent: string;
   ttl_seconds: number;
   labels: Record<string, string>;
+  context?: AgentContextMsg | null;
+}
+/** Empty fields are not given (proto3 strings). */
+export interface AgentContextMsg {
+  tool_name?: string;
+  tool_call_id?: string;
+  session_id?: string;
+  model?: string;
+  prompt_digest?: string;
+  plan?: string;
 }
 export interface TaskMsg {
   task_id: string;
@@ -32,6 +42,7 @@ export interface IssueCredentialRequestMsg {
   change_type: string;
   justification: string;
   tool: string;
+  context?: AgentContextMsg | null;
 }
 export interface CredentialMsg {
   kind: string;

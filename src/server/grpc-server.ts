@@ -16,6 +16,7 @@ import {
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { Counter, Histogram } from 'prom-client';
+import type { CallTrace } from '../audit/trace-context.js';
 import type { AuditSink } from '../audit/types.js';
 import type { ApprovalDecisionRecord, ApprovalRequest, BreakGlassGrant } from '../approvals/types.js';
 import type { BrokerAdmin } from '../broker/admin.js';
@@ -88,6 +89,8 @@ export interface GrpcServerDeps {
   serverOptions?: Record<string, number>;
   certificates: SvidCertificateProvider;
   audit: AuditSink;
+  /** Where a call's valid `traceparent` header is kept while it is served (its audit records carry it). */
+  trace?: CallTrace;
   logger: Logger;
   metrics?: { requests: Counter<'method' | 'code'>; latency: Histogram<'method'> };
 }
@@ -151,11 +154,15 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     };
   };
 
+  /** Runs a call's work as that call: its valid traceparent goes on every audit record it writes. */
+  const asCall = <T>(call: { metadata: Metadata }, work: () => T): T =>
+    deps.trace ? deps.trace.run(call.metadata.get('traceparent')[0], work) : work();
+
   const unary =
     <Req, Res>(method: string, fn: (caller: Caller, req: Req) => Promise<Res>): handleUnaryCall<Req, Res> =>
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const done = observe(method);
-      void (async () => {
+      void asCall(call, async () => {
         const auth = await authenticateCall(call, method);
         if ('refusal' in auth) {
           done(auth.code);
@@ -171,7 +178,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
           done(isBrokerError(err) ? err.code : 'INTERNAL');
           callback(toServiceError(err, logger, method) as ServiceError);
         }
-      })();
+      });
     };
 
   const waits = new Set<() => void>();
@@ -183,6 +190,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
           intent: req.intent,
           ttlSeconds: req.ttl_seconds,
           labels: req.labels ?? {},
+          context: req.context,
         }),
       ),
     ),
@@ -198,6 +206,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
             changeType: req.change_type,
             justification: req.justification,
             tool: req.tool,
+            context: req.context,
           }),
         ),
     ),
@@ -222,7 +231,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       waits.add(onShutdown);
       call.on('finish', () => waits.delete(onShutdown));
       call.on('close', () => waits.delete(onShutdown));
-      void (async () => {
+      void asCall(call, async () => {
         const auth = await authenticateCall(call, method);
         if ('refusal' in auth) {
           // grpc-js sends a stream's status from its 'error' event; destroy() would drop it and
@@ -258,7 +267,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         } finally {
           release?.();
         }
-      })();
+      });
     },
     EndTask: unary<EndTaskRequestMsg, EndTaskResponseMsg>('EndTask', async (caller, req) => {
       const { task, revoked } = await broker.endTask(caller, { taskId: req.task_id, reason: req.reason });
@@ -366,7 +375,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
   adminImpl.RevokeLeases = (call: ServerWritableStream<RevokeLeasesRequestMsg, RevokeLeasesReportMsg>) => {
     const method = 'RevokeLeases';
     const done = observe(method);
-    void (async () => {
+    void asCall(call, async () => {
       const auth = await authenticateCall(call, method);
       if ('refusal' in auth) {
         done(auth.code);
@@ -412,7 +421,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         done(isBrokerError(err) ? err.code : 'INTERNAL');
         call.emit('error', toServiceError(err, logger, method));
       }
-    })();
+    });
   };
   adminImpl.Quarantine = adminUnary<QuarantineRequestMsg, QuarantineResponseMsg>(
     'Quarantine',

@@ -13,6 +13,8 @@ interface HttpResult {
   body: Record<string, unknown>;
 }
 
+const TRACE = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+
 describe('integration: AuthZEN decision point (POST /access/v1/evaluation[s])', function () {
   this.timeout(30_000);
   let h: Harness;
@@ -104,7 +106,7 @@ describe('integration: AuthZEN decision point (POST /access/v1/evaluation[s])', 
         resource: { type: 'tool', id: 'search_logs' },
         context: { task_id: taskId, change_type: 'read' },
       },
-      { 'X-Request-ID': 'req-1' },
+      { 'X-Request-ID': 'req-1', traceparent: TRACE },
     );
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assert.equal(ok.body.decision, true);
@@ -127,6 +129,9 @@ describe('integration: AuthZEN decision point (POST /access/v1/evaluation[s])', 
     assert.equal(records[0]?.agent, DEMO_AGENT);
     assert.equal(records[0]?.decision, true);
     assert.equal(records[1]?.decision, false);
+    // The gateway's W3C traceparent is recorded on the decision it asked for, and only there.
+    assert.equal(records[0]?.traceparent, TRACE);
+    assert.equal('traceparent' in (records[1] ?? {}), false);
   });
 
   it('answers approval_required as an obligation in the context for a call that changes something', async () => {

@@ -124,7 +124,12 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
 
       const raw = (await client.callTool({
         name: 'request_credential',
-        arguments: { task_id: taskId, role: 'token/demo', justification: 'read the demo api' },
+        arguments: {
+          task_id: taskId,
+          role: 'token/demo',
+          justification: 'read the demo api',
+          plan: 'fetch the demo page',
+        },
       })) as ToolText;
       assert.ok(!raw.isError, raw.content[0]?.text);
       const issued = textOf(raw);
@@ -157,6 +162,15 @@ describe('integration: MCP server (svid-broker mcp over stdio, SDK client)', fun
       assert.equal((await h.broker.store.getLease(issued.lease_id as string))?.state, 'revoked');
       const audit = await readAudit(h.auditFile);
       assert.ok(audit.some((r) => r.type === 'task.ended' && r.task === taskId));
+      // The MCP tool call is the agent context: the tool, the call's JSON-RPC id, what the model stated.
+      const record = audit.find((r) => r.type === 'credential.issued' && r.lease === issued.lease_id);
+      const context = record?.context as Record<string, string>;
+      assert.equal(context.tool_name, 'request_credential');
+      assert.match(context.tool_call_id ?? '', /^\d+$/);
+      assert.equal(context.plan, 'fetch the demo page');
+      assert.equal(context.asserted_by, 'agent');
+      const begunRecord = audit.find((r) => r.type === 'task.begun' && r.task === taskId);
+      assert.equal((begunRecord?.context as Record<string, string>).tool_name, 'begin_task');
     } finally {
       await client.close();
     }

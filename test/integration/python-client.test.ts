@@ -57,7 +57,17 @@ describe('integration: Python client (clients/python, Debian python3-grpcio) aga
   it('the example agent gets a credential inside a task and the task ends on exit (lease revoked)', async () => {
     const res = await runPython(
       python,
-      ['examples/agent.py', '--env', 'dev', '--role', 'token/demo'],
+      [
+        'examples/agent.py',
+        '--env',
+        'dev',
+        '--role',
+        'token/demo',
+        '--tool',
+        'py.fetch',
+        '--session',
+        's-42',
+      ],
       agentEnv(),
     );
     assert.equal(res.code, 0, res.stderr);
@@ -71,7 +81,9 @@ describe('integration: Python client (clients/python, Debian python3-grpcio) aga
     const lease = await broker.store.getLease(issued.lease_id as string);
     assert.equal(lease?.state, 'revoked');
     const audit = await readAudit(stack.config.audit.file);
-    assert.ok(audit.some((r) => r.type === 'credential.issued' && r.lease === issued.lease_id));
+    const record = audit.find((r) => r.type === 'credential.issued' && r.lease === issued.lease_id);
+    // The agent's context travelled through the Python client.
+    assert.deepEqual(record?.context, { tool_name: 'py.fetch', session_id: 's-42', asserted_by: 'agent' });
     assert.ok(audit.some((r) => r.type === 'task.ended' && r.task === issued.task_id));
   });
 

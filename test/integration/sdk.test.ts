@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BrokerClient, type IssuedCredential } from '../../src/client/index.js';
 import { packageRoot } from '../../src/package-root.js';
-import { DEMO_AGENT, startHarness, type Harness } from '../support/broker-harness.js';
+import { DEMO_AGENT, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
 
 describe('integration: TypeScript SDK (svid-broker/client)', function () {
   this.timeout(30_000);
@@ -44,6 +44,19 @@ describe('integration: TypeScript SDK (svid-broker/client)', function () {
     }
     assert.equal((await h.broker.store.getLease(issued.leaseId))?.state, 'revoked');
     assert.equal((await h.broker.store.getTask(taskId))?.state, 'ended');
+  });
+
+  it('sends the agent context (camelCase in the SDK) on BeginTask and IssueCredential', async () => {
+    const context = { toolName: 'sdk.fetch', sessionId: 'sdk-session', plan: 'read one page' };
+    await using task = await client.beginTask({ environment: 'dev', context });
+    const result = await task.issue({ role: 'token/demo', context: { ...context, toolCallId: 'c-1' } });
+    assert.equal(result.status, 'issued');
+    const audit = await readAudit(h.auditFile);
+    const recorded = { tool_name: 'sdk.fetch', session_id: 'sdk-session', plan: 'read one page' };
+    const begun = audit.find((r) => r.type === 'task.begun' && r.task === task.id);
+    assert.deepEqual(begun?.context, { ...recorded, asserted_by: 'agent' });
+    const issued = audit.find((r) => r.type === 'credential.issued' && r.task === task.id);
+    assert.deepEqual(issued?.context, { ...recorded, tool_call_id: 'c-1', asserted_by: 'agent' });
   });
 
   it('a task ended explicitly is not ended twice on dispose; a pending request is typed as such', async () => {

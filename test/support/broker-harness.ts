@@ -86,7 +86,7 @@ export interface Harness {
   /** A client authenticated as the workload (mTLS by default). Closed by harness.close(). */
   client(
     workload: string,
-    opts?: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>>,
+    opts?: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs' | 'traceparent'>>,
   ): Promise<BrokerClient>;
   /** An admin client (BrokerAdmin service) authenticated as the workload over mTLS. */
   adminClient(workload: string): Promise<BrokerAdminClient>;
@@ -218,7 +218,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const clientsFor = (brokerAddress: string) => ({
       async client(
         workload: string,
-        clientOpts: Partial<Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs'>> = {},
+        clientOpts: Partial<
+          Pick<BrokerClientOptions, 'auth' | 'brokerId' | 'timeoutMs' | 'traceparent'>
+        > = {},
       ) {
         const source = await sourceFor(workload);
         const svid = source.getX509Svid();

@@ -19,10 +19,15 @@ def main() -> int:
     p.add_argument("--intent", default="python example agent")
     p.add_argument("--justification", default="example")
     p.add_argument("--wait", action="store_true", help="wait for approval when one is needed")
+    p.add_argument("--tool", default="", help="the tool the agent is calling (context.tool_name)")
+    p.add_argument("--session", default="", help="the agent's session id (context.session_id)")
+    p.add_argument("--plan", default="", help="the agent's plan (context.plan)")
     args = p.parse_args()
+    # The agent's own account of the call: recorded as asserted by the agent, given to policy.
+    context = {k: v for k, v in {"tool_name": args.tool, "session_id": args.session, "plan": args.plan}.items() if v}
     try:
-        with BrokerClient() as broker, broker.task(args.env, args.intent) as task:
-            got = task.issue(args.role, justification=args.justification)
+        with BrokerClient() as broker, broker.task(args.env, args.intent, context=context) as task:
+            got = task.issue(args.role, justification=args.justification, context=context)
             if isinstance(got, PendingApproval):
                 print(json.dumps({"status": "pending_approval", "approval_id": got.approval_id}))
                 if not args.wait:

@@ -77,6 +77,19 @@ def _call(fn, *args, **kwargs):
         raise BrokerError(err.code().name, err.details() or "") from None
 
 
+_AGENT_CONTEXT_FIELDS = ("tool_name", "tool_call_id", "session_id", "model", "prompt_digest", "plan")
+
+
+def _agent_context(context):
+    """A dict with any of tool_name, tool_call_id, session_id, model, prompt_digest ("sha256:<hex>"), plan."""
+    if not context:
+        return None
+    unknown = set(context) - set(_AGENT_CONTEXT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown context fields: {', '.join(sorted(unknown))}")
+    return broker_pb2.AgentContext(**context)
+
+
 class Task:
     """One task; ends itself (revoking what it holds) when used as a context manager."""
 
@@ -166,15 +179,24 @@ class BrokerClient:
 
     # -- calls -------------------------------------------------------------------------------
 
-    def begin_task(self, environment: str, intent: str = "", ttl_seconds: int = 0, labels=None) -> Task:
+    def begin_task(
+        self, environment: str, intent: str = "", ttl_seconds: int = 0, labels=None, context=None
+    ) -> Task:
+        """`context`: the agent's own account of the call (see `_agent_context`), recorded as asserted by it."""
         req = broker_pb2.BeginTaskRequest(
-            environment=environment, intent=intent, ttl_seconds=ttl_seconds, labels=labels or {}
+            environment=environment,
+            intent=intent,
+            ttl_seconds=ttl_seconds,
+            labels=labels or {},
+            context=_agent_context(context),
         )
         return Task(self, _call(self.stub().BeginTask, req, timeout=self._timeout))
 
-    def task(self, environment: str, intent: str = "", ttl_seconds: int = 0, labels=None) -> Task:
+    def task(
+        self, environment: str, intent: str = "", ttl_seconds: int = 0, labels=None, context=None
+    ) -> Task:
         """`with client.task("dev", "why") as task:` ends the task on exit."""
-        return self.begin_task(environment, intent, ttl_seconds, labels)
+        return self.begin_task(environment, intent, ttl_seconds, labels, context)
 
     def issue(
         self,
@@ -185,6 +207,7 @@ class BrokerClient:
         change_type: str = "",
         justification: str = "",
         tool: str = "python",
+        context=None,
     ):
         req = broker_pb2.IssueCredentialRequest(
             task_id=task_id,
@@ -194,6 +217,7 @@ class BrokerClient:
             change_type=change_type,
             justification=justification,
             tool=tool,
+            context=_agent_context(context),
         )
         msg = _call(self.stub().IssueCredential, req, timeout=self._timeout)
         if msg.status == broker_pb2.PENDING_APPROVAL:

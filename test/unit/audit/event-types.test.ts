@@ -1,8 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { AUDIT_EVENT_EXAMPLES } from '../../../src/audit/event-examples.js';
 import { AUDIT_EVENT_TYPES } from '../../../src/audit/event-types.js';
 import { packageRoot } from '../../../src/package-root.js';
+import { formattedCatalogue, readmeCatalogue } from '../../support/write-audit-catalogue.js';
 
 const ROOT = packageRoot();
 
@@ -89,5 +91,24 @@ describe('audit event types: code, catalogue and README agree', () => {
     for (const [t, meaning] of catalogue) {
       assert.equal(readme.get(t), meaning, `README row for ${t} differs from src/audit/event-types.ts`);
     }
+  });
+
+  it('every type has one example record, of its own type and agent', () => {
+    assert.deepEqual(Object.keys(AUDIT_EVENT_EXAMPLES), [...catalogue.keys()]);
+    for (const [t, { example }] of Object.entries(AUDIT_EVENT_EXAMPLES)) {
+      assert.equal(typeof example.agent, 'string', t);
+      assert.equal('type' in example, false, `${t}: the type is the key, not a field`);
+    }
+  });
+
+  it("the README's catalogue block is the one generated from the catalogue (run test/support/write-audit-catalogue.ts)", async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const block = readmeCatalogue(readme);
+    assert.ok(block, 'README lacks the audit-catalogue block');
+    assert.equal(
+      block,
+      await formattedCatalogue(),
+      'README lags the audit catalogue: npx tsx test/support/write-audit-catalogue.ts',
+    );
   });
 });
