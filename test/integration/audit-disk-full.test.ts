@@ -156,7 +156,10 @@ describe('integration: the audit disk fills, then space returns', function () {
       (line) => JSON.parse(line) as { level: number; msg: string } & Record<string, unknown>,
     );
     const failed = logs.filter((l) => l.msg.startsWith('audit sink failed'));
-    assert.equal(failed.length, 1);
+    // Once per state change: a page freed by the checkpoint files beside the trail may let a
+    // heal through while the disk is still full; each failure after it is a new state.
+    const healed = logs.filter((l) => l.msg.startsWith('audit sink recovered'));
+    assert.equal(failed.length, healed.length + 1);
     assert.equal(failed[0]?.errno, 'ENOSPC');
     assert.equal(failed[0]?.path, disk.file);
     const perRequest = logs.filter(
@@ -184,9 +187,10 @@ describe('integration: the audit disk fills, then space returns', function () {
     assert.equal(verified.ok, true, JSON.stringify(verified));
     const trail = records(disk.file);
     const recovered = trail.filter((r) => r.type === 'audit.recovered');
-    assert.equal(recovered.length, 1);
-    assert.ok(Number(recovered[0]?.refused_writes) >= refused, 'every refused request was counted');
-    assert.match(String(recovered[0]?.cause), /ENOSPC/);
+    assert.equal(recovered.length, healed.length + 1, 'one audit.recovered per outage');
+    const counted = recovered.reduce((n, r) => n + Number(r.refused_writes), 0);
+    assert.ok(counted >= refused, 'every refused request was counted');
+    for (const r of recovered) assert.match(String(r.cause), /ENOSPC/);
     const issued = trail.filter((r) => r.type === 'credential.issued').map((r) => r.lease);
     assert.ok(issued.includes(before.lease_id) && issued.includes(after.lease_id));
     // The trail claims no issuance the broker took back: every lease it records as issued is active.

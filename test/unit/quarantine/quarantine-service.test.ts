@@ -116,7 +116,15 @@ describe('QuarantineService', () => {
       const [record, ...more] = audit.ofType('quarantine.set');
       assert.equal(more.length, 0);
       assert.ok(record);
-      const { id: _id, time: _time, prev_hash: _prev, hash: _hash, ...fields } = record;
+      const {
+        id: _id,
+        time: _time,
+        seq: _seq,
+        source: _source,
+        prev_hash: _prev,
+        hash: _hash,
+        ...fields
+      } = record;
       assert.deepEqual(fields, {
         type: 'quarantine.set',
         agent: ADMIN,
