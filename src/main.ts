@@ -107,6 +107,8 @@ export interface StartBrokerOptions {
   keyRotationSeconds?: number;
   /** The bench's ledger comparison only (Broker's `issuance`): production keeps both safeguards on. */
   issuance?: IssuanceSafeguards;
+  /** Labels on every metric series (`serve --workers`: `worker`). */
+  metricLabels?: Record<string, string>;
 }
 
 export interface RunningBroker {
@@ -129,6 +131,8 @@ export interface RunningBroker {
   /** This replica's view of the quarantines (and whether its invalidation feed is fresh). */
   readonly quarantines: QuarantineView;
   readonly feedFreshness: FeedFreshness;
+  /** This replica's metrics (what its /metrics serves). */
+  readonly registry: Registry;
   close(): Promise<void>;
 }
 
@@ -187,6 +191,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const { audit: sink, health, refuseWhileAuditDown } = await buildAudit(ctx, opts.audit, identity, stores);
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
+    if (opts.metricLabels) registry.setDefaultLabels(opts.metricLabels);
     const audit = withMetrics(sink, metrics);
     events.attach(audit);
     const useCases = buildUseCases(ctx, opts.issuance, {
@@ -235,6 +240,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       policyGeneration: () => policy.sync.current?.generation ?? 0,
       quarantines: stores.quarantineView,
       feedFreshness: stores.freshness,
+      registry,
       reloadPolicy: () => {
         const r = policy.policies.reload();
         return { ok: r.ok, digest: r.digest };
