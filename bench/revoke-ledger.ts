@@ -6,7 +6,7 @@
  * own key prefix of one private redis-server (no persistence), seeded with the same number of
  * leases through putLease (set-up, not timed), in the same run:
  *
- *   page N    the page size LeaseAdmin uses (REVOKE_PAGE_SIZE) and larger ones
+ *   page N    the page size LeaseAdmin uses (REVOKE_PAGE_SIZE), and 1,000 for the trade-off
  *
  * Printed: wall time, Redis's own time in the scripts (INFO commandstats), the driver's heap
  * growth (live, after a forced GC half-way; the memory bound) beside what holding every lease
@@ -15,19 +15,15 @@
  * `npx tsx bench/revoke-ledger.ts [--leases=N]`, or through `npm run bench`. Figures are printed,
  * never asserted.
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { Redis } from 'ioredis';
 import { REVOKE_PAGE_SIZE } from '../src/broker/lease-admin.js';
 import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
 import { randomPrefix, startRedisServer, type RunningRedis } from '../test/support/redis-server.js';
+import { garbageCollector, holdAllBytes, seedLeases } from './incident.js';
 
 const AGENT = 'spiffe://example.org/agents/bulk';
-const LEASES_PER_TASK = 1000;
-const SEED_CONCURRENCY = 128;
 const TARGET_MS = 2000;
 const COMMAND_TIMEOUT_MS = 30_000;
 
@@ -43,63 +39,23 @@ export interface RevokeLedgerResult {
   rssPeak: number;
 }
 
-function garbageCollector(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
-
 function storeOn(server: RunningRedis, prefix: string): RedisLeaseStore {
   const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
   return new RedisLeaseStore(redis, { prefix });
 }
 
-/** `count` active leases of AGENT through putLease, LEASES_PER_TASK per task. */
-export async function seedAgentLeases(store: RedisLeaseStore, agent: string, count: number): Promise<number> {
-  const t0 = performance.now();
-  const now = Date.now();
-  const tasks: string[] = [];
-  for (let i = 0; i < count; i += LEASES_PER_TASK) {
-    const id = randomUUID();
-    tasks.push(id);
-    await store.createTask({
-      id,
-      agent,
-      environment: 'dev',
-      intent: 'revoke bench',
-      labels: { bench: 'revoke' },
-      createdAt: now,
-      expiresAt: now + 3_600_000,
-      state: 'active',
-    });
-  }
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < count; i = next++) {
-      const id = randomUUID();
-      const lease = {
-        id,
-        agent,
-        taskId: tasks[Math.floor(i / LEASES_PER_TASK)] as string,
-        environment: 'dev',
-        role: 'token/demo',
-        backend: 'token',
-        backendRef: id,
-        issuedAt: now,
-        expiresAt: now + 1_800_000 + i,
-        state: 'active' as const,
-      };
-      const result = await store.putLease(lease, now);
-      if (result !== 'ok') throw new Error(`putLease answered ${result}`);
-    }
-  };
-  await Promise.all(Array.from({ length: SEED_CONCURRENCY }, worker));
-  return performance.now() - t0;
-}
-
+/**
+ * Redis's time in the commands this process sent: the scripts (their usec includes the commands they
+ * call, which Redis 7 also counts under their own names, so those are not added) and the snapshot.
+ */
 async function scriptsUsec(redis: Redis): Promise<number> {
   const info = await redis.info('commandstats');
   let usec = 0;
-  for (const m of info.matchAll(/^cmdstat_(\w+):calls=\d+,usec=(\d+)/gm)) usec += Number(m[2]);
+  for (const m of info.matchAll(
+    /^cmdstat_(evalsha|eval|fcall|zinterstore|zrangestore):calls=\d+,usec=(\d+)/gm,
+  )) {
+    usec += Number(m[2]);
+  }
   return usec;
 }
 
@@ -112,7 +68,7 @@ async function revokeOnce(
 ): Promise<RevokeLedgerResult> {
   const store = storeOn(server, randomPrefix());
   try {
-    const seedMs = await seedAgentLeases(store, AGENT, count);
+    const seedMs = await seedLeases(store, AGENT, count);
     gc();
     const before = process.memoryUsage();
     let rssPeak = before.rss;
@@ -156,27 +112,6 @@ async function revokeOnce(
     await store.close();
     await redis.flushdb();
   }
-}
-
-/** What holding `count` Lease objects at once takes (the unbounded alternative), in bytes. */
-function holdAllBytes(count: number, gc: () => void): number {
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  const held = Array.from({ length: count }, (_, i) => ({
-    id: randomUUID(),
-    agent: AGENT,
-    taskId: randomUUID(),
-    environment: 'dev',
-    role: 'token/demo',
-    backend: 'token',
-    backendRef: randomUUID(),
-    issuedAt: Date.now(),
-    expiresAt: Date.now() + i,
-    state: 'revoking',
-  }));
-  gc();
-  const bytes = process.memoryUsage().heapUsed - before;
-  return held.length > 0 ? bytes : 0;
 }
 
 export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Promise<string[]> {
