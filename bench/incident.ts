@@ -98,7 +98,7 @@ const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A full GC, so heap figures count live data only (a no-op if it cannot be had). */
-function garbageCollector(): () => void {
+export function garbageCollector(): () => void {
   const exposed = (globalThis as { gc?: () => void }).gc;
   if (exposed) return exposed;
   try {
@@ -177,7 +177,7 @@ function storeOn(server: RunningRedis, prefix: string): RedisLeaseStore {
 }
 
 /** `count` active leases of `agent`, LEASES_PER_TASK per task, written through putLease; returns ms. */
-async function seedLeases(store: RedisLeaseStore, agent: string, count: number): Promise<number> {
+export async function seedLeases(store: RedisLeaseStore, agent: string, count: number): Promise<number> {
   const t0 = performance.now();
   const now = Date.now();
   const tasks: string[] = [];
@@ -428,7 +428,7 @@ function pingMeanwhile(port: number): { stop(): Promise<Stats> } {
 }
 
 /** Heap taken by `count` Lease objects as the store builds them (each string its own, as decoded). */
-function holdAllBytes(count: number, gc: () => void): number {
+export function holdAllBytes(count: number, gc: () => void): number {
   const own = (s: string): string => Buffer.from(s, 'utf8').toString('utf8');
   gc();
   const before = process.memoryUsage().heapUsed;

@@ -31,16 +31,19 @@
  *            broker before the decision-consistency change and two-phase leases (no task version
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
+ *          --no-capacity, --no-revoke-ledger (skip bench/capacity.ts or bench/revoke-ledger.ts)
  *          --no-policy-scale, --no-vault, --no-incident, --no-durability, --no-cloud, --no-audit-webhook
  *            (skip the policy-scale, Vault, incident-response, redis.durability, cloud or audit webhook
  *            section after the main bench; run one alone with
  *            `npx tsx bench/<policy-scale|vault|incident|durability|cloud|audit-webhook>.ts`)
  */
 import { runAuditWebhookBench } from './audit-webhook.js';
+import { runCapacityBench } from './capacity.js';
 import { runCloudBench } from './cloud.js';
 import { runDurabilityBench } from './durability.js';
 import { runIncidentBench } from './incident.js';
 import { runPolicyScaleBench } from './policy-scale.js';
+import { runRevokeLedgerBench } from './revoke-ledger.js';
 import { runVaultBench } from './vault.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -174,7 +177,9 @@ function parseOptions(argv: string[]): Options {
       case 'no-incident':
       case 'no-durability':
       case 'no-cloud':
-        // read by policyScale(), vaultSection(), incidentSection(), durabilitySection() and cloudSection()
+      case 'no-capacity':
+      case 'no-revoke-ledger':
+        // read by capacitySection() and revokeLedgerSection(); read by policyScale(), vaultSection(), incidentSection(), durabilitySection() and cloudSection()
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
@@ -768,7 +773,23 @@ async function auditWebhookSection(): Promise<void> {
   for (const line of await runAuditWebhookBench()) console.log(line);
 }
 
+async function capacitySection(): Promise<void> {
+  if (process.argv.includes('--no-capacity')) return;
+  console.log(
+    '\ncapacity: serve at 1 and 2 workers, Redis per issuance, broker RSS with many leases (same run):',
+  );
+  for (const line of await runCapacityBench()) console.log(line);
+}
+
+async function revokeLedgerSection(): Promise<void> {
+  if (process.argv.includes('--no-revoke-ledger')) return;
+  console.log('\nrevoke every active lease of one agent, ledger side (same run):');
+  for (const line of await runRevokeLedgerBench()) console.log(line);
+}
+
 main()
+  .then(capacitySection)
+  .then(revokeLedgerSection)
   .then(policyScale)
   .then(vaultSection)
   .then(incidentSection)

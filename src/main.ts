@@ -113,6 +113,8 @@ export interface StartBrokerOptions {
   keyRotationSeconds?: number;
   /** The bench's ledger comparison only (Broker's `issuance`): production keeps both safeguards on. */
   issuance?: IssuanceSafeguards;
+  /** Labels on every metric series (`serve --workers`: `worker`). */
+  metricLabels?: Record<string, string>;
 }
 
 export interface RunningBroker {
@@ -135,6 +137,8 @@ export interface RunningBroker {
   /** This replica's view of the quarantines (and whether its invalidation feed is fresh). */
   readonly quarantines: QuarantineView;
   readonly feedFreshness: FeedFreshness;
+  /** This replica's metrics (what its /metrics serves). */
+  readonly registry: Registry;
   close(): Promise<void>;
 }
 
@@ -199,6 +203,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     } = await buildAudit(ctx, opts.audit, identity, stores);
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
+    if (opts.metricLabels) registry.setDefaultLabels(opts.metricLabels);
     // Records written while a gRPC call is served carry its W3C traceparent (when valid).
     const trace = new CallTrace();
     const audit = new TracedAuditSink(withMetrics(sink, metrics), trace);
@@ -265,6 +270,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       policyGeneration: () => policy.sync.current?.generation ?? 0,
       quarantines: stores.quarantineView,
       feedFreshness: stores.freshness,
+      registry,
       reloadPolicy: () => {
         const r = policy.policies.reload();
         return { ok: r.ok, digest: r.digest };

@@ -8,8 +8,8 @@
  * JCS is RFC 8785 canonical JSON; the record hashed includes `prev_hash` itself.
  */
 import { createHash } from 'node:crypto';
-import canonicalizeExport from 'canonicalize';
 import { BrokerError } from '../errors.js';
+import { tryCanonicalJson } from '../util/canonical-json.js';
 import type { AuditEventInput, AuditRecord } from './types.js';
 
 /** prev_hash of the first record of a chain. */
@@ -38,19 +38,6 @@ const REQUIRED_FIELDS = ['id', 'time', 'type', 'agent', 'prev_hash', 'hash'] as 
 
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
 
-type Canonicalize = (input: unknown) => string | undefined;
-// The package is CommonJS with `export default` typings: under NodeNext TypeScript types the default
-// import as the module object, while Node hands over module.exports, the function itself.
-const canonicalize: Canonicalize =
-  typeof canonicalizeExport === 'function' ? canonicalizeExport : canonicalizeExport.default;
-
-/** RFC 8785 canonical JSON of a JSON value (throws on values JSON cannot represent). */
-export function canonicalJson(value: unknown): string {
-  const text = canonicalize(value);
-  if (text === undefined) throw new Error('canonicalJson: value has no JSON representation');
-  return text;
-}
-
 /** `Omit<AuditRecord, 'hash'>` would collapse to the index signature, so spelled out. */
 export type RecordWithoutHash = AuditEventInput & {
   id: string;
@@ -61,7 +48,7 @@ export type RecordWithoutHash = AuditEventInput & {
 };
 
 export function computeRecordHash(prevHash: string, recordWithoutHash: RecordWithoutHash): string {
-  const canonical = canonicalize(recordWithoutHash);
+  const canonical = tryCanonicalJson(recordWithoutHash);
   if (canonical === undefined) {
     throw new BrokerError('INTERNAL', 'audit: record is not canonicalisable JSON');
   }

@@ -5,7 +5,7 @@
  * approvals given before it no longer match, and the request asks again.)
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../audit/hash-chain.js';
+import { canonicalJson } from '../util/canonical-json.js';
 
 export interface ApprovalSubject {
   agent: string;

@@ -55,6 +55,7 @@ import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
 import { defaultDenyTtlHint } from '../policy/ttl-hint.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
+import type { ScreenedRequest } from '../quarantine/quarantine-service.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
 import { roleOptions, type RoleOption } from './role-options.js';
@@ -193,12 +194,7 @@ export interface IncidentHooks {
   screenRequest(agent: string, request: ScreenedRequest): Promise<void>;
 }
 
-export interface ScreenedRequest {
-  taskId: string;
-  role: string;
-  environment: string;
-  sensitivity: Sensitivity;
-}
+export type { ScreenedRequest };
 
 /** One lease of a bulk revocation and what became of it at its backend. */
 export interface BulkRevocationResult {

@@ -15,12 +15,15 @@ import type { CloudIncidents } from '../credentials/cloud/cloud-backends.js';
 import { invalidArgument, isBrokerError, notFound, unavailable } from '../errors.js';
 import { SpiffeIdPattern, parseTrustDomain } from '../identity/spiffe-id.js';
 import type { Caller } from '../identity/types.js';
-import type { Lease, LeaseSelector, LeaseState, LeaseStore } from '../leases/types.js';
+import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevokeReport } from '../leases/types.js';
 import { LEASE_STATES } from '../leases/lease-records.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { AdminGuard, type AdminAction } from './admin-guard.js';
 import type { Broker, BulkRevocationResult, IncidentHooks } from './broker.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
+
+// The report types live with the lease ledger (quarantine passes reports on without importing the broker).
+export type { BackendCounts, RevokeReport } from '../leases/types.js';
 
 const STATES = LEASE_STATES;
 
@@ -44,31 +47,6 @@ export interface LeaseSelectorInput {
   all: boolean;
   /** ListLeases only; '' = active, 'any' = every state. */
   state: string;
-}
-
-export interface BackendCounts {
-  revoked: number;
-  pendingRetry: number;
-  notRevocable: number;
-}
-
-export interface RevokeReport {
-  /** Active leases the selector matched (in a dry run: would revoke). */
-  matched: number;
-  /** Revoked at the backend now. */
-  revoked: number;
-  /** The backend refused for now: `revoking`, the revocation queue retries them. */
-  pendingRetry: number;
-  /** Credentials the backend cannot revoke one by one (cloud STS): ended in the ledger, alive until expiry. */
-  notRevocable: number;
-  byBackend: Record<string, BackendCounts>;
-  dryRun: boolean;
-  /** Index entries looked at so far, out of `toScan`. */
-  scanned: number;
-  toScan: number;
-  done: boolean;
-  /** With denyOlderSessions: the cut-off (RFC 3339) before which the role's AWS sessions are denied. */
-  olderSessionsDeniedBefore?: string;
 }
 
 /** Progress after one page: the running report and the leases this page covered. */

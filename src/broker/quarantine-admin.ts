@@ -5,7 +5,8 @@
 import { invalidArgument } from '../errors.js';
 import type { Caller } from '../identity/types.js';
 import type { QuarantineResult, QuarantineService } from '../quarantine/quarantine-service.js';
-import { patternMatches, type Quarantine } from '../quarantine/types.js';
+import { patternMatches } from '../identity/pattern-match.js';
+import type { Quarantine } from '../quarantine/types.js';
 import { parseAgentSelector, type LeaseAdmin } from './lease-admin.js';
 import { LIMITS, boundedText } from './validate.js';
 

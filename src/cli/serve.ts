@@ -1,8 +1,10 @@
 /** `svid-broker serve`: start, then shut down gracefully on SIGTERM/SIGINT. */
 import { loadConfig } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
+import cluster from 'node:cluster';
 import { createLogger, startBroker, type RunningBroker } from '../main.js';
-import type { Command } from './command.js';
+import { type Command, type Parsed, str, usageError } from './command.js';
+import { parseWorkers, runPrimary, runWorker, WORKER_SLOT_ENV } from './serve-workers.js';
 
 /** What `ps`, `pidof svid-broker` and `pkill -HUP svid-broker` see instead of `node`. */
 export const PROCESS_TITLE = 'svid-broker';
@@ -47,6 +49,19 @@ export async function runServe(config: Readonly<BrokerConfig>): Promise<number> 
   );
 }
 
+/** One process, or with `--workers N` the primary of N worker processes (or one of those workers). */
+async function serveCommand(parsed: Parsed): Promise<number> {
+  const config = loadConfig();
+  if (cluster.isWorker) return runWorker(config, Number(process.env[WORKER_SLOT_ENV] ?? '1'));
+  const workers = str(parsed, 'workers');
+  const metricsListen = str(parsed, 'metrics-listen') || undefined;
+  if (!workers) {
+    if (metricsListen) throw usageError('--metrics-listen needs --workers');
+    return runServe(config);
+  }
+  return runPrimary(config, parseWorkers(workers, config), metricsListen);
+}
+
 export const SERVE_COMMANDS: Command[] = [
   {
     path: 'serve',
@@ -54,8 +69,21 @@ export const SERVE_COMMANDS: Command[] = [
       'Run the broker. Configuration: the YAML file at SVID_BROKER_CONFIG, then SVID_BROKER_* environment\n' +
       'overrides (see the README). SIGTERM/SIGINT drain and stop; SIGHUP reloads the policy directory\n' +
       '(kill -HUP $(pidof svid-broker)).',
-    flags: {},
-    notes: 'exit codes: 0 stopped by a signal, 1 could not start (the reason is printed)',
-    run: () => runServe(loadConfig()),
+    flags: {
+      workers: {
+        type: 'string',
+        value: 'N',
+        help: 'run N worker processes on the shared ports and Redis (see the README), supervised',
+      },
+      'metrics-listen': {
+        type: 'string',
+        value: 'HOST:PORT',
+        help: 'with --workers: every worker\'s metrics on one port (GET /metrics, labelled worker="N")',
+      },
+    },
+    notes:
+      'exit codes: 0 stopped by a signal, 1 could not start (the reason is printed; with --workers: a worker\n' +
+      'exited before it served, or one failed to stop cleanly), 2 a bad flag',
+    run: serveCommand,
   },
 ];

@@ -12,8 +12,10 @@ import { Cluster } from 'ioredis';
 import type { RedisClient } from '../redis/connect.js';
 import { invalidArgument, isBrokerError, unavailable } from '../errors.js';
 import { hashTag } from '../redis/lua-scripts.js';
-import { DEFAULT_FEED_MAX_LEN } from '../quarantine/redis-quarantine-store.js';
 import type { FeedEntry, FeedListener, InvalidationFeed } from './types.js';
+
+/** Approximate length the feed stream is trimmed to (the quarantine store's scripts trim it too). */
+export const DEFAULT_FEED_MAX_LEN = 10_000;
 
 export interface RedisInvalidationFeedOptions {
   prefix?: string;

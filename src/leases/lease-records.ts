@@ -3,7 +3,7 @@
  * the same inputs with the same errors.
  */
 import { BrokerError, failedPrecondition, invalidArgument } from '../errors.js';
-import { patternMatches } from '../quarantine/types.js';
+import { patternMatches } from '../identity/pattern-match.js';
 import type {
   Lease,
   LeaseEndState,

@@ -254,3 +254,29 @@ export interface RevocationOutcome {
   outcome: RevokeOutcome;
   reason: string;
 }
+
+/** What a bulk revocation did at each backend (LeaseAdmin's report). */
+export interface BackendCounts {
+  revoked: number;
+  pendingRetry: number;
+  notRevocable: number;
+}
+
+export interface RevokeReport {
+  /** Active leases the selector matched (in a dry run: would revoke). */
+  matched: number;
+  /** Revoked at the backend now. */
+  revoked: number;
+  /** The backend refused for now: `revoking`, the revocation queue retries them. */
+  pendingRetry: number;
+  /** Credentials the backend cannot revoke one by one (cloud STS): ended in the ledger, alive until expiry. */
+  notRevocable: number;
+  byBackend: Record<string, BackendCounts>;
+  dryRun: boolean;
+  /** Index entries looked at so far, out of `toScan`. */
+  scanned: number;
+  toScan: number;
+  done: boolean;
+  /** With denyOlderSessions: the cut-off (RFC 3339) before which the role's AWS sessions are denied. */
+  olderSessionsDeniedBefore?: string;
+}

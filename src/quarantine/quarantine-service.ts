@@ -7,10 +7,9 @@
  */
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/types.js';
-import type { IncidentHooks, ScreenedRequest } from '../broker/broker.js';
-import type { RevokeReport } from '../broker/lease-admin.js';
+import type { Sensitivity } from '../config/schema.js';
 import { type BrokerError, notFound } from '../errors.js';
-import type { LeaseSelector } from '../leases/types.js';
+import type { LeaseSelector, RevokeReport } from '../leases/types.js';
 import { quarantinedError } from './quarantine-view.js';
 import { findQuarantine, type Quarantine, type QuarantineStore } from './types.js';
 
@@ -66,7 +65,19 @@ export interface QuarantineResult {
   revocation?: RevokeReport;
 }
 
-export class QuarantineService implements IncidentHooks {
+/**
+ * A credential request as the restricted-data trigger sees it (before policy). Its caller, the
+ * broker, declares the hooks it calls (IncidentHooks in src/broker/broker.ts); this service fits
+ * them without importing the layer above.
+ */
+export interface ScreenedRequest {
+  taskId: string;
+  role: string;
+  environment: string;
+  sensitivity: Sensitivity;
+}
+
+export class QuarantineService {
   private readonly now: () => number;
 
   constructor(private readonly deps: QuarantineServiceDeps) {

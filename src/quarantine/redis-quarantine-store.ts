@@ -17,14 +17,13 @@
 import { randomUUID } from 'node:crypto';
 import { pingKeySlot, type RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, unavailable } from '../errors.js';
+import { DEFAULT_FEED_MAX_LEN } from '../feed/redis-feed.js';
 import { hashTag, loadLuaScripts, ScriptRunner } from '../redis/lua-scripts.js';
 import type { Quarantine, QuarantineStore } from './types.js';
 
 const LUA_DIR = new URL('./lua/', import.meta.url);
 const SCRIPT_NAMES = ['put-quarantine', 'release-quarantine', 'record-strike'] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
-
-export const DEFAULT_FEED_MAX_LEN = 10_000;
 
 export interface RedisQuarantineStoreOptions {
   /** Key prefix; wrapped in `{}` to become the hash tag. Default `svb` (share it with the lease store). */

@@ -4,6 +4,8 @@
  * and the lease store refuses to record a lease for it, so a request already in flight cannot
  * hand out its credential. History (tasks, leases, audit) is kept for forensics. Times are epoch ms.
  */
+import { patternMatches } from '../identity/pattern-match.js';
+
 export interface Quarantine {
   /** Exact SPIFFE ID or a pattern ending in `/*` or `/**`; one quarantine per pattern. */
   pattern: string;
@@ -32,19 +34,6 @@ export interface QuarantineStore {
    */
   recordStrike(agent: string, kind: string, now: number, windowMs: number): Promise<number>;
   ping(): Promise<void>;
-}
-
-/** A pattern matches a SPIFFE ID exactly as the lease store's Lua does (includes/quarantine-match.lua). */
-export function patternMatches(pattern: string, id: string): boolean {
-  if (pattern.endsWith('/**')) {
-    const base = pattern.slice(0, -2);
-    return id.length > base.length && id.startsWith(base);
-  }
-  if (pattern.endsWith('/*')) {
-    const base = pattern.slice(0, -1);
-    return id.length > base.length && id.startsWith(base) && !id.includes('/', base.length);
-  }
-  return id === pattern;
 }
 
 /**

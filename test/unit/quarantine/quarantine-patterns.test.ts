@@ -4,7 +4,8 @@
  * which the lease store contract tests check on Redis.
  */
 import { strict as assert } from 'node:assert';
-import { findQuarantine, patternMatches, type Quarantine } from '../../../src/quarantine/types.js';
+import { patternMatches } from '../../../src/identity/pattern-match.js';
+import { findQuarantine, type Quarantine } from '../../../src/quarantine/types.js';
 
 const BASE = 'spiffe://example.org/agents';
 

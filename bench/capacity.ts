@@ -1,0 +1,577 @@
+/**
+ * Capacity, in one run: the broker as `svid-broker serve` runs it (compiled, as `npm run build`
+ * does), on a private redis-server (appendfsync always, as the dev stack and the main bench run it).
+ *
+ * 1. Memory: one `serve` process; its RSS idle, after 100,000 active leases were written into its
+ *    Redis through RedisLeaseStore.putLease (the broker holds no per-lease state: its RSS should
+ *    not follow the count), and after a load run of IssueCredential on top.
+ * 2. Workers: IssueCredential (token backend) at concurrency 64 against `serve` (one process) and
+ *    `serve --workers 2`, each after a warm-up: throughput, p50, p99, and the CPU of the broker
+ *    processes and of this load driver per request. The driver shares the machine's cores with the
+ *    workers, so a second worker can gain at most what the driver leaves idle: read the driver's
+ *    CPU column beside the gain.
+ * 3. Redis per issuance: Redis's own CPU (INFO cpu, used_cpu_user + used_cpu_sys of redis-server)
+ *    and the scripts' time (INFO commandstats: usec of EVALSHA/EVAL/FCALL, which includes the
+ *    commands they call) per issuance in the run, and the ceiling that puts on one Redis primary
+ *    (one core of commands): 1,000,000 us / (Redis CPU us per issuance).
+ *
+ * `npx tsx bench/capacity.ts [--duration=S] [--leases=N] [--conc=N]`, or through `npm run bench`
+ * (skip with --no-capacity). Figures are printed, never asserted.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  copyFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Channel, Client, Metadata, credentials } from '@grpc/grpc-js';
+import type { MethodDefinition } from '@grpc/proto-loader';
+import type { Redis } from 'ioredis';
+import type { PeerCertificate } from 'node:tls';
+import { checkBrokerIdentity } from '../src/client/broker-client.js';
+import { devAgents, devRoles } from '../src/dev/dev-stack.js';
+import { CaWorkloadIdentity } from '../src/dev/ca-workload-identity.js';
+import { LocalCa } from '../src/dev/local-ca.js';
+import { freePort, spawnRedisServer, type RedisProcess } from '../src/dev/redis-process.js';
+import { WorkloadApiServer } from '../src/dev/workload-api-server.js';
+import { X509Source } from '../src/identity/workload-api.js';
+import { derToPem } from '../src/identity/x509-verify.js';
+import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
+import {
+  loadBrokerProto,
+  type IssueCredentialResponseMsg,
+  type TaskMsg,
+} from '../src/server/broker-proto.js';
+import { seedLeases } from './incident.js';
+
+const TRUST_DOMAIN = 'example.org';
+const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
+const DEMO_AGENT = `spiffe://${TRUST_DOMAIN}/agents/demo`;
+const PREFIX = 'bench';
+const CHANNELS = 8;
+const TARGET_RSS = 150 * 1024 * 1024;
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+
+export interface CapacityOptions {
+  durationS?: number;
+  leases?: number;
+  concurrency?: number;
+}
+
+type AnyMethod = MethodDefinition<object, object>;
+
+// ---------------------------------------------------------------------------------------------------------
+// Set-up: the compiled CLI, Redis, a CA with the Workload API, a config file
+// ---------------------------------------------------------------------------------------------------------
+
+/** `npm run build` into a temporary directory laid out like the package; returns its dir. */
+function buildCli(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'svb-capacity-build-'));
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const args = [tsc, '-p', join(REPO, 'tsconfig.build.json'), '--outDir', dir, '--declaration', 'false'];
+  const run = spawnSync(process.execPath, [...args, '--sourceMap', 'false'], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`tsc failed:\n${run.stdout}${run.stderr}`);
+  for (const part of readdirSync(join(REPO, 'src'))) {
+    const lua = join(REPO, 'src', part, 'lua');
+    if (existsSync(lua)) cpSync(lua, join(dir, 'src', part, 'lua'), { recursive: true });
+  }
+  copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+  for (const link of ['node_modules', 'proto', 'policies']) symlinkSync(join(REPO, link), join(dir, link));
+  return dir;
+}
+
+interface Stage {
+  dir: string;
+  redis: RedisProcess;
+  demoEndpoint: string;
+  configFile: string;
+  grpcPort: number;
+  httpPort: number;
+  close(): Promise<void>;
+}
+
+async function stageUp(): Promise<Stage> {
+  const dir = mkdtempSync(join(tmpdir(), 'svb-capacity-'));
+  const closers: Array<() => Promise<void> | void> = [() => rmSync(dir, { recursive: true, force: true })];
+  const close = async (): Promise<void> => {
+    for (const fn of closers.splice(0).reverse()) await Promise.resolve(fn()).catch(() => undefined);
+  };
+  try {
+    const redis = await spawnRedisServer({ dir: join(dir, 'redis') });
+    closers.push(() => redis.stop());
+    const ca = await LocalCa.create(TRUST_DOMAIN);
+    const endpoints: Record<string, string> = {};
+    for (const [name, spiffeId] of [
+      ['broker', BROKER_ID],
+      ['demo', DEMO_AGENT],
+    ] as const) {
+      const identity = await CaWorkloadIdentity.create({ ca, spiffeId, x509TtlSeconds: 3600 });
+      closers.push(() => identity.stop());
+      const server = await WorkloadApiServer.start(join(dir, `${name}.sock`), identity);
+      closers.push(() => server.close());
+      endpoints[name] = `unix://${join(dir, `${name}.sock`)}`;
+    }
+    const policyDir = join(dir, 'policies');
+    mkdirSync(policyDir);
+    for (const f of readdirSync(join(REPO, 'policies'))) {
+      if (/\.cedar(schema)?$/.test(f)) copyFileSync(join(REPO, 'policies', f), join(policyDir, f));
+    }
+    const grpcPort = await freePort();
+    const httpPort = await freePort();
+    const configFile = join(dir, 'config.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        listen: `127.0.0.1:${grpcPort}`,
+        httpListen: `127.0.0.1:${httpPort}`,
+        workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 10_000 },
+        redis: { url: redis.url, prefix: PREFIX, store: 'redis' },
+        policy: { dir: policyDir },
+        audit: { file: join(dir, 'audit', 'audit.jsonl'), fsync: true },
+        log: { level: 'warn' },
+        roles: devRoles(),
+        agents: devAgents(),
+      }),
+    );
+    return { dir, redis, demoEndpoint: endpoints.demo as string, configFile, grpcPort, httpPort, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The broker under test: `serve` or `serve --workers N`
+// ---------------------------------------------------------------------------------------------------------
+
+interface Served {
+  /** The serving processes: the one `serve`, or the primary and its workers. */
+  pids(): number[];
+  /** GET /readyz answers 200 (after heavy writes a replica may be waiting on its feed). */
+  ready(): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+async function serve(build: string, stage: Stage, workers: number): Promise<Served> {
+  const metricsPort = await freePort();
+  const args =
+    workers > 0 ? ['--workers', String(workers), '--metrics-listen', `127.0.0.1:${metricsPort}`] : [];
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [join(build, 'src', 'cli', 'main.js'), 'serve', ...args],
+    {
+      env: { ...process.env, SVID_BROKER_CONFIG: stage.configFile },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const pids = (): number[] => [child.pid as number, ...childPids(child.pid as number)];
+  const ready = workers > 0 ? () => workersServing(metricsPort, workers) : () => grpcAnswers(stage);
+  const deadline = Date.now() + 120_000;
+  while (!(await ready())) {
+    if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode} before serving`);
+    if (Date.now() > deadline) throw new Error('serve did not serve within 120 s');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    pids,
+    ready: async () =>
+      (await fetch(`http://127.0.0.1:${stage.httpPort}/readyz`).catch(() => undefined))?.status === 200,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The primary's metrics list every worker once they all serve. */
+async function workersServing(metricsPort: number, workers: number): Promise<boolean> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return Array.from({ length: workers }, (_, i) => text.includes(`worker="${i + 1}"`)).every(Boolean);
+  } catch {
+    return false;
+  }
+}
+
+async function grpcAnswers(stage: Stage): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.connect(stage.grpcPort, '127.0.0.1');
+  });
+}
+
+function childPids(pid: number): number[] {
+  try {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return kids === '' ? [] : kids.split(/\s+/).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function rssOf(pids: number[]): number {
+  let bytes = 0;
+  for (const pid of pids) {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    bytes += Number(m?.[1] ?? 0) * 1024;
+  }
+  return bytes;
+}
+
+/** CPU time (user + system) of the processes so far, in ms. */
+function cpuMsOf(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10; // USER_HZ 100
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Load: CHANNELS connections (each its own, so node:cluster spreads them), one task per worker
+// ---------------------------------------------------------------------------------------------------------
+
+class Load {
+  private readonly clients: Client[];
+  /** Failed issuances since the last take(). */
+  errors: string[] = [];
+  private readonly issue: AnyMethod;
+  private readonly begin: AnyMethod;
+
+  constructor(
+    private readonly source: X509Source,
+    address: string,
+  ) {
+    const svid = source.getX509Svid();
+    const bundle = source.getX509BundleForTrustDomain(TRUST_DOMAIN);
+    if (!bundle) throw new Error('no bundle for the trust domain');
+    const creds = credentials.createSsl(
+      Buffer.from(bundle.authorities.map((d) => derToPem(d)).join('')),
+      Buffer.from(derToPem(svid.privateKey, 'PRIVATE KEY')),
+      Buffer.from(svid.certChain.map((d) => derToPem(d)).join('')),
+      {
+        checkServerIdentity: (_h: string, cert: PeerCertificate) =>
+          checkBrokerIdentity(cert, TRUST_DOMAIN, BROKER_ID),
+      },
+    );
+    const options = { 'grpc.ssl_target_name_override': 'svid-broker', 'grpc.use_local_subchannel_pool': 1 };
+    this.clients = Array.from(
+      { length: CHANNELS },
+      () => new Client(address, creds, { channelOverride: new Channel(address, creds, options) }),
+    );
+    const { service } = loadBrokerProto();
+    this.issue = service.IssueCredential as unknown as AnyMethod;
+    this.begin = service.BeginTask as unknown as AnyMethod;
+  }
+
+  private call<Res>(worker: number, method: AnyMethod, req: object): Promise<Res> {
+    const client = this.clients[worker % this.clients.length] as Client;
+    return new Promise((resolve, reject) =>
+      client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        req,
+        new Metadata(),
+        { deadline: Date.now() + 30_000 },
+        (err, res) => (err ? reject(err) : resolve(res as Res)),
+      ),
+    );
+  }
+
+  /** `concurrency` closed-loop workers issuing for `ms`; latencies in ms. */
+  async run(concurrency: number, ms: number): Promise<number[]> {
+    const tasks = await Promise.all(
+      Array.from({ length: concurrency }, (_, w) =>
+        this.patiently(() =>
+          this.call<TaskMsg>(w, this.begin, {
+            environment: 'dev',
+            intent: `capacity ${w}`,
+            ttl_seconds: 3600,
+          }),
+        ),
+      ),
+    );
+    const latencies: number[] = [];
+    const end = performance.now() + ms;
+    await Promise.all(
+      tasks.map(async (task, w) => {
+        while (performance.now() < end) {
+          const t0 = performance.now();
+          try {
+            const res = await this.call<IssueCredentialResponseMsg>(w, this.issue, {
+              task_id: task.task_id,
+              role: 'token/demo',
+              ttl_seconds: 300,
+              sensitivity: 'internal',
+              change_type: 'read',
+              justification: 'capacity bench',
+              tool: 'bench',
+            });
+            if (!res.credential?.token) throw new Error('IssueCredential returned no token');
+            latencies.push(performance.now() - t0);
+          } catch (err) {
+            // Counted and reported, not fatal: on an overloaded machine a replica may fail closed
+            // for a moment (its invalidation feed unconfirmed), which is what it should do.
+            this.errors.push((err as Error).message);
+          }
+        }
+      }),
+    );
+    return latencies;
+  }
+
+  /** Retries a call refused as UNAVAILABLE (a replica failing closed for a moment) for up to 60 s. */
+  private async patiently<T>(call: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        return await call();
+      } catch (err) {
+        if ((err as { code?: number }).code !== 14 || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  close(): void {
+    for (const c of this.clients) c.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Measurements
+// ---------------------------------------------------------------------------------------------------------
+
+async function untilReady(served: Served): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!(await served.ready())) {
+    if (Date.now() > deadline) throw new Error('the broker did not become ready within 60 s');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+interface RedisCost {
+  cpuUs: number;
+  scriptUs: number;
+  scriptCalls: number;
+}
+
+async function redisCost(redis: Redis): Promise<RedisCost> {
+  const cpu = await redis.info('cpu');
+  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
+  const stats = await redis.info('commandstats');
+  let scriptUs = 0;
+  let scriptCalls = 0;
+  for (const m of stats.matchAll(
+    /^cmdstat_(evalsha|eval|evalsha_ro|eval_ro|fcall|fcall_ro):calls=(\d+),usec=(\d+)/gm,
+  )) {
+    scriptCalls += Number(m[2]);
+    scriptUs += Number(m[3]);
+  }
+  return { cpuUs: (field('used_cpu_user') + field('used_cpu_sys')) * 1e6, scriptUs, scriptCalls };
+}
+
+interface Throughput {
+  label: string;
+  workers: number;
+  count: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  brokerCpuUs: number;
+  driverCpuUs: number;
+  redisCpuUs: number;
+  scriptUs: number;
+  scriptCalls: number;
+  rss: number;
+  errors: string[];
+}
+
+async function measure(
+  label: string,
+  workers: number,
+  served: Served,
+  load: Load,
+  redis: Redis,
+  opts: Required<CapacityOptions>,
+): Promise<Throughput> {
+  await untilReady(served);
+  await load.run(opts.concurrency, 1500); // warm-up: connections, JIT, scripts
+  await redis.config('RESETSTAT');
+  const pids = served.pids();
+  const r0 = await redisCost(redis);
+  const cpu0 = cpuMsOf(pids);
+  const driver0 = process.cpuUsage();
+  load.errors = [];
+  const t0 = performance.now();
+  const latencies = Float64Array.from(await load.run(opts.concurrency, opts.durationS * 1000)).sort();
+  const elapsed = performance.now() - t0;
+  const driver = process.cpuUsage(driver0);
+  const r1 = await redisCost(redis);
+  const count = latencies.length;
+  const q = (p: number): number => latencies[Math.min(count - 1, Math.ceil(p * count) - 1)] ?? NaN;
+  return {
+    label,
+    workers,
+    count,
+    rps: (count * 1000) / elapsed,
+    p50: q(0.5),
+    p99: q(0.99),
+    brokerCpuUs: ((cpuMsOf(pids) - cpu0) * 1000) / count,
+    driverCpuUs: (driver.user + driver.system) / count,
+    redisCpuUs: (r1.cpuUs - r0.cpuUs) / count,
+    scriptUs: r1.scriptUs / count,
+    scriptCalls: r1.scriptCalls / count,
+    rss: rssOf(pids),
+    errors: load.errors,
+  };
+}
+
+export async function runCapacityBench(options: CapacityOptions = {}): Promise<string[]> {
+  const opts: Required<CapacityOptions> = {
+    durationS: options.durationS ?? 8,
+    leases: options.leases ?? 100_000,
+    concurrency: options.concurrency ?? 64,
+  };
+  const build = buildCli();
+  const stage = await stageUp();
+  const redis = createRedisClient(stage.redis.url, { commandTimeoutMs: 30_000 });
+  const source = await X509Source.create({ endpoint: stage.demoEndpoint, timeoutMs: 10_000 });
+  const load = new Load(source, `127.0.0.1:${stage.grpcPort}`);
+  const rows: Throughput[] = [];
+  const memory: Record<string, number> = {};
+  try {
+    const one = await serve(build, stage, 0);
+    try {
+      memory.idle = rssOf(one.pids());
+      const store = new RedisLeaseStore(createRedisClient(stage.redis.url, { commandTimeoutMs: 30_000 }), {
+        prefix: PREFIX,
+      });
+      try {
+        memory.seedMs = await seedLeases(
+          store,
+          `spiffe://${TRUST_DOMAIN}/agents/seeded-${randomUUID()}`,
+          opts.leases,
+        );
+      } finally {
+        await store.close();
+      }
+      memory.seeded = rssOf(one.pids());
+      rows.push(await measure('serve', 1, one, load, redis, opts));
+      memory.afterLoad = rssOf(one.pids());
+      memory.active = Number(await redis.zcard(`{${PREFIX}}:active-leases`));
+    } finally {
+      await one.stop();
+    }
+    const two = await serve(build, stage, 2);
+    try {
+      rows.push(await measure('--workers 2', 2, two, load, redis, opts));
+    } finally {
+      await two.stop();
+    }
+  } finally {
+    load.close();
+    source.close();
+    redis.disconnect();
+    await stage.close();
+    rmSync(build, { recursive: true, force: true });
+  }
+  return report(rows, memory, opts);
+}
+
+const mb = (b: number | undefined): string =>
+  b === undefined ? 'n/a' : `${(b / 1024 / 1024).toFixed(1)} MB`;
+const fx = (n: number | undefined, d = 0): string =>
+  n !== undefined && Number.isFinite(n) ? n.toFixed(d) : 'n/a';
+
+function report(
+  rows: Throughput[],
+  memory: Record<string, number>,
+  opts: Required<CapacityOptions>,
+): string[] {
+  const lines = [
+    `  compiled CLI, private redis-server (appendfsync always); IssueCredential token/demo at concurrency ` +
+      `${opts.concurrency} over ${CHANNELS} connections, ${opts.durationS} s after a warm-up, this driver on the same cores`,
+    `  ${'serve'.padEnd(13)}${'req/s'.padStart(8)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}` +
+      `${'broker cpu us/req'.padStart(19)}${'driver cpu us/req'.padStart(19)}${'redis cpu us/req'.padStart(18)}` +
+      `${'scripts us/req'.padStart(16)}${'scripts/req'.padStart(13)}${'rss (all procs)'.padStart(17)}`,
+  ];
+  for (const r of rows) {
+    lines.push(
+      `  ${r.label.padEnd(13)}${fx(r.rps).padStart(8)}${fx(r.p50, 2).padStart(8)}${fx(r.p99, 2).padStart(8)}` +
+        `${fx(r.brokerCpuUs).padStart(19)}${fx(r.driverCpuUs).padStart(19)}${fx(r.redisCpuUs).padStart(18)}` +
+        `${fx(r.scriptUs).padStart(16)}${fx(r.scriptCalls, 1).padStart(13)}${mb(r.rss).padStart(17)}`,
+    );
+  }
+  for (const r of rows.filter((x) => x.errors.length > 0)) {
+    lines.push(`  ${r.label}: ${r.errors.length} issuance(s) refused or failed; first: ${r.errors[0]}`);
+  }
+  const [one, two] = rows;
+  if (one && two) {
+    lines.push(
+      `  --workers 2 / serve: throughput ${fx(two.rps / one.rps, 2)}x, p99 ${fx(two.p99 / one.p99, 2)}x ` +
+        `(the driver used ${fx((two.driverCpuUs * two.rps) / 1e4)}% of a core at 2 workers)`,
+    );
+  }
+  for (const r of rows) {
+    lines.push(
+      `  Redis per issuance (${r.label}): ${fx(r.redisCpuUs)} us of redis-server CPU, scripts ${fx(r.scriptUs)} us ` +
+        `in ${fx(r.scriptCalls, 1)} calls; one Redis primary (one core of commands) tops out near ` +
+        `${fx(1e6 / r.redisCpuUs)} issuances/s (by the scripts alone ${fx(1e6 / r.scriptUs)}/s)`,
+    );
+  }
+  lines.push(
+    `  broker RSS (one serve process): ${mb(memory.idle)} idle; ${mb(memory.seeded)} after ${opts.leases} active ` +
+      `leases were written (${fx((memory.seedMs ?? NaN) / 1000, 1)} s, through putLease); ${mb(memory.afterLoad)} after ` +
+      `the load run on top (${memory.active} active leases at the end)`,
+    `  ${(memory.afterLoad ?? Infinity) <= TARGET_RSS ? 'PASS' : 'MISS'} broker RSS <= 150 MB with ` +
+      `${opts.leases}+ active leases (${mb(memory.afterLoad)})`,
+  );
+  return lines;
+}
+
+function parseArgs(argv: readonly string[]): CapacityOptions {
+  const opts: CapacityOptions = {};
+  for (const arg of argv) {
+    const m = /^--(duration|leases|conc)=(\d+)$/.exec(arg);
+    if (!m) throw new Error(`unknown option ${arg} (see the header of bench/capacity.ts)`);
+    const n = Number(m[2]);
+    if (m[1] === 'duration') opts.durationS = n;
+    else if (m[1] === 'leases') opts.leases = n;
+    else opts.concurrency = Math.max(1, n);
+  }
+  return opts;
+}
+
+const invokedPath = process.argv[1];
+if (invokedPath !== undefined && import.meta.url === pathToFileURL(invokedPath).href) {
+  console.log(
+    'capacity: serve at 1 and 2 workers, Redis per issuance, broker RSS with many leases (same run):',
+  );
+  for (const line of await runCapacityBench(parseArgs(process.argv.slice(2)))) console.log(line);
+}

@@ -1,0 +1,175 @@
+/**
+ * Revoking every active lease of one agent, ledger side only (the issue's row: 100,000 leases,
+ * at most 2 s, memory bounded): RedisLeaseStore.revokeSelected({ agent }) walked page by page as
+ * LeaseAdmin does, every lease moved to `revoking`, deny-listed (for the token backend the deny
+ * list is the backend's revocation: one ZADD) and its backend job queued. Each variant runs on its
+ * own key prefix of one private redis-server (no persistence), seeded with the same number of
+ * leases through putLease (set-up, not timed), in the same run:
+ *
+ *   page N    the page size LeaseAdmin uses (REVOKE_PAGE_SIZE), and 1,000 for the trade-off
+ *
+ * Printed: wall time, Redis's own time in the scripts (INFO commandstats), the driver's heap
+ * growth (live, after a forced GC half-way; the memory bound) beside what holding every lease
+ * would take.
+ *
+ * `npx tsx bench/revoke-ledger.ts [--leases=N]`, or through `npm run bench`. Figures are printed,
+ * never asserted.
+ */
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import type { Redis } from 'ioredis';
+import { REVOKE_PAGE_SIZE } from '../src/broker/lease-admin.js';
+import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
+import { randomPrefix, startRedisServer, type RunningRedis } from '../test/support/redis-server.js';
+import { garbageCollector, holdAllBytes, seedLeases } from './incident.js';
+
+const AGENT = 'spiffe://example.org/agents/bulk';
+const TARGET_MS = 2000;
+const COMMAND_TIMEOUT_MS = 30_000;
+
+export interface RevokeLedgerResult {
+  pageSize: number;
+  count: number;
+  seedMs: number;
+  totalMs: number;
+  redisMs: number;
+  pages: number;
+  heapGrowthMid: number;
+  rssBefore: number;
+  rssPeak: number;
+}
+
+function storeOn(server: RunningRedis, prefix: string): RedisLeaseStore {
+  const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
+  return new RedisLeaseStore(redis, { prefix });
+}
+
+/**
+ * Redis's time in the commands this process sent: the scripts (their usec includes the commands they
+ * call, which Redis 7 also counts under their own names, so those are not added) and the snapshot.
+ */
+async function scriptsUsec(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  let usec = 0;
+  for (const m of info.matchAll(
+    /^cmdstat_(evalsha|eval|fcall|zinterstore|zrangestore):calls=\d+,usec=(\d+)/gm,
+  )) {
+    usec += Number(m[2]);
+  }
+  return usec;
+}
+
+async function revokeOnce(
+  server: RunningRedis,
+  redis: Redis,
+  count: number,
+  pageSize: number,
+  gc: () => void,
+): Promise<RevokeLedgerResult> {
+  const store = storeOn(server, randomPrefix());
+  try {
+    const seedMs = await seedLeases(store, AGENT, count);
+    gc();
+    const before = process.memoryUsage();
+    let rssPeak = before.rss;
+    let heapGrowthMid = NaN;
+    let gcMs = 0;
+    let revoked = 0;
+    let pages = 0;
+    await redis.config('RESETSTAT');
+    const at = Date.now();
+    const t0 = performance.now();
+    const run = store.revokeSelected(
+      { agent: AGENT },
+      { reason: 'admin: revoke bench', at, runAt: at + 3_600_000, pageSize },
+    );
+    for await (const page of run) {
+      revoked += page.leases.length;
+      pages++;
+      rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
+      if (Number.isNaN(heapGrowthMid) && revoked * 2 >= count) {
+        const g0 = performance.now();
+        gc();
+        heapGrowthMid = process.memoryUsage().heapUsed - before.heapUsed;
+        gcMs = performance.now() - g0;
+      }
+    }
+    const totalMs = performance.now() - t0 - gcMs;
+    const redisMs = (await scriptsUsec(redis)) / 1000;
+    if (revoked !== count) throw new Error(`revoked ${revoked} of ${count}`);
+    return {
+      pageSize,
+      count,
+      seedMs,
+      totalMs,
+      redisMs,
+      pages,
+      heapGrowthMid,
+      rssBefore: before.rss,
+      rssPeak,
+    };
+  } finally {
+    await store.close();
+    await redis.flushdb();
+  }
+}
+
+export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Promise<string[]> {
+  const count = opts.leases ?? 100_000;
+  const gc = garbageCollector();
+  const server = await startRedisServer();
+  const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
+  const results: RevokeLedgerResult[] = [];
+  try {
+    await redis.config('SET', 'appendonly', 'no');
+    await redis.config('SET', 'save', '');
+    for (const pageSize of pageSizes()) results.push(await revokeOnce(server, redis, count, pageSize, gc));
+  } finally {
+    redis.disconnect();
+    await server.stop();
+  }
+  return report(results, holdAllBytes(count, gc));
+}
+
+function pageSizes(): number[] {
+  return [...new Set([REVOKE_PAGE_SIZE, 250, 1000])].sort((a, b) => a - b);
+}
+
+const mb = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MB`;
+const fx = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+
+function report(results: RevokeLedgerResult[], holdAll: number): string[] {
+  const lines = [
+    `  private redis-server, no persistence; each row its own key prefix, seeded through putLease (not timed)`,
+    `  ${'page'.padStart(6)}${'leases'.padStart(9)}${'wall ms'.padStart(9)}${'redis ms'.padStart(10)}` +
+      `${'us/lease'.padStart(10)}${'pages'.padStart(7)}${'heap growth'.padStart(13)}${'rss peak'.padStart(11)}`,
+  ];
+  for (const r of results) {
+    lines.push(
+      `  ${String(r.pageSize).padStart(6)}${String(r.count).padStart(9)}${fx(r.totalMs).padStart(9)}` +
+        `${fx(r.redisMs).padStart(10)}${fx((r.totalMs * 1000) / r.count, 1).padStart(10)}` +
+        `${String(r.pages).padStart(7)}${mb(r.heapGrowthMid).padStart(13)}${mb(r.rssPeak).padStart(11)}` +
+        (r.pageSize === REVOKE_PAGE_SIZE ? '  <- LeaseAdmin' : ''),
+    );
+  }
+  const main = results.find((r) => r.pageSize === REVOKE_PAGE_SIZE);
+  if (main) {
+    lines.push(
+      `  holding every one of ${main.count} leases at once would take ${mb(holdAll)} of heap`,
+      `  ${main.totalMs <= TARGET_MS ? 'PASS' : 'MISS'} ledger revoke of ${main.count} leases <= ` +
+        `${TARGET_MS / 1000} s (${fx(main.totalMs / 1000, 2)} s); ` +
+        `${main.heapGrowthMid < holdAll / 10 ? 'PASS' : 'MISS'} memory bounded (heap growth ` +
+        `${mb(main.heapGrowthMid)} < a tenth of ${mb(holdAll)})`,
+    );
+  }
+  return lines;
+}
+
+const invokedPath = process.argv[1];
+if (invokedPath !== undefined && import.meta.url === pathToFileURL(invokedPath).href) {
+  const m = process.argv.slice(2).map((a) => /^--leases=(\d+)$/.exec(a));
+  if (m.some((x) => x === null)) throw new Error('usage: npx tsx bench/revoke-ledger.ts [--leases=N]');
+  const leases = m[0] ? Number(m[0][1]) : undefined;
+  console.log('revoke every active lease of one agent, ledger side (same run):');
+  for (const line of await runRevokeLedgerBench(leases === undefined ? {} : { leases })) console.log(line);
+}
