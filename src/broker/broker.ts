@@ -45,6 +45,7 @@ import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
 import { defaultDenyTtlHint } from '../policy/ttl-hint.js';
+import { timed, type StageTimer } from '../observability/stage-timer.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
@@ -163,6 +164,8 @@ export interface BrokerDeps {
    * Both default to true; production never turns them off.
    */
   issuance?: IssuanceSafeguards;
+  /** Times each step of IssueCredential by its name (the bench's stage breakdown); none in production. */
+  stageTimer?: StageTimer;
 }
 
 export interface IssuanceSafeguards {
@@ -211,7 +214,12 @@ export class Broker {
   private readonly newId: () => string;
   private readonly issuance: IssuanceSafeguards;
 
+  /** Runs a step of the issuance pipeline, under the stage timer when there is one. */
+  private readonly step: <T>(stage: string, fn: () => Promise<T>) => Promise<T>;
+
   constructor(private readonly deps: BrokerDeps) {
+    const timer = deps.stageTimer;
+    this.step = (stage, fn) => timed(timer, stage, fn);
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
     this.issuance = deps.issuance ?? { versionCheck: true, twoPhase: true };
@@ -421,6 +429,7 @@ export class Broker {
    * decision always holds at the moment its lease is written.
    */
   private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssueOutcome> {
+    const step = this.step;
     const req = await this.prepareIssue(caller, input);
     let held: ApprovalRequest | undefined;
     for (let round = 1; ; round++) {
@@ -430,20 +439,52 @@ export class Broker {
       if (decided.status === 'pending_approval') return decided;
       held = decided.approvalUsed;
       const minted = await this.reserveAndMint(req, decided, attempt);
-      const lease = await this.recordPendingLease(req, decided, minted, attempt);
+      const lease = await step('recordPendingLease', () =>
+        this.recordPendingLease(req, decided, minted, attempt),
+      );
       if (lease === 'task_changed') {
         if (round < MAX_DECISION_ROUNDS) continue;
         throw unavailable('task_changed', 'the task kept changing while the request was decided: retry');
       }
-      await this.recordIssued(req, decided, minted, lease, attempt);
-      await this.activate(lease);
-      await this.lastLook(req, lease, attempt);
+      await step('recordIssued', () => this.recordIssued(req, decided, minted, lease, attempt));
+      await step('activate', () => this.activate(lease));
+      await step('lastLook', () => this.lastLook(req, lease, attempt));
       return this.issuedOutcome(req, decided, minted, lease);
     }
   }
 
   /** Validate -> load task -> screen: everything a decision round needs, checked once. */
   private async prepareIssue(caller: Caller, input: IssueCredentialInput): Promise<IssueCall> {
+    const asked = await this.step('validateIssue', async () => this.validateIssue(caller, input));
+    const loaded = await this.step('loadTask', () => this.loadTask(caller, asked));
+    await this.step('screen', async () =>
+      this.deps.incidents?.screenRequest(caller.spiffeId, {
+        taskId: loaded.task.id,
+        role: asked.role.name,
+        environment: loaded.task.environment,
+        sensitivity: loaded.sensitivity,
+      }),
+    );
+    const { task } = loaded;
+    const { role, requestedTtl, changeType, justification, tool } = asked;
+    // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
+    // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
+    const digest = approvalDigest({
+      agent: caller.spiffeId,
+      taskId: task.id,
+      role: role.name,
+      environment: task.environment,
+      ttlSeconds: requestedTtl || role.maxTtlSeconds,
+      sensitivity: loaded.sensitivity,
+      changeType,
+      justification,
+      tool,
+    });
+    return { caller, ...asked, ...loaded, digest };
+  }
+
+  /** The request's fields, checked, and the role and backend it names. */
+  private validateIssue(caller: Caller, input: IssueCredentialInput): AskedIssue {
     this.deps.quarantine?.check(caller.spiffeId);
     const taskId = requireTaskId(input.taskId);
     const roleName = requireRoleName(input.role);
@@ -456,49 +497,20 @@ export class Broker {
     if (!role) throw invalidArgument('role', `unknown role "${roleName}"`);
     const backend = this.deps.backends.get(role.backend);
     if (!backend) throw unavailable('backend_not_configured', `backend "${role.backend}" is not configured`);
+    return { taskId, role, backend, requestedTtl, declared, changeType, justification, tool };
+  }
 
-    const { task, summary } = await this.ownTaskWithSummary(caller, taskId);
+  /** The caller's own task with what it holds; the credential's TTL and sensitivity bounded by it. */
+  private async loadTask(caller: Caller, asked: AskedIssue): Promise<LoadedTask> {
+    const { task, summary } = await this.ownTaskWithSummary(caller, asked.taskId);
     const now = this.now();
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
     if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
       throw failedPrecondition('task_expired', 'task has expired');
+    const { role, requestedTtl } = asked;
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
-    const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
-    await this.deps.incidents?.screenRequest(caller.spiffeId, {
-      taskId: task.id,
-      role: role.name,
-      environment: task.environment,
-      sensitivity,
-    });
-
-    // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
-    // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
-    const digest = approvalDigest({
-      agent: caller.spiffeId,
-      taskId: task.id,
-      role: role.name,
-      environment: task.environment,
-      ttlSeconds: requestedTtl || role.maxTtlSeconds,
-      sensitivity,
-      changeType,
-      justification,
-      tool,
-    });
-    return {
-      caller,
-      task,
-      summary,
-      role,
-      backend,
-      now,
-      ttlSeconds,
-      requestedTtl,
-      sensitivity,
-      changeType,
-      justification,
-      tool,
-      digest,
-    };
+    const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, asked.declared);
+    return { task, summary, now, ttlSeconds, sensitivity };
   }
 
   /**
@@ -512,13 +524,8 @@ export class Broker {
     held: ApprovalRequest | undefined,
     attempt: Attempt,
   ): Promise<Allowed | Extract<IssueOutcome, { status: 'pending_approval' }>> {
-    const { caller, task, role, now } = req;
-    // Independent reads on the issuance path: one round trip's wait instead of three.
-    const [summary, grant, open] = await Promise.all([
-      known ?? this.taskLeaseSummary(task.id),
-      this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
-      held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
-    ]);
+    const { role, now } = req;
+    const { summary, grant, open } = await this.step('readGrants', () => this.readGrants(req, known, held));
     const approved = held !== undefined || open?.state === 'approved';
     const engine = this.deps.policy();
     const policyRequest = issuePolicyRequest(req, summary, {
@@ -526,7 +533,7 @@ export class Broker {
       approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
       breakGlass: grant !== undefined,
     });
-    const gated = decideWithApprovalGate(engine, policyRequest);
+    const gated = await this.step('decide', async () => decideWithApprovalGate(engine, policyRequest));
     const decision = gated.decision;
     const requestFields = issueRequestFields(req, grant);
     if (gated.outcome === 'deny') {
@@ -558,6 +565,22 @@ export class Broker {
       ...(approvalUsed ? { approvalUsed } : {}),
       requestFields,
     };
+  }
+
+  /** What the decision reads besides the request: the task's holdings, a break-glass grant, an approval. */
+  private async readGrants(
+    req: IssueCall,
+    known: TaskLeaseSummary | undefined,
+    held: ApprovalRequest | undefined,
+  ): Promise<{ summary: TaskLeaseSummary; grant?: BreakGlassGrant; open?: ApprovalRequest }> {
+    const { caller, task, role, now } = req;
+    // Independent reads on the issuance path: one round trip's wait instead of three.
+    const [summary, grant, open] = await Promise.all([
+      known ?? this.taskLeaseSummary(task.id),
+      this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
+      held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
+    ]);
+    return { summary, ...(grant ? { grant } : {}), ...(open ? { open } : {}) };
   }
 
   /**
@@ -687,11 +710,13 @@ export class Broker {
     const { caller, task, role, now } = req;
     const leaseId = this.newId();
     const scopes = this.budgetScopes(caller.spiffeId, task.id);
-    const budget = await this.deps.budgets.reserveCredential(
-      scopes.credential,
-      leaseId,
-      Math.min(now + req.ttlSeconds * 1000, task.expiresAt),
-      now,
+    const budget = await this.step('reserveBudget', () =>
+      this.deps.budgets.reserveCredential(
+        scopes.credential,
+        leaseId,
+        Math.min(now + req.ttlSeconds * 1000, task.expiresAt),
+        now,
+      ),
     );
     if (!budget.ok) {
       await this.auditDenial(
@@ -701,16 +726,18 @@ export class Broker {
       throw budgetError(budget);
     }
     try {
-      const issued = await req.backend.issue({
-        leaseId,
-        agent: caller.spiffeId,
-        taskId: task.id,
-        environment: task.environment,
-        role,
-        ttlSeconds: req.ttlSeconds,
-        notAfter: task.expiresAt,
-        now,
-      });
+      const issued = await this.step('mint', () =>
+        req.backend.issue({
+          leaseId,
+          agent: caller.spiffeId,
+          taskId: task.id,
+          environment: task.environment,
+          role,
+          ttlSeconds: req.ttlSeconds,
+          notAfter: task.expiresAt,
+          now,
+        }),
+      );
       return { leaseId, issued, budgetNames: scopes.names };
     } catch (err) {
       this.deps.logger.error({ err: safeErr(err), lease: leaseId, role: role.name }, 'backend issue failed');
@@ -1373,22 +1400,33 @@ interface Attempt {
   audited: boolean;
 }
 
-/** An IssueCredential request once validated, with its task and role (prepareIssue). */
-interface IssueCall {
-  caller: Caller;
-  task: Task;
-  /** What the task held when it was read (the first decision's history and version). */
-  summary: TaskLeaseSummary;
+/** An IssueCredential request's fields once checked (validateIssue). */
+interface AskedIssue {
+  taskId: string;
   role: RoleDefinition;
   backend: CredentialBackend;
-  /** When the request arrived: the lease's issuedAt and the decision's clock. */
-  now: number;
-  ttlSeconds: number;
   requestedTtl: number;
-  sensitivity: Sensitivity;
+  /** The sensitivity the caller declared, if any. */
+  declared: Sensitivity | undefined;
   changeType: ChangeType;
   justification: string;
   tool: string;
+}
+
+/** The caller's task as loadTask read it, and what it bounds. */
+interface LoadedTask {
+  task: Task;
+  /** What the task held when it was read (the first decision's history and version). */
+  summary: TaskLeaseSummary;
+  /** When the request arrived: the lease's issuedAt and the decision's clock. */
+  now: number;
+  ttlSeconds: number;
+  sensitivity: Sensitivity;
+}
+
+/** An IssueCredential request once validated, with its task and role (prepareIssue). */
+interface IssueCall extends Omit<AskedIssue, 'taskId' | 'declared'>, LoadedTask {
+  caller: Caller;
   digest: string;
 }
 

@@ -119,6 +119,18 @@ function prepare(engine: PolicyEngine, req: PolicyRequest): PreparedPolicyReques
   };
 }
 
+/**
+ * The engine seen through `authorize` alone: nothing prepared, so the gate probes every denial
+ * and confirms every raised count, as it did before it read answers (the bench's "before").
+ */
+export function authorizeOnly(engine: PolicyEngine): PolicyEngine {
+  return {
+    digest: engine.digest,
+    authorize: (req) => engine.authorize(req),
+    approvalsRequired: (id) => engine.approvalsRequired(id),
+  };
+}
+
 function approvedBy(approvalCount: number): Record<string, ContextValue> {
   return { approved: true, approvalCount };
 }

@@ -66,6 +66,7 @@ import {
   type RevokeLeasesReportMsg,
   type RevokeLeasesRequestMsg,
 } from './broker-proto.js';
+import { timed, type StageTimer } from '../observability/stage-timer.js';
 import { toServiceError } from './status.js';
 import type { SvidCertificateProvider } from './svid-certificate-provider.js';
 
@@ -90,6 +91,8 @@ export interface GrpcServerDeps {
   audit: AuditSink;
   logger: Logger;
   metrics?: { requests: Counter<'method' | 'code'>; latency: Histogram<'method'> };
+  /** The bench only: times `authenticate` and `respond` of each unary call (the stage breakdown). */
+  stageTimer?: StageTimer;
 }
 
 export interface RunningGrpcServer {
@@ -156,7 +159,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const done = observe(method);
       void (async () => {
-        const auth = await authenticateCall(call, method);
+        const auth = await timed(deps.stageTimer, 'authenticate', () => authenticateCall(call, method));
         if ('refusal' in auth) {
           done(auth.code);
           callback(auth.refusal as ServiceError);
@@ -166,7 +169,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         try {
           const res = await fn(caller, call.request);
           done('OK');
-          callback(null, res);
+          await timed(deps.stageTimer, 'respond', async () => callback(null, res));
         } catch (err) {
           done(isBrokerError(err) ? err.code : 'INTERNAL');
           callback(toServiceError(err, logger, method) as ServiceError);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { readPolicyCaseRequests } from '../../../src/cli/policy.js';
-import { decideWithApprovalGate } from '../../../src/policy/approval-gate.js';
+import { authorizeOnly, decideWithApprovalGate } from '../../../src/policy/approval-gate.js';
 import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
 import type { GatedDecision, PolicyEngine, PolicyRequest } from '../../../src/policy/types.js';
 import {
@@ -21,15 +21,6 @@ import {
   removePolicyDirs,
   role,
 } from './policy-fixtures.js';
-
-/** The engine as the approval gate saw it before: authorize only, nothing prepared or sliced. */
-function authorizeOnly(engine: CedarPolicyEngine): PolicyEngine {
-  return {
-    digest: engine.digest,
-    authorize: (req) => engine.authorize(req),
-    approvalsRequired: (id) => engine.approvalsRequired(id),
-  };
-}
 
 function gate(engine: PolicyEngine, req: PolicyRequest): GatedDecision {
   if (req.action === 'IssueCredential' || req.action === 'CallTool')
