@@ -29,6 +29,8 @@ export interface StageFigures {
  * other timers) is counted as `outside`. Two getrusage calls per stage: for measuring only.
  */
 export class StageClock implements StageTimer {
+  /** Off: steps run untimed (the bench turns it on for its breakdown pass only). */
+  enabled = true;
   private readonly open = new Map<string, number>();
   private openCount = 0;
   private lastCpuUs = cpuMicros();
@@ -36,6 +38,7 @@ export class StageClock implements StageTimer {
   private outsideCpuUs = 0;
 
   async time<T>(stage: string, step: () => Promise<T>): Promise<T> {
+    if (!this.enabled) return step();
     this.settle();
     this.open.set(stage, (this.open.get(stage) ?? 0) + 1);
     this.openCount++;
