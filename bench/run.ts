@@ -31,6 +31,11 @@
  *            broker before the decision-consistency change and two-phase leases (no task version
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
+ *          --no-previous (skip issue-prev and begin-prev: the previous hot path, whole-set Cedar, the
+ *            authorize-only approval gate and jose signing, in a broker process of its own)
+ *          --stages=S (seconds of the stage-breakdown pass per concurrency; default 2)
+ *          BENCH_QUICK=1 in the environment: 1.5 s per scenario, one round, no ledger variants, and
+ *            no Vault, incident, durability or cloud section (options given still apply)
  *          --no-policy-scale, --no-vault, --no-incident, --no-durability, --no-cloud (skip the
  *            policy-scale, Vault, incident-response, redis.durability or cloud section after the
  *            main bench; run one alone with `npx tsx bench/<policy-scale|vault|incident|durability|cloud>.ts`)
