@@ -500,17 +500,25 @@ export class Broker {
     return { taskId, role, backend, requestedTtl, declared, changeType, justification, tool };
   }
 
-  /** The caller's own task with what it holds; the credential's TTL and sensitivity bounded by it. */
+  /**
+   * The caller's own task with what it holds; the credential's TTL and sensitivity bounded by it.
+   * In the same wait, what the first decision also reads that needs no task field: the
+   * break-glass grant, and whether the task has any open approval request at all.
+   */
   private async loadTask(caller: Caller, asked: AskedIssue): Promise<LoadedTask> {
-    const { task, summary } = await this.ownTaskWithSummary(caller, asked.taskId);
     const now = this.now();
+    const [{ task, summary }, grant, mayHaveApproval] = await Promise.all([
+      this.ownTaskWithSummary(caller, asked.taskId),
+      this.deps.breakGlass.findActive(caller.spiffeId, asked.taskId, asked.role.name, now),
+      this.deps.approvals.mayHaveOpenForTask(asked.taskId, now),
+    ]);
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
     if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
       throw failedPrecondition('task_expired', 'task has expired');
     const { role, requestedTtl } = asked;
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, asked.declared);
-    return { task, summary, now, ttlSeconds, sensitivity };
+    return { task, summary, now, ttlSeconds, sensitivity, prefetched: { grant, mayHaveApproval } };
   }
 
   /**
@@ -567,18 +575,26 @@ export class Broker {
     };
   }
 
-  /** What the decision reads besides the request: the task's holdings, a break-glass grant, an approval. */
+  /**
+   * What the decision reads besides the request: the task's holdings, a break-glass grant, an
+   * approval. The first round (`known`) takes what loadTask read and looks the approval up only
+   * when the task may have one open: usually no wait at all. Later rounds read everything again.
+   */
   private async readGrants(
     req: IssueCall,
     known: TaskLeaseSummary | undefined,
     held: ApprovalRequest | undefined,
   ): Promise<{ summary: TaskLeaseSummary; grant?: BreakGlassGrant; open?: ApprovalRequest }> {
     const { caller, task, role, now } = req;
+    const first = known !== undefined;
+    const lookUpApproval = held === undefined && (!first || req.prefetched.mayHaveApproval);
     // Independent reads on the issuance path: one round trip's wait instead of three.
     const [summary, grant, open] = await Promise.all([
       known ?? this.taskLeaseSummary(task.id),
-      this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
-      held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
+      first
+        ? req.prefetched.grant
+        : this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
+      lookUpApproval ? this.deps.approvals.findOpenByDigest(req.digest, now) : held,
     ]);
     return { summary, ...(grant ? { grant } : {}), ...(open ? { open } : {}) };
   }
@@ -1422,6 +1438,8 @@ interface LoadedTask {
   now: number;
   ttlSeconds: number;
   sensitivity: Sensitivity;
+  /** Read in loadTask's wait for the first decision round (readGrants). */
+  prefetched: { grant: BreakGlassGrant | undefined; mayHaveApproval: boolean };
 }
 
 /** An IssueCredential request once validated, with its task and role (prepareIssue). */
