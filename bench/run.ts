@@ -80,7 +80,14 @@ import {
   type TaskMsg,
 } from '../src/server/broker-proto.js';
 import type { BrokerProcessInfo, StagesReply } from './broker-process.js';
-import { commandRows, countRedisCommands, hotPathRows, stageRows, type CedarFigures } from './hot-path.js';
+import {
+  commandRows,
+  countRedisCommands,
+  hotPathRows,
+  stageRows,
+  type CedarFigures,
+  type ScenarioFigures,
+} from './hot-path.js';
 
 const TRUST_DOMAIN = 'example.org';
 const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
@@ -511,13 +518,7 @@ async function runFor(concurrency: number, durationMs: number, op: Op, brokerPid
   };
 }
 
-interface Result {
-  scenario: string;
-  concurrency: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  brokerCpuUsPerReq: number;
+interface Result extends ScenarioFigures {
   driverCpuUsPerReq: number;
   count: number;
 }

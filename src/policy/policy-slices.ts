@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { policyToJson, type EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs';
+import type { PolicyAction } from './types.js';
 
 /** Distinct preparsed slices per policy set. */
 export const MAX_SLICES = 512;
@@ -74,7 +75,7 @@ interface Scope {
 }
 
 /** The broker's actions; an `action in [...]` naming anything else may name an action group. */
-const LEAF_ACTIONS: ReadonlySet<string> = new Set([
+const LEAF_ACTIONS: ReadonlySet<string> = new Set<string>([
   'BeginTask',
   'IssueCredential',
   'DecideApproval',
@@ -87,7 +88,7 @@ const LEAF_ACTIONS: ReadonlySet<string> = new Set([
   'WatchAudit',
   'EvaluateAccess',
   'CallTool',
-]);
+] satisfies PolicyAction[]);
 
 export class PolicySlices {
   private readonly policies: readonly ScopedPolicy[];
