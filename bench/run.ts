@@ -584,7 +584,10 @@ async function startDriver(info: BrokerProcessInfo, opts: Options, guarded: (op:
     issuedOnTask[worker] = 0;
     return task.task_id;
   };
-  await Promise.all(Array.from({ length: maxWorkers }, (_, w) => newTask(w)));
+  // Eight at a time: 64 at once, on a loaded machine, can outlast the call deadline at startup.
+  for (let w = 0; w < maxWorkers; w += 8) {
+    await Promise.all(Array.from({ length: Math.min(8, maxWorkers - w) }, (_, k) => newTask(w + k)));
+  }
 
   const baseline: Op = guarded(async (worker) => {
     await c.call(worker, healthCheck, { service: '' });
