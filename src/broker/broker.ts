@@ -507,11 +507,15 @@ export class Broker {
    */
   private async loadTask(caller: Caller, asked: AskedIssue): Promise<LoadedTask> {
     const now = this.now();
-    const [{ task, summary }, grant, mayHaveApproval] = await Promise.all([
-      this.ownTaskWithSummary(caller, asked.taskId),
-      this.deps.breakGlass.findActive(caller.spiffeId, asked.taskId, asked.role.name, now),
-      this.deps.approvals.mayHaveOpenForTask(asked.taskId, now),
-    ]);
+    // All three settle before any failure is reported, the task read's first: a missing task or
+    // a lease store that is down reads as such, whichever reply came back first.
+    const [{ task, summary }, grant, mayHaveApproval] = inOrder(
+      await Promise.allSettled([
+        this.ownTaskWithSummary(caller, asked.taskId),
+        this.deps.breakGlass.findActive(caller.spiffeId, asked.taskId, asked.role.name, now),
+        this.deps.approvals.mayHaveOpenForTask(asked.taskId, now),
+      ]),
+    );
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
     if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
       throw failedPrecondition('task_expired', 'task has expired');
@@ -1472,6 +1476,12 @@ interface Minted {
   issued: IssuedCredential;
   /** Budget scopes holding its place. */
   budgetNames: string[];
+}
+
+/** The values of settled promises, or the first failure in their order. */
+function inOrder<T extends readonly unknown[]>(settled: { [K in keyof T]: PromiseSettledResult<T[K]> }): T {
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Untrusted request text in an audit record: bounded, whatever the caller sent. */
