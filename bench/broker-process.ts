@@ -5,7 +5,8 @@
  * second, log level warn: nothing is logged per request at info either).
  *
  * Started by bench/run.ts as `node --import tsx bench/broker-process.ts [config-overrides-json]`
- * (overrides: fsync, logLevel, and issuance: the Broker's issuance safeguards, for the ledger rows).
+ * (overrides: fsync, logLevel, issuance: the Broker's issuance safeguards, for the ledger rows, and
+ * previousHotPath: the hot path before policy slicing, the one-evaluation gate and node signing).
  * Prints one JSON line on stdout once serving ({ pid, grpcPort, httpPort, endpoints, ... }), then
  * shuts everything down when its stdin closes (so a driver that dies never leaves it behind).
  */
@@ -13,14 +14,16 @@ import 'reflect-metadata';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { parseConfig } from '../src/config/load-config.js';
 import { CaWorkloadIdentity } from '../src/dev/ca-workload-identity.js';
-import { devRoles } from '../src/dev/dev-stack.js';
+import { devAgents, devRoles } from '../src/dev/dev-stack.js';
 import { LocalCa } from '../src/dev/local-ca.js';
 import { spawnRedisServer } from '../src/dev/redis-process.js';
 import { WorkloadApiServer } from '../src/dev/workload-api-server.js';
 import type { IssuanceSafeguards } from '../src/broker/broker.js';
 import { createLogger, startBroker } from '../src/main.js';
+import { StageClock, type StageFigures } from '../src/observability/stage-timer.js';
 import { packageRoot } from '../src/package-root.js';
 
 export const TRUST_DOMAIN = 'example.org';
@@ -35,6 +38,14 @@ export interface BrokerProcessInfo {
   /** `unix:///...` Workload API endpoint per workload name (broker, demo). */
   endpoints: Record<string, string>;
   auditFile: string;
+  /** The broker's private Redis (for INFO commandstats: commands per issuance). */
+  redisUrl: string;
+}
+
+/** What the process answers on stdin's `stages on|off|snapshot` (one JSON line on stdout). */
+export interface StagesReply {
+  stages: StageFigures[];
+  outsideCpuUs: number;
 }
 
 async function main(): Promise<void> {
@@ -51,6 +62,7 @@ async function main(): Promise<void> {
     }
   };
   const logger = createLogger((overrides.logLevel as string | undefined) ?? 'warn');
+  const stages = new StageClock();
   try {
     const redis = await spawnRedisServer({ dir: join(dir, 'redis') });
     closers.push(() => redis.stop());
@@ -87,10 +99,20 @@ async function main(): Promise<void> {
       audit: { file: auditFile, fsync: overrides.fsync !== false },
       log: { level: (overrides.logLevel as string | undefined) ?? 'warn' },
       roles: devRoles(),
+      // The shipped policies name AgentGroups: the demo agent is in `agents` and `demo`, as in dev.
+      agents: devAgents(),
     });
     // The ledger comparison (bench/run.ts) starts variants with issuance safeguards off.
     const issuance = overrides.issuance as IssuanceSafeguards | undefined;
-    const broker = await startBroker({ config, logger, ...(issuance ? { issuance } : {}) });
+    // Off until the driver's breakdown pass turns it on: the headline rounds run untimed.
+    stages.enabled = false;
+    const broker = await startBroker({
+      config,
+      logger,
+      stageTimer: stages,
+      previousHotPath: overrides.previousHotPath === true,
+      ...(issuance ? { issuance } : {}),
+    });
     closers.push(() => broker.close());
 
     const info: BrokerProcessInfo = {
@@ -99,6 +121,7 @@ async function main(): Promise<void> {
       httpPort: broker.httpPort,
       endpoints,
       auditFile,
+      redisUrl: redis.url,
     };
     process.stdout.write(`${JSON.stringify(info)}\n`);
   } catch (err) {
@@ -113,6 +136,18 @@ async function main(): Promise<void> {
     // process.exit (not a natural exit) so --cpu-prof / --heap-prof write their files either way.
     void close().finally(() => process.exit(0));
   };
+  // `stages on` (reset and time), `stages off`, `stages snapshot` (answers with a StagesReply line).
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const command = line.trim();
+    if (command === 'stages on') {
+      stages.reset();
+      stages.enabled = true;
+    } else if (command === 'stages off') stages.enabled = false;
+    else if (command === 'stages snapshot') {
+      const reply: StagesReply = stages.snapshot();
+      process.stdout.write(`${JSON.stringify(reply)}\n`);
+    }
+  });
   process.stdin.on('end', stop);
   process.stdin.on('error', stop);
   process.stdin.resume();

@@ -41,6 +41,8 @@ const demoRole: RoleDefinition = {
   settings: {},
 };
 const agent = 'spiffe://example.org/agents/demo';
+// The shipped policies name AgentGroups; the dev catalog puts the demo agent in these.
+const DEMO_GROUPS = ['agents', 'demo'];
 const request: PolicyRequest = {
   principal: agent,
   action: 'IssueCredential',
@@ -70,13 +72,13 @@ const base = {
   action: { type: 'Action', id: 'IssueCredential' },
   resource: roleUid(demoRole),
   context: toCedarContext(request.context),
-  entities: [...agentEntities(agent, []), ...roleEntities(demoRole)],
+  entities: [...agentEntities(agent, DEMO_GROUPS), ...roleEntities(demoRole)],
 };
 const psetId = 'bench/pset';
 const schemaName = 'bench/schema';
 preparsePolicySet(psetId, { staticPolicies: { ...bundle.policies } });
 preparseSchema(schemaName, bundle.schemaText);
-const engine = CedarPolicyEngine.load({ policyDir });
+const engine = CedarPolicyEngine.load({ policyDir, agentGroups: () => DEMO_GROUPS });
 
 const allowed = (answer: AuthorizationAnswer): boolean =>
   answer.type === 'success' && answer.response.decision === 'allow';

@@ -1,7 +1,10 @@
 /**
  * Policy decision latency as the policy set grows: CedarPolicyEngine.authorize on one allowed
  * IssueCredential request at 10, 100 and 1000 policies, beside the shipped example set (plain,
- * and through the approval gate on a request that goes pending, which costs two evaluations).
+ * and through the approval gate on a request that goes pending). Each set is decided twice in the
+ * same rounds: over the whole set (`slicing: false`, before) and sliced (after); the gate rows
+ * compare the gate through `authorize` alone (before: probe and confirm every time) with the gate
+ * reading the first answer (after).
  *
  * The generated sets validate against the shipped schema and look like a real catalog: one permit
  * per agent and role, plus the shipped kinds of forbid (environments, approvals, chaining,
@@ -15,7 +18,9 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { RoleDefinition } from '../src/credentials/backend.js';
-import { decideWithApprovalGate } from '../src/policy/approval-gate.js';
+import { authorizeOnly, decideWithApprovalGate } from '../src/policy/approval-gate.js';
+import { devAgents } from '../src/dev/dev-stack.js';
+import { AgentCatalog } from '../src/policy/agent-catalog.js';
 import { CedarPolicyEngine } from '../src/policy/cedar-engine.js';
 import type { ContextValue, PolicyRequest } from '../src/policy/types.js';
 
@@ -23,7 +28,7 @@ const SHIPPED_DIR = fileURLToPath(new URL('../policies/', import.meta.url));
 const SHIPPED_SCHEMA = path.join(SHIPPED_DIR, 'schema.cedarschema');
 const SIZES = [10, 100, 1000] as const;
 /** Measuring time per scenario, split over interleaved rounds so a noisy neighbour hits all alike. */
-const BUDGET_MS = 2000;
+const BUDGET_MS = process.env.BENCH_QUICK === '1' ? 450 : 1200;
 const ROUNDS = 3;
 const WARMUP_DECISIONS = 300;
 /** Distinct requests cycled through, spread over the set (cache effects would otherwise flatter). */
@@ -37,10 +42,20 @@ interface Scenario {
   decide: (i: number) => boolean;
 }
 
-export async function runPolicyScaleBench(): Promise<string[]> {
+/** The p50 of a decision over the shipped set and over 1,000 policies, whole set and sliced (µs). */
+export interface PolicyScaleFigures {
+  shippedP50Us: { before: number; after: number };
+  thousandP50Us: { before: number; after: number };
+}
+
+export async function runPolicyScaleBench(): Promise<{ lines: string[]; figures: PolicyScaleFigures }> {
   const dirs: string[] = [];
   try {
-    const scenarios = [...shippedScenarios(), ...SIZES.map((n) => generatedScenario(n, dirs))];
+    const scenarios = [
+      ...shippedScenarios(false),
+      ...shippedScenarios(true),
+      ...SIZES.flatMap((n) => [generatedScenario(n, dirs, false), generatedScenario(n, dirs, true)]),
+    ];
     for (const s of scenarios) {
       for (let i = 0; i < WARMUP_DECISIONS; i++) {
         if (!s.decide(i)) throw new Error(`policy-scale: ${s.name} decided unexpectedly`);
@@ -62,6 +77,21 @@ export async function runPolicyScaleBench(): Promise<string[]> {
       });
     }
 
+    const p50 = (name: string, policies?: number): number => {
+      const k = scenarios.findIndex(
+        (x) => x.name === name && (policies === undefined || x.policies === policies),
+      );
+      return (
+        percentile(
+          [...(samples[k] ?? [])].sort((a, b) => a - b),
+          0.5,
+        ) * 1000
+      );
+    };
+    const figures: PolicyScaleFigures = {
+      shippedP50Us: { before: p50('shipped, whole set'), after: p50('shipped, sliced') },
+      thousandP50Us: { before: p50('generated, whole set', 1000), after: p50('generated, sliced', 1000) },
+    };
     const lines = [
       'policy decision latency: CedarPolicyEngine.authorize, an allowed IssueCredential request, schema-validated',
       `  ${'set'.padEnd(34)} ${'policies'.padStart(8)} ${'load ms'.padStart(8)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'decisions/s'.padStart(12)}`,
@@ -75,34 +105,51 @@ export async function runPolicyScaleBench(): Promise<string[]> {
           `${rate.toFixed(0).padStart(12)}`,
       );
     });
-    return lines;
+    return { lines, figures };
   } finally {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function shippedScenarios(): Scenario[] {
+function shippedScenarios(sliced: boolean): Scenario[] {
   const t0 = performance.now();
-  const engine = CedarPolicyEngine.load({ policyDir: SHIPPED_DIR });
+  // The shipped policies name AgentGroups: the dev catalog puts the demo agent in `demo`.
+  const catalog = new AgentCatalog(devAgents());
+  const engine = CedarPolicyEngine.load({
+    policyDir: SHIPPED_DIR,
+    slicing: sliced,
+    agentGroups: (id) => catalog.groupsOf(id),
+  });
   const loadMs = performance.now() - t0;
+  // Before: the gate saw the engine through authorize alone (probe and confirm every time).
+  const gated = sliced ? engine : authorizeOnly(engine);
   const demo = 'spiffe://example.org/agents/demo';
   const allowed = issue(demo, role('token/demo', ['dev']), { environment: 'dev' });
   const pending = issue(demo, role('token/deploy', ['staging', 'prod']), {
     environment: 'prod',
     changeType: 'destructive',
   });
+  const denied = issue(demo, role('token/deploy', ['staging', 'prod']), { environment: 'dev' });
+  const how = sliced ? 'sliced' : 'whole set';
+  const gate = sliced ? 'reads answer' : 'authorize only';
   return [
     {
-      name: 'shipped examples',
+      name: `shipped, ${how}`,
       policies: engine.policyIds.length,
       loadMs,
       decide: () => engine.authorize(allowed).decision === 'allow',
     },
     {
-      name: 'shipped, approval gate (pending)',
+      name: `shipped gate (pending), ${gate}`,
       policies: engine.policyIds.length,
       loadMs,
-      decide: () => decideWithApprovalGate(engine, pending).outcome === 'approval_required',
+      decide: () => decideWithApprovalGate(gated, pending).outcome === 'approval_required',
+    },
+    {
+      name: `shipped gate (forbid), ${gate}`,
+      policies: engine.policyIds.length,
+      loadMs,
+      decide: () => decideWithApprovalGate(gated, denied).outcome === 'deny',
     },
   ];
 }
@@ -124,7 +171,7 @@ forbid (principal, action == Action::"IssueCredential", resource is Role)
 when { context.breakGlass && resource.sensitivity == "restricted" };`,
 ];
 
-function generatedScenario(size: number, dirs: string[]): Scenario {
+function generatedScenario(size: number, dirs: string[], sliced: boolean): Scenario {
   const permits = size - FORBIDS.length;
   const dir = mkdtempSync(path.join(tmpdir(), 'svb-policy-scale-'));
   dirs.push(dir);
@@ -143,14 +190,14 @@ when { context.environment == "prod" && context.ttlSeconds <= 900 && context.aut
   writeFileSync(path.join(dir, 'forbids.cedar'), `${FORBIDS.join('\n\n')}\n`);
 
   const t0 = performance.now();
-  const engine = CedarPolicyEngine.load({ policyDir: dir, schemaPath: SHIPPED_SCHEMA });
+  const engine = CedarPolicyEngine.load({ policyDir: dir, schemaPath: SHIPPED_SCHEMA, slicing: sliced });
   const loadMs = performance.now() - t0;
   const requests = Array.from({ length: REQUESTS_PER_SET }, (_, k) => {
     const i = Math.floor(((k + 0.5) * permits) / REQUESTS_PER_SET);
     return issue(agentOf(i), role(`token/r${i}`, ['prod']), { environment: 'prod' });
   });
   return {
-    name: 'generated',
+    name: `generated, ${sliced ? 'sliced' : 'whole set'}`,
     policies: engine.policyIds.length,
     loadMs,
     decide: (i) => engine.authorize(requests[i % requests.length] as PolicyRequest).decision === 'allow',
@@ -216,5 +263,5 @@ function micros(ms: number): string {
 
 const invokedPath = process.argv[1];
 if (invokedPath !== undefined && import.meta.url === pathToFileURL(invokedPath).href) {
-  for (const line of await runPolicyScaleBench()) console.log(line);
+  for (const line of (await runPolicyScaleBench()).lines) console.log(line);
 }

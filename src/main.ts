@@ -50,12 +50,14 @@ import { selectOwnSvid } from './identity/own-svid.js';
 import { MemoryLeaseStore } from './leases/memory-lease-store.js';
 import { createBrokerMetrics, withMetrics, type BrokerMetrics } from './observability/metrics.js';
 import { registerDependencyGauge, type DependencyHealth } from './observability/dependency-health.js';
+import type { StageTimer } from './observability/stage-timer.js';
 import { buildDependencyHealth, setGrpcServing } from './server/readiness.js';
 import { LeaseReaper } from './leases/reaper.js';
 import { RedisLeaseStore } from './leases/redis-lease-store.js';
 import type { LeaseStore } from './leases/types.js';
 import { AgentCatalog } from './policy/agent-catalog.js';
 import { formatPolicyProblem } from './policy/policy-load-error.js';
+import { authorizeOnly } from './policy/approval-gate.js';
 import { PolicyManager } from './policy/policy-manager.js';
 import { PolicySync } from './policy/policy-sync.js';
 import type { PolicyEngine } from './policy/types.js';
@@ -115,6 +117,13 @@ export interface StartBrokerOptions {
   issuance?: IssuanceSafeguards;
   /** Labels on every metric series (`serve --workers`: `worker`). */
   metricLabels?: Record<string, string>;
+  /** The bench only: times each step of IssueCredential (its stage breakdown). */
+  stageTimer?: StageTimer;
+  /**
+   * The bench only: the hot path as it was before policy slicing, the one-evaluation approval
+   * gate and node-crypto signing, so `npm run bench` measures both in one run.
+   */
+  previousHotPath?: boolean;
 }
 
 export interface RunningBroker {
@@ -167,6 +176,8 @@ interface Startup {
   readonly clock: { now?: () => number };
   /** Registers a shutdown step; steps run in the reverse order of registration. */
   onClose(fn: () => Promise<void> | void): void;
+  /** The bench's hooks (StartBrokerOptions); production has neither. */
+  readonly measure: { stageTimer?: StageTimer; previousHotPath: boolean };
 }
 
 export async function startBroker(opts: StartBrokerOptions): Promise<RunningBroker> {
@@ -187,6 +198,10 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     logger,
     clock: opts.now ? { now: opts.now } : {},
     onClose: (fn) => cleanups.push(fn),
+    measure: {
+      previousHotPath: opts.previousHotPath === true,
+      ...(opts.stageTimer ? { stageTimer: opts.stageTimer } : {}),
+    },
   };
 
   try {
@@ -389,7 +404,7 @@ interface Policy {
  * 2. Policy: parsed, validated and preparsed once; reloaded on file change and SIGHUP, and a bad
  * set never replaces a good one.
  */
-function buildPolicy({ config, logger, onClose }: Startup, events: PolicyEvents): Policy {
+function buildPolicy({ config, logger, onClose, measure }: Startup, events: PolicyEvents): Policy {
   const catalog = new AgentCatalog(config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })));
   const agentGroups = (id: string): string[] => catalog.groupsOf(id);
   const sync: { current?: PolicySync } = {};
@@ -397,6 +412,7 @@ function buildPolicy({ config, logger, onClose }: Startup, events: PolicyEvents)
     policyDir: config.policy.dir,
     ...(config.policy.schema ? { schemaPath: config.policy.schema } : {}),
     agentGroups,
+    slicing: !measure.previousHotPath,
     watch: config.policy.watch,
     ...(config.policy.pinDigest ? { pinDigest: config.policy.pinDigest } : {}),
     onReloaded: (digest, previousDigest) => {
@@ -753,6 +769,7 @@ async function buildBackends(
         issuer: spiffeId,
         keys,
         clockSkewSeconds: config.backends.token.maxClockSkewSeconds,
+        signer: ctx.measure.previousHotPath ? 'jose' : 'node',
       }),
     ],
   ]);
@@ -909,7 +926,7 @@ interface UseCases {
  * broker gets a forwarder that is connected once they exist.
  */
 function buildUseCases(
-  { config, logger, clock }: Startup,
+  { config, logger, clock, measure }: Startup,
   issuance: IssuanceSafeguards | undefined,
   parts: {
     policy: Policy;
@@ -922,7 +939,9 @@ function buildUseCases(
   const { policy, stores, credentials, audit, refuseWhileAuditDown } = parts;
   const { store, approvals, breakGlass, budgets, revocations, quarantineView } = stores;
   const { backends, roles } = credentials;
-  const engine = (): PolicyEngine => policy.policies.current;
+  const engine = measure.previousHotPath
+    ? (): PolicyEngine => authorizeOnly(policy.policies.current)
+    : (): PolicyEngine => policy.policies.current;
   const incidents = new IncidentForwarder();
   const broker = new Broker({
     store,
@@ -960,6 +979,7 @@ function buildUseCases(
     logger,
     ...clock,
     ...(issuance ? { issuance } : {}),
+    ...(measure.stageTimer ? { stageTimer: measure.stageTimer } : {}),
   });
   const admin = new BrokerAdmin({
     approvals,
@@ -1053,6 +1073,7 @@ async function startServers(
       audit,
       trace: parts.trace,
       logger,
+      ...(ctx.measure.stageTimer ? { stageTimer: ctx.measure.stageTimer } : {}),
       metrics: parts.metrics,
     },
     config.listen,

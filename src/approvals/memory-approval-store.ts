@@ -76,6 +76,13 @@ export class MemoryApprovalStore implements ApprovalStore {
     return open[0] && structuredClone(open[0]);
   }
 
+  async mayHaveOpenForTask(taskId: string, now: number): Promise<boolean> {
+    requireTime('now', now);
+    this.dropRetired();
+    for (const r of this.requests.values()) if (r.taskId === taskId && isOpen(r, now)) return true;
+    return false;
+  }
+
   async list(
     filter: { state?: ApprovalState | 'any'; requester?: string },
     now: number,

@@ -332,6 +332,15 @@ export class RedisApprovalStore implements ApprovalStore {
       .sort(byNewest);
   }
 
+  /** The task's open index (create-approval adds every request; only closed or expired ones are pruned). */
+  async mayHaveOpenForTask(taskId: string, now: number): Promise<boolean> {
+    requireTime('now', now);
+    const open = await this.scripts.guard(() =>
+      this.redis.zcount(this.keys.openOfTask(taskId), `(${now}`, '+inf'),
+    );
+    return open > 0;
+  }
+
   /**
    * One ZCOUNT of the pending index: every transition out of `pending` (decide-approval) removes the
    * entry, and expired ones are past the lower bound, so no record needs reading.

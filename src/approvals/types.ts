@@ -71,6 +71,11 @@ export interface ApprovalStore {
   get(id: string, now: number): Promise<ApprovalRequest | undefined>;
   /** The newest request with this digest that is pending or approved and unexpired at `now`. */
   findOpenByDigest(digest: string, now: number): Promise<ApprovalRequest | undefined>;
+  /**
+   * False only when the task has no request pending or approved and unexpired at `now` (true may
+   * be a request since decided or consumed): lets issuance skip findOpenByDigest. One ZCOUNT.
+   */
+  mayHaveOpenForTask(taskId: string, now: number): Promise<boolean>;
   /** Requests in a state (default: pending; `any`: every state), newest first, expired ones reported as 'expired'. */
   list(
     filter: { state?: ApprovalState | 'any'; requester?: string },

@@ -54,6 +54,7 @@ import type { BudgetStore } from '../budgets/types.js';
 import { decideWithApprovalGate } from '../policy/approval-gate.js';
 import type { GatedDecision, PolicyDecision, PolicyEngine, PolicyRequest } from '../policy/types.js';
 import { defaultDenyTtlHint } from '../policy/ttl-hint.js';
+import { timed, type StageTimer } from '../observability/stage-timer.js';
 import { quarantinedError } from '../quarantine/quarantine-view.js';
 import type { ScreenedRequest } from '../quarantine/quarantine-service.js';
 import { approvalDigest } from './approval-digest.js';
@@ -179,6 +180,8 @@ export interface BrokerDeps {
    * Both default to true; production never turns them off.
    */
   issuance?: IssuanceSafeguards;
+  /** Times each step of IssueCredential by its name (the bench's stage breakdown); none in production. */
+  stageTimer?: StageTimer;
 }
 
 export interface IssuanceSafeguards {
@@ -222,7 +225,12 @@ export class Broker {
   private readonly newId: () => string;
   private readonly issuance: IssuanceSafeguards;
 
+  /** Runs a step of the issuance pipeline, under the stage timer when there is one. */
+  private readonly step: <T>(stage: string, fn: () => Promise<T>) => Promise<T>;
+
   constructor(private readonly deps: BrokerDeps) {
+    const timer = deps.stageTimer;
+    this.step = (stage, fn) => timed(timer, stage, fn);
     this.now = deps.now ?? Date.now;
     this.newId = deps.newId ?? randomUUID;
     this.issuance = deps.issuance ?? { versionCheck: true, twoPhase: true };
@@ -439,6 +447,7 @@ export class Broker {
    * decision always holds at the moment its lease is written.
    */
   private async issue(caller: Caller, input: IssueCredentialInput, attempt: Attempt): Promise<IssueOutcome> {
+    const step = this.step;
     const req = await this.prepareIssue(caller, input);
     let held: ApprovalRequest | undefined;
     for (let round = 1; ; round++) {
@@ -448,20 +457,52 @@ export class Broker {
       if (decided.status === 'pending_approval') return decided;
       held = decided.approvalUsed;
       const minted = await this.reserveAndMint(req, decided, attempt);
-      const lease = await this.recordPendingLease(req, decided, minted, attempt);
+      const lease = await step('recordPendingLease', () =>
+        this.recordPendingLease(req, decided, minted, attempt),
+      );
       if (lease === 'task_changed') {
         if (round < MAX_DECISION_ROUNDS) continue;
         throw unavailable('task_changed', 'the task kept changing while the request was decided: retry');
       }
-      await this.recordIssued(req, decided, minted, lease, attempt);
-      await this.activate(lease);
-      await this.lastLook(req, lease, attempt);
+      await step('recordIssued', () => this.recordIssued(req, decided, minted, lease, attempt));
+      await step('activate', () => this.activate(lease));
+      await step('lastLook', () => this.lastLook(req, lease, attempt));
       return this.issuedOutcome(req, decided, minted, lease);
     }
   }
 
   /** Validate -> load task -> screen: everything a decision round needs, checked once. */
   private async prepareIssue(caller: Caller, input: IssueCredentialInput): Promise<IssueCall> {
+    const asked = await this.step('validateIssue', async () => this.validateIssue(caller, input));
+    const loaded = await this.step('loadTask', () => this.loadTask(caller, asked));
+    await this.step('screen', async () =>
+      this.deps.incidents?.screenRequest(caller.spiffeId, {
+        taskId: loaded.task.id,
+        role: asked.role.name,
+        environment: loaded.task.environment,
+        sensitivity: loaded.sensitivity,
+      }),
+    );
+    const { task } = loaded;
+    const { role, requestedTtl, changeType, justification, tool } = asked;
+    // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
+    // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
+    const digest = approvalDigest({
+      agent: caller.spiffeId,
+      taskId: task.id,
+      role: role.name,
+      environment: task.environment,
+      ttlSeconds: requestedTtl || role.maxTtlSeconds,
+      sensitivity: loaded.sensitivity,
+      changeType,
+      justification,
+      tool,
+    });
+    return { caller, ...asked, ...loaded, digest };
+  }
+
+  /** The request's fields, checked, and the role and backend it names. */
+  private validateIssue(caller: Caller, input: IssueCredentialInput): AskedIssue {
     this.deps.quarantine?.check(caller.spiffeId);
     const taskId = requireTaskId(input.taskId);
     const roleName = requireRoleName(input.role);
@@ -475,50 +516,32 @@ export class Broker {
     if (!role) throw invalidArgument('role', `unknown role "${roleName}"`);
     const backend = this.deps.backends.get(role.backend);
     if (!backend) throw unavailable('backend_not_configured', `backend "${role.backend}" is not configured`);
+    return { taskId, role, backend, requestedTtl, declared, changeType, justification, tool, context };
+  }
 
-    const { task, summary } = await this.ownTaskWithSummary(caller, taskId);
+  /**
+   * The caller's own task with what it holds; the credential's TTL and sensitivity bounded by it.
+   * In the same wait, what the first decision also reads that needs no task field: the
+   * break-glass grant, and whether the task has any open approval request at all.
+   */
+  private async loadTask(caller: Caller, asked: AskedIssue): Promise<LoadedTask> {
     const now = this.now();
+    // All three settle before any failure is reported, the task read's first: a missing task or
+    // a lease store that is down reads as such, whichever reply came back first.
+    const [{ task, summary }, grant, mayHaveApproval] = inOrder(
+      await Promise.allSettled([
+        this.ownTaskWithSummary(caller, asked.taskId),
+        this.deps.breakGlass.findActive(caller.spiffeId, asked.taskId, asked.role.name, now),
+        this.deps.approvals.mayHaveOpenForTask(asked.taskId, now),
+      ]),
+    );
     const remainingSeconds = Math.floor((task.expiresAt - now) / 1000);
     if (remainingSeconds < MIN_CREDENTIAL_SECONDS)
       throw failedPrecondition('task_expired', 'task has expired');
+    const { role, requestedTtl } = asked;
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
-    const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
-    await this.deps.incidents?.screenRequest(caller.spiffeId, {
-      taskId: task.id,
-      role: role.name,
-      environment: task.environment,
-      sensitivity,
-    });
-
-    // An approval is bound to what was asked (the requested TTL, not the task-bounded one, which
-    // shrinks as the task ages), so the same request finds its approval and any change needs a new one.
-    const digest = approvalDigest({
-      agent: caller.spiffeId,
-      taskId: task.id,
-      role: role.name,
-      environment: task.environment,
-      ttlSeconds: requestedTtl || role.maxTtlSeconds,
-      sensitivity,
-      changeType,
-      justification,
-      tool,
-    });
-    return {
-      caller,
-      task,
-      summary,
-      role,
-      backend,
-      now,
-      ttlSeconds,
-      requestedTtl,
-      sensitivity,
-      changeType,
-      justification,
-      tool,
-      context,
-      digest,
-    };
+    const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, asked.declared);
+    return { task, summary, now, ttlSeconds, sensitivity, prefetched: { grant, mayHaveApproval } };
   }
 
   /**
@@ -532,13 +555,8 @@ export class Broker {
     held: ApprovalRequest | undefined,
     attempt: Attempt,
   ): Promise<Allowed | Extract<IssueOutcome, { status: 'pending_approval' }>> {
-    const { caller, task, role, now } = req;
-    // Independent reads on the issuance path: one round trip's wait instead of three.
-    const [summary, grant, open] = await Promise.all([
-      known ?? this.taskLeaseSummary(task.id),
-      this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
-      held ?? this.deps.approvals.findOpenByDigest(req.digest, now),
-    ]);
+    const { role, now } = req;
+    const { summary, grant, open } = await this.step('readGrants', () => this.readGrants(req, known, held));
     const approved = held !== undefined || open?.state === 'approved';
     const engine = this.deps.policy();
     const policyRequest = issuePolicyRequest(req, summary, {
@@ -546,7 +564,7 @@ export class Broker {
       approvalCount: approved ? (open?.approvals.length ?? 0) : 0,
       breakGlass: grant !== undefined,
     });
-    const gated = decideWithApprovalGate(engine, policyRequest);
+    const gated = await this.step('decide', async () => decideWithApprovalGate(engine, policyRequest));
     const decision = gated.decision;
     const requestFields = issueRequestFields(req, grant);
     if (gated.outcome === 'deny') {
@@ -578,6 +596,30 @@ export class Broker {
       ...(approvalUsed ? { approvalUsed } : {}),
       requestFields,
     };
+  }
+
+  /**
+   * What the decision reads besides the request: the task's holdings, a break-glass grant, an
+   * approval. The first round (`known`) takes what loadTask read and looks the approval up only
+   * when the task may have one open: usually no wait at all. Later rounds read everything again.
+   */
+  private async readGrants(
+    req: IssueCall,
+    known: TaskLeaseSummary | undefined,
+    held: ApprovalRequest | undefined,
+  ): Promise<{ summary: TaskLeaseSummary; grant?: BreakGlassGrant; open?: ApprovalRequest }> {
+    const { caller, task, role, now } = req;
+    const first = known !== undefined;
+    const lookUpApproval = held === undefined && (!first || req.prefetched.mayHaveApproval);
+    // Independent reads on the issuance path: one round trip's wait instead of three.
+    const [summary, grant, open] = await Promise.all([
+      known ?? this.taskLeaseSummary(task.id),
+      first
+        ? req.prefetched.grant
+        : this.deps.breakGlass.findActive(caller.spiffeId, task.id, role.name, now),
+      lookUpApproval ? this.deps.approvals.findOpenByDigest(req.digest, now) : held,
+    ]);
+    return { summary, ...(grant ? { grant } : {}), ...(open ? { open } : {}) };
   }
 
   /**
@@ -707,11 +749,13 @@ export class Broker {
     const { caller, task, role, now } = req;
     const leaseId = this.newId();
     const scopes = this.budgetScopes(caller.spiffeId, task.id);
-    const budget = await this.deps.budgets.reserveCredential(
-      scopes.credential,
-      leaseId,
-      Math.min(now + req.ttlSeconds * 1000, task.expiresAt),
-      now,
+    const budget = await this.step('reserveBudget', () =>
+      this.deps.budgets.reserveCredential(
+        scopes.credential,
+        leaseId,
+        Math.min(now + req.ttlSeconds * 1000, task.expiresAt),
+        now,
+      ),
     );
     if (!budget.ok) {
       await this.auditDenial(
@@ -721,16 +765,18 @@ export class Broker {
       throw budgetError(budget);
     }
     try {
-      const issued = await req.backend.issue({
-        leaseId,
-        agent: caller.spiffeId,
-        taskId: task.id,
-        environment: task.environment,
-        role,
-        ttlSeconds: req.ttlSeconds,
-        notAfter: task.expiresAt,
-        now,
-      });
+      const issued = await this.step('mint', () =>
+        req.backend.issue({
+          leaseId,
+          agent: caller.spiffeId,
+          taskId: task.id,
+          environment: task.environment,
+          role,
+          ttlSeconds: req.ttlSeconds,
+          notAfter: task.expiresAt,
+          now,
+        }),
+      );
       return { leaseId, issued, budgetNames: scopes.names };
     } catch (err) {
       this.deps.logger.error({ err: safeErr(err), lease: leaseId, role: role.name }, 'backend issue failed');
@@ -1396,23 +1442,36 @@ interface Attempt {
   audited: boolean;
 }
 
-/** An IssueCredential request once validated, with its task and role (prepareIssue). */
-interface IssueCall {
-  caller: Caller;
-  task: Task;
-  /** What the task held when it was read (the first decision's history and version). */
-  summary: TaskLeaseSummary;
+/** An IssueCredential request's fields once checked (validateIssue). */
+interface AskedIssue {
+  taskId: string;
   role: RoleDefinition;
   backend: CredentialBackend;
-  /** When the request arrived: the lease's issuedAt and the decision's clock. */
-  now: number;
-  ttlSeconds: number;
   requestedTtl: number;
-  sensitivity: Sensitivity;
+  /** The sensitivity the caller declared, if any. */
+  declared: Sensitivity | undefined;
   changeType: ChangeType;
   justification: string;
   tool: string;
   context: AgentContext | undefined;
+}
+
+/** The caller's task as loadTask read it, and what it bounds. */
+interface LoadedTask {
+  task: Task;
+  /** What the task held when it was read (the first decision's history and version). */
+  summary: TaskLeaseSummary;
+  /** When the request arrived: the lease's issuedAt and the decision's clock. */
+  now: number;
+  ttlSeconds: number;
+  sensitivity: Sensitivity;
+  /** Read in loadTask's wait for the first decision round (readGrants). */
+  prefetched: { grant: BreakGlassGrant | undefined; mayHaveApproval: boolean };
+}
+
+/** An IssueCredential request once validated, with its task and role (prepareIssue). */
+interface IssueCall extends Omit<AskedIssue, 'taskId' | 'declared'>, LoadedTask {
+  caller: Caller;
   digest: string;
 }
 
@@ -1449,6 +1508,12 @@ interface Minted {
   issued: IssuedCredential;
   /** Budget scopes holding its place. */
   budgetNames: string[];
+}
+
+/** The values of settled promises, or the first failure in their order. */
+function inOrder<T extends readonly unknown[]>(settled: { [K in keyof T]: PromiseSettledResult<T[K]> }): T {
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** Untrusted request text in an audit record: bounded, whatever the caller sent. */

@@ -93,6 +93,18 @@ export async function runPolicyTest(
   return failed === 0 ? 0 : 1;
 }
 
+/** The requests of a cases file with the groups of each principal (to compare engines on them). */
+export function readPolicyCaseRequests(
+  casesFile: string,
+): Array<{ name: string; request: PolicyRequest; groups: readonly string[] }> {
+  const file = readCasesFile(casesFile);
+  return file.cases.map((c) => ({
+    name: c.name,
+    request: toRequest(c, file.roles),
+    groups: c.groups ?? file.catalog.groupsOf(c.principal),
+  }));
+}
+
 /** Problems in policy files are relative to the directory; show paths an editor can open. */
 function formatProblem(dir: string, p: PolicyProblem): string {
   const inDir = !path.isAbsolute(p.file) && p.file !== dir;

@@ -13,6 +13,7 @@ import {
   type CheckParseAnswer,
   type EntityJson,
   type EntityUidJson,
+  type Context,
   type StatefulAuthorizationCall,
 } from '@cedar-policy/cedar-wasm/nodejs';
 import { setFlagsFromString } from 'node:v8';
@@ -37,7 +38,8 @@ import {
   toolUid,
   toCedarContext,
 } from './request-entities.js';
-import type { PolicyDecision, PolicyEngine, PolicyRequest } from './types.js';
+import { PolicySlices, entityRef, type PolicySlice } from './policy-slices.js';
+import type { PolicyDecision, PolicyEngine, PolicyRequest, PreparedPolicyRequest } from './types.js';
 
 // Works around a V8 bug that aborted the broker under load (bench/run.ts, about one run in five):
 // TurboFan inlines JS->Wasm calls, and cedar-wasm's entry points return an externref, which
@@ -65,6 +67,11 @@ export interface CedarEngineOptions {
   schemaPath?: string;
   /** The AgentGroups a SPIFFE ID belongs to (from configuration). Called once per request. */
   agentGroups?: (spiffeId: string) => readonly string[];
+  /**
+   * Decide each request against only the policies that can apply to it (policy-slices.ts);
+   * default true. The answers are the same either way; false is for comparing the two.
+   */
+  slicing?: boolean;
 }
 
 export interface PolicyDirValidation {
@@ -91,6 +98,8 @@ export class CedarPolicyEngine implements PolicyEngine {
   /** Role entities depend only on the role; cached for frozen roles, whose content cannot change. */
   private readonly roleEntityCache = new WeakMap<RoleDefinition, EntityJson[]>();
   private readonly ids: readonly string[];
+  private readonly slices: PolicySlices;
+  private readonly slicing: boolean;
   /** The texts this set was built from (another replica can build the same set from them). */
   readonly sources: PolicySources;
 
@@ -98,6 +107,7 @@ export class CedarPolicyEngine implements PolicyEngine {
     bundle: PolicyBundle,
     warnings: readonly PolicyProblem[],
     agentGroups: (spiffeId: string) => readonly string[],
+    slicing: boolean,
   ) {
     this.digest = bundle.digest;
     this.sources = bundle.sources;
@@ -113,6 +123,10 @@ export class CedarPolicyEngine implements PolicyEngine {
     this.schemaName = `svid-broker/schema/${bundle.digest}`;
     ensureParsed(preparseSchema(this.schemaName, bundle.schemaText), 'schema');
     ensureParsed(preparsePolicySet(this.psetId, { staticPolicies: { ...bundle.policies } }), 'policy set');
+    this.slicing = slicing;
+    this.slices = new PolicySlices(this.psetId, bundle.policies, (id, policies) =>
+      ensureParsed(preparsePolicySet(id, { staticPolicies: policies }), 'policy slice'),
+    );
   }
 
   /** Reads, validates and preparses a policy directory; throws PolicyLoadError listing every problem. */
@@ -126,7 +140,12 @@ export class CedarPolicyEngine implements PolicyEngine {
    */
   static fromBundle(options: CedarEngineOptions, read: PolicyBundleResult): CedarPolicyEngine {
     if (read.bundle === undefined) throw new PolicyLoadError(options.policyDir, read.problems);
-    return new CedarPolicyEngine(read.bundle, read.warnings, options.agentGroups ?? (() => []));
+    return new CedarPolicyEngine(
+      read.bundle,
+      read.warnings,
+      options.agentGroups ?? (() => []),
+      options.slicing ?? true,
+    );
   }
 
   /** Policy ids in the set, in file order. */
@@ -140,51 +159,71 @@ export class CedarPolicyEngine implements PolicyEngine {
   }
 
   authorize(req: PolicyRequest): PolicyDecision {
-    let call: StatefulAuthorizationCall;
-    try {
-      call = this.toCall(req);
-    } catch (err) {
-      if (err instanceof MalformedPolicyRequestError) return this.invalidRequest([err.message]);
-      throw err;
-    }
-    // The only authorization call in the engine: always against the preparsed set.
-    return this.toDecision(statefulIsAuthorized(call));
+    return this.prepare(req).authorize();
   }
 
-  private toCall(req: PolicyRequest): StatefulAuthorizationCall {
-    const resource = req.resource;
-    let resourceUid: EntityUidJson;
-    let resourceEntities: EntityJson[];
-    switch (resource.type) {
-      case 'Role':
-        resourceUid = roleUid(resource.role);
-        resourceEntities = this.roleEntitiesOf(resource.role);
-        break;
-      case 'Environment':
-        resourceUid = environmentUid(resource.id);
-        resourceEntities = environmentEntities(resource.id);
-        break;
-      case 'Broker':
-        resourceUid = brokerUid();
-        resourceEntities = brokerEntities();
-        break;
-      case 'Tool':
-        resourceUid = toolUid(resource.id);
-        resourceEntities = [{ uid: resourceUid, attrs: {}, parents: [] }];
-        break;
+  /** Entities, context and slice built once; each authorize() is one wasm call. */
+  prepare(req: PolicyRequest): PreparedPolicyRequest {
+    let built: BuiltRequest;
+    try {
+      built = this.build(req);
+    } catch (err) {
+      if (!(err instanceof MalformedPolicyRequestError)) throw err;
+      const invalid = this.invalidRequest([err.message]);
+      return { authorize: () => ({ ...invalid, errors: [...invalid.errors] }), reads: () => true };
     }
+    const { slice, context, call } = built;
     return {
-      principal: agentUid(req.principal),
+      authorize: (overrides) => {
+        let ctx = context;
+        if (overrides !== undefined) ctx = { ...context, ...toCedarContext(overrides) };
+        // The only authorization call in the engine: always against a preparsed set.
+        return this.toDecision(statefulIsAuthorized({ ...call, context: ctx }));
+      },
+      reads: (key, ids) => slice.reads(key, ids),
+    };
+  }
+
+  private build(req: PolicyRequest): BuiltRequest {
+    const [resource, resourceEntities] = this.resourceOf(req.resource);
+    const groups = this.agentGroups(req.principal);
+    const principal = agentUid(req.principal);
+    const slice = this.slicing
+      ? this.slices.for({
+          action: req.action,
+          principal: entityRef(principal),
+          principalAncestors: groups.map((id) => ({ type: 'AgentGroup', id })),
+          resource: entityRef(resource),
+          resourceAncestors: (resourceEntities[0]?.parents ?? []).map(entityRef),
+        })
+      : this.slices.all;
+    const call = {
+      principal,
       action: { type: 'Action', id: req.action },
-      resource: resourceUid,
-      context: toCedarContext(req.context),
-      entities: [...agentEntities(req.principal, this.agentGroups(req.principal)), ...resourceEntities],
-      preparsedPolicySetId: this.psetId,
+      resource,
+      entities: [...agentEntities(req.principal, groups), ...resourceEntities],
+      preparsedPolicySetId: slice.psetId,
       // Checking each request against the schema keeps the validator's promise: a validated
       // policy cannot error at run time, so a forbid is never skipped over a malformed context.
       preparsedSchemaName: this.schemaName,
       validateRequest: true,
     };
+    return { slice, context: toCedarContext(req.context), call };
+  }
+
+  private resourceOf(resource: PolicyRequest['resource']): [EntityUidJson, EntityJson[]] {
+    switch (resource.type) {
+      case 'Role':
+        return [roleUid(resource.role), this.roleEntitiesOf(resource.role)];
+      case 'Environment':
+        return [environmentUid(resource.id), environmentEntities(resource.id)];
+      case 'Broker':
+        return [brokerUid(), brokerEntities()];
+      case 'Tool': {
+        const uid = toolUid(resource.id);
+        return [uid, [{ uid, attrs: {}, parents: [] }]];
+      }
+    }
   }
 
   private roleEntitiesOf(role: RoleDefinition): EntityJson[] {
@@ -223,6 +262,12 @@ export class CedarPolicyEngine implements PolicyEngine {
       policyDigest: this.digest,
     };
   }
+}
+
+interface BuiltRequest {
+  slice: PolicySlice;
+  context: Context;
+  call: Omit<StatefulAuthorizationCall, 'context'>;
 }
 
 function ensureParsed(answer: CheckParseAnswer, what: string): void {

@@ -65,6 +65,22 @@ export interface PolicyEngine {
    * when the policy has none or is unknown.
    */
   approvalsRequired(policyId: string): number;
+  /**
+   * The request with its entities and context built once, to be decided with context variants
+   * (the approval gate's probes). Optional: without it, callers fall back to `authorize`.
+   */
+  prepare?(req: PolicyRequest): PreparedPolicyRequest;
+}
+
+/** One request's principal, action and resource, decided with context variants. */
+export interface PreparedPolicyRequest {
+  /** The decision with `overrides` replacing keys of the request's context. */
+  authorize(overrides?: Readonly<Record<string, ContextValue>>): PolicyDecision;
+  /**
+   * Whether one of `policyIds` (default: every policy that can apply to the request) may read
+   * `context.<key>`; true when unsure.
+   */
+  reads(contextKey: string, policyIds?: readonly string[]): boolean;
 }
 
 /**

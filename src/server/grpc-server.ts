@@ -67,6 +67,7 @@ import {
   type RevokeLeasesReportMsg,
   type RevokeLeasesRequestMsg,
 } from './broker-proto.js';
+import { timed, type StageTimer } from '../observability/stage-timer.js';
 import { toServiceError } from './status.js';
 import type { SvidCertificateProvider } from './svid-certificate-provider.js';
 
@@ -93,6 +94,8 @@ export interface GrpcServerDeps {
   trace?: CallTrace;
   logger: Logger;
   metrics?: { requests: Counter<'method' | 'code'>; latency: Histogram<'method'> };
+  /** The bench only: times `authenticate` and `respond` of each unary call (the stage breakdown). */
+  stageTimer?: StageTimer;
 }
 
 export interface RunningGrpcServer {
@@ -163,7 +166,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const done = observe(method);
       void asCall(call, async () => {
-        const auth = await authenticateCall(call, method);
+        const auth = await timed(deps.stageTimer, 'authenticate', () => authenticateCall(call, method));
         if ('refusal' in auth) {
           done(auth.code);
           callback(auth.refusal as ServiceError);
@@ -173,7 +176,7 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         try {
           const res = await fn(caller, call.request);
           done('OK');
-          callback(null, res);
+          await timed(deps.stageTimer, 'respond', async () => callback(null, res));
         } catch (err) {
           done(isBrokerError(err) ? err.code : 'INTERNAL');
           callback(toServiceError(err, logger, method) as ServiceError);

@@ -19,7 +19,7 @@ import { LocalCa } from '../../src/dev/local-ca.js';
 import { WorkloadApiServer } from '../../src/dev/workload-api-server.js';
 import { X509Source, fetchJwtSvid } from '../../src/identity/workload-api.js';
 import type { LeaseStore } from '../../src/leases/types.js';
-import { createLogger, startBroker, type RunningBroker } from '../../src/main.js';
+import { createLogger, startBroker, type RunningBroker, type StartBrokerOptions } from '../../src/main.js';
 import { packageRoot } from '../../src/package-root.js';
 import { randomPrefix, sharedRedis } from './redis-server.js';
 export { eventually } from './eventually.js';
@@ -69,6 +69,8 @@ export interface HarnessOptions {
   redisPrefix?: string;
   /** A Redis of the test's own (one it may kill); default the run's shared server. */
   redisUrl?: string;
+  /** startBroker's bench hooks: the stage timer, and the hot path as it was before. */
+  measure?: Pick<StartBrokerOptions, 'stageTimer' | 'previousHotPath'>;
 }
 
 export interface Harness {
@@ -201,6 +203,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       ...(typeof opts.store === 'object' ? { store: opts.store } : {}),
       ...(opts.audit ? { audit: opts.audit } : {}),
       ...(opts.now ? { now: opts.now } : {}),
+      ...opts.measure,
     });
     closers.push(() => broker.close());
 

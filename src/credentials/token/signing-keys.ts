@@ -7,6 +7,7 @@
  * is always exportable, which is all the JWKS needs. The cost is that keys live and die with the
  * process: after a restart, tokens signed before it no longer verify.
  */
+import { KeyObject, sign } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 
 /** A type alias, not an interface, so it is assignable to `Record<string, unknown>` (JSON-shaped) consumers. */
@@ -25,6 +26,13 @@ export interface SigningKey {
   readonly kid: string;
   readonly alg: 'ES256';
   readonly privateKey: CryptoKey;
+  /**
+   * An ES256 signature (IEEE P1363, r || s, as JWS wants) over `input` with node's crypto and the
+   * key's KeyObject, cached once: WebCrypto costs about three times as much per token. The
+   * KeyObject lives only in this closure (a KeyObject would export), never on an object a
+   * serialiser or a log could reach.
+   */
+  readonly sign: (input: Buffer) => Buffer;
 }
 
 export interface SigningKeyRingOptions {
@@ -146,8 +154,13 @@ async function generateEntry(createdAt: number): Promise<RingEntry> {
   // RFC 7638 thumbprint: stable, derived from the key itself, so no kid registry is needed.
   const kid = await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, 'sha256');
   return {
-    key: Object.freeze({ kid, alg: 'ES256' as const, privateKey }),
+    key: Object.freeze({ kid, alg: 'ES256' as const, privateKey, sign: signerOf(privateKey) }),
     publicJwk: Object.freeze({ kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, kid, alg: 'ES256', use: 'sig' }),
     createdAt,
   };
+}
+
+function signerOf(privateKey: CryptoKey): (input: Buffer) => Buffer {
+  const key = KeyObject.from(privateKey);
+  return (input) => sign('sha256', input, { key, dsaEncoding: 'ieee-p1363' });
 }

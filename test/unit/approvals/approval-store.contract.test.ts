@@ -88,6 +88,17 @@ export function describeApprovalStoreContract(name: string, makeHarness: MakeHar
         assert.equal(await store.create(makeRequest(now, { requester: other }), caps), 'ok');
       });
 
+      it('mayHaveOpenForTask: false only without a pending or approved unexpired request of the task', async () => {
+        const task = `task-open-${now}`;
+        assert.equal(await store.mayHaveOpenForTask(task, now), false, 'no request yet');
+        const request = await pending({ taskId: task });
+        assert.equal(await store.mayHaveOpenForTask(task, now), true, 'pending');
+        assert.equal(await store.mayHaveOpenForTask(`${task}-other`, now), false, 'another task');
+        await approve(request.id, ALICE);
+        assert.equal(await store.mayHaveOpenForTask(task, now + 20), true, 'approved');
+        assert.equal(await store.mayHaveOpenForTask(task, request.expiresAt), false, 'expired');
+      });
+
       it('frees a place when a request is denied, consumed or expires, but not when approved', async () => {
         const caps = { perAgent: 1 };
         const first = await approved();
