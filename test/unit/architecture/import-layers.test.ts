@@ -19,7 +19,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['audit', 'feed'],
   ['observability', 'policy', 'leases'],
   ['approvals', 'budgets'],
-  ['quarantine'],
+  ['quarantine', 'notifications'],
   ['broker'],
   ['server', 'dev', 'spire'],
   ['client'],
