@@ -17,6 +17,7 @@ import { DURABILITY_MODES } from '../redis/durability.js';
 import { agentCatalogEntrySchema, spireSettingsSchema } from './catalog-schema.js';
 import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
 import { auditConfigSchema } from './audit-schema.js';
+import { humansConfigSchema } from './humans-schema.js';
 
 const listenAddress = z
   .string()
@@ -363,6 +364,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** People: OpenID Connect sign-in and the web console (humans-schema.ts). */
+    humans: humansConfigSchema.prefault({}),
   })
   .strict()
   // Runs even when other fields failed (`when`), so one pass lists every problem; the value may then

@@ -32,6 +32,8 @@ import {
   brokerUid,
   environmentEntities,
   environmentUid,
+  humanEntities,
+  humanUid,
   roleEntities,
   roleUid,
   toolUid,
@@ -173,18 +175,26 @@ export class CedarPolicyEngine implements PolicyEngine {
         resourceEntities = [{ uid: resourceUid, attrs: {}, parents: [] }];
         break;
     }
+    const principal = this.principalOf(req.principal);
     return {
-      principal: agentUid(req.principal),
+      principal: principal.uid,
       action: { type: 'Action', id: req.action },
       resource: resourceUid,
       context: toCedarContext(req.context),
-      entities: [...agentEntities(req.principal, this.agentGroups(req.principal)), ...resourceEntities],
+      entities: [...principal.entities, ...resourceEntities],
       preparsedPolicySetId: this.psetId,
       // Checking each request against the schema keeps the validator's promise: a validated
       // policy cannot error at run time, so a forbid is never skipped over a malformed context.
       preparsedSchemaName: this.schemaName,
       validateRequest: true,
     };
+  }
+
+  private principalOf(principal: PolicyRequest['principal']): { uid: EntityUidJson; entities: EntityJson[] } {
+    if (typeof principal === 'string') {
+      return { uid: agentUid(principal), entities: agentEntities(principal, this.agentGroups(principal)) };
+    }
+    return { uid: humanUid(principal), entities: humanEntities(principal) };
   }
 
   private roleEntitiesOf(role: RoleDefinition): EntityJson[] {
