@@ -329,6 +329,93 @@ describe('integration: web console with OpenID Connect sign-in', function () {
       assert.ok(!audit.includes(secret), 'not in the audit trail');
     }
   });
+
+  it('break-glass: granting needs a fresh sign-in; granted and reviewed as people, each audited with its actor', async () => {
+    const alice = browser();
+    const stale = await alice.signIn(c.base, 'alice', { path: '/break-glass', age: 600 });
+    const grant = {
+      agent: DEMO_AGENT,
+      roles: 'token/deploy',
+      reason: 'INC-9: prod is down',
+      ttl_seconds: '600',
+    };
+    const refused = await alice.send(`${c.base}/break-glass`, {
+      method: 'POST',
+      form: { _csrf: csrfOf(stale.body), ...grant },
+    });
+    assert.equal(refused.status, 303);
+    assert.match(String(refused.headers.location), /^\/auth\/login\?step_up=1&return_to=%2Fbreak-glass$/);
+    const form = await alice.navigate(new URL(String(refused.headers.location), c.base).href);
+    const fresh = await alice.logIn(form, 'alice', 0);
+    const granted = await alice.navigate(`${c.base}/break-glass`, {
+      method: 'POST',
+      form: { _csrf: csrfOf(fresh.body), ...grant },
+    });
+    assert.equal(granted.status, 200);
+    assert.match(granted.body, /INC-9: prod is down/);
+    let audit = await readAudit(c.h.auditFile);
+    const record = audit.filter((r) => r.type === 'breakglass.granted').at(-1);
+    assert.equal(record?.agent, 'human:alice');
+    assert.deepEqual(record?.actor, { type: 'human', sub: 'alice', email: 'alice@example.org' });
+
+    // The grantor cannot review it; another person can.
+    const grantId = String(record?.grant);
+    const self = await alice.navigate(`${c.base}/break-glass/${grantId}/review`, {
+      method: 'POST',
+      form: { _csrf: csrfOf(granted.body), note: 'fine' },
+    });
+    assert.equal(self.status, 403);
+    const bob = browser();
+    const page = await bob.signIn(c.base, 'bob', { path: '/break-glass' });
+    const reviewed = await bob.navigate(`${c.base}/break-glass/${grantId}/review`, {
+      method: 'POST',
+      form: { _csrf: csrfOf(page.body), note: 'used once, as declared' },
+    });
+    assert.equal(reviewed.status, 200);
+    audit = await readAudit(c.h.auditFile);
+    const review = audit.find((r) => r.type === 'breakglass.reviewed' && r.grant === grantId);
+    assert.equal((review?.actor as { sub: string } | undefined)?.sub, 'bob');
+  });
+
+  it('quarantines and releases an agent from the console', async () => {
+    const b = browser();
+    const page = await b.signIn(c.base, 'alice', { path: '/quarantines' });
+    const set = await b.navigate(`${c.base}/quarantines`, {
+      method: 'POST',
+      form: {
+        _csrf: csrfOf(page.body),
+        agent: 'spiffe://example.org/agents/other',
+        reason: 'odd tool calls',
+        ttl_seconds: '0',
+        revoke_active: '1',
+      },
+    });
+    assert.equal(set.status, 200);
+    assert.match(set.body, /odd tool calls/);
+    const released = await b.navigate(`${c.base}/quarantines/release`, {
+      method: 'POST',
+      form: { _csrf: csrfOf(set.body), agent: 'spiffe://example.org/agents/other', reason: 'explained' },
+    });
+    assert.equal(released.status, 200);
+    assert.ok(!released.body.includes('odd tool calls'));
+    const audit = await readAudit(c.h.auditFile);
+    for (const type of ['quarantine.set', 'quarantine.released']) {
+      const r = audit.filter((x) => x.type === type).at(-1);
+      assert.equal((r?.actor as { sub: string } | undefined)?.sub, 'alice', type);
+    }
+  });
+
+  it('bad input gets a clear refusal naming the field, never a stack trace', async () => {
+    const b = browser();
+    const page = await b.signIn(c.base, 'alice', { path: '/quarantines' });
+    const res = await b.navigate(`${c.base}/quarantines`, {
+      method: 'POST',
+      form: { _csrf: csrfOf(page.body), agent: 'not-a-spiffe-id', reason: 'x', ttl_seconds: '0' },
+    });
+    assert.equal(res.status, 400);
+    assert.match(res.body, /agent: must be a SPIFFE ID/);
+    assert.ok(!/at [A-Za-z.]+ \(/.test(res.body), 'no stack trace');
+  });
 });
 
 function redisUrlOf(c: ConsoleHarness): string {
