@@ -1,16 +1,22 @@
 /**
- * Console sessions in Redis, shared by every replica: `{prefix}:console:session:<sha256(id)>` and
- * `{prefix}:console:signin:<sha256(state)>`, JSON strings with a TTL. Each write is one command
+ * Console sessions in Redis, shared by every replica: `{svb}:console:session:<sha256(id)>` and
+ * `{svb}:console:signin:<sha256(state)>` (the prefix's hash tag, as every key), JSON strings with a TTL. Each write is one command
  * (SET PX, DEL, GETDEL), atomic on its own, so there is no script.
  */
+import { invalidArgument } from '../errors.js';
 import type { RedisClient } from '../redis/connect.js';
+import { hashTag } from '../redis/lua-scripts.js';
 import { type ConsoleSession, type PendingSignIn, type SessionStore, storeKey } from './session-store.js';
 
 export class RedisSessionStore implements SessionStore {
+  private readonly tag: string;
+
   constructor(
     private readonly redis: RedisClient,
-    private readonly prefix: string,
-  ) {}
+    prefix: string,
+  ) {
+    this.tag = hashTag(prefix, (message) => invalidArgument('redis.prefix', message));
+  }
 
   async putSession(id: string, session: ConsoleSession, ttlMs: number): Promise<void> {
     await this.redis.set(this.key('session', id), JSON.stringify(session), 'PX', Math.max(1, ttlMs));
@@ -35,6 +41,6 @@ export class RedisSessionStore implements SessionStore {
   }
 
   private key(kind: 'session' | 'signin', token: string): string {
-    return `${this.prefix}:console:${kind}:${storeKey(token)}`;
+    return `${this.tag}:console:${kind}:${storeKey(token)}`;
   }
 }

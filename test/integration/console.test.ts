@@ -106,7 +106,7 @@ describe('integration: web console with OpenID Connect sign-in', function () {
     const id = sessionCookie(b) as string;
     const redis = createRedisClient(redisUrlOf(c));
     try {
-      const keys = await redis.keys(`${c.h.redisPrefix}:console:session:*`);
+      const keys = await redis.keys(`{${c.h.redisPrefix}}:console:session:*`);
       assert.ok(keys.length >= 1);
       assert.ok(
         keys.every((k) => !k.includes(id)),

@@ -66,8 +66,8 @@ describe('session stores: expiry and keys', () => {
       const prefix = randomPrefix();
       const id = newToken();
       await new RedisSessionStore(redis, prefix).putSession(id, SESSION, 60_000);
-      const keys = await redis.keys(`${prefix}:*`);
-      assert.deepEqual(keys, [`${prefix}:console:session:${storeKey(id)}`]);
+      const keys = await redis.keys(`{${prefix}}:*`);
+      assert.deepEqual(keys, [`{${prefix}}:console:session:${storeKey(id)}`]);
       const ttl = await redis.pttl(keys[0] as string);
       assert.ok(ttl > 0 && ttl <= 60_000);
       assert.ok(!(await redis.get(keys[0] as string))?.includes(id));
