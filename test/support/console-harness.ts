@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { devAgents } from '../../src/dev/dev-stack.js';
 import { LocalCa } from '../../src/dev/local-ca.js';
+import { derToPem } from '../../src/identity/x509-verify.js';
 import { startHarness, type Harness, type HarnessOptions } from './broker-harness.js';
 import { startTestIdp, type TestIdp, type TestPerson } from './test-idp.js';
 
@@ -82,26 +83,19 @@ async function consoleCertificate(
   const leaf = await ca.issueX509Svid('spiffe://console.test/console', { dnsNames: ['localhost'] });
   const certFile = join(dir, 'console.crt');
   const keyFile = join(dir, 'console.key');
-  writeFileSync(certFile, leaf.certChain.map((der) => pem('CERTIFICATE', der)).join(''));
-  writeFileSync(keyFile, pem('PRIVATE KEY', leaf.privateKey));
+  writeFileSync(certFile, leaf.certChain.map((der) => derToPem(der)).join(''));
+  writeFileSync(keyFile, derToPem(leaf.privateKey, 'PRIVATE KEY'));
   return {
     certFile,
     keyFile,
     caPem: ca
       .authorities()
-      .map((der) => pem('CERTIFICATE', der))
+      .map((der) => derToPem(der))
       .join(''),
   };
 }
 
-function pem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der)
-    .toString('base64')
-    .replace(/(.{64})/g, '$1\n');
-  return `-----BEGIN ${label}-----\n${b64.replace(/\n$/, '')}\n-----END ${label}-----\n`;
-}
-
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
