@@ -7,11 +7,11 @@
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuditSink } from '../audit/types.js';
 import { STEP_UP_REQUIRED } from '../broker/human-checks.js';
 import { isBrokerError } from '../errors.js';
+import { listenOn, type RunningListener } from '../server/listen.js';
 import { humanCaller } from '../identity/human.js';
 import { type ActorScope, humanActor } from './actor-audit.js';
 import { type AuditFeed, streamAudit } from './audit-stream.js';
@@ -35,10 +35,7 @@ export interface ConsoleDeps {
   logger: Logger;
 }
 
-export interface RunningConsole {
-  port: number;
-  close(): Promise<void>;
-}
+export type RunningConsole = RunningListener;
 
 export async function startConsole(deps: ConsoleDeps, listen: string): Promise<RunningConsole> {
   const server: Server = createServer(
@@ -47,19 +44,7 @@ export async function startConsole(deps: ConsoleDeps, listen: string): Promise<R
       handle(deps, req, res).catch((err: unknown) => sendError(deps, res, err, req.url ?? ''));
     },
   );
-  const { host, port } = splitListen(listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOn(server, listen);
 }
 
 async function handle(deps: ConsoleDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -185,9 +170,4 @@ function sendError(deps: ConsoleDeps, res: ServerResponse, err: unknown, route: 
     return;
   }
   sendHtml(res, shown.status, page({ title: 'Error', body: html`<p class="error">${shown.message}</p>` }));
-}
-
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { host: listen.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port: Number(listen.slice(i + 1)) };
 }
