@@ -4,7 +4,7 @@
  * decision with a reason, through BrokerAdmin.decideApproval like the gRPC API.
  */
 import type { ApprovalRequest } from '../approvals/types.js';
-import { notFound } from '../errors.js';
+import { isBrokerError, notFound } from '../errors.js';
 import type { Lease } from '../leases/types.js';
 import { type RouteContext, type RouteResult, formField } from './console-context.js';
 import { html, isoTime, postForm, table, type SafeHtml } from './html.js';
@@ -30,23 +30,13 @@ export async function approvalPage(ctx: RouteContext): Promise<RouteResult> {
   const all = await ctx.use.admin.listApprovals(ctx.caller, { state: 'any' });
   const request = all.find((a) => a.id === id);
   if (!request) throw notFound('approval_not_found', 'no such approval, or not one you may decide');
-  const leases = await ctx.use.leaseAdmin.listLeases(ctx.caller, {
-    leaseId: '',
-    agent: '',
-    taskId: request.taskId,
-    environment: '',
-    role: '',
-    backend: '',
-    trustDomain: '',
-    all: false,
-    state: 'any',
-  });
+  const leases = await taskLeases(ctx, request.taskId);
   const taskRequests = all.filter((a) => a.taskId === request.taskId && a.id !== request.id);
   const body = html`${requestDetails(request)}
     ${request.state === 'pending' ? decideForm(request, ctx.csrf) : ''}
     <h2>The task's history</h2>
     <h3>Credentials issued in task ${request.taskId}</h3>
-    ${leaseTable(leases.leases)}
+    ${leases}
     <h3>Other approval requests of the task</h3>
     ${approvalHistory(taskRequests)}`;
   return { title: `Approval ${request.id}`, body };
@@ -61,6 +51,27 @@ export async function decideApproval(ctx: RouteContext): Promise<RouteResult> {
     reason: field('reason'),
   });
   return { redirect: `/approvals/${id}` };
+}
+
+/** The task's leases in every state; an approver without ListLeases sees why they are missing. */
+async function taskLeases(ctx: RouteContext, taskId: string): Promise<SafeHtml> {
+  try {
+    const page = await ctx.use.leaseAdmin.listLeases(ctx.caller, {
+      leaseId: '',
+      agent: '',
+      taskId,
+      environment: '',
+      role: '',
+      backend: '',
+      trustDomain: '',
+      all: false,
+      state: 'any',
+    });
+    return leaseTable(page.leases);
+  } catch (err) {
+    if (!isBrokerError(err) || err.code !== 'PERMISSION_DENIED') throw err;
+    return html`<p class="empty">Not shown: policy does not allow you ListLeases.</p>`;
+  }
 }
 
 function requestDetails(a: ApprovalRequest): SafeHtml {

@@ -23,11 +23,16 @@ export function auditPage(): { title: string; body: ReturnType<typeof html> } {
   };
 }
 
+/** How often an open stream checks that its session still stands (sign-out, expiry). */
+export const SESSION_RECHECK_MS = 15_000;
+
 export async function streamAudit(
   res: ServerResponse,
   caller: Caller,
   leaseAdmin: Pick<LeaseAdmin, 'authorize' | 'recordRead'>,
   feed: AuditFeed,
+  stillSignedIn: () => Promise<boolean>,
+  recheckMs = SESSION_RECHECK_MS,
 ): Promise<void> {
   await leaseAdmin.authorize(caller, 'WatchAudit', 'ConsoleAuditStream');
   await leaseAdmin.recordRead(caller, 'ConsoleAuditStream', {});
@@ -41,5 +46,16 @@ export async function streamAudit(
     res.write(`event: audit\nid: ${record.seq}\ndata: ${JSON.stringify(record)}\n\n`);
   };
   const unsubscribe = feed.subscribe((records) => records.forEach(send));
-  res.on('close', unsubscribe);
+  // A stream outlives its page: it ends when the session does (signed out anywhere, or expired).
+  const recheck = setInterval(() => {
+    stillSignedIn().then(
+      (ok) => ok || res.end(),
+      () => res.end(),
+    );
+  }, recheckMs);
+  recheck.unref();
+  res.on('close', () => {
+    clearInterval(recheck);
+    unsubscribe();
+  });
 }

@@ -60,20 +60,27 @@ async function handle(deps: ConsoleDeps, req: IncomingMessage, res: ServerRespon
     return refuseCsrf(deps, res, open, url.pathname);
   }
   const actor = humanActor(open.session.human);
-  await deps.actors.run(actor, () => dispatch(deps, res, { open, method, url, form }));
+  const stillOpen = async (): Promise<boolean> => (await deps.signIn.load(req))?.id === open.id;
+  await deps.actors.run(actor, () => dispatch(deps, res, { open, method, url, form, stillOpen }));
 }
 
 async function dispatch(
   deps: ConsoleDeps,
   res: ServerResponse,
-  req: { open: OpenSession; method: string; url: URL; form: Map<string, string> },
+  req: {
+    open: OpenSession;
+    method: string;
+    url: URL;
+    form: Map<string, string>;
+    stillOpen: () => Promise<boolean>;
+  },
 ): Promise<void> {
   const { open, method, url, form } = req;
   if (method === 'POST' && url.pathname === '/auth/logout') return deps.signIn.logout(res, open);
   const caller = humanCaller(open.session.human);
   if (method === 'GET' && url.pathname === '/audit/events') {
     if (!deps.auditFeed) return sendHtml(res, 503, 'no audit stream in this broker');
-    return streamAudit(res, caller, deps.use.leaseAdmin, deps.auditFeed);
+    return streamAudit(res, caller, deps.use.leaseAdmin, deps.auditFeed, req.stillOpen);
   }
   if (method === 'GET' && url.pathname === '/') return redirect(res, '/approvals');
   const found = findRoute(method, url.pathname);

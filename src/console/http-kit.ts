@@ -83,9 +83,12 @@ export function redirect(
   res.end();
 }
 
-/** Only a local path may be a return target: no scheme, no host, no `//`. */
+/**
+ * Only a local path may be a return target: no scheme, no host, no `//`, nothing but printable
+ * ASCII (it goes into a Location or Refresh header).
+ */
 export function localPath(raw: string | null | undefined, fallback = '/approvals'): string {
-  if (!raw || !raw.startsWith('/') || raw.startsWith('//') || raw.includes('\\')) return fallback;
+  if (!raw || !/^\/(?!\/)[\x21-\x7e]*$/.test(raw) || raw.includes('\\')) return fallback;
   return raw;
 }
 

@@ -243,6 +243,15 @@ describe('integration: web console with OpenID Connect sign-in', function () {
     assert.ok(denied.length >= 1);
   });
 
+  it("an approver without ListLeases sees the request, and why the task's leases are not shown", async () => {
+    const { id } = await pendingDeploy();
+    const erin = browser();
+    const page = await erin.signIn(c.base, 'erin', { path: `/approvals/${id}` });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /Not shown: policy does not allow you ListLeases/);
+    assert.equal((await decide(erin, id, page, 'approve', 'looks right')).status, 200);
+  });
+
   it('@approvals counts distinct people: the same person twice is refused, a second person completes it', async () => {
     const { id } = await pendingDeploy('rotate the admin key', 'token/admin');
     const alice = browser();

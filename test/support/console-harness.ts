@@ -28,7 +28,14 @@ export const PEOPLE = {
   bob: { sub: 'bob', email: 'bob@example.org', groups: ['security'] },
   carol: { sub: 'carol', email: 'Carol@Example.org', groups: ['security'] },
   dave: { sub: 'dave', email: 'dave@example.org', groups: ['engineering'] },
+  /** May decide approvals (APPROVERS_POLICY), nothing else. */
+  erin: { sub: 'erin', email: 'erin@example.org', groups: ['approvers'] },
 } satisfies Record<string, TestPerson>;
+
+/** A group that decides approvals and holds no admin action (added beside the shipped policies). */
+export const APPROVERS_POLICY = `@id("approvers-decide")
+permit (principal in HumanGroup::"approvers", action == Action::"DecideApproval", resource is Role);
+`;
 
 /** The demo agent's owner in the catalog: carol (by email, compared case-insensitively). */
 export const DEMO_OWNER = 'carol@example.org';
@@ -50,6 +57,7 @@ export async function startConsoleHarness(opts: HarnessOptions = {}): Promise<Co
       a.pattern.endsWith('/agents/demo') ? { ...a, owner: DEMO_OWNER } : a,
     );
     const h = await startHarness({
+      extraPolicies: APPROVERS_POLICY,
       ...opts,
       config: {
         approvals: { ttlSeconds: 900, pollMs: 50 },
