@@ -42,9 +42,11 @@ export function html(strings: TemplateStringsArray, ...values: Interpolated[]): 
   return new SafeHtml(out);
 }
 
-/** An epoch-ms time as RFC 3339, or "" for 0. */
+/** An epoch-ms time as RFC 3339, "" for 0, and the number itself when no date can hold it. */
 export function isoTime(ms: number | undefined): string {
-  return ms ? new Date(ms).toISOString() : '';
+  if (!ms) return '';
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
 }
 
 export interface PageFrame {
