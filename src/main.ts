@@ -88,6 +88,9 @@ import { RevokedList } from './server/revoked-list.js';
 import { startAuthzenHttp } from './server/authzen-http.js';
 import { AccessEvaluator } from './broker/access-evaluation.js';
 import { SvidCertificateProvider, type TlsIdentitySource } from './server/svid-certificate-provider.js';
+import { ActorScope, withActor } from './console/actor-audit.js';
+import type { AuditFeed } from './console/audit-stream.js';
+import { buildHumanConsole } from './console/build-console.js';
 
 // The broker's live heap is small (about 25 MB under load: `npm run bench -- --rss-detail`), but
 // V8's default old-space growth let the heap reach two to three times that between major GCs,
@@ -132,6 +135,8 @@ export interface RunningBroker {
   readonly httpPort: number;
   /** The AuthZEN listener's port, when `authzen.listen` is set. */
   readonly authzenPort: number | undefined;
+  /** The web console's port, when `humans.console.listen` is set. */
+  readonly consolePort: number | undefined;
   readonly broker: Broker;
   readonly store: LeaseStore;
   readonly keys: SigningKeyRing;
@@ -219,9 +224,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
     if (opts.metricLabels) registry.setDefaultLabels(opts.metricLabels);
-    // Records written while a gRPC call is served carry its W3C traceparent (when valid).
+    // Records written while a gRPC call is served carry its W3C traceparent (when valid), and
+    // records written during a console call name the person (actor; see console/actor-audit.ts).
     const trace = new CallTrace();
-    const audit = new TracedAuditSink(withMetrics(sink, metrics), trace);
+    const actors = new ActorScope();
+    const audit = withActor(new TracedAuditSink(withMetrics(sink, metrics), trace), actors);
     events.attach(audit);
     const stopNotifications = startNotifications({
       config: config.notifications,
@@ -258,6 +265,13 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     });
     if (pipeline) startSsfTransmitters(ctx, pipeline, credentials.keys, servers.httpPort, ssfMetadata);
     const reaper = startWorkers(ctx, { stores, credentials, audit, broker: useCases.broker });
+    const consolePort = await startHumanConsole(ctx, {
+      redis: stores.redis,
+      useCases,
+      actors,
+      audit,
+      auditFeed: pipeline ?? auditFeedOf(opts.audit),
+    });
 
     identity.x509.onUpdate(() =>
       logger.info(
@@ -276,6 +290,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       grpcPort: servers.grpcPort,
       httpPort: servers.httpPort,
       authzenPort: servers.authzenPort,
+      consolePort,
       broker: useCases.broker,
       store: stores.store,
       keys: credentials.keys,
@@ -396,6 +411,8 @@ class PolicyEvents {
 interface Policy {
   policies: PolicyManager;
   agentGroups: (id: string) => string[];
+  /** The catalog's `owner` of an agent, if any. */
+  agentOwner: (id: string) => string | undefined;
   /** Set once Redis is there (buildStores); a reload here is published to every other replica. */
   sync: { current?: PolicySync };
 }
@@ -405,7 +422,13 @@ interface Policy {
  * set never replaces a good one.
  */
 function buildPolicy({ config, logger, onClose, measure }: Startup, events: PolicyEvents): Policy {
-  const catalog = new AgentCatalog(config.agents.map((a) => ({ pattern: a.pattern, groups: [...a.groups] })));
+  const catalog = new AgentCatalog(
+    config.agents.map((a) => ({
+      pattern: a.pattern,
+      groups: [...a.groups],
+      ...(a.owner ? { owner: a.owner } : {}),
+    })),
+  );
   const agentGroups = (id: string): string[] => catalog.groupsOf(id);
   const sync: { current?: PolicySync } = {};
   const policies = PolicyManager.load({
@@ -443,7 +466,7 @@ function buildPolicy({ config, logger, onClose, measure }: Startup, events: Poli
   });
   onClose(() => policies.close());
   logger.info({ digest: policies.current.digest, dir: config.policy.dir }, 'policy set loaded');
-  return { policies, agentGroups, sync };
+  return { policies, agentGroups, agentOwner: (id) => catalog.ownerOf(id), sync };
 }
 
 interface Stores {
@@ -989,6 +1012,12 @@ function buildUseCases(
     audit,
     breakGlassMaxTtlSeconds: config.breakGlass.maxTtlSeconds,
     incidents,
+    stepUp: {
+      maxAgeSeconds: config.humans.oidc.stepUpMaxAgeSeconds,
+      acrValues: config.humans.oidc.acrValues,
+      productionEnvironments: config.humans.productionEnvironments,
+    },
+    agentOwner: policy.agentOwner,
     logger,
     ...clock,
   });
@@ -1207,6 +1236,39 @@ function startWorkers(
   revocationWorker.start();
   onClose(() => revocationWorker.stop());
   return reaper;
+}
+
+/** 10. The web console for people, when `humans.console.listen` is set (console/build-console.ts). */
+async function startHumanConsole(
+  { config, logger, clock, onClose }: Startup,
+  parts: {
+    redis: RedisClient | undefined;
+    useCases: UseCases;
+    actors: ActorScope;
+    audit: AuditSink;
+    auditFeed: AuditFeed | undefined;
+  },
+): Promise<number | undefined> {
+  const running = await buildHumanConsole({
+    humans: config.humans,
+    redis: parts.redis,
+    redisPrefix: config.redis.prefix,
+    use: parts.useCases,
+    actors: parts.actors,
+    audit: parts.audit,
+    auditFeed: parts.auditFeed,
+    logger,
+    ...clock,
+  });
+  if (!running) return undefined;
+  onClose(() => running.close());
+  return running.port;
+}
+
+/** An injected sink that keeps the chain (a memory sink in tests) feeds the live view too. */
+function auditFeedOf(sink: AuditSink | undefined): AuditFeed | undefined {
+  const candidate = sink as Partial<AuditFeed> | undefined;
+  return typeof candidate?.subscribe === 'function' ? (candidate as AuditFeed) : undefined;
 }
 
 /** Lets the broker call the quarantine triggers, which are built after it. */

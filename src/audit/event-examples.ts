@@ -307,6 +307,24 @@ export const AUDIT_EVENT_EXAMPLES: { readonly [T in AuditEventType]: AuditEventE
     example: { ...APPROVAL_BASE, agent: DEMO, approve: true, reason: 'looks fine', refusal: 'self_approval' },
     also: ['decision', 'policy_ids', 'policy_digest', ...DECISION_ALSO, 'state'],
   },
+  'human.signed_in': {
+    example: {
+      agent: 'human:00u1a2b3c4d5e6f7',
+      actor: { type: 'human', sub: '00u1a2b3c4d5e6f7', email: 'ana@example.org' },
+      groups: ['security'],
+      auth_time: 1796380000,
+      step_up: false,
+    },
+  },
+  'human.signed_out': {
+    example: {
+      agent: 'human:00u1a2b3c4d5e6f7',
+      actor: { type: 'human', sub: '00u1a2b3c4d5e6f7', email: 'ana@example.org' },
+    },
+  },
+  'human.sign_in_failed': {
+    example: { agent: '', reason: 'unknown_state' },
+  },
   'breakglass.granted': {
     example: {
       agent: SECURITY,

@@ -31,6 +31,11 @@ export const AUDIT_EVENT_TYPES = {
     'a pending approval passed half its lifetime undecided: approvers are reminded (chat notifications)',
   'approval.expired': 'a pending approval expired undecided (seen by the approval watch; announced in chat)',
   'approval.decision_refused': 'a decision was refused: self-approval, no permission, a closed request',
+  'human.signed_in':
+    'a person signed in at the web console through the OpenID provider: actor, groups, auth_time, step_up',
+  'human.signed_out': 'a person signed out of the web console (the session is deleted for every replica)',
+  'human.sign_in_failed':
+    'a console sign-in was refused: unknown or replayed state, another browser, or an IdP response that did not verify',
   'breakglass.granted': 'a break-glass grant was made (severity critical)',
   'breakglass.denied': 'a break-glass grant was refused',
   'breakglass.reviewed': 'a break-glass grant was reviewed, with the note and its use count',

@@ -13,6 +13,7 @@ import type { Caller } from '../identity/types.js';
 import type { PolicyEngine } from '../policy/types.js';
 import type { IncidentHooks } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
+import { policyPrincipal } from './human-checks.js';
 
 /** The Cedar admin actions on `Broker::"svid-broker"`. */
 export type AdminAction =
@@ -32,7 +33,7 @@ export class AdminGuard {
   /** Authorizes `method` by its admin action; a refusal is audited, counted and thrown. */
   async authorize(caller: Caller, action: AdminAction, method: string): Promise<void> {
     const decision = this.deps.policy().authorize({
-      principal: caller.spiffeId,
+      principal: policyPrincipal(caller),
       action,
       resource: { type: 'Broker' },
       context: {},

@@ -33,6 +33,13 @@ import type { IncidentHooks } from './broker.js';
 import { decisionFields, denialError } from './decisions.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 import { pageOfApprovals, type ApprovalPage } from './approval-pages.js';
+import {
+  approvalNeedsStepUp,
+  isOwner,
+  policyPrincipal,
+  requireFreshSignIn,
+  type StepUpPolicy,
+} from './human-checks.js';
 
 export interface BrokerAdminDeps {
   approvals: ApprovalStore;
@@ -44,6 +51,10 @@ export interface BrokerAdminDeps {
   /** The automatic quarantine triggers: an admin refusal is a strike. */
   incidents?: Pick<IncidentHooks, 'onRefused'>;
   logger: Logger;
+  /** Fresh sign-in rules for people (humans.*); absent, no step-up is asked. */
+  stepUp?: StepUpPolicy;
+  /** The catalog's `owner` of an agent: that person cannot approve its requests. */
+  agentOwner?: (spiffeId: string) => string | undefined;
   now?: () => number;
   newId?: () => string;
 }
@@ -113,6 +124,9 @@ export class BrokerAdmin {
       reason,
     };
     const decision = await this.mayDecide(caller, request, role, base);
+    if (input.approve && this.deps.stepUp && approvalNeedsStepUp(request, this.deps.stepUp)) {
+      requireFreshSignIn(caller, this.deps.stepUp, now, 'approving this request');
+    }
     const { outcome, request: after } = await this.deps.approvals.decide(approvalId, {
       approver: caller.spiffeId,
       approve: input.approve,
@@ -142,11 +156,16 @@ export class BrokerAdmin {
     caller: Caller,
     request: ApprovalRequest,
     role: RoleDefinition,
-    base: { agent: string } & Record<string, unknown>,
+    base: { agent: string; approve: boolean } & Record<string, unknown>,
   ): Promise<PolicyDecision> {
     if (request.requester === caller.spiffeId) {
       await this.record({ type: 'approval.decision_refused', ...base, refusal: 'self_approval' });
       const err = permissionDenied('the requester cannot decide its own request', [], 'self_approval');
+      return this.guard.refuse(caller, 'DecideApproval', err, {}, true);
+    }
+    if (base.approve && caller.human && isOwner(caller.human, this.deps.agentOwner?.(request.requester))) {
+      await this.record({ type: 'approval.decision_refused', ...base, refusal: 'owner_approval' });
+      const err = permissionDenied("an agent's owner cannot approve its requests", [], 'owner_approval');
       return this.guard.refuse(caller, 'DecideApproval', err, {}, true);
     }
     const decision = this.authorizeDecide(caller, request, role);
@@ -190,6 +209,7 @@ export class BrokerAdmin {
     };
     await this.authorizeGrant(caller, base);
     const now = this.now();
+    requireFreshSignIn(caller, this.deps.stepUp, now, 'granting break-glass');
     const grant: BreakGlassGrant = {
       id: this.newId(),
       grantedBy: caller.spiffeId,
@@ -246,7 +266,7 @@ export class BrokerAdmin {
   ): Promise<void> {
     for (const r of base.roles) {
       const decision = this.deps.policy().authorize({
-        principal: caller.spiffeId,
+        principal: policyPrincipal(caller),
         action: 'BreakGlass',
         resource: { type: 'Role', role: this.deps.roles.get(r) as RoleDefinition },
         context: { target: base.target, ttlSeconds: base.ttl_seconds, reason: base.reason },
@@ -306,7 +326,7 @@ export class BrokerAdmin {
 
   private authorizeDecide(caller: Caller, request: ApprovalRequest, role: RoleDefinition): PolicyDecision {
     const req: PolicyRequest = {
-      principal: caller.spiffeId,
+      principal: policyPrincipal(caller),
       action: 'DecideApproval',
       resource: { type: 'Role', role },
       context: {

@@ -1,8 +1,8 @@
 /** `svid-broker dev`: the dev stack plus a broker, and what to try next. */
 import { relative } from 'node:path';
-import { startDevStack, type DevStack } from '../dev/dev-stack.js';
+import { startDevStack, type DevConsoleOptions, type DevStack } from '../dev/dev-stack.js';
 import { createLogger, startBroker, type RunningBroker } from '../main.js';
-import { str, type Command } from './command.js';
+import { str, usageError, type Command, type Parsed } from './command.js';
 import { PROCESS_TITLE, onReloadSignal, untilSignal } from './serve.js';
 
 /** What is running where, and commands to try from this directory. */
@@ -51,12 +51,17 @@ Try it (in another terminal, from this directory):
   curl -s ${http}/.well-known/jwks.json ; curl -s ${http}/v1/revoked
   # check the audit chain
   ${cli} audit verify ${rel(stack.config.audit.file)}
-
+${broker.consolePort ? `\nWeb console: https://localhost:${broker.consolePort}/ (sign in at ${stack.config.humans.oidc.issuer ?? ''})\n` : ''}
 Ctrl-C stops everything.
 `;
 }
 
-export async function runDev(opts: { dir?: string; listen?: string; httpListen?: string }): Promise<number> {
+export async function runDev(opts: {
+  dir?: string;
+  listen?: string;
+  httpListen?: string;
+  console?: DevConsoleOptions;
+}): Promise<number> {
   process.title = PROCESS_TITLE;
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
   const stack = await startDevStack({
@@ -64,6 +69,7 @@ export async function runDev(opts: { dir?: string; listen?: string; httpListen?:
     ...(opts.dir ? { dir: opts.dir } : {}),
     ...(opts.listen ? { listen: opts.listen } : {}),
     ...(opts.httpListen ? { httpListen: opts.httpListen } : {}),
+    ...(opts.console ? { console: opts.console } : {}),
   });
   let broker;
   try {
@@ -102,6 +108,22 @@ export const DEV_COMMANDS: Command[] = [
         value: 'HOST:PORT',
         help: 'the ops HTTP address: health, JWKS, metrics (default 127.0.0.1:8080)',
       },
+      console: {
+        type: 'string',
+        value: 'HOST:PORT',
+        help: 'also serve the web console there (a fixed port; needs --oidc-issuer and --oidc-client-id)',
+      },
+      'oidc-issuer': { type: 'string', value: 'URL', help: 'the OpenID provider people sign in at' },
+      'oidc-client-id': {
+        type: 'string',
+        value: 'ID',
+        help: "the console's client id at the OpenID provider",
+      },
+      'oidc-client-secret-file': {
+        type: 'string',
+        value: 'FILE',
+        help: 'a file holding its client secret (none: a public client)',
+      },
     },
     notes: 'exit codes: 0 stopped by Ctrl-C, 1 could not start (the reason is printed)',
     run: (p) =>
@@ -109,6 +131,21 @@ export const DEV_COMMANDS: Command[] = [
         ...(str(p, 'dir') ? { dir: str(p, 'dir') } : {}),
         ...(str(p, 'listen') ? { listen: str(p, 'listen') } : {}),
         ...(str(p, 'http-listen') ? { httpListen: str(p, 'http-listen') } : {}),
+        ...devConsole(p),
       }),
   },
 ];
+
+/** `--console` with its IdP flags, or nothing; the IdP flags alone are a usage mistake. */
+function devConsole(p: Parsed): { console?: DevConsoleOptions } {
+  const listen = str(p, 'console');
+  const issuer = str(p, 'oidc-issuer');
+  const clientId = str(p, 'oidc-client-id');
+  const secret = str(p, 'oidc-client-secret-file');
+  if (!listen) {
+    if (issuer || clientId || secret) throw usageError('--oidc-* flags need --console HOST:PORT');
+    return {};
+  }
+  if (!issuer || !clientId) throw usageError('--console needs --oidc-issuer and --oidc-client-id');
+  return { console: { listen, issuer, clientId, ...(secret ? { clientSecretFile: secret } : {}) } };
+}

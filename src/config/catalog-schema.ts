@@ -36,6 +36,11 @@ export const agentCatalogEntrySchema = z
     dnsNames: z.array(z.string().min(1)).optional(),
     federatesWith: z.array(trustDomainName).optional(),
     admin: z.boolean().optional(),
+    /**
+     * The person who owns this agent (their IdP subject or email address): they cannot approve the
+     * agent's requests at the console.
+     */
+    owner: z.string().trim().min(1).optional(),
   })
   .strict()
   .superRefine((entry, ctx) => {

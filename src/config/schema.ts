@@ -18,6 +18,7 @@ import { agentCatalogEntrySchema, spireSettingsSchema } from './catalog-schema.j
 import { redisAuthSchema, refineRedisAuth, workloadApiIdentitySchema } from './deploy-schema.js';
 import { auditConfigSchema } from './audit-schema.js';
 import { notificationsConfigSchema } from './notifications-schema.js';
+import { humansConfigSchema } from './humans-schema.js';
 
 const listenAddress = z
   .string()
@@ -365,6 +366,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /** People: OpenID Connect sign-in and the web console (humans-schema.ts). */
+    humans: humansConfigSchema.prefault({}),
   })
   .strict()
   // Runs even when other fields failed (`when`), so one pass lists every problem; the value may then

@@ -4,11 +4,12 @@
  * when one is on the PATH (else the in-process store, loudly), and a broker config with the
  * example policies and the `token/demo` role.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { parseConfig } from '../config/load-config.js';
 import type { BrokerConfig } from '../config/schema.js';
+import { derToPem } from '../identity/x509-verify.js';
 import { packageRoot } from '../package-root.js';
 import { CaWorkloadIdentity } from './ca-workload-identity.js';
 import { acquireDevLock } from './dev-lock.js';
@@ -45,6 +46,16 @@ export interface DevStackOptions {
   store?: 'auto' | 'redis' | 'memory';
   listen?: string;
   httpListen?: string;
+  /** The web console against a real IdP (`svid-broker dev --console`), with a certificate from the dev CA. */
+  console?: DevConsoleOptions;
+}
+
+export interface DevConsoleOptions {
+  /** `host:port`, a fixed port: the IdP must know the callback URL. */
+  listen: string;
+  issuer: string;
+  clientId: string;
+  clientSecretFile?: string;
 }
 
 export interface DevStack {
@@ -194,6 +205,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         roles: devRoles(),
         agents: devAgents(),
         log: { level: 'info' },
+        ...(opts.console ? { humans: await devHumans(ca, dir, opts.console) } : {}),
       },
       'dev stack',
     );
@@ -203,4 +215,28 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     await close();
     throw err;
   }
+}
+
+/**
+ * `humans:` for the dev stack: the console on `https://localhost:<port>` with a certificate the dev
+ * CA issues for `localhost` (browsers will warn: the dev CA is no public one).
+ */
+async function devHumans(ca: LocalCa, dir: string, c: DevConsoleOptions): Promise<Record<string, unknown>> {
+  const port = Number(c.listen.slice(c.listen.lastIndexOf(':') + 1));
+  if (!Number.isInteger(port) || port <= 0)
+    throw new Error('dev --console needs a fixed port (the IdP knows the callback URL)');
+  const leaf = await ca.issueX509Svid(`spiffe://${DEV_TRUST_DOMAIN}/console`, { dnsNames: ['localhost'] });
+  const certFile = join(dir, 'console.crt');
+  const keyFile = join(dir, 'console.key');
+  writeFileSync(certFile, leaf.certChain.map((der) => derToPem(der)).join(''));
+  writeFileSync(keyFile, derToPem(leaf.privateKey, 'PRIVATE KEY'), { mode: 0o600 });
+  return {
+    oidc: {
+      issuer: c.issuer,
+      clientId: c.clientId,
+      ...(c.clientSecretFile ? { clientSecretFile: c.clientSecretFile } : {}),
+      redirectUrl: `https://localhost:${port}/auth/callback`,
+    },
+    console: { listen: c.listen, certFile, keyFile },
+  };
 }

@@ -40,13 +40,33 @@ export interface JwtBundleSource {
   getJwtBundleForTrustDomain(trustDomain: string): JwtBundle | undefined;
 }
 
-/** How a caller proved its identity. */
-export type AuthMethod = 'x509' | 'jwt';
+/** How a caller proved its identity: an SVID, or (people at the console) an OpenID Connect sign-in. */
+export type AuthMethod = 'x509' | 'jwt' | 'oidc';
 
-/** A verified caller, put into the call context by the auth interceptor. */
+/** A person signed in at the web console, as their OpenID provider asserted them. */
+export interface HumanIdentity {
+  /** The ID token's `sub`. */
+  readonly sub: string;
+  /** The `email` claim, "" when the IdP sent none. */
+  readonly email: string;
+  /** The values of the configured groups claim. */
+  readonly groups: readonly string[];
+  /** When they last authenticated at the IdP (the ID token's `auth_time`, epoch seconds). */
+  readonly authTime: number;
+  /** The ID token's `acr`, "" when absent. */
+  readonly acr: string;
+}
+
+/** A verified caller, put into the call context by the auth interceptor (or the console's session). */
 export interface Caller {
+  /**
+   * The caller's SPIFFE ID; for a person, `human:<sub>` (see humanCaller): the key their approvals,
+   * grants and audit records are counted and checked under, never a valid SPIFFE ID.
+   */
   readonly spiffeId: string;
   readonly trustDomain: string;
   readonly path: string;
   readonly authMethod: AuthMethod;
+  /** Set for a person signed in at the console; the Cedar principal is then Human::"<sub>". */
+  readonly human?: HumanIdentity;
 }

@@ -9,6 +9,8 @@ import { parseSpiffeId, SpiffeIdPattern, type SpiffeId } from '../identity/spiff
 export interface AgentCatalogEntry {
   pattern: string;
   groups: readonly string[];
+  /** The person who owns the agents of this entry (IdP subject or email). */
+  owner?: string;
 }
 
 /** A catalog entry that cannot be used; the message names the entry by index and pattern. */
@@ -22,6 +24,7 @@ export class AgentCatalogError extends Error {
 interface CompiledEntry {
   pattern: SpiffeIdPattern;
   groups: readonly string[];
+  owner: string | undefined;
 }
 
 export class AgentCatalog {
@@ -49,6 +52,17 @@ export class AgentCatalog {
     }
     return [...groups];
   }
+
+  /** The owner named by the first matching entry that names one, or undefined. */
+  ownerOf(spiffeId: string): string | undefined {
+    let id: SpiffeId;
+    try {
+      id = parseSpiffeId(spiffeId);
+    } catch {
+      return undefined;
+    }
+    return this.entries.find((e) => e.owner !== undefined && e.pattern.matches(id))?.owner;
+  }
 }
 
 function compileEntry(entry: AgentCatalogEntry, index: number): CompiledEntry {
@@ -69,5 +83,5 @@ function compileEntry(entry: AgentCatalogEntry, index: number): CompiledEntry {
       throw new AgentCatalogError(`${where}: invalid group name ${JSON.stringify(g)}`);
     }
   }
-  return { pattern, groups: Object.freeze([...entry.groups]) };
+  return { pattern, groups: Object.freeze([...entry.groups]), owner: entry.owner };
 }

@@ -33,6 +33,8 @@ import {
   brokerUid,
   environmentEntities,
   environmentUid,
+  humanEntities,
+  humanUid,
   roleEntities,
   roleUid,
   toolUid,
@@ -186,22 +188,22 @@ export class CedarPolicyEngine implements PolicyEngine {
 
   private build(req: PolicyRequest): BuiltRequest {
     const [resource, resourceEntities] = this.resourceOf(req.resource);
-    const groups = this.agentGroups(req.principal);
-    const principal = agentUid(req.principal);
+    const principal = this.principalOf(req.principal);
     const slice = this.slicing
       ? this.slices.for({
           action: req.action,
-          principal: entityRef(principal),
-          principalAncestors: groups.map((id) => ({ type: 'AgentGroup', id })),
+          principal: entityRef(principal.uid),
+          // An agent's AgentGroups, a person's HumanGroups: the principal entity's parents.
+          principalAncestors: (principal.entities[0]?.parents ?? []).map(entityRef),
           resource: entityRef(resource),
           resourceAncestors: (resourceEntities[0]?.parents ?? []).map(entityRef),
         })
       : this.slices.all;
     const call = {
-      principal,
+      principal: principal.uid,
       action: { type: 'Action', id: req.action },
       resource,
-      entities: [...agentEntities(req.principal, groups), ...resourceEntities],
+      entities: [...principal.entities, ...resourceEntities],
       preparsedPolicySetId: slice.psetId,
       // Checking each request against the schema keeps the validator's promise: a validated
       // policy cannot error at run time, so a forbid is never skipped over a malformed context.
@@ -224,6 +226,13 @@ export class CedarPolicyEngine implements PolicyEngine {
         return [uid, [{ uid, attrs: {}, parents: [] }]];
       }
     }
+  }
+
+  private principalOf(principal: PolicyRequest['principal']): { uid: EntityUidJson; entities: EntityJson[] } {
+    if (typeof principal === 'string') {
+      return { uid: agentUid(principal), entities: agentEntities(principal, this.agentGroups(principal)) };
+    }
+    return { uid: humanUid(principal), entities: humanEntities(principal) };
   }
 
   private roleEntitiesOf(role: RoleDefinition): EntityJson[] {

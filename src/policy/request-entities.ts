@@ -4,7 +4,7 @@
  */
 import type { CedarValueJson, Context, EntityJson, EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs';
 import type { RoleDefinition } from '../credentials/backend.js';
-import type { ContextValue } from './types.js';
+import type { ContextValue, HumanPrincipal } from './types.js';
 
 /** The request cannot be expressed in Cedar; the engine denies it rather than guess. */
 export class MalformedPolicyRequestError extends Error {
@@ -35,6 +35,21 @@ export function agentEntities(spiffeId: string, groups: readonly string[]): Enti
   const parents = groups.map((g): EntityUidJson => ({ type: 'AgentGroup', id: g }));
   return [
     { uid: agentUid(spiffeId), attrs: { trustDomain, path: idPath }, parents },
+    ...parents.map((uid): EntityJson => ({ uid, attrs: {}, parents: [] })),
+  ];
+}
+
+export function humanUid(human: HumanPrincipal): EntityUidJson {
+  return { type: 'Human', id: human.sub };
+}
+
+/** The person and their IdP groups, as attributes and as HumanGroup parents. */
+export function humanEntities(human: HumanPrincipal): EntityJson[] {
+  if (human.sub === '') throw new MalformedPolicyRequestError('human principal has an empty subject');
+  const groups = [...new Set(human.groups)];
+  const parents = groups.map((g): EntityUidJson => ({ type: 'HumanGroup', id: g }));
+  return [
+    { uid: humanUid(human), attrs: { sub: human.sub, email: human.email, groups }, parents },
     ...parents.map((uid): EntityJson => ({ uid, attrs: {}, parents: [] })),
   ];
 }

@@ -28,9 +28,18 @@ export const ADMIN_ACTIONS = [
 /** A Cedar context value: what we put in requests. */
 export type ContextValue = string | number | boolean | ContextValue[] | { [k: string]: ContextValue };
 
+/** A person signed in at the console: principal Human::"<sub>", in HumanGroup::"<g>" for each group. */
+export interface HumanPrincipal {
+  type: 'Human';
+  sub: string;
+  /** "" when the IdP sent none. */
+  email: string;
+  groups: readonly string[];
+}
+
 export interface PolicyRequest {
-  /** Caller SPIFFE ID; principal is Agent::"<id>". */
-  principal: string;
+  /** Caller SPIFFE ID (principal Agent::"<id>"), or a signed-in person (admin actions only). */
+  principal: string | HumanPrincipal;
   action: PolicyAction;
   /**
    * IssueCredential, DecideApproval, BreakGlass: the role; BeginTask: the environment;

@@ -4,9 +4,9 @@
  * and its verifier key. Nothing secret is served here.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { listenOn } from './listen.js';
 import { RevokedQueryError, type RevokedList } from './revoked-list.js';
 import { describeNotReady, type HealthReport } from '../observability/dependency-health.js';
 
@@ -99,23 +99,8 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
       else res.end();
     });
   });
-  const { host, port } = splitHostPort(listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOn(server, listen);
 }
 
-export function splitHostPort(listen: string): { host: string; port: number } {
-  const idx = listen.lastIndexOf(':');
-  const host = listen.slice(0, idx).replace(/^\[|\]$/g, '') || '0.0.0.0';
-  return { host, port: Number(listen.slice(idx + 1)) };
-}
+// authzen-http.ts splits its address with the same function.
+export { splitHostPort } from './listen.js';

@@ -37,6 +37,9 @@ export const PROVED_ELSEWHERE: Partial<Record<AuditEventType, string>> = {
   'audit.repaired': 'test/integration/audit-disk-full.test.ts',
   'approval.reminder': 'test/integration/notifications.test.ts',
   'approval.expired': 'test/integration/notifications.test.ts',
+  'human.signed_in': 'test/integration/console.test.ts',
+  'human.signed_out': 'test/integration/console.test.ts',
+  'human.sign_in_failed': 'test/integration/console.test.ts',
 };
 
 /** Fields a record of `type` may carry that its example does not show. */

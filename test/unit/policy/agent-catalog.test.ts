@@ -3,6 +3,18 @@ import { AgentCatalog, AgentCatalogError } from '../../../src/policy/agent-catal
 import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
 import { DEV_CATALOG, SECURITY_ONCALL, SHIPPED_POLICY_DIR, adminRequest } from './policy-fixtures.js';
 
+describe('AgentCatalog owners', () => {
+  it('ownerOf: the first matching entry that names an owner', () => {
+    const catalog = new AgentCatalog([
+      { pattern: 'spiffe://acme.io/agents/*', groups: ['agents'] },
+      { pattern: 'spiffe://acme.io/agents/billing', groups: ['billing'], owner: 'dana@acme.io' },
+    ]);
+    assert.equal(catalog.ownerOf('spiffe://acme.io/agents/billing'), 'dana@acme.io');
+    assert.equal(catalog.ownerOf('spiffe://acme.io/agents/other'), undefined);
+    assert.equal(catalog.ownerOf('not an id'), undefined);
+  });
+});
+
 describe('AgentCatalog', () => {
   const catalog = new AgentCatalog([
     { pattern: 'spiffe://acme.io/agents/ci/*', groups: ['ci-agents'] },

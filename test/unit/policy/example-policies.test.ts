@@ -20,6 +20,19 @@ import {
 } from './policy-fixtures.js';
 
 const GATEWAY = 'spiffe://example.org/gateways/mcp';
+// People at the console, with their IdP's groups claim.
+const SECURITY_PERSON = {
+  type: 'Human',
+  sub: 'u-alice',
+  email: 'alice@example.org',
+  groups: ['security'],
+} as const;
+const OTHER_PERSON = {
+  type: 'Human',
+  sub: 'u-bob',
+  email: 'bob@example.org',
+  groups: ['engineering'],
+} as const;
 const engine = loadShippedPolicies();
 
 // The dev stack's roles (frozen, as configuration freezes them).
@@ -257,6 +270,22 @@ const CASES: Case[] = [
     expect: deny(),
   },
 
+  {
+    name: 'people in the IdP group security decide approvals',
+    request: decideApprovalRequest(SECURITY_PERSON, DEPLOY),
+    expect: allow('security-people-may-decide-approvals'),
+  },
+  {
+    name: 'people outside it do not',
+    request: decideApprovalRequest(OTHER_PERSON, DEPLOY),
+    expect: deny(),
+  },
+  {
+    name: 'a person whose email looks like security is not in the group',
+    request: decideApprovalRequest({ ...OTHER_PERSON, email: 'security@example.org' }, DEPLOY),
+    expect: deny(),
+  },
+
   // Granting break-glass.
   {
     name: 'security grants break-glass',
@@ -279,6 +308,21 @@ const CASES: Case[] = [
     expect: deny(),
   },
   { name: 'agents do not grant break-glass', request: breakGlassRequest(DEMO_AGENT, DEPLOY), expect: deny() },
+  {
+    name: 'security people grant break-glass',
+    request: breakGlassRequest(SECURITY_PERSON, DEPLOY),
+    expect: allow('security-people-may-grant-break-glass'),
+  },
+  {
+    name: 'security people grant no break-glass for a restricted role',
+    request: breakGlassRequest(SECURITY_PERSON, CUSTOMER_DATA),
+    expect: deny(),
+  },
+  {
+    name: 'other people grant no break-glass',
+    request: breakGlassRequest(OTHER_PERSON, DEPLOY),
+    expect: deny(),
+  },
 
   // Administration.
   ...ADMIN_ACTIONS.flatMap((action): Case[] => [
@@ -288,6 +332,12 @@ const CASES: Case[] = [
       expect: allow('security-may-administer'),
     },
     { name: `agents: no ${action}`, request: adminRequest(DEMO_AGENT, action), expect: deny() },
+    {
+      name: `security people: ${action}`,
+      request: adminRequest(SECURITY_PERSON, action),
+      expect: allow('security-people-may-administer'),
+    },
+    { name: `other people: no ${action}`, request: adminRequest(OTHER_PERSON, action), expect: deny() },
   ]),
 
   // Tool calls through a gateway (AuthZEN).

@@ -106,7 +106,7 @@ export function issueRequest(
 }
 
 export function decideApprovalRequest(
-  principal: string,
+  principal: PolicyRequest['principal'],
   forRole: RoleDefinition,
   context: Record<string, ContextValue> = {},
 ): PolicyRequest {
@@ -126,7 +126,7 @@ export function decideApprovalRequest(
 }
 
 export function breakGlassRequest(
-  principal: string,
+  principal: PolicyRequest['principal'],
   forRole: RoleDefinition,
   context: Record<string, ContextValue> = {},
 ): PolicyRequest {
@@ -138,7 +138,10 @@ export function breakGlassRequest(
   };
 }
 
-export function adminRequest(principal: string, action: (typeof ADMIN_ACTIONS)[number]): PolicyRequest {
+export function adminRequest(
+  principal: PolicyRequest['principal'],
+  action: (typeof ADMIN_ACTIONS)[number],
+): PolicyRequest {
   return { principal, action, resource: { type: 'Broker' }, context: {} };
 }
 
