@@ -112,7 +112,7 @@ function consolePath(r: Fields): string {
     case 'approval.expired':
       return `/approvals/${encodeURIComponent(str(r.approval))}`;
     case 'breakglass.granted':
-      return '/breakglass';
+      return '/break-glass';
     default:
       return '/quarantines';
   }

@@ -192,7 +192,7 @@ describe('notifications/chat-notifier', () => {
     assert.equal(texts.length, 2, texts.join('\n'));
     assert.match(texts[0] as string, /^Quarantined automatically \(restricted_data\)/);
     assert.match(texts[1] as string, /^Break-glass granted by spiffe:\/\/example.org\/security\/oncall to/);
-    assert.ok(texts[1]?.includes('<https://console.example.org/breakglass|Open in the console>'));
+    assert.ok(texts[1]?.includes('<https://console.example.org/break-glass|Open in the console>'));
     assert.ok(
       logs.some((l) => l.includes('answered 500')),
       logs.join('\n'),
