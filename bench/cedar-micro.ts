@@ -57,6 +57,8 @@ const request: PolicyRequest = {
     taskRoles: [],
     taskBackends: [],
     taskCredentialCount: 0,
+    delegationChain: [],
+    delegationDepth: 0,
     intent: 'bench',
     approved: false,
     approvalCount: 0,

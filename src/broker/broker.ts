@@ -49,7 +49,7 @@ import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
 import { roleOptions, type RoleOption } from './role-options.js';
-import { taskHistoryContext } from './task-history.js';
+import { delegationContext, taskHistoryContext } from './task-history.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   approvalRateScopes,
@@ -245,7 +245,13 @@ export class Broker {
       principal: caller.spiffeId,
       action: 'BeginTask',
       resource: { type: 'Environment', id: environment },
-      context: { environment, ttlSeconds, intent, authMethod: caller.authMethod },
+      context: {
+        environment,
+        ttlSeconds,
+        intent,
+        authMethod: caller.authMethod,
+        ...delegationContext({ agent: caller.spiffeId }),
+      },
     });
     if (decision.decision !== 'allow') {
       await this.auditDenial(
