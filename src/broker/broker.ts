@@ -49,7 +49,9 @@ import { quarantinedError } from '../quarantine/quarantine-view.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
 import { roleOptions, type RoleOption } from './role-options.js';
-import { delegationContext, taskHistoryContext } from './task-history.js';
+import { delegationContext, delegationFields, taskHistoryContext } from './task-history.js';
+import { checkDelegatedRequest } from './delegation-scope.js';
+import { walkSubtree } from './task-tree.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   approvalRateScopes,
@@ -111,6 +113,12 @@ export type IssueOutcome =
       taskId: string;
       environment: string;
     };
+
+/** A task ended with its tree, and what it held. */
+export interface EndedTask {
+  task: Task;
+  revoked: RevokedLeaseSummary[];
+}
 
 export interface RevokedLeaseSummary {
   leaseId: string;
@@ -470,6 +478,7 @@ export class Broker {
       throw failedPrecondition('task_expired', 'task has expired');
     const ttlSeconds = Math.min(requestedTtl || role.maxTtlSeconds, role.maxTtlSeconds, remainingSeconds);
     const sensitivity: Sensitivity = maxSensitivity(role.sensitivity, declared);
+    checkDelegatedRequest(task, { role: role.name, sensitivity, changeType });
     await this.deps.incidents?.screenRequest(caller.spiffeId, {
       taskId: task.id,
       role: role.name,
@@ -640,6 +649,7 @@ export class Broker {
       expiresAt: Math.min(now + this.deps.approvalTtlSeconds * 1000, task.expiresAt),
       state: 'pending',
       approvals: [],
+      ...(task.delegation ? { delegationChain: [...task.delegation.chain] } : {}),
     };
   }
 
@@ -716,6 +726,7 @@ export class Broker {
         ttlSeconds: req.ttlSeconds,
         notAfter: task.expiresAt,
         now,
+        ...(task.delegation ? { delegationChain: [...task.delegation.chain] } : {}),
       });
       return { leaseId, issued, budgetNames: scopes.names };
     } catch (err) {
@@ -993,31 +1004,55 @@ export class Broker {
     if (task.state !== 'active') throw failedPrecondition('task_ended', `task is already ${task.state}`);
     const ended = await this.deps.store.endTask(taskId, 'ended', reason, this.now());
     if (!ended) throw failedPrecondition('task_ended', 'task is no longer active');
-    const revoked = await this.revokeTaskLeases(ended, 'task_ended');
-    await this.releaseTaskBudget(ended);
-    await this.auditAfterRevocation({
-      type: 'task.ended',
-      agent: caller.spiffeId,
-      task: taskId,
-      environment: ended.environment,
-      reason,
-      revoked_leases: revoked.map((r) => r.leaseId),
-    });
+    const revoked = await this.finishEndedTask(ended, 'task_ended', { reason });
+    await this.endDelegatedTasks(ended, 'parent_ended');
     return { task: ended, revoked };
   }
 
   /** Reaper callback: the task was already moved to `expired` by the store. */
   async onTaskExpired(task: Task): Promise<void> {
-    const revoked = await this.revokeTaskLeases(task, 'task_expired');
+    await this.finishEndedTask(task, 'task_expired', { reason: 'expired' });
+    await this.endDelegatedTasks(task, 'parent_expired');
+  }
+
+  /**
+   * Ends every task delegated from `task`, recursively (task-tree.ts): each is ended, its leases
+   * revoked, its budget place freed, and one `task.ended` recorded per task, naming its parent.
+   * `by`: the admin who revoked the tree, when one did.
+   */
+  async endDelegatedTasks(task: Task, reason: string, by?: string): Promise<EndedTask[]> {
+    const ended: EndedTask[] = [];
+    await walkSubtree(this.deps.store, task.id, async (childId, parentId) => {
+      const child = await this.deps.store.endTask(childId, 'ended', reason, this.now());
+      if (!child) return; // ended before (or by another replica): its own end was recorded then
+      const revoked = await this.finishEndedTask(child, reason, {
+        reason,
+        parent_task: parentId,
+        ...(by ? { ended_by: by } : {}),
+      });
+      ended.push({ task: child, revoked });
+    });
+    return ended;
+  }
+
+  /** A task the store has just ended: revoke its leases, free its budget place, record `task.ended`. */
+  async finishEndedTask(
+    task: Task,
+    leaseReason: string,
+    fields: { reason: string } & Record<string, unknown>,
+  ): Promise<RevokedLeaseSummary[]> {
+    const revoked = await this.revokeTaskLeases(task, leaseReason);
     await this.releaseTaskBudget(task);
     await this.auditAfterRevocation({
       type: 'task.ended',
       agent: task.agent,
       task: task.id,
       environment: task.environment,
-      reason: 'expired',
+      ...fields,
+      ...delegationFields(task),
       revoked_leases: revoked.map((r) => r.leaseId),
     });
+    return revoked;
   }
 
   /** Reaper callback: the lease was already moved to `expired` by the store; make sure the backend agrees. */
@@ -1371,6 +1406,7 @@ function issueRequestFields(req: IssueCall, grant: BreakGlassGrant | undefined):
     tool: req.tool,
     justification: req.justification,
     auth_method: req.caller.authMethod,
+    ...delegationFields(req.task),
     ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
   };
 }

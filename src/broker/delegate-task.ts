@@ -30,7 +30,7 @@ import { budgetError, budgetFields, budgetScopesFor, type BudgetConfig } from '.
 import { decisionFields, denialError } from './decisions.js';
 import { narrowScope, type AskedDelegation } from './delegation-scope.js';
 import { roleOptions } from './role-options.js';
-import { delegationContext } from './task-history.js';
+import { delegationContext, delegationFields } from './task-history.js';
 import { boundedText, LIMITS, optionalTtl, requireRoleName, requireTaskId, validLabels } from './validate.js';
 
 export interface DelegateTaskInput {
@@ -324,13 +324,6 @@ function delegatedFields(caller: Caller, child: Task): DelegatedFields {
     remaining_depth: d?.remainingDepth,
     ...delegationFields(child),
   };
-}
-
-/** The actors of a task, for any audit record about it: root agent first. */
-export function delegationFields(task: Pick<Task, 'agent' | 'delegation'>): Record<string, unknown> {
-  if (!task.delegation) return {};
-  const chain = task.delegation.chain;
-  return { delegation_chain: [...chain], delegation_depth: chain.length - 1 };
 }
 
 function oneOf<T extends string>(list: readonly T[], value: string, field: string): T | undefined {

@@ -34,3 +34,10 @@ export function delegationContext(task: Pick<Task, 'agent' | 'delegation'>): {
   const chain = task.delegation?.chain ?? [task.agent];
   return { delegationChain: [...chain], delegationDepth: chain.length - 1 };
 }
+
+/** The actors of a task, for any audit record about it: root agent first. */
+export function delegationFields(task: Pick<Task, 'agent' | 'delegation'>): Record<string, unknown> {
+  if (!task.delegation) return {};
+  const chain = task.delegation.chain;
+  return { delegation_chain: [...chain], delegation_depth: chain.length - 1 };
+}

@@ -7,6 +7,7 @@
  * other call in the process, which is what the Lua scripts give the Redis store.
  */
 import { invalidArgument, unavailable } from '../errors.js';
+import { patternMatches } from '../quarantine/types.js';
 import type { RevocationQueue } from './revocation-queue.js';
 import {
   DEFAULT_RETENTION_SECONDS,
@@ -133,7 +134,7 @@ export class MemoryLeaseStore implements LeaseStore {
   async listActiveTasks(agent: string): Promise<Task[]> {
     this.open();
     return [...this.tasks.values()]
-      .filter((t) => t.agent === agent && t.state === 'active')
+      .filter((t) => t.state === 'active' && patternMatches(agent, t.agent))
       .map((t) => structuredClone(t));
   }
 

@@ -32,6 +32,7 @@
  * disappears.
  */
 import { randomUUID } from 'node:crypto';
+import { patternMatches } from '../quarantine/types.js';
 import { loadLuaScripts, type LuaScript } from '../redis/lua-scripts.js';
 import { pingKeySlot, type RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, isBrokerError, unavailable } from '../errors.js';
@@ -573,9 +574,13 @@ export class RedisLeaseStore implements LeaseStore {
 
   async listActiveTasks(agent: string): Promise<Task[]> {
     const k = this.keys;
-    const ids = await this.guard(() => this.redis.zrange(k.agentTasks(agent), 0, -1));
+    const wild = agent.endsWith('/*') || agent.endsWith('/**');
+    const index = wild ? k.activeTasks : k.agentTasks(agent);
+    const ids = await this.guard(() => this.redis.zrange(index, 0, -1));
     const found = await Promise.all(ids.map((id) => this.getTask(id)));
-    return found.filter((t): t is Task => t !== undefined && t.state === 'active');
+    return found.filter(
+      (t): t is Task => t !== undefined && t.state === 'active' && patternMatches(agent, t.agent),
+    );
   }
 
   async getTask(id: string): Promise<Task | undefined> {

@@ -140,7 +140,10 @@ export interface LeaseStore {
   createChildTask(task: Task, now: number): Promise<CreateChildResult>;
   /** Ids of the tasks delegated directly from `parentId` (any state). */
   listChildTasks(parentId: string): Promise<string[]>;
-  /** Active tasks whose agent is `agent` (exact SPIFFE ID). */
+  /**
+   * Active tasks of `agent`: an exact SPIFFE ID (its own index), or a pattern ending in `/*` or
+   * `/**` (every active task is looked at: an incident action, not a hot path).
+   */
   listActiveTasks(agent: string): Promise<Task[]>;
   /** Atomically moves an active task to `ended`/`expired`; returns the updated task, or undefined if it was not active. */
   endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined>;
