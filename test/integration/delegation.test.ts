@@ -8,6 +8,7 @@ import { strict as assert } from 'node:assert';
 import { createPublicKey, verify as verifySignature } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import type { BrokerClient } from '../../src/client/broker-client.js';
+import { runCli } from '../support/run-cli.js';
 import { grpcError, readAudit, startHarness, TRUST_DOMAIN, type Harness } from '../support/broker-harness.js';
 
 const PLANNER = `spiffe://${TRUST_DOMAIN}/agents/planner`;
@@ -205,5 +206,49 @@ describe('delegated tasks', function () {
     );
     assert.equal(stolen.code, status.PERMISSION_DENIED);
     assert.doesNotMatch(stolen.details, /eyJ/);
+  });
+
+  it('admin revoke --task T --tree ends the tree from T down; the admin is named on each record', async () => {
+    const root = await rootTask();
+    const child = await delegate(planner, root, CODER);
+    const grandchild = await delegate(coder, child.task_id, TESTER);
+    const lease = await tester.issueCredential({ task_id: grandchild.task_id, role: 'token/logs-read' });
+    const out = await runCli(
+      ['admin', 'revoke', '--task', child.task_id, '--tree', '--reason', 'coder compromised', '--json'],
+      { SPIFFE_ENDPOINT_SOCKET: h.endpoints.security, SVID_BROKER_ADDR: h.address },
+    );
+    assert.equal(out.code, 0, out.stderr);
+    const res = JSON.parse(out.stdout) as { tasks: Array<{ task: { task_id: string } }> };
+    assert.deepEqual(
+      res.tasks.map((t) => t.task.task_id),
+      [child.task_id, grandchild.task_id],
+    );
+    assert.equal((await h.broker.store.getTask(root))?.state, 'active');
+    assert.equal((await h.broker.store.getLease(lease.lease_id))?.state, 'revoked');
+    const records = (await readAudit(h.auditFile)).filter(
+      (r) => r.type === 'task.ended' && (r.task === child.task_id || r.task === grandchild.task_id),
+    );
+    assert.equal(records.length, 2);
+    for (const r of records) assert.equal(r.ended_by, `spiffe://${TRUST_DOMAIN}/security/oncall`);
+    // Agents may not revoke trees.
+    const refused = await runCli(['admin', 'revoke', '--task', root, '--tree', '--reason', 'x'], {
+      SPIFFE_ENDPOINT_SOCKET: h.endpoints.coder,
+      SVID_BROKER_ADDR: h.address,
+    });
+    assert.notEqual(refused.code, 0);
+  });
+
+  it('quarantining an agent revokes what its delegates hold (quarantine.revokeDelegates)', async () => {
+    const root = await rootTask();
+    const child = await delegate(planner, root, CODER);
+    const lease = await coder.issueCredential({ task_id: child.task_id, role: 'token/logs-read' });
+    const admin = await h.adminClient('security');
+    await admin.quarantine({ agent: PLANNER, reason: 'planner went rogue', ttl_seconds: 60 });
+    try {
+      assert.equal((await h.broker.store.getTask(child.task_id))?.state, 'ended');
+      assert.equal((await h.broker.store.getLease(lease.lease_id))?.state, 'revoked');
+    } finally {
+      await admin.releaseQuarantine({ agent: PLANNER, reason: 'test over' });
+    }
   });
 });
