@@ -252,3 +252,33 @@ describe('delegated tasks', function () {
     }
   });
 });
+
+describe('delegated tasks on the in-process store', function () {
+  this.timeout(60_000);
+  let h: Harness;
+
+  before(async () => {
+    h = await startHarness({
+      store: 'memory',
+      extraPolicies: POLICIES,
+      workloads: { planner: { spiffeId: PLANNER }, coder: { spiffeId: CODER }, tester: { spiffeId: TESTER } },
+    });
+  });
+  after(() => h?.close());
+
+  it('ending the parent ends and revokes a three-level subtree', async () => {
+    const [planner, coder, tester] = await Promise.all(
+      ['planner', 'coder', 'tester'].map((w) => h.client(w)),
+    );
+    const root = await planner.beginTask({ environment: 'staging', intent: 'ship', ttl_seconds: 1800 });
+    const roles = ['token/logs-read'];
+    const child = await planner.delegateTask({ parent_task_id: root.task_id, delegate: CODER, roles });
+    const grandchild = await coder.delegateTask({ parent_task_id: child.task_id, delegate: TESTER, roles });
+    const lease = await tester.issueCredential({ task_id: grandchild.task_id, role: 'token/logs-read' });
+    await planner.endTask({ task_id: root.task_id, reason: 'done' });
+    for (const id of [child.task_id, grandchild.task_id]) {
+      assert.equal((await h.broker.store.getTask(id))?.state, 'ended');
+    }
+    assert.equal((await h.broker.store.getLease(lease.lease_id))?.state, 'revoked');
+  });
+});
