@@ -59,6 +59,8 @@ const request: PolicyRequest = {
     taskRoles: [],
     taskBackends: [],
     taskCredentialCount: 0,
+    delegationChain: [],
+    delegationDepth: 0,
     intent: 'bench',
     approved: false,
     approvalCount: 0,

@@ -244,6 +244,8 @@ function issue(
       taskRoles: [],
       taskBackends: [],
       taskCredentialCount: 0,
+      delegationChain: [],
+      delegationDepth: 0,
       approved: false,
       approvalCount: 0,
       breakGlass: false,

@@ -38,6 +38,9 @@ import { roleDefinitions } from './config/load-config.js';
 import type { BrokerConfig } from './config/schema.js';
 import type { CredentialBackend } from './credentials/backend.js';
 import { buildCloudBackends } from './credentials/cloud/cloud-backends.js';
+import { TaskDelegator } from './broker/delegate-task.js';
+import { TaskTreeAdmin } from './broker/task-tree-admin.js';
+import { TransactionTokens } from './broker/transaction-token.js';
 import { SigningKeyRing } from './credentials/token/signing-keys.js';
 import { SharedJwks } from './credentials/token/shared-jwks.js';
 import { createTokenBackend } from './credentials/token/token-backend.js';
@@ -942,6 +945,8 @@ interface UseCases {
   admin: BrokerAdmin;
   leaseAdmin: LeaseAdmin;
   quarantineAdmin: QuarantineAdmin;
+  delegator: TaskDelegator;
+  taskTree: TaskTreeAdmin;
 }
 
 /**
@@ -1032,7 +1037,14 @@ function buildUseCases(
     cloudIncidents: credentials.cloud.incidents,
     ...clock,
   });
+  const taskTree = new TaskTreeAdmin({ store, broker, leases: leaseAdmin, logger, ...clock });
   const quarantineService = new QuarantineService({
+    ...(config.quarantine.revokeDelegates
+      ? {
+          revokeDelegates: (pattern: string, by: string, why: string) =>
+            taskTree.revokeDelegatesOf(pattern, by, why),
+        }
+      : {}),
     store: stores.quarantines,
     revoke: (by, selector, describe, reason) =>
       leaseAdmin.revokeSelected(by, selector, describe, reason, false),
@@ -1044,7 +1056,44 @@ function buildUseCases(
   });
   incidents.service = quarantineService;
   const quarantineAdmin = new QuarantineAdmin(quarantineService, leaseAdmin);
-  return { broker, admin, leaseAdmin, quarantineAdmin };
+  const delegator = new TaskDelegator({
+    store,
+    policy: engine,
+    audit,
+    roles,
+    budgets,
+    budgetLimits: config.budgets,
+    agentGroups: policy.agentGroups,
+    quarantine: {
+      check: (agent) => {
+        refuseWhileAuditDown();
+        quarantineView.check(agent);
+      },
+    },
+    maxDepth: config.delegation.maxDepth,
+    logger,
+    ...clock,
+  });
+  return { broker, admin, leaseAdmin, quarantineAdmin, delegator, taskTree };
+}
+
+/** Transaction Tokens: signed with the token backend's keys, verified against every replica's. */
+function transactionTokens(
+  { config, clock }: Startup,
+  identity: Identity,
+  credentials: Credentials,
+): TransactionTokens {
+  const { keys, sharedJwks } = credentials;
+  return new TransactionTokens({
+    signingKey: () => keys.current(),
+    jwks: () => (sharedJwks ? sharedJwks.jwks() : keys.jwks()),
+    brokerId: identity.spiffeId,
+    audience: () => parseSpiffeId(identity.spiffeId()).trustDomain,
+    // A token must not outlive the key that verifies it.
+    ttlSeconds: Math.min(config.delegation.transactionTokenTtlSeconds, keys.overlapSeconds),
+    maxDepth: config.delegation.maxDepth,
+    ...clock,
+  });
 }
 
 /**
@@ -1095,6 +1144,9 @@ async function startServers(
       admin: useCases.admin,
       leaseAdmin: useCases.leaseAdmin,
       quarantineAdmin: useCases.quarantineAdmin,
+      delegator: useCases.delegator,
+      taskTree: useCases.taskTree,
+      txnTokens: transactionTokens(ctx, identity, credentials),
       quarantine: stores.quarantineView,
       approvalPollMs: config.approvals.pollMs,
       authenticator,

@@ -172,6 +172,7 @@ function requestToFields(r: ApprovalRequest): string[] {
     'pending',
     'approvals',
     '[]',
+    ...(r.delegationChain ? ['delegationChain', JSON.stringify(r.delegationChain)] : []),
   ];
 }
 
@@ -181,6 +182,11 @@ function decisionOf(value: unknown): ApprovalDecisionRecord {
   if (typeof approver !== 'string' || typeof reason !== 'string') throw malformed('decision fields');
   if (typeof at !== 'number' || !Number.isSafeInteger(at)) throw malformed('decision time');
   return { approver, reason, at };
+}
+
+function chainOf(value: unknown): string[] {
+  if (!Array.isArray(value) || value.some((id) => typeof id !== 'string')) throw malformed('delegationChain');
+  return value as string[];
 }
 
 function requestFromFields(fields: Record<string, string>): ApprovalRequest {
@@ -211,6 +217,7 @@ function requestFromFields(fields: Record<string, string>): ApprovalRequest {
   // A record that says it needs no approval is never trusted as one that got enough.
   if (request.required < 1) throw malformed('required < 1');
   if (fields.denial !== undefined) request.denial = decisionOf(f.json('denial'));
+  if (fields.delegationChain !== undefined) request.delegationChain = chainOf(f.json('delegationChain'));
   const consumedAt = f.optionalInteger('consumedAt');
   if (consumedAt !== undefined) request.consumedAt = consumedAt;
   return request;

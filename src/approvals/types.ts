@@ -36,6 +36,8 @@ export interface ApprovalRequest {
   approvals: ApprovalDecisionRecord[];
   denial?: ApprovalDecisionRecord;
   consumedAt?: number;
+  /** A request from a delegated task: the agents from the root task's owner down to the requester. */
+  delegationChain?: string[];
 }
 
 export type DecideOutcome =

@@ -10,7 +10,13 @@ export const AUDIT_EVENT_TYPES = {
   'task.failed': 'BeginTask failed on an outage (Redis, audit); nothing was opened',
   'task.roles_listed':
     'an agent asked which roles it may request in its task (ListRoles, MCP list_roles): a dry evaluation that grants nothing',
-  'task.ended': 'a task ended (by its agent or on expiry), with the leases it revoked',
+  'task.ended':
+    'a task ended (by its agent, on expiry, with its parent or by an admin tree revoke), with the leases it revoked',
+  'task.delegated':
+    'a task was delegated to another agent (DelegateTask): parent task, delegate, roles, ceilings, depth, the whole delegation chain',
+  'task.delegation_denied':
+    'DelegateTask refused: not the parent task owner, a widened scope (roles, environment, TTL, sensitivity, change type), the depth limit, policy',
+  'task.delegation_failed': 'DelegateTask failed on an outage (Redis, audit); no task was delegated',
   'credential.issued':
     'a credential left the broker: lease, role, environment, task, TTL, deciding policies, policy digest',
   'credential.denied':

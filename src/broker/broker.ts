@@ -60,7 +60,9 @@ import type { ScreenedRequest } from '../quarantine/quarantine-service.js';
 import { approvalDigest } from './approval-digest.js';
 import { backendReason, publicBackendError } from './backend-error.js';
 import { roleOptions, type RoleOption } from './role-options.js';
-import { taskHistoryContext } from './task-history.js';
+import { delegationContext, delegationFields, taskHistoryContext } from './task-history.js';
+import { checkDelegatedRequest } from './delegation-scope.js';
+import { walkSubtree } from './task-tree.js';
 import { decisionFields, denialError } from './decisions.js';
 import {
   approvalRateScopes,
@@ -126,6 +128,12 @@ export type IssueOutcome =
       taskId: string;
       environment: string;
     };
+
+/** A task ended with its tree, and what it held. */
+export interface EndedTask {
+  task: Task;
+  revoked: RevokedLeaseSummary[];
+}
 
 export interface RevokedLeaseSummary {
   leaseId: string;
@@ -271,6 +279,7 @@ export class Broker {
         intent,
         authMethod: caller.authMethod,
         ...agentContextPolicy(context),
+        ...delegationContext({ agent: caller.spiffeId }),
       },
     });
     if (decision.decision !== 'allow') {
@@ -475,6 +484,11 @@ export class Broker {
   private async prepareIssue(caller: Caller, input: IssueCredentialInput): Promise<IssueCall> {
     const asked = await this.step('validateIssue', async () => this.validateIssue(caller, input));
     const loaded = await this.step('loadTask', () => this.loadTask(caller, asked));
+    checkDelegatedRequest(loaded.task, {
+      role: asked.role.name,
+      sensitivity: loaded.sensitivity,
+      changeType: asked.changeType,
+    });
     await this.step('screen', async () =>
       this.deps.incidents?.screenRequest(caller.spiffeId, {
         taskId: loaded.task.id,
@@ -696,6 +710,7 @@ export class Broker {
       expiresAt: Math.min(now + this.deps.approvalTtlSeconds * 1000, task.expiresAt),
       state: 'pending',
       approvals: [],
+      ...(task.delegation ? { delegationChain: [...task.delegation.chain] } : {}),
     };
   }
 
@@ -775,6 +790,7 @@ export class Broker {
           ttlSeconds: req.ttlSeconds,
           notAfter: task.expiresAt,
           now,
+          ...(task.delegation ? { delegationChain: [...task.delegation.chain] } : {}),
         }),
       );
       return { leaseId, issued, budgetNames: scopes.names };
@@ -1054,31 +1070,55 @@ export class Broker {
     if (task.state !== 'active') throw failedPrecondition('task_ended', `task is already ${task.state}`);
     const ended = await this.deps.store.endTask(taskId, 'ended', reason, this.now());
     if (!ended) throw failedPrecondition('task_ended', 'task is no longer active');
-    const revoked = await this.revokeTaskLeases(ended, 'task_ended');
-    await this.releaseTaskBudget(ended);
-    await this.auditAfterRevocation({
-      type: 'task.ended',
-      agent: caller.spiffeId,
-      task: taskId,
-      environment: ended.environment,
-      reason,
-      revoked_leases: revoked.map((r) => r.leaseId),
-    });
+    const revoked = await this.finishEndedTask(ended, 'task_ended', { reason });
+    await this.endDelegatedTasks(ended, 'parent_ended');
     return { task: ended, revoked };
   }
 
   /** Reaper callback: the task was already moved to `expired` by the store. */
   async onTaskExpired(task: Task): Promise<void> {
-    const revoked = await this.revokeTaskLeases(task, 'task_expired');
+    await this.finishEndedTask(task, 'task_expired', { reason: 'expired' });
+    await this.endDelegatedTasks(task, 'parent_expired');
+  }
+
+  /**
+   * Ends every task delegated from `task`, recursively (task-tree.ts): each is ended, its leases
+   * revoked, its budget place freed, and one `task.ended` recorded per task, naming its parent.
+   * `by`: the admin who revoked the tree, when one did.
+   */
+  async endDelegatedTasks(task: Task, reason: string, by?: string): Promise<EndedTask[]> {
+    const ended: EndedTask[] = [];
+    await walkSubtree(this.deps.store, task.id, async (childId, parentId) => {
+      const child = await this.deps.store.endTask(childId, 'ended', reason, this.now());
+      if (!child) return; // ended before (or by another replica): its own end was recorded then
+      const revoked = await this.finishEndedTask(child, reason, {
+        reason,
+        parent_task: parentId,
+        ...(by ? { ended_by: by } : {}),
+      });
+      ended.push({ task: child, revoked });
+    });
+    return ended;
+  }
+
+  /** A task the store has just ended: revoke its leases, free its budget place, record `task.ended`. */
+  async finishEndedTask(
+    task: Task,
+    leaseReason: string,
+    fields: { reason: string } & Record<string, unknown>,
+  ): Promise<RevokedLeaseSummary[]> {
+    const revoked = await this.revokeTaskLeases(task, leaseReason);
     await this.releaseTaskBudget(task);
     await this.auditAfterRevocation({
       type: 'task.ended',
       agent: task.agent,
       task: task.id,
       environment: task.environment,
-      reason: 'expired',
+      ...fields,
+      ...delegationFields(task),
       revoked_leases: revoked.map((r) => r.leaseId),
     });
+    return revoked;
   }
 
   /** Reaper callback: the lease was already moved to `expired` by the store; make sure the backend agrees. */
@@ -1434,6 +1474,7 @@ function issueRequestFields(req: IssueCall, grant: BreakGlassGrant | undefined):
     justification: req.justification,
     auth_method: req.caller.authMethod,
     ...agentContextFields(req.context),
+    ...delegationFields(req.task),
     ...(grant ? { break_glass: grant.id, severity: 'critical' } : {}),
   };
 }

@@ -22,6 +22,7 @@ import {
   type Parsed,
 } from './command.js';
 import { parseDuration } from './duration.js';
+import { revokeTree } from './revoke-tree.js';
 import { printable } from './escape.js';
 import { iso, isoOrNull, printJson, table, withConnection } from './output.js';
 
@@ -196,6 +197,7 @@ async function showLease(p: Parsed): Promise<number> {
 }
 
 async function revoke(p: Parsed): Promise<number> {
+  if (bool(p, 'tree')) return revokeTree(p);
   const reason = required(p, 'reason', 'it is recorded on every lease');
   const selector = selectorOf(p);
   if (!hasSelector(selector)) {
@@ -322,6 +324,10 @@ export const ADMIN_COMMANDS: Command[] = [
       reason: REASON_FLAG,
       'dry-run': { type: 'boolean', help: 'say what would be revoked; change nothing' },
       'confirm-all': { type: 'boolean', help: 'required with --all' },
+      tree: {
+        type: 'boolean',
+        help: 'with --task: end the task and every task delegated from it, revoking their leases',
+      },
       'deny-older-sessions': {
         type: 'boolean',
         help: 'with an aws --role: also deny every session of that AWS role issued before now (IAM inline deny policy)',

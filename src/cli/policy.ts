@@ -297,11 +297,21 @@ function toRequest(c: TestCase, roles: RoleCatalog): PolicyRequest {
       principal: c.principal,
       action: c.action,
       resource: { type: 'Role', role },
-      context: { ...defaultContext(c.action, role.sensitivity), ...c.context },
+      context: {
+        ...defaultContext(c.action, role.sensitivity),
+        ...(c.action === 'IssueCredential' ? rootChain(c) : {}),
+        ...c.context,
+      },
     };
   }
   if (r !== undefined && 'environment' in r) {
-    const context = { environment: r.environment, ttlSeconds: 900, intent: '', authMethod: 'x509' };
+    const context = {
+      environment: r.environment,
+      ttlSeconds: 900,
+      intent: '',
+      authMethod: 'x509',
+      ...rootChain(c),
+    };
     return {
       principal: c.principal,
       action: c.action,
@@ -325,6 +335,11 @@ function toRole(r: { role: string } & RoleFields, fromCatalog: RoleFields = {}):
     description: r.description ?? fromCatalog.description ?? '',
     settings: {},
   };
+}
+
+/** A case's task is one its principal began itself unless the case says otherwise. */
+function rootChain(c: { principal: string }): { delegationChain: string[]; delegationDepth: number } {
+  return { delegationChain: [c.principal], delegationDepth: 0 };
 }
 
 /** What the broker would fill in, for the fields a case leaves out. */

@@ -21,6 +21,9 @@ import { derToPem } from '../identity/x509-verify.js';
 import {
   loadBrokerProto,
   type BeginTaskRequestMsg,
+  type DelegateTaskRequestMsg,
+  type RevokeTaskTreeRequestMsg,
+  type RevokeTaskTreeResponseMsg,
   type EndTaskRequestMsg,
   type EndTaskResponseMsg,
   type GetTaskRequestMsg,
@@ -80,6 +83,7 @@ type Unary<Req, Res> = (
 
 interface RawBrokerClient extends Client {
   BeginTask: Unary<Partial<BeginTaskRequestMsg>, TaskMsg>;
+  DelegateTask: Unary<Partial<DelegateTaskRequestMsg>, TaskMsg>;
   IssueCredential: Unary<Partial<IssueCredentialRequestMsg>, IssueCredentialResponseMsg>;
   EndTask: Unary<Partial<EndTaskRequestMsg>, EndTaskResponseMsg>;
   GetTask: Unary<Partial<GetTaskRequestMsg>, TaskMsg>;
@@ -93,6 +97,7 @@ interface RawBrokerClient extends Client {
 
 interface RawAdminClient extends Client {
   ListApprovals: Unary<Partial<ListApprovalsRequestMsg>, ListApprovalsResponseMsg>;
+  RevokeTaskTree: Unary<Partial<RevokeTaskTreeRequestMsg>, RevokeTaskTreeResponseMsg>;
   DecideApproval: Unary<Partial<DecideApprovalRequestMsg>, DecideApprovalResponseMsg>;
   BreakGlass: Unary<Partial<BreakGlassRequestMsg>, BreakGlassGrantMsg>;
   ListBreakGlass: Unary<Record<string, never>, ListBreakGlassResponseMsg>;
@@ -205,6 +210,9 @@ export class BrokerClient extends AuthenticatedClient<RawBrokerClient> {
   beginTask(req: Partial<BeginTaskRequestMsg>): Promise<TaskMsg> {
     return this.call(this.raw.BeginTask, req);
   }
+  delegateTask(req: Partial<DelegateTaskRequestMsg>): Promise<TaskMsg> {
+    return this.call(this.raw.DelegateTask, req);
+  }
   issueCredential(req: Partial<IssueCredentialRequestMsg>): Promise<IssueCredentialResponseMsg> {
     return this.call(this.raw.IssueCredential, req);
   }
@@ -302,6 +310,9 @@ export class BrokerAdminClient extends AuthenticatedClient<RawAdminClient> {
     });
   }
 
+  revokeTaskTree(req: Partial<RevokeTaskTreeRequestMsg>): Promise<RevokeTaskTreeResponseMsg> {
+    return this.call(this.raw.RevokeTaskTree, req);
+  }
   quarantine(req: Partial<QuarantineRequestMsg>): Promise<QuarantineResponseMsg> {
     return this.call(this.raw.Quarantine, req);
   }

@@ -5,6 +5,7 @@
  * A block left out is parsed as `{}` (`.prefault({})`), so its defaults are the ones its fields
  * declare, written once; `.default(value)` would hand back `value` unparsed, a second copy to keep.
  */
+import { delegationConfigSchema } from './delegation-schema.js';
 import { z } from 'zod';
 import { awsBackendConfigSchema } from '../credentials/aws/aws-config.js';
 import { azureBackendConfigSchema } from '../credentials/azure/azure-config.js';
@@ -206,6 +207,7 @@ export const configSchema = z
       .prefault({}),
     audit: auditConfigSchema.prefault({}),
     notifications: notificationsConfigSchema.prefault({}),
+    delegation: delegationConfigSchema.prefault({}),
     tasks: z
       .object({
         defaultTtlSeconds: z.number().int().positive().default(900),
@@ -357,6 +359,8 @@ export const configSchema = z
           })
           .strict()
           .default({}),
+        /** Quarantining an agent also ends the tasks delegated from its tasks, revoking what they hold. */
+        revokeDelegates: z.boolean().default(true),
       })
       .strict()
       .prefault({}),

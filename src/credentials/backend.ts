@@ -28,6 +28,12 @@ export interface IssueRequest {
   /** epoch ms; the credential must not outlive this. */
   notAfter: number;
   now: number;
+  /**
+   * Set in a delegated task: the agents from the root task's owner down to `agent` (the last
+   * entry). A backend that can say who acts for whom (the token backend's RFC 8693 `act` claim)
+   * names them.
+   */
+  delegationChain?: readonly string[];
 }
 
 /** What the agent receives. Everything in `secret` and `token` is secret; `metadata` is not. */

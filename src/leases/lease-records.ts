@@ -71,6 +71,35 @@ export function validateNewTask(task: Task): void {
   requireTime('task.expiresAt', task.expiresAt);
   // Ending is a transition of its own (endTask) so that it happens once and keeps the indexes.
   if (task.state !== 'active') throw invalidArgument('task.state', 'a new task must be active');
+  if (task.delegation !== undefined) validateDelegation(task);
+}
+
+/** A delegated task's link and scope, as both stores keep it (one JSON field in Redis). */
+function validateDelegation(task: Task): void {
+  const d = task.delegation;
+  if (d === undefined) return;
+  requireText('task.delegation.parentTaskId', d.parentTaskId);
+  if (d.parentTaskId === task.id)
+    throw invalidArgument('task.delegation.parentTaskId', 'must not be the task');
+  if (!Array.isArray(d.chain) || d.chain.length < 2 || d.chain.at(-1) !== task.agent) {
+    throw invalidArgument('task.delegation.chain', "must run from the root agent to the task's agent");
+  }
+  d.chain.forEach((id, i) => requireText(`task.delegation.chain[${i}]`, id));
+  if (!Array.isArray(d.roles)) throw invalidArgument('task.delegation.roles', 'must be an array');
+  d.roles.forEach((r, i) => requireText(`task.delegation.roles[${i}]`, r));
+  if (!Number.isSafeInteger(d.remainingDepth) || d.remainingDepth < 0) {
+    throw invalidArgument('task.delegation.remainingDepth', 'must be a non-negative integer');
+  }
+}
+
+/** The task's delegation from its stored JSON; undefined when the task has none. */
+export function delegationFromJson(raw: string | undefined): Task['delegation'] {
+  if (raw === undefined) return undefined;
+  const parsed = JSON.parse(raw) as NonNullable<Task['delegation']>;
+  if (typeof parsed !== 'object' || parsed === null || !Array.isArray(parsed.chain)) {
+    throw new Error('delegation is not an object with a chain');
+  }
+  return parsed;
 }
 
 export function validateNewLease(lease: Lease): void {

@@ -7,6 +7,7 @@
  * other call in the process, which is what the Lua scripts give the Redis store.
  */
 import { invalidArgument, unavailable } from '../errors.js';
+import { patternMatches } from '../identity/pattern-match.js';
 import type { RevocationQueue } from './revocation-queue.js';
 import {
   DEFAULT_RETENTION_SECONDS,
@@ -29,6 +30,7 @@ import {
 } from './lease-records.js';
 import type {
   ActivateLeaseResult,
+  CreateChildResult,
   Lease,
   LeaseEndState,
   LeaseFilter,
@@ -76,6 +78,8 @@ export class MemoryLeaseStore implements LeaseStore {
   readonly durable = false;
   private readonly tasks = new Map<string, Task>();
   private readonly leases = new Map<string, Lease>();
+  /** Parent task id -> ids of the tasks delegated from it, in creation order (task-children). */
+  private readonly children = new Map<string, string[]>();
   /** Ids on the deny list (the Redis store's `revoked` zset): leases revoked or being revoked. */
   private readonly denied = new Set<string>();
   /** Task id -> lease version (put-lease's `leaseVersion`): bumped by every putLease of the task. */
@@ -102,6 +106,36 @@ export class MemoryLeaseStore implements LeaseStore {
     validateNewTask(task);
     if (this.tasks.has(task.id)) throw taskExists(task.id);
     this.tasks.set(task.id, structuredClone(task));
+  }
+
+  async createChildTask(task: Task, now: number): Promise<CreateChildResult> {
+    this.open();
+    validateNewTask(task);
+    requireTime('now', now);
+    const parentId = task.delegation?.parentTaskId;
+    if (parentId === undefined) throw invalidArgument('task.delegation', 'a child task needs its parent');
+    // Same order of checks as create-child-task-5.lua.
+    if (this.tasks.has(task.id)) throw taskExists(task.id);
+    const parent = this.tasks.get(parentId);
+    if (!parent) return 'parent_not_found';
+    if (parent.state !== 'active') return 'parent_not_active';
+    if (parent.expiresAt <= now) return 'parent_expired';
+    if (task.expiresAt > parent.expiresAt) return 'child_outlives_parent';
+    this.tasks.set(task.id, structuredClone(task));
+    this.children.set(parentId, [...(this.children.get(parentId) ?? []), task.id]);
+    return 'ok';
+  }
+
+  async listChildTasks(parentId: string): Promise<string[]> {
+    this.open();
+    return [...(this.children.get(parentId) ?? [])];
+  }
+
+  async listActiveTasks(agent: string): Promise<Task[]> {
+    this.open();
+    return [...this.tasks.values()]
+      .filter((t) => t.state === 'active' && patternMatches(agent, t.agent))
+      .map((t) => structuredClone(t));
   }
 
   async getTask(id: string): Promise<Task | undefined> {
@@ -396,6 +430,7 @@ export class MemoryLeaseStore implements LeaseStore {
   async close(): Promise<void> {
     this.closed = true;
     this.tasks.clear();
+    this.children.clear();
     this.leases.clear();
     this.denied.clear();
     this.versions.clear();
@@ -411,6 +446,7 @@ export class MemoryLeaseStore implements LeaseStore {
       if (t.state !== 'active' && t.expiresAt <= horizon) {
         this.tasks.delete(id);
         this.versions.delete(id);
+        this.children.delete(id);
       }
     }
     // A lease being revoked keeps its record until its outcome is set, as in Redis (no TTL).

@@ -9,6 +9,7 @@
  * | --- | --- | --- | --- |
  * | `{svb}:task:<id>` | hash | one task, its lease tally (`leaseCount`, `leaseRole:<role>`) and version (`leaseVersion`) | none while active; expiresAt + retention once ended/expired |
  * | `{svb}:lease:<id>` | hash | one lease | none while pending, active or revoking; expiresAt + retention once revoked/expired/revoke_failed |
+ * | `{svb}:task-children:<id>` | zset | ids of the tasks delegated directly from task <id>, by createdAt | the parent's expiresAt + retention |
  * | `{svb}:active-tasks` | zset | active task ids by expiresAt | none; a task leaves when it ends |
  * | `{svb}:agent-tasks:<spiffeId>` | zset | one agent's active task ids by expiresAt | none; Redis drops it when empty |
  * | `{svb}:active-leases` | zset | active lease ids by expiresAt | none; a lease leaves when it ends |
@@ -31,6 +32,7 @@
  * disappears.
  */
 import { randomUUID } from 'node:crypto';
+import { patternMatches } from '../identity/pattern-match.js';
 import { loadLuaScripts, type LuaScript } from '../redis/lua-scripts.js';
 import { pingKeySlot, type RedisClient } from '../redis/connect.js';
 import { BrokerError, invalidArgument, isBrokerError, unavailable } from '../errors.js';
@@ -52,9 +54,11 @@ import {
   validateEnd,
   validateNewLease,
   validateNewTask,
+  delegationFromJson,
 } from './lease-records.js';
 import type {
   ActivateLeaseResult,
+  CreateChildResult,
   Lease,
   LeaseEndState,
   LeaseFilter,
@@ -79,6 +83,7 @@ const LUA_DIR = new URL('./lua/', import.meta.url);
 
 const SCRIPT_NAMES = [
   'create-task',
+  'create-child-task',
   'end-task',
   'put-lease',
   'activate-lease',
@@ -144,10 +149,15 @@ const SCRIPT_CODES = new Map<number, ScriptCode>([
   [-10, 'agent_quarantined'],
   [-11, 'task_changed'],
   [-12, 'lease_not_pending'],
+  [-13, 'parent_not_found'],
+  [-14, 'parent_not_active'],
+  [-15, 'parent_expired'],
+  [-16, 'child_outlives_parent'],
 ]);
 type ScriptCode =
   | PutLeaseResult
   | ActivateLeaseResult
+  | CreateChildResult
   | 'lease_exists'
   | 'task_exists'
   | 'lease_not_found'
@@ -171,6 +181,15 @@ const ACTIVATE_RESULTS: readonly ActivateLeaseResult[] = [
   'task_not_active',
   'task_expired',
 ];
+const CREATE_CHILD_RESULTS: readonly CreateChildResult[] = [
+  'ok',
+  'parent_not_found',
+  'parent_not_active',
+  'parent_expired',
+  'child_outlives_parent',
+];
+const isCreateChildResult = (code: ScriptCode): code is CreateChildResult =>
+  (CREATE_CHILD_RESULTS as readonly string[]).includes(code);
 const isActivateResult = (code: ScriptCode): code is ActivateLeaseResult =>
   (ACTIVATE_RESULTS as readonly string[]).includes(code);
 const isPutLeaseResult = (code: ScriptCode): code is PutLeaseResult =>
@@ -342,6 +361,7 @@ function taskToFields(task: Task): string[] {
     String(task.expiresAt),
     'state',
     'active',
+    ...(task.delegation ? ['delegation', JSON.stringify(task.delegation)] : []),
     // The lease tally put-lease keeps (taskLeaseSummary); its presence marks a task as tallied.
     LEASE_COUNT_FIELD,
     '0',
@@ -388,6 +408,14 @@ function labelsOf(raw: string): Record<string, string> {
   return labels;
 }
 
+function delegationOf(raw: string): Task['delegation'] {
+  try {
+    return delegationFromJson(raw);
+  } catch {
+    throw malformed('delegation is not valid JSON');
+  }
+}
+
 function taskFromFields(fields: Record<string, string>): Task {
   const task: Task = {
     id: text(fields, 'id'),
@@ -401,6 +429,7 @@ function taskFromFields(fields: Record<string, string>): Task {
   };
   if (fields.endedAt !== undefined) task.endedAt = time(fields, 'endedAt');
   if (fields.endReason !== undefined) task.endReason = fields.endReason;
+  if (fields.delegation !== undefined) task.delegation = delegationOf(fields.delegation);
   return task;
 }
 
@@ -412,6 +441,7 @@ class LeaseKeys {
   agentTasks = (agent: string): string => `${this.tag}:agent-tasks:${agent}`;
   agentIndex = (agent: string): string => `${this.tag}:idx:agent:${agent}`;
   taskIndex = (taskId: string): string => `${this.tag}:idx:task:${taskId}`;
+  children = (taskId: string): string => `${this.tag}:task-children:${taskId}`;
   envIndex = (env: string): string => `${this.tag}:idx:env:${env}`;
   get allLeases(): string {
     return `${this.tag}:idx:all`;
@@ -520,6 +550,37 @@ export class RedisLeaseStore implements LeaseStore {
       [task.id, task.expiresAt, ...taskToFields(task)],
     );
     interpretReply(reply, task.id);
+  }
+
+  async createChildTask(task: Task, now: number): Promise<CreateChildResult> {
+    validateNewTask(task);
+    requireTime('now', now);
+    const parentId = task.delegation?.parentTaskId;
+    if (parentId === undefined) throw invalidArgument('task.delegation', 'a child task needs its parent');
+    const k = this.keys;
+    const reply = await this.run(
+      'create-child-task',
+      [k.task(task.id), k.activeTasks, k.agentTasks(task.agent), k.task(parentId), k.children(parentId)],
+      [task.id, task.expiresAt, now, this.retentionMs, task.createdAt, ...taskToFields(task)],
+    );
+    const result = interpretReply(reply, task.id);
+    if (result.kind === 'code' && isCreateChildResult(result.code)) return result.code;
+    throw malformed('unexpected reply from create-child-task');
+  }
+
+  async listChildTasks(parentId: string): Promise<string[]> {
+    return this.guard(() => this.redis.zrange(this.keys.children(parentId), 0, -1));
+  }
+
+  async listActiveTasks(agent: string): Promise<Task[]> {
+    const k = this.keys;
+    const wild = agent.endsWith('/*') || agent.endsWith('/**');
+    const index = wild ? k.activeTasks : k.agentTasks(agent);
+    const ids = await this.guard(() => this.redis.zrange(index, 0, -1));
+    const found = await Promise.all(ids.map((id) => this.getTask(id)));
+    return found.filter(
+      (t): t is Task => t !== undefined && t.state === 'active' && patternMatches(agent, t.agent),
+    );
   }
 
   async getTask(id: string): Promise<Task | undefined> {

@@ -31,7 +31,31 @@ export interface Task {
   state: TaskState;
   endedAt?: number;
   endReason?: string;
+  /** Set on a task delegated from another one (DelegateTask); root tasks have none. */
+  delegation?: TaskDelegation;
 }
+
+/**
+ * What narrows a delegated task: every field is at most its parent's (src/broker/delegate-task.ts
+ * checks that before the store writes it). Stored with the task, read by every decision in it.
+ */
+export interface TaskDelegation {
+  parentTaskId: string;
+  /** SPIFFE IDs from the root task's agent down to this task's agent (the last entry). */
+  chain: string[];
+  /** The roles the delegate may request, sorted. */
+  roles: string[];
+  /** The highest sensitivity the delegate may touch. */
+  sensitivityCeiling: 'public' | 'internal' | 'confidential' | 'restricted';
+  /** The widest change type the delegate may make. */
+  changeTypeCeiling: 'read' | 'write' | 'destructive' | 'admin';
+  /** How many more levels may be delegated below this task (0: none). */
+  remainingDepth: number;
+}
+
+/** Result codes of createChildTask, from the Lua script's named negative codes. */
+export type CreateChildResult =
+  'ok' | 'parent_not_found' | 'parent_not_active' | 'parent_expired' | 'child_outlives_parent';
 
 export interface Lease {
   id: string;
@@ -108,6 +132,19 @@ export interface LeaseStore {
    * instead of reading the task twice. Undefined: no such task.
    */
   getTaskWithSummary(id: string): Promise<{ task: Task; summary: TaskLeaseSummary } | undefined>;
+  /**
+   * Writes a delegated task (task.delegation set) only if its parent is active, unexpired at `now`
+   * and expires no earlier than the child, and links it under the parent (listChildTasks); all in
+   * one step, so a child can never appear under a parent that has already ended.
+   */
+  createChildTask(task: Task, now: number): Promise<CreateChildResult>;
+  /** Ids of the tasks delegated directly from `parentId` (any state). */
+  listChildTasks(parentId: string): Promise<string[]>;
+  /**
+   * Active tasks of `agent`: an exact SPIFFE ID (its own index), or a pattern ending in `/*` or
+   * `/**` (every active task is looked at: an incident action, not a hot path).
+   */
+  listActiveTasks(agent: string): Promise<Task[]>;
   /** Atomically moves an active task to `ended`/`expired`; returns the updated task, or undefined if it was not active. */
   endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined>;
   /** Number of active tasks of an agent (for later budgets). */

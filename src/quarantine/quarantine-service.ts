@@ -38,6 +38,11 @@ export interface QuarantineServiceDeps {
     describe: Record<string, unknown>,
     reason: string,
   ) => Promise<RevokeReport>;
+  /**
+   * `quarantine.revokeDelegates`: ends the tasks delegated from the quarantined agents' tasks and
+   * revokes what their delegates hold (TaskTreeAdmin.revokeDelegatesOf). Unset: delegates keep theirs.
+   */
+  revokeDelegates?: (pattern: string, by: string, reason: string) => Promise<unknown>;
   audit: AuditSink;
   logger: Logger;
   triggers: QuarantineTriggers;
@@ -114,6 +119,7 @@ export class QuarantineService {
       replaced,
       ...(input.evidence ? { evidence: input.evidence } : {}),
     });
+    await this.deps.revokeDelegates?.(input.pattern, input.by, input.reason);
     if (!input.revokeActive) return { quarantine, replaced };
     const revocation = await this.deps.revoke(
       input.by,

@@ -33,6 +33,34 @@ export interface TaskMsg {
   labels: Record<string, string>;
   created_at: TimestampMsg | null;
   state: string;
+  transaction_token: string;
+  parent_task_id: string;
+  delegation_chain: string[];
+  delegation_depth: number;
+  delegated_roles: string[];
+  sensitivity_ceiling: string;
+  change_type_ceiling: string;
+  remaining_depth: number;
+}
+export interface DelegateTaskRequestMsg {
+  parent_task_id: string;
+  delegate: string;
+  roles: string[];
+  environment: string;
+  ttl_seconds: number;
+  /** proto3 optional: absent (null/undefined) when not sent. */
+  max_depth?: number | null;
+  sensitivity_ceiling: string;
+  max_change_type: string;
+  intent: string;
+  labels: Record<string, string>;
+}
+export interface RevokeTaskTreeRequestMsg {
+  task_id: string;
+  reason: string;
+}
+export interface RevokeTaskTreeResponseMsg {
+  tasks: { task: TaskMsg; revoked: { lease_id: string; role: string; state: string }[] }[];
 }
 export interface IssueCredentialRequestMsg {
   task_id: string;
@@ -43,6 +71,7 @@ export interface IssueCredentialRequestMsg {
   justification: string;
   tool: string;
   context?: AgentContextMsg | null;
+  transaction_token: string;
 }
 export interface CredentialMsg {
   kind: string;
@@ -98,6 +127,7 @@ export interface ApprovalMsg {
   created_at: TimestampMsg | null;
   expires_at: TimestampMsg | null;
   policy_ids: string[];
+  delegation_chain: string[];
 }
 export interface ListApprovalsRequestMsg {
   state: string;

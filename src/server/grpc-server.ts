@@ -25,7 +25,11 @@ import type { QuarantineAdmin } from '../broker/quarantine-admin.js';
 import type { Quarantine } from '../quarantine/types.js';
 import type { Lease } from '../leases/types.js';
 import type { Broker, IssueOutcome } from '../broker/broker.js';
-import { isBrokerError, unavailable } from '../errors.js';
+import { invalidArgument, isBrokerError, unavailable } from '../errors.js';
+import type { TaskDelegator } from '../broker/delegate-task.js';
+import type { TaskTreeAdmin } from '../broker/task-tree-admin.js';
+import type { TransactionTokens } from '../broker/transaction-token.js';
+import { delegateInputFromMsg, delegationToMsg, endedTasksToMsg } from './delegation-proto.js';
 import type { Caller } from '../identity/types.js';
 import type { Task } from '../leases/types.js';
 import type { Authenticator } from './authenticate.js';
@@ -34,6 +38,9 @@ import {
   loadBrokerProto,
   toTimestamp,
   type BeginTaskRequestMsg,
+  type DelegateTaskRequestMsg,
+  type RevokeTaskTreeRequestMsg,
+  type RevokeTaskTreeResponseMsg,
   type EndTaskRequestMsg,
   type EndTaskResponseMsg,
   type GetTaskRequestMsg,
@@ -96,6 +103,12 @@ export interface GrpcServerDeps {
   metrics?: { requests: Counter<'method' | 'code'>; latency: Histogram<'method'> };
   /** The bench only: times `authenticate` and `respond` of each unary call (the stage breakdown). */
   stageTimer?: StageTimer;
+  /** DelegateTask; unset: the call is refused as unimplemented. */
+  delegator?: TaskDelegator;
+  /** Transaction Tokens for BeginTask/DelegateTask, and IssueCredential's transaction_token. */
+  txnTokens?: TransactionTokens;
+  /** RevokeTaskTree. */
+  taskTree?: TaskTreeAdmin;
 }
 
 export interface RunningGrpcServer {
@@ -104,7 +117,7 @@ export interface RunningGrpcServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-export function taskToMsg(task: Task): TaskMsg {
+export function taskToMsg(task: Task, transactionToken = ''): TaskMsg {
   return {
     task_id: task.id,
     agent: task.agent,
@@ -114,6 +127,8 @@ export function taskToMsg(task: Task): TaskMsg {
     labels: task.labels,
     created_at: toTimestamp(task.createdAt),
     state: task.state,
+    transaction_token: transactionToken,
+    ...delegationToMsg(task),
   };
 }
 
@@ -184,10 +199,24 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       });
     };
 
+  /** A begun or delegated task with its Transaction Token. */
+  const withTxnToken = async (task: Task): Promise<TaskMsg> =>
+    taskToMsg(task, deps.txnTokens ? await deps.txnTokens.mint(task) : '');
+  /** IssueCredential's task: task_id, or the one its Transaction Token names (both: the same one). */
+  const taskIdOf = async (caller: Caller, req: IssueCredentialRequestMsg): Promise<string> => {
+    if (!req.transaction_token) return req.task_id;
+    if (!deps.txnTokens) throw invalidArgument('transaction_token', 'Transaction Tokens are not configured');
+    const named = await deps.txnTokens.taskIdFor(caller, req.transaction_token);
+    if (req.task_id && req.task_id !== named) {
+      throw invalidArgument('transaction_token', 'names another task than task_id');
+    }
+    return named;
+  };
+
   const waits = new Set<() => void>();
   const impl: UntypedServiceImplementation = {
     BeginTask: unary<BeginTaskRequestMsg, TaskMsg>('BeginTask', async (caller, req) =>
-      taskToMsg(
+      withTxnToken(
         await broker.beginTask(caller, {
           environment: req.environment,
           intent: req.intent,
@@ -197,12 +226,17 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
         }),
       ),
     ),
+    DelegateTask: unary<DelegateTaskRequestMsg, TaskMsg>('DelegateTask', async (caller, req) => {
+      if (!deps.delegator)
+        throw unavailable('delegation_not_configured', 'delegation is not configured on this broker');
+      return withTxnToken(await deps.delegator.delegateTask(caller, delegateInputFromMsg(req)));
+    }),
     IssueCredential: unary<IssueCredentialRequestMsg, IssueCredentialResponseMsg>(
       'IssueCredential',
       async (caller, req) =>
         outcomeToMsg(
           await broker.issueCredential(caller, {
-            taskId: req.task_id,
+            taskId: await taskIdOf(caller, req),
             role: req.role,
             ttlSeconds: req.ttl_seconds,
             sensitivity: req.sensitivity,
@@ -451,6 +485,15 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     'ListQuarantines',
     async (caller) => ({ quarantines: (await deps.quarantineAdmin.list(caller)).map(quarantineToMsg) }),
   );
+  adminImpl.RevokeTaskTree = adminUnary<RevokeTaskTreeRequestMsg, RevokeTaskTreeResponseMsg>(
+    'RevokeTaskTree',
+    async (caller, req) => {
+      if (!deps.taskTree)
+        throw unavailable('delegation_not_configured', 'delegation is not configured on this broker');
+      const ended = await deps.taskTree.revokeTaskTree(caller, { taskId: req.task_id, reason: req.reason });
+      return endedTasksToMsg(ended, (t) => taskToMsg(t));
+    },
+  );
   server.addService(adminService, adminImpl);
 
   const health = new HealthImplementation({
@@ -554,6 +597,7 @@ export function approvalToMsg(a: ApprovalRequest): ApprovalMsg {
     created_at: toTimestamp(a.createdAt),
     expires_at: toTimestamp(a.expiresAt),
     policy_ids: a.policyIds,
+    delegation_chain: a.delegationChain ?? [],
   };
 }
 

@@ -25,6 +25,7 @@ import { derToPem } from '../../src/identity/x509-verify.js';
 import { MemoryLeaseStore } from '../../src/leases/memory-lease-store.js';
 import type {
   ActivateLeaseResult,
+  CreateChildResult,
   Lease,
   LeaseFilter,
   LeasePage,
@@ -85,6 +86,15 @@ class FlakyLeaseStore implements LeaseStore {
   }
   getTask(id: string): Promise<Task | undefined> {
     return this.inner.getTask(id);
+  }
+  createChildTask(task: Task, now: number): Promise<CreateChildResult> {
+    return this.inner.createChildTask(task, now);
+  }
+  listChildTasks(parentId: string): Promise<string[]> {
+    return this.inner.listChildTasks(parentId);
+  }
+  listActiveTasks(agent: string): Promise<Task[]> {
+    return this.inner.listActiveTasks(agent);
   }
   endTask(id: string, state: 'ended' | 'expired', reason: string, at: number): Promise<Task | undefined> {
     return this.inner.endTask(id, state, reason, at);

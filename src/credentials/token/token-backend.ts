@@ -141,6 +141,7 @@ export function createTokenBackend(options: TokenBackendOptions): CredentialBack
         env: req.environment,
         role: req.role.name,
         jti: req.leaseId,
+        ...actClaim(req.delegationChain),
         iat,
         nbf: iat,
         exp,
@@ -187,4 +188,18 @@ async function signToken(
   const header = { alg: 'ES256', kid: key.kid, typ: 'at+jwt' } as const;
   if (useJose) return new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey);
   return signCompactJws(header, claims, key.sign);
+}
+
+/** RFC 8693 §4.1 actor claim of a delegated task's token, nested from the current actor outward. */
+export type ActClaim = { sub: string; act?: ActClaim };
+
+/**
+ * `chain` runs from the root task's owner down to the token's subject (its last entry): the `act`
+ * claim names the delegating agents, the one that delegated to the subject outermost, so
+ * `{sub: delegate, act: {sub: parent, act: {sub: root}}}`. Nothing for a root task.
+ */
+export function actClaim(chain: readonly string[] | undefined): { act?: ActClaim } {
+  let act: ActClaim | undefined;
+  for (const sub of (chain ?? []).slice(0, -1)) act = act ? { sub, act } : { sub };
+  return act ? { act } : {};
 }

@@ -84,6 +84,8 @@ export function issueContext(overrides: Record<string, ContextValue> = {}): Reco
     taskRoles: [],
     taskBackends: [],
     taskCredentialCount: 0,
+    delegationChain: [],
+    delegationDepth: 0,
     intent: 'unit test',
     approved: false,
     approvalCount: 0,
@@ -150,6 +152,13 @@ export function beginTaskRequest(principal: string, environment: string): Policy
     principal,
     action: 'BeginTask',
     resource: { type: 'Environment', id: environment },
-    context: { environment, ttlSeconds: 1800, intent: 'unit test', authMethod: 'x509' },
+    context: {
+      environment,
+      ttlSeconds: 1800,
+      intent: 'unit test',
+      authMethod: 'x509',
+      delegationChain: [principal],
+      delegationDepth: 0,
+    },
   };
 }
