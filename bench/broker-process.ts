@@ -11,7 +11,10 @@
  * shuts everything down when its stdin closes (so a driver that dies never leaves it behind).
  */
 import 'reflect-metadata';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -46,6 +49,40 @@ export interface BrokerProcessInfo {
 export interface StagesReply {
   stages: StageFigures[];
   outsideCpuUs: number;
+}
+
+/**
+ * `auditSinks` override: required sinks behind the chain file, for the bench's issue-1req and
+ * issue-2req rows. `one`: a Redis Stream on the broker's Redis; `two`: that and a batch webhook to a
+ * receiver in this process answering 200 (its work is counted with the broker's, as a sidecar's
+ * would not be: a conservative figure).
+ */
+async function benchAuditSinks(
+  which: unknown,
+  dir: string,
+  closers: Array<() => Promise<void> | void>,
+): Promise<Array<Record<string, unknown>>> {
+  if (which !== 'one' && which !== 'two') return [];
+  const stream = { type: 'redis_stream', mode: 'required', key: 'bench:audit', maxLen: 100_000 };
+  if (which === 'one') return [stream];
+  const receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200).end());
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  closers.push(() => new Promise<void>((resolve) => receiver.close(() => resolve())));
+  const hmacKeyFile = join(dir, 'webhook.key');
+  writeFileSync(hmacKeyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+  const { port } = receiver.address() as AddressInfo;
+  const webhook = {
+    type: 'webhook',
+    mode: 'required',
+    url: `http://127.0.0.1:${port}/audit`,
+    format: 'batch',
+    batchMaxWaitMs: 0,
+    hmacKeyFile,
+  };
+  return [stream, webhook];
 }
 
 async function main(): Promise<void> {
@@ -90,13 +127,14 @@ async function main(): Promise<void> {
     }
 
     const auditFile = join(dir, 'audit', 'audit.jsonl');
+    const sinks = await benchAuditSinks(overrides.auditSinks, dir, closers);
     const config = parseConfig({
       listen: '127.0.0.1:0',
       httpListen: '127.0.0.1:0',
       workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 10_000 },
       redis: { url: redis.url, prefix: 'bench', store: 'redis' },
       policy: { dir: policyDir },
-      audit: { file: auditFile, fsync: overrides.fsync !== false },
+      audit: { file: auditFile, fsync: overrides.fsync !== false, sinks },
       log: { level: (overrides.logLevel as string | undefined) ?? 'warn' },
       roles: devRoles(),
       // The shipped policies name AgentGroups: the demo agent is in `agents` and `demo`, as in dev.

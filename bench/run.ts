@@ -32,6 +32,9 @@
  *            check, the lease written active at once), `issue-ver` has the version check only; each
  *            runs in a broker process of its own, measured in the same interleaved rounds)
  *          --no-capacity, --no-revoke-ledger (skip bench/capacity.ts or bench/revoke-ledger.ts)
+ *          --no-audit-sinks (skip `issue-1req` and `issue-2req`: IssueCredential with one required audit
+ *            sink (a Redis Stream) and with two (+ a webhook to a local receiver) behind the chain file,
+ *            each broker a process of its own, beside `issuance` (the file alone) in the same rounds)
  *          --no-previous (skip issue-prev and begin-prev: the previous hot path, whole-set Cedar, the
  *            authorize-only approval gate and jose signing, in a broker process of its own)
  *          --stages=S (seconds of the stage-breakdown pass per concurrency; default 2)
@@ -116,6 +119,8 @@ interface Options {
   tsx: boolean;
   rssDetail: boolean;
   ledgerCompare: boolean;
+  /** Run issue-1req and issue-2req (required audit sinks) beside the file-only issuance. */
+  auditSinks: boolean;
   /** Run the previous hot path (issue-prev, begin-prev) beside the current one. */
   previous: boolean;
   /** Seconds of the stage-breakdown pass per concurrency. */
@@ -137,12 +142,20 @@ function parseOptions(argv: string[]): Options {
     tsx: false,
     rssDetail: false,
     ledgerCompare: true,
+    auditSinks: true,
     previous: true,
     stagesS: 2,
   };
   // BENCH_QUICK=1: a short run of the hot path only (about a minute); options below still apply.
   if (process.env.BENCH_QUICK === '1') {
-    Object.assign(opts, { durationS: 1.5, warmupS: 0.5, rounds: 1, ledgerCompare: false, stagesS: 1 });
+    Object.assign(opts, {
+      durationS: 1.5,
+      warmupS: 0.5,
+      rounds: 1,
+      ledgerCompare: false,
+      auditSinks: false,
+      stagesS: 1,
+    });
   }
   const num = (name: string, v: string | undefined): number => {
     const n = Number(v);
@@ -192,6 +205,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case 'rss-detail':
         opts.rssDetail = true;
+        break;
+      case 'no-audit-sinks':
+        opts.auditSinks = false;
         break;
       case 'no-ledger-compare':
         opts.ledgerCompare = false;
@@ -276,10 +292,14 @@ function buildBroker(): { script: string; dir: string } {
   }
 }
 
-/** The issuance safeguards of a broker variant (Broker's `issuance` option), for the ledger comparison. */
+/**
+ * A broker variant in a process of its own: other issuance safeguards (Broker's `issuance` option,
+ * the ledger comparison) or required audit sinks behind the chain file (broker-process.ts builds them).
+ */
 interface LedgerVariant {
   scenario: string;
-  issuance: { versionCheck: boolean; twoPhase: boolean };
+  issuance?: { versionCheck: boolean; twoPhase: boolean };
+  auditSinks?: 'one' | 'two';
   label: string;
 }
 const LEDGER_VARIANTS: readonly LedgerVariant[] = [
@@ -292,6 +312,20 @@ const LEDGER_VARIANTS: readonly LedgerVariant[] = [
     scenario: 'issue-ver',
     issuance: { versionCheck: true, twoPhase: false },
     label: 'the task version check only (decision consistency), lease written active at once',
+  },
+];
+
+/** Issuance with required audit sinks: one (a Redis Stream), two (+ a webhook), beside the file alone. */
+const AUDIT_VARIANTS: readonly LedgerVariant[] = [
+  {
+    scenario: 'issue-1req',
+    auditSinks: 'one',
+    label: 'audit file + one required sink (redis_stream on the broker Redis)',
+  },
+  {
+    scenario: 'issue-2req',
+    auditSinks: 'two',
+    label: 'audit file + two required sinks (redis_stream, and a batch webhook to a local receiver)',
   },
 ];
 
@@ -315,7 +349,8 @@ async function startBrokerChild(
       JSON.stringify({
         fsync: opts.fsync,
         previousHotPath,
-        ...(variant ? { issuance: variant.issuance } : {}),
+        ...(variant?.issuance ? { issuance: variant.issuance } : {}),
+        ...(variant?.auditSinks ? { auditSinks: variant.auditSinks } : {}),
       }),
     ],
     {
@@ -635,7 +670,10 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const began = performance.now();
   const broker = await startBrokerChild(opts);
-  const variants = opts.ledgerCompare ? LEDGER_VARIANTS : [];
+  const variants = [
+    ...(opts.ledgerCompare ? LEDGER_VARIANTS : []),
+    ...(opts.auditSinks ? AUDIT_VARIANTS : []),
+  ];
   const others: Array<{ variant: LedgerVariant; child: BrokerChild; driver?: Driver }> = [];
   let previous: { child: BrokerChild; driver?: Driver } | undefined;
   let driver: Driver | undefined;
@@ -718,7 +756,16 @@ async function main(): Promise<void> {
     const leasesIssued = results.filter((r) => r.scenario === 'issuance').reduce((n, r) => n + r.count, 0);
     const rss = { idle: rssIdle, loadMax: rssLoadMax || undefined, end: rssNow, peak: proc?.peak };
     report(opts, results, rss, leasesIssued, performance.now() - began);
-    reportLedger(opts, results, variants);
+    reportLedger(
+      opts,
+      results,
+      variants.filter((v) => v.issuance !== undefined),
+    );
+    reportAuditSinks(
+      opts,
+      results,
+      variants.filter((v) => v.auditSinks !== undefined),
+    );
     for (const line of [...stageRows(breakdown), ...commandRows(commands)]) console.log(line);
     hotPath = results;
     if (opts.rssDetail) await printRssDetail(info.pid, info.httpPort);
@@ -777,6 +824,26 @@ function reportLedger(opts: Options, results: Result[], variants: readonly Ledge
     console.log(
       `  at concurrency ${concurrency}: after/before throughput ${fx(after.rps / before.rps)}x, ` +
         `p50 ${fx(after.p50 / before.p50)}x, p99 ${fx(after.p99 / before.p99)}x`,
+    );
+  }
+}
+
+/** Issuance with one and two required audit sinks beside the file alone (same run, same rounds). */
+function reportAuditSinks(opts: Options, results: Result[], variants: readonly LedgerVariant[]): void {
+  if (variants.length === 0) return;
+  const fx = (n: number, d = 2): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+  console.log('\nrequired audit sinks, issuance rows above:');
+  console.log(`  ${'issuance'.padEnd(10)} the chain file alone (fsync'd, required by construction)`);
+  for (const v of variants) console.log(`  ${v.scenario.padEnd(10)} ${v.label}`);
+  for (const concurrency of opts.concurrencies) {
+    const file = results.find((r) => r.scenario === 'issuance' && r.concurrency === concurrency);
+    const one = results.find((r) => r.scenario === 'issue-1req' && r.concurrency === concurrency);
+    const two = results.find((r) => r.scenario === 'issue-2req' && r.concurrency === concurrency);
+    if (!file || !one || !two) continue;
+    console.log(
+      `  at concurrency ${concurrency}: throughput one/file ${fx(one.rps / file.rps)}x, two/file ` +
+        `${fx(two.rps / file.rps)}x, two/one ${fx(two.rps / one.rps)}x; p50 two/one ${fx(two.p50 / one.p50)}x, ` +
+        `p99 two/one ${fx(two.p99 / one.p99)}x`,
     );
   }
 }
