@@ -5,6 +5,7 @@
 import type { AuditSinkConfig } from '../../config/audit-schema.js';
 import type { RedisClient } from '../../redis/connect.js';
 import type { FollowerLogger, FollowerMetrics, FollowerSink } from '../follower.js';
+import { redisStreamFollower } from './redis-stream-sink.js';
 
 export interface FollowerDeps {
   logger: FollowerLogger;
@@ -33,10 +34,12 @@ function buildFollower(
   sink: AuditSinkConfig,
   name: string,
   _auditFile: string,
-  _deps: FollowerDeps,
+  deps: FollowerDeps,
 ): FollowerSink {
   switch (sink.type) {
     // Each case is filled in by the sink's own module (redis_stream, webhook, ssf).
+    case 'redis_stream':
+      return redisStreamFollower(sink, name, deps);
     default:
       throw new Error(`audit sink ${name}: type ${sink.type} is not available in this build`);
   }
