@@ -10,6 +10,8 @@ import { auditGate } from './audit/audit-gate.js';
 import { FileChainSink } from './audit/file-chain-sink.js';
 import { AuditPipeline } from './audit/pipeline.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
+import type { FollowerSink } from './audit/follower.js';
+import { SinkMetrics } from './observability/sink-metrics.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -184,9 +186,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const events = new PolicyEvents(logger);
     const policy = buildPolicy(ctx, events);
     const stores = await buildStores(ctx, opts.store, identity, policy, events);
-    const { audit: sink, health, refuseWhileAuditDown } = await buildAudit(ctx, opts.audit, identity, stores);
+    const built = await buildAudit(ctx, opts.audit, identity, stores);
+    const { audit: sink, health, refuseWhileAuditDown } = built;
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
+    built.sinkMetrics?.register(registry);
     const audit = withMetrics(sink, metrics);
     events.attach(audit);
     const useCases = buildUseCases(ctx, opts.issuance, {
@@ -202,6 +206,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       stores,
       credentials,
       audit,
+      pipeline: built.pipeline,
       health,
       registry,
       metrics,
@@ -621,22 +626,27 @@ async function buildAudit(
 ): Promise<{
   audit: AuditSink;
   pipeline?: AuditPipeline;
+  sinkMetrics?: SinkMetrics;
   health: DependencyHealth;
   refuseWhileAuditDown: () => void;
 }> {
   let audit = injected;
   let pipeline: AuditPipeline | undefined;
+  let sinkMetrics: SinkMetrics | undefined;
   if (!audit) {
     const keeper = await FileChainSink.open(config.audit.file, {
       fsync: config.audit.fsync,
       logger,
       source: identity.spiffeId(),
     });
-    const followers = buildFollowers(config.audit, { logger, redis: stores.redis });
-    pipeline = new AuditPipeline(keeper, followers, { ackTimeoutMs: config.audit.ackTimeoutMs });
+    const built: { followers: FollowerSink[] } = { followers: [] };
+    sinkMetrics = new SinkMetrics(() => built.followers);
+    built.followers = buildFollowers(config.audit, { logger, redis: stores.redis, metrics: sinkMetrics });
+    sinkMetrics.declare(built.followers.map((f) => f.name));
+    pipeline = new AuditPipeline(keeper, built.followers, { ackTimeoutMs: config.audit.ackTimeoutMs });
     audit = pipeline;
-    const built = pipeline;
-    onClose(() => built.close());
+    const closing = pipeline;
+    onClose(() => closing.close());
   }
   const health = buildDependencyHealth({
     store: stores.store,
@@ -655,7 +665,13 @@ async function buildAudit(
     logger,
     ...clock,
   });
-  return { audit, ...(pipeline ? { pipeline } : {}), health, refuseWhileAuditDown: auditGate(audit) };
+  return {
+    audit,
+    ...(pipeline ? { pipeline } : {}),
+    ...(sinkMetrics ? { sinkMetrics } : {}),
+    health,
+    refuseWhileAuditDown: auditGate(audit),
+  };
 }
 
 interface Credentials {
@@ -948,6 +964,7 @@ async function startServers(
     stores: Stores;
     credentials: Credentials;
     audit: AuditSink;
+    pipeline: AuditPipeline | undefined;
     health: DependencyHealth;
     registry: Registry;
     metrics: BrokerMetrics;
@@ -1006,6 +1023,7 @@ async function startServers(
       registry: parts.registry,
       logger,
       readiness: () => health.refresh(),
+      ...(parts.pipeline ? { auditSinks: () => (parts.pipeline as AuditPipeline).sinks() } : {}),
     },
     config.httpListen,
   );

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { AuditSinkHealth } from '../audit/types.js';
 import { RevokedQueryError, type RevokedList } from './revoked-list.js';
 import { describeNotReady, type HealthReport } from '../observability/dependency-health.js';
 
@@ -15,6 +16,8 @@ export interface OpsHttpDeps {
   revoked: Pick<RevokedList, 'page'>;
   /** Checks every required dependency now (Redis, feed, audit sink, SVID) for `/readyz`. */
   readiness: () => Promise<HealthReport>;
+  /** Each audit sink beside the chain file, for `/readyz` (a required one down is already in `audit`). */
+  auditSinks?: () => ReadonlyArray<{ name: string; mode: string; health: AuditSinkHealth }>;
   registry?: Registry;
   logger: Logger;
 }
@@ -63,9 +66,11 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
         return send(res, 200, { status: 'ok' });
       case '/readyz': {
         const report = await deps.readiness();
-        if (report.ready) return send(res, 200, { status: 'ready', dependencies: report.dependencies });
+        const sinks = deps.auditSinks ? { audit_sinks: describeSinks(deps.auditSinks()) } : {};
+        if (report.ready)
+          return send(res, 200, { status: 'ready', dependencies: report.dependencies, ...sinks });
         const reason = describeNotReady(report);
-        return send(res, 503, { status: 'not ready', reason, dependencies: report.dependencies });
+        return send(res, 503, { status: 'not ready', reason, dependencies: report.dependencies, ...sinks });
       }
       case '/metrics':
         if (!deps.registry) return send(res, 404, { error: 'not found' });
@@ -94,6 +99,13 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
         server.closeAllConnections();
       }),
   };
+}
+
+/** `/readyz`'s `audit_sinks`: each sink's name, mode and state (cause and since while down). */
+function describeSinks(
+  sinks: ReadonlyArray<{ name: string; mode: string; health: AuditSinkHealth }>,
+): Array<Record<string, unknown>> {
+  return sinks.map(({ name, mode, health }) => ({ name, mode, ...health }));
 }
 
 export function splitHostPort(listen: string): { host: string; port: number } {

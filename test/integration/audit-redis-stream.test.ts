@@ -30,17 +30,23 @@ describe('integration: required Redis Stream audit sink', function () {
   let redis: Redis;
   let dir: string;
   const key = `${randomPrefix()}:audit-stream`;
+  // A best-effort sink whose key is never a stream: it fails throughout.
+  const spareKey = `${randomPrefix()}:audit-spare`;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'svb-stream-'));
     redis = createRedisClient((await sharedRedis()).url);
+    await redis.set(spareKey, 'not a stream');
     h = await startHarness({
       config: {
         audit: {
           file: join(dir, 'audit.jsonl'),
           fsync: true,
           ackTimeoutMs: ACK_TIMEOUT_MS,
-          sinks: [{ type: 'redis_stream', mode: 'required', key, maxLen: 10_000 }],
+          sinks: [
+            { type: 'redis_stream', name: 'siem', mode: 'required', key, maxLen: 10_000 },
+            { type: 'redis_stream', name: 'spare', mode: 'best_effort', key: spareKey, maxLen: 10 },
+          ],
         },
       },
     });
@@ -81,6 +87,19 @@ describe('integration: required Redis Stream audit sink', function () {
     await eventually(async () => (await h.httpJson('/readyz')).status === 200, 15_000);
     await client.issueCredential({ task_id: task.task_id, role: 'token/demo' });
 
+    // Ready with the best-effort sink down; /readyz reports it.
+    const readyNow = await h.httpJson('/readyz');
+    assert.equal(readyNow.status, 200);
+    const sinks = (readyNow.body as { audit_sinks: Array<Record<string, unknown>> }).audit_sinks;
+    assert.deepEqual(
+      sinks.map((s) => [s.name, s.mode, s.ok]),
+      [
+        ['redis_stream:siem', 'required', true],
+        ['redis_stream:spare', 'best_effort', false],
+      ],
+    );
+    assert.match(String(sinks[1]?.cause), /WRONGTYPE/);
+
     const fileSeqs = (await readAudit(join(dir, 'audit.jsonl'))).map((r) => r.seq as number);
     await eventually(async () => (await streamSeqs(redis, key)).length === fileSeqs.length);
     const seqs = await streamSeqs(redis, key);
@@ -90,5 +109,16 @@ describe('integration: required Redis Stream audit sink', function () {
       seqs.map((_, i) => i + 1),
       'seq continuous from 1',
     );
+
+    const metrics = String((await h.httpJson('/metrics')).body);
+    const value = (line: string): number => Number(new RegExp(`^${line} (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.equal(value('svid_broker_audit_sink_up\\{sink="redis_stream:siem"\\}'), 1);
+    assert.equal(value('svid_broker_audit_sink_up\\{sink="redis_stream:spare"\\}'), 0);
+    assert.equal(value('svid_broker_audit_sink_delivered_total\\{sink="redis_stream:siem"\\}'), seqs.length);
+    assert.equal(value('svid_broker_audit_sink_delivered_total\\{sink="redis_stream:spare"\\}'), 0);
+    assert.ok(value('svid_broker_audit_sink_failures_total\\{sink="redis_stream:siem"\\}') >= 1);
+    assert.ok(value('svid_broker_audit_sink_failures_total\\{sink="redis_stream:spare"\\}') >= 1);
+    assert.ok(value('svid_broker_audit_sink_backlog\\{sink="redis_stream:spare"\\}') >= 1);
+    assert.equal(value('svid_broker_audit_sink_backlog\\{sink="redis_stream:siem"\\}'), 0);
   });
 });
