@@ -12,6 +12,7 @@ import { AuditPipeline } from './audit/pipeline.js';
 import { buildFollowers } from './audit/sinks/build-followers.js';
 import type { FollowerSink } from './audit/follower.js';
 import { SinkMetrics } from './observability/sink-metrics.js';
+import { AuditWatch } from './broker/audit-watch.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -1003,6 +1004,17 @@ async function startServers(
       authenticator,
       certificates,
       audit,
+      ...(parts.pipeline
+        ? {
+            auditWatch: new AuditWatch({
+              source: parts.pipeline,
+              auditFile: config.audit.file,
+              policy: () => parts.policy.policies.current,
+              audit,
+              logger,
+            }),
+          }
+        : {}),
       logger,
       metrics: parts.metrics,
     },

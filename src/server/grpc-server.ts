@@ -67,6 +67,8 @@ import {
   type RevokeLeasesRequestMsg,
 } from './broker-proto.js';
 import { toServiceError } from './status.js';
+import { watchAuditHandler } from './watch-audit-handler.js';
+import type { AuditWatch } from '../broker/audit-watch.js';
 import type { SvidCertificateProvider } from './svid-certificate-provider.js';
 
 export const BROKER_SERVICE = 'svidbroker.v1.CredentialBroker';
@@ -88,6 +90,8 @@ export interface GrpcServerDeps {
   serverOptions?: Record<string, number>;
   certificates: SvidCertificateProvider;
   audit: AuditSink;
+  /** BrokerAdmin.WatchAudit (undefined: the call is refused FAILED_PRECONDITION). */
+  auditWatch?: AuditWatch;
   logger: Logger;
   metrics?: { requests: Counter<'method' | 'code'>; latency: Histogram<'method'> };
 }
@@ -439,6 +443,14 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
     'ListQuarantines',
     async (caller) => ({ quarantines: (await deps.quarantineAdmin.list(caller)).map(quarantineToMsg) }),
   );
+  adminImpl.WatchAudit = watchAuditHandler({
+    watch: deps.auditWatch,
+    authenticate: authenticateCall,
+    checkQuarantine,
+    observe,
+    onShutdown: waits,
+    logger,
+  });
   server.addService(adminService, adminImpl);
 
   const health = new HealthImplementation({
