@@ -2,6 +2,7 @@
  * `svid-broker audit verify FILE`: exit 0 when the chain is intact, 1 at the first broken record,
  * with what the person on call does next.
  */
+import { AUDIT_TAIL_COMMAND } from './audit-tail.js';
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { ChainVerifier, GENESIS_HASH } from '../audit/hash-chain.js';
@@ -62,4 +63,5 @@ export const AUDIT_COMMANDS: Command[] = [
     notes: 'exit codes: 0 chain intact, 1 broken (or unreadable), 2 usage',
     run: (p) => runAuditVerify(p.positionals[0] as string),
   },
+  AUDIT_TAIL_COMMAND,
 ];
