@@ -7,10 +7,12 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { listChainFiles } from '../audit/chain-files.js';
-import { toCloudEvent } from '../audit/cloudevent.js';
+import { fromCloudEvent, toCloudEvent } from '../audit/cloudevent.js';
 import type { AuditRecord } from '../audit/types.js';
-import type { Command } from './command.js';
+import type { BrokerAdminClient } from '../client/broker-client.js';
+import { CONNECTION_FLAGS, type Command, type Parsed } from './command.js';
 import { printable, safeJson } from './escape.js';
+import { withConnection } from './output.js';
 
 export interface TailFilter {
   types: readonly string[];
@@ -53,6 +55,44 @@ export async function runAuditTail(
   return 0;
 }
 
+/**
+ * The same lines from the broker's WatchAudit (history after `fromId`, then live records) until the
+ * broker ends the stream or `signal` aborts (Ctrl-C).
+ */
+export async function watchAuditTail(
+  admin: Pick<BrokerAdminClient, 'watchAudit'>,
+  fromId: string,
+  filter: TailFilter,
+  json: boolean,
+  out: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  await admin.watchAudit(
+    { from_id: fromId, types: [...filter.types], agent: filter.agent ?? '' },
+    (event) => {
+      const cloudEvent = JSON.parse(event.cloudevent_json) as Record<string, unknown>;
+      out(json ? oneLineJson(cloudEvent) : formatRecordLine(fromCloudEvent(cloudEvent)));
+    },
+    signal,
+  );
+  return 0;
+}
+
+function runTail(p: Parsed): Promise<number> {
+  const filter = {
+    types: (p.values.type as string[] | undefined) ?? [],
+    agent: p.values.agent as string | undefined,
+  };
+  const json = p.values.json === true;
+  const file = p.positionals[0];
+  if (file !== undefined) return runAuditTail(file, filter, json);
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  const out = (line: string): void => void process.stdout.write(`${line}\n`);
+  const from = typeof p.values.from === 'string' ? p.values.from : '';
+  return withConnection(p, (c) => watchAuditTail(c.admin, from, filter, json, out, abort.signal));
+}
+
 /** safeJson (C1 and bidi characters escaped) on one line: its only raw newlines are indentation. */
 function oneLineJson(value: unknown): string {
   return safeJson(value).replace(/\n */g, '');
@@ -60,23 +100,21 @@ function oneLineJson(value: unknown): string {
 
 export const AUDIT_TAIL_COMMAND: Command = {
   path: 'audit tail',
-  args: 'FILE',
-  positionals: [1, 1],
+  args: '[FILE]',
+  positionals: [0, 1],
   summary: 'Print an audit trail for a person: one line per record (time, type, agent, key fields).',
   flags: {
     type: { type: 'string', value: 'TYPE', multiple: true, help: 'only records of this type (repeatable)' },
     agent: { type: 'string', value: 'ID', help: 'only records of this agent SPIFFE ID' },
     json: { type: 'boolean', help: "each record's CloudEvent JSON, one per line" },
+    from: {
+      type: 'string',
+      value: 'ID',
+      help: 'without FILE: start after this record id (default: only new records)',
+    },
+    ...CONNECTION_FLAGS,
   },
   notes:
-    'reads the rotated files of the chain first, then FILE; exit codes: 0 printed, 1 unreadable, 2 usage',
-  run: (p) =>
-    runAuditTail(
-      p.positionals[0] as string,
-      {
-        types: (p.values.type as string[] | undefined) ?? [],
-        agent: p.values.agent as string | undefined,
-      },
-      p.values.json === true,
-    ),
+    "FILE: reads the chain's rotated files first, then FILE. Without FILE: the broker's WatchAudit, until Ctrl-C. exit codes: 0 printed, 1 error, 2 usage",
+  run: runTail,
 };

@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import { status } from '@grpc/grpc-js';
 import { fromCloudEvent } from '../../src/audit/cloudevent.js';
 import { checkRecordLine } from '../../src/audit/hash-chain.js';
+import { watchAuditTail } from '../../src/cli/audit-tail.js';
 import type { BrokerAdminClient } from '../../src/client/broker-client.js';
 import type { AuditEventMsg } from '../../src/server/broker-proto.js';
 import {
@@ -114,6 +115,42 @@ describe('integration: BrokerAdmin.WatchAudit', function () {
       expected.map((r) => r.id),
     );
     for (const e of watch.events) assert.equal(e.agent, DEMO_AGENT);
+  });
+
+  it('audit tail without FILE prints the watched records (filtered, or as CloudEvent JSON)', async () => {
+    const admin = await h.adminClient('security');
+    const file = await readAudit(h.auditFile);
+    const issued = file.filter((r) => r.type === 'credential.issued');
+    const lines: string[] = [];
+    const abort = new AbortController();
+    const done = watchAuditTail(
+      admin,
+      file[0]?.id as string,
+      { types: ['credential.issued'], agent: undefined },
+      false,
+      (l) => lines.push(l),
+      abort.signal,
+    );
+    await eventually(() => lines.length === issued.length);
+    abort.abort();
+    assert.equal(await done, 0);
+    for (const [i, line] of lines.entries()) {
+      assert.ok(line.startsWith(`${String(issued[i]?.time)}  credential.issued  ${DEMO_AGENT}  `), line);
+    }
+    const json: string[] = [];
+    const abortJson = new AbortController();
+    const doneJson = watchAuditTail(
+      admin,
+      file[0]?.id as string,
+      { types: [], agent: undefined },
+      true,
+      (l) => json.push(l),
+      abortJson.signal,
+    );
+    await eventually(() => json.length >= file.length - 1);
+    abortJson.abort();
+    await doneJson;
+    assert.equal(JSON.parse(json[0] as string).id, file[1]?.id);
   });
 
   it('refuses an unauthorized caller (PERMISSION_DENIED), an unknown id (NOT_FOUND), a bad filter', async () => {
