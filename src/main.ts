@@ -16,6 +16,9 @@ import { hmacKeyFileFor, identifierHmac, readHmacKey } from './audit/identifier-
 import { startNotifications } from './notifications/build-notifications.js';
 import { buildFollowers, buildSsfTransmitters } from './audit/sinks/build-followers.js';
 import { SsfMetadata } from './audit/sinks/ssf-metadata.js';
+import type { FollowerSink } from './audit/follower.js';
+import { SinkMetrics } from './observability/sink-metrics.js';
+import { AuditWatch } from './broker/audit-watch.js';
 import { LOG_REDACT_PATHS } from './audit/redact.js';
 import type { AuditEventInput, AuditSink } from './audit/types.js';
 import {
@@ -217,15 +220,11 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const events = new PolicyEvents(logger);
     const policy = buildPolicy(ctx, events);
     const stores = await buildStores(ctx, opts.store, identity, policy, events);
-    const {
-      audit: sink,
-      pipeline,
-      checkpoints,
-      health,
-      refuseWhileAuditDown,
-    } = await buildAudit(ctx, opts.audit, identity, stores);
+    const built = await buildAudit(ctx, opts.audit, identity, stores);
+    const { audit: sink, pipeline, checkpoints, health, refuseWhileAuditDown } = built;
     const credentials = await buildBackends(ctx, opts.keyRotationSeconds, identity, stores.redis, events);
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
+    built.sinkMetrics?.register(registry);
     if (opts.metricLabels) registry.setDefaultLabels(opts.metricLabels);
     // Records written while a gRPC call is served carry its W3C traceparent (when valid), and
     // records written during a console call name the person (actor; see console/actor-audit.ts).
@@ -258,6 +257,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       stores,
       credentials,
       audit,
+      pipeline,
       health,
       registry,
       metrics,
@@ -700,12 +700,14 @@ async function buildAudit(
   audit: AuditSink;
   pipeline?: AuditPipeline;
   checkpoints?: CheckpointPublisher;
+  sinkMetrics?: SinkMetrics;
   health: DependencyHealth;
   refuseWhileAuditDown: () => void;
 }> {
   let audit = injected;
   let pipeline: AuditPipeline | undefined;
   let checkpoints: CheckpointPublisher | undefined;
+  let sinkMetrics: SinkMetrics | undefined;
   if (!audit) {
     const keeper = await FileChainSink.open(config.audit.file, {
       fsync: config.audit.fsync,
@@ -713,8 +715,11 @@ async function buildAudit(
       source: identity.spiffeId(),
       rotate: config.audit.rotate,
     });
-    const followers = buildFollowers(config.audit, { logger, redis: stores.redis });
-    pipeline = new AuditPipeline(keeper, followers, { ackTimeoutMs: config.audit.ackTimeoutMs });
+    const made: { followers: FollowerSink[] } = { followers: [] };
+    sinkMetrics = new SinkMetrics(() => made.followers);
+    made.followers = buildFollowers(config.audit, { logger, redis: stores.redis, metrics: sinkMetrics });
+    sinkMetrics.declare(made.followers.map((f) => f.name));
+    pipeline = new AuditPipeline(keeper, made.followers, { ackTimeoutMs: config.audit.ackTimeoutMs });
     audit = pipeline;
     const built = pipeline;
     onClose(() => built.close());
@@ -745,6 +750,7 @@ async function buildAudit(
     audit,
     ...(pipeline ? { pipeline } : {}),
     ...(checkpoints ? { checkpoints } : {}),
+    ...(sinkMetrics ? { sinkMetrics } : {}),
     health,
     refuseWhileAuditDown: auditGate(audit),
   };
@@ -1108,6 +1114,7 @@ async function startServers(
     stores: Stores;
     credentials: Credentials;
     audit: AuditSink;
+    pipeline: AuditPipeline | undefined;
     health: DependencyHealth;
     registry: Registry;
     metrics: BrokerMetrics;
@@ -1153,6 +1160,17 @@ async function startServers(
       certificates,
       audit,
       trace: parts.trace,
+      ...(parts.pipeline
+        ? {
+            auditWatch: new AuditWatch({
+              source: parts.pipeline,
+              auditFile: config.audit.file,
+              policy: () => parts.policy.policies.current,
+              audit,
+              logger,
+            }),
+          }
+        : {}),
       logger,
       ...(ctx.measure.stageTimer ? { stageTimer: ctx.measure.stageTimer } : {}),
       metrics: parts.metrics,
@@ -1176,6 +1194,7 @@ async function startServers(
       readiness: () => health.refresh(),
       ...(parts.checkpoints ? { checkpoints: parts.checkpoints } : {}),
       ssfConfiguration: (path) => parts.ssfMetadata.configuration(path),
+      ...(parts.pipeline ? { auditSinks: () => (parts.pipeline as AuditPipeline).sinks() } : {}),
     },
     config.httpListen,
   );

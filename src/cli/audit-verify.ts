@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseVkey, type NoteVerifier } from '../audit/signed-note.js';
 import { verifyTrail, type TrailPosition, type TrailResult } from '../audit/verify-trail.js';
 import { str, usageError, type Command, type Parsed } from './command.js';
+import { AUDIT_TAIL_COMMAND } from './audit-tail.js';
 import { printable } from './escape.js';
 
 type Broken = Extract<TrailResult, { ok: false }>;
@@ -134,4 +135,5 @@ export const AUDIT_COMMANDS: Command[] = [
       'exit codes: 0 chain intact, 1 broken (or unreadable, a bad checkpoint, a truncated trail), 2 usage',
     run: runAuditVerify,
   },
+  AUDIT_TAIL_COMMAND,
 ];

@@ -20,6 +20,8 @@ import type { X509Bundle, X509Svid } from '../identity/types.js';
 import { derToPem } from '../identity/x509-verify.js';
 import {
   loadBrokerProto,
+  type AuditEventMsg,
+  type WatchAuditRequestMsg,
   type BeginTaskRequestMsg,
   type DelegateTaskRequestMsg,
   type RevokeTaskTreeRequestMsg,
@@ -109,6 +111,11 @@ interface RawAdminClient extends Client {
     metadata: Metadata,
     options: CallOptions,
   ): ClientReadableStream<RevokeLeasesReportMsg>;
+  WatchAudit(
+    req: Partial<WatchAuditRequestMsg>,
+    metadata: Metadata,
+    options: CallOptions,
+  ): ClientReadableStream<AuditEventMsg>;
   Quarantine: Unary<Partial<QuarantineRequestMsg>, QuarantineResponseMsg>;
   ReleaseQuarantine: Unary<Partial<ReleaseQuarantineRequestMsg>, QuarantineInfoMsg>;
   ListQuarantines: Unary<Record<string, never>, ListQuarantinesResponseMsg>;
@@ -321,5 +328,26 @@ export class BrokerAdminClient extends AuthenticatedClient<RawAdminClient> {
   }
   listQuarantines(): Promise<ListQuarantinesResponseMsg> {
     return this.call(this.raw.ListQuarantines, {});
+  }
+
+  /**
+   * Streams the broker's audit trail (history after `from_id`, then live records) to `onEvent`.
+   * Resolves when the broker ends the stream; rejects with its status. Cancel with `signal`.
+   */
+  async watchAudit(
+    req: Partial<WatchAuditRequestMsg>,
+    onEvent: (event: AuditEventMsg) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const metadata = await this.metadata();
+    return new Promise((resolve, reject) => {
+      const stream = this.raw.WatchAudit(req, metadata, {});
+      signal?.addEventListener('abort', () => stream.cancel(), { once: true });
+      stream.on('data', onEvent);
+      stream.on('error', (err: Error & { code?: number }) =>
+        signal?.aborted && err.code === 1 ? resolve() : reject(err),
+      );
+      stream.on('end', () => resolve());
+    });
   }
 }

@@ -246,6 +246,21 @@ export interface RevokeLeasesRequestMsg {
   confirm_all: boolean;
   deny_older_sessions?: boolean;
 }
+export interface WatchAuditRequestMsg {
+  from_id: string;
+  types: string[];
+  agent: string;
+}
+
+export interface AuditEventMsg {
+  cloudevent_json: string;
+  id: string;
+  seq: string;
+  type: string;
+  agent: string;
+  time: TimestampMsg | null;
+}
+
 export interface RevokeLeasesReportMsg {
   matched: number;
   revoked: number;

@@ -76,6 +76,8 @@ import {
 } from './broker-proto.js';
 import { timed, type StageTimer } from '../observability/stage-timer.js';
 import { toServiceError } from './status.js';
+import { watchAuditHandler } from './watch-audit-handler.js';
+import type { AuditWatch } from '../broker/audit-watch.js';
 import type { SvidCertificateProvider } from './svid-certificate-provider.js';
 
 export const BROKER_SERVICE = 'svidbroker.v1.CredentialBroker';
@@ -99,6 +101,8 @@ export interface GrpcServerDeps {
   audit: AuditSink;
   /** Where a call's valid `traceparent` header is kept while it is served (its audit records carry it). */
   trace?: CallTrace;
+  /** BrokerAdmin.WatchAudit (undefined: the call is refused FAILED_PRECONDITION). */
+  auditWatch?: AuditWatch;
   logger: Logger;
   metrics?: { requests: Counter<'method' | 'code'>; latency: Histogram<'method'> };
   /** The bench only: times `authenticate` and `respond` of each unary call (the stage breakdown). */
@@ -494,6 +498,14 @@ export async function startGrpcServer(deps: GrpcServerDeps, listen: string): Pro
       return endedTasksToMsg(ended, (t) => taskToMsg(t));
     },
   );
+  adminImpl.WatchAudit = watchAuditHandler({
+    watch: deps.auditWatch,
+    authenticate: authenticateCall,
+    checkQuarantine,
+    observe,
+    onShutdown: waits,
+    logger,
+  });
   server.addService(adminService, adminImpl);
 
   const health = new HealthImplementation({

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { listenOn } from './listen.js';
+import type { AuditSinkHealth } from '../audit/types.js';
 import { RevokedQueryError, type RevokedList } from './revoked-list.js';
 import { describeNotReady, type HealthReport } from '../observability/dependency-health.js';
 
@@ -16,6 +17,8 @@ export interface OpsHttpDeps {
   revoked: Pick<RevokedList, 'page'>;
   /** Checks every required dependency now (Redis, feed, audit sink, SVID) for `/readyz`. */
   readiness: () => Promise<HealthReport>;
+  /** Each audit sink beside the chain file, for `/readyz` (a required one down is already in `audit`). */
+  auditSinks?: () => ReadonlyArray<{ name: string; mode: string; health: AuditSinkHealth }>;
   registry?: Registry;
   /** GET /.well-known/ssf-configuration[/<issuer path>]: the SSF transmitter metadata, if any. */
   ssfConfiguration?: (path: string) => Record<string, unknown> | undefined;
@@ -68,9 +71,11 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
         return send(res, 200, { status: 'ok' });
       case '/readyz': {
         const report = await deps.readiness();
-        if (report.ready) return send(res, 200, { status: 'ready', dependencies: report.dependencies });
+        const sinks = deps.auditSinks ? { audit_sinks: describeSinks(deps.auditSinks()) } : {};
+        if (report.ready)
+          return send(res, 200, { status: 'ready', dependencies: report.dependencies, ...sinks });
         const reason = describeNotReady(report);
-        return send(res, 503, { status: 'not ready', reason, dependencies: report.dependencies });
+        return send(res, 503, { status: 'not ready', reason, dependencies: report.dependencies, ...sinks });
       }
       case '/v1/audit/checkpoint': {
         // The latest signed C2SP checkpoint note; verifiers compare it with the trail they hold.
@@ -104,3 +109,10 @@ export async function startOpsHttp(deps: OpsHttpDeps, listen: string): Promise<R
 
 // authzen-http.ts splits its address with the same function.
 export { splitHostPort } from './listen.js';
+
+/** `/readyz`'s `audit_sinks`: each sink's name, mode and state (cause and since while down). */
+function describeSinks(
+  sinks: ReadonlyArray<{ name: string; mode: string; health: AuditSinkHealth }>,
+): Array<Record<string, unknown>> {
+  return sinks.map(({ name, mode, health }) => ({ name, mode, ...health }));
+}

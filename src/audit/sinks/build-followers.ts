@@ -7,6 +7,7 @@ import type { RedisClient } from '../../redis/connect.js';
 import type { FollowerLogger, FollowerMetrics, FollowerSink } from '../follower.js';
 import { createSsfTransmitter, type SetSigner, type SsfTransmitter } from './ssf-transmitter.js';
 import { createWebhookSink } from './webhook-sink.js';
+import { redisStreamFollower } from './redis-stream-sink.js';
 
 export interface FollowerDeps {
   logger: FollowerLogger;
@@ -46,12 +47,15 @@ function buildFollower(
   sink: AuditSinkConfig,
   name: string,
   auditFile: string,
+
   deps: FollowerDeps,
 ): FollowerSink {
   switch (sink.type) {
     // Each case is filled in by the sink's own module (redis_stream, webhook, ssf).
     case 'webhook':
       return createWebhookSink(sink, name, auditFile, deps);
+    case 'redis_stream':
+      return redisStreamFollower(sink, name, deps);
     default:
       throw new Error(`audit sink ${name}: type ${sink.type} is not available in this build`);
   }

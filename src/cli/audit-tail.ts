@@ -1,0 +1,120 @@
+/**
+ * `svid-broker audit tail FILE`: an audit trail for a person to read, one line per record (time,
+ * type, agent, the record's key fields), every value escaped (cli/escape.ts) so no recorded text
+ * can draw a line of its own. Reads the chain's rotated files, then FILE. `--json` prints each
+ * record as its CloudEvent JSON instead, one per line.
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { listChainFiles } from '../audit/chain-files.js';
+import { fromCloudEvent, toCloudEvent } from '../audit/cloudevent.js';
+import type { AuditRecord } from '../audit/types.js';
+import type { BrokerAdminClient } from '../client/broker-client.js';
+import { CONNECTION_FLAGS, type Command, type Parsed } from './command.js';
+import { printable, safeJson } from './escape.js';
+import { withConnection } from './output.js';
+
+export interface TailFilter {
+  types: readonly string[];
+  agent: string | undefined;
+}
+
+/** Fields every line shows first, or leaves out; the rest follow as key=value. */
+const SHOWN_FIRST = new Set(['time', 'type', 'agent', 'id', 'seq', 'source', 'prev_hash', 'hash']);
+
+export function formatRecordLine(record: AuditRecord): string {
+  const rest = Object.entries(record)
+    .filter(([key]) => !SHOWN_FIRST.has(key))
+    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  return printable([record.time, record.type, record.agent || '-', ...rest].join('  '));
+}
+
+export function matchesTail(record: AuditRecord, filter: TailFilter): boolean {
+  if (filter.types.length > 0 && !filter.types.includes(record.type)) return false;
+  return filter.agent === undefined || record.agent === filter.agent;
+}
+
+export async function runAuditTail(
+  file: string,
+  filter: TailFilter,
+  json: boolean,
+  out: (line: string) => void = (line) => process.stdout.write(`${line}\n`),
+): Promise<number> {
+  for (const path of await listChainFiles(file)) {
+    const lines = createInterface({
+      input: createReadStream(path, { encoding: 'utf8' }),
+      crlfDelay: Infinity,
+    });
+    for await (const line of lines) {
+      if (line === '') continue;
+      const record = JSON.parse(line) as AuditRecord;
+      if (!matchesTail(record, filter)) continue;
+      out(json ? oneLineJson(toCloudEvent(record).toJSON()) : formatRecordLine(record));
+    }
+  }
+  return 0;
+}
+
+/**
+ * The same lines from the broker's WatchAudit (history after `fromId`, then live records) until the
+ * broker ends the stream or `signal` aborts (Ctrl-C).
+ */
+export async function watchAuditTail(
+  admin: Pick<BrokerAdminClient, 'watchAudit'>,
+  fromId: string,
+  filter: TailFilter,
+  json: boolean,
+  out: (line: string) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  await admin.watchAudit(
+    { from_id: fromId, types: [...filter.types], agent: filter.agent ?? '' },
+    (event) => {
+      const cloudEvent = JSON.parse(event.cloudevent_json) as Record<string, unknown>;
+      out(json ? oneLineJson(cloudEvent) : formatRecordLine(fromCloudEvent(cloudEvent)));
+    },
+    signal,
+  );
+  return 0;
+}
+
+function runTail(p: Parsed): Promise<number> {
+  const filter = {
+    types: (p.values.type as string[] | undefined) ?? [],
+    agent: p.values.agent as string | undefined,
+  };
+  const json = p.values.json === true;
+  const file = p.positionals[0];
+  if (file !== undefined) return runAuditTail(file, filter, json);
+  const abort = new AbortController();
+  process.once('SIGINT', () => abort.abort());
+  const out = (line: string): void => void process.stdout.write(`${line}\n`);
+  const from = typeof p.values.from === 'string' ? p.values.from : '';
+  return withConnection(p, (c) => watchAuditTail(c.admin, from, filter, json, out, abort.signal));
+}
+
+/** safeJson (C1 and bidi characters escaped) on one line: its only raw newlines are indentation. */
+function oneLineJson(value: unknown): string {
+  return safeJson(value).replace(/\n */g, '');
+}
+
+export const AUDIT_TAIL_COMMAND: Command = {
+  path: 'audit tail',
+  args: '[FILE]',
+  positionals: [0, 1],
+  summary: 'Print an audit trail for a person: one line per record (time, type, agent, key fields).',
+  flags: {
+    type: { type: 'string', value: 'TYPE', multiple: true, help: 'only records of this type (repeatable)' },
+    agent: { type: 'string', value: 'ID', help: 'only records of this agent SPIFFE ID' },
+    json: { type: 'boolean', help: "each record's CloudEvent JSON, one per line" },
+    from: {
+      type: 'string',
+      value: 'ID',
+      help: 'without FILE: start after this record id (default: only new records)',
+    },
+    ...CONNECTION_FLAGS,
+  },
+  notes:
+    "FILE: reads the chain's rotated files first, then FILE. Without FILE: the broker's WatchAudit, until Ctrl-C. exit codes: 0 printed, 1 error, 2 usage",
+  run: runTail,
+};
