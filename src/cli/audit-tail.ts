@@ -10,7 +10,8 @@ import { listChainFiles } from '../audit/chain-files.js';
 import { fromCloudEvent, toCloudEvent } from '../audit/cloudevent.js';
 import type { AuditRecord } from '../audit/types.js';
 import type { BrokerAdminClient } from '../client/broker-client.js';
-import { CONNECTION_FLAGS, type Command, type Parsed } from './command.js';
+import { followTrail } from './audit-follow.js';
+import { CONNECTION_FLAGS, usageError, type Command, type Parsed } from './command.js';
 import { printable, safeJson } from './escape.js';
 import { withConnection } from './output.js';
 
@@ -39,20 +40,52 @@ export async function runAuditTail(
   filter: TailFilter,
   json: boolean,
   out: (line: string) => void = (line) => process.stdout.write(`${line}\n`),
+  follow?: { signal: AbortSignal; intervalMs?: number },
 ): Promise<number> {
+  const print = (record: AuditRecord): void => {
+    if (matchesTail(record, filter))
+      out(json ? oneLineJson(toCloudEvent(record).toJSON()) : formatRecordLine(record));
+  };
+  let seq = 0;
+  let offset = 0;
+  let torn = 0;
   for (const path of await listChainFiles(file)) {
+    offset = 0;
+    torn = 0;
     const lines = createInterface({
       input: createReadStream(path, { encoding: 'utf8' }),
       crlfDelay: Infinity,
     });
-    for await (const line of lines) {
-      if (line === '') continue;
-      const record = JSON.parse(line) as AuditRecord;
-      if (!matchesTail(record, filter)) continue;
-      out(json ? oneLineJson(toCloudEvent(record).toJSON()) : formatRecordLine(record));
+    try {
+      for await (const line of lines) {
+        offset += Buffer.byteLength(line) + 1;
+        if (line === '') continue;
+        const record = parseRecord(line);
+        // Only the last line can be a record still being written; it is read again when whole.
+        if (record === undefined) {
+          torn = Buffer.byteLength(line) + 1;
+          continue;
+        }
+        torn = 0;
+        if (typeof record.seq === 'number') seq = record.seq;
+        print(record);
+      }
+    } catch (err) {
+      // Rotated away between the listing and the read: --follow picks its records up by seq.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !follow) throw err;
+      offset = 0;
     }
   }
+  if (follow) await followTrail(file, { seq, offset: offset - torn }, print, follow);
   return 0;
+}
+
+function parseRecord(line: string): AuditRecord | undefined {
+  try {
+    return JSON.parse(line) as AuditRecord;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -85,9 +118,14 @@ function runTail(p: Parsed): Promise<number> {
   };
   const json = p.values.json === true;
   const file = p.positionals[0];
-  if (file !== undefined) return runAuditTail(file, filter, json);
   const abort = new AbortController();
   process.once('SIGINT', () => abort.abort());
+  if (file !== undefined) {
+    const follow = p.values.follow === true ? { signal: abort.signal } : undefined;
+    return runAuditTail(file, filter, json, undefined, follow);
+  }
+  if (p.values.follow === true)
+    throw usageError('--follow needs FILE (without FILE, WatchAudit follows already)');
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   const from = typeof p.values.from === 'string' ? p.values.from : '';
   return withConnection(p, (c) => watchAuditTail(c.admin, from, filter, json, out, abort.signal));
@@ -107,6 +145,10 @@ export const AUDIT_TAIL_COMMAND: Command = {
     type: { type: 'string', value: 'TYPE', multiple: true, help: 'only records of this type (repeatable)' },
     agent: { type: 'string', value: 'ID', help: 'only records of this agent SPIFFE ID' },
     json: { type: 'boolean', help: "each record's CloudEvent JSON, one per line" },
+    follow: {
+      type: 'boolean',
+      help: 'with FILE: keep printing records as they are appended, across rotation, until Ctrl-C',
+    },
     from: {
       type: 'string',
       value: 'ID',
@@ -115,6 +157,6 @@ export const AUDIT_TAIL_COMMAND: Command = {
     ...CONNECTION_FLAGS,
   },
   notes:
-    "FILE: reads the chain's rotated files first, then FILE. Without FILE: the broker's WatchAudit, until Ctrl-C. exit codes: 0 printed, 1 error, 2 usage",
+    "FILE: reads the chain's rotated files first, then FILE (with --follow, then what is appended, across rotation). Without FILE: the broker's WatchAudit, until Ctrl-C. exit codes: 0 printed, 1 error, 2 usage",
   run: runTail,
 };

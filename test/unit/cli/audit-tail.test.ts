@@ -1,8 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rotatedFileName } from '../../../src/audit/chain-files.js';
+import { listRotatedFiles, rotatedFileName } from '../../../src/audit/chain-files.js';
+import { FileChainSink } from '../../../src/audit/file-chain-sink.js';
 import { fromCloudEvent } from '../../../src/audit/cloudevent.js';
 import { MemoryAuditSink } from '../../../src/audit/memory-sink.js';
 import type { AuditRecord } from '../../../src/audit/types.js';
@@ -56,5 +57,67 @@ describe('cli: audit tail FILE', () => {
     const back = lines.map((l) => fromCloudEvent(JSON.parse(l) as Record<string, unknown>));
     assert.deepEqual(back, records.slice(0, 2));
     assert.doesNotMatch(lines[0] as string, /\u202e/);
+  });
+});
+
+describe('cli: audit tail FILE --follow', () => {
+  it('prints what the broker appends, across rotations, each record once and in order', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svb-follow-'));
+    const file = join(dir, 'audit.jsonl');
+    const keeper = await FileChainSink.open(file, { rotate: { maxBytes: 1500 }, fsync: false });
+    try {
+      for (let n = 0; n < 5; n += 1) await keeper.write({ type: 'credential.issued', agent: A, n });
+      const seen: number[] = [];
+      const abort = new AbortController();
+      const following = runAuditTail(
+        file,
+        { types: [], agent: undefined },
+        true,
+        (l) => seen.push(fromCloudEvent(JSON.parse(l) as Record<string, unknown>).seq),
+        { signal: abort.signal, intervalMs: 10 },
+      );
+      for (let n = 5; n < 60; n += 1) {
+        await keeper.write({ type: 'credential.issued', agent: n % 2 ? A : B, n, pad: 'x'.repeat(100) });
+        if (n % 7 === 0) await new Promise((r) => setTimeout(r, 15));
+      }
+      for (let i = 0; i < 300 && seen.length < 60; i += 1) await new Promise((r) => setTimeout(r, 10));
+      abort.abort();
+      await following;
+      assert.ok((await listRotatedFiles(file)).length >= 2, 'the trail rotated while followed');
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 60 }, (_, i) => i + 1),
+      );
+    } finally {
+      await keeper.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a torn last line is not printed until it is whole', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'svb-follow-'));
+    const file = join(dir, 'audit.jsonl');
+    const keeper = new MemoryAuditSink();
+    const one = await keeper.write({ type: 'task.begun', agent: A });
+    const two = await keeper.write({ type: 'task.ended', agent: A });
+    const line2 = `${JSON.stringify(two)}\n`;
+    writeFileSync(file, `${JSON.stringify(one)}\n${line2.slice(0, 20)}`);
+    const seen: number[] = [];
+    const abort = new AbortController();
+    const following = runAuditTail(
+      file,
+      { types: [], agent: undefined },
+      true,
+      (l) => seen.push(fromCloudEvent(JSON.parse(l) as Record<string, unknown>).seq),
+      { signal: abort.signal, intervalMs: 10 },
+    );
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(seen, [1]);
+    appendFileSync(file, line2.slice(20));
+    for (let i = 0; i < 100 && seen.length < 2; i += 1) await new Promise((r) => setTimeout(r, 10));
+    abort.abort();
+    await following;
+    assert.deepEqual(seen, [1, 2]);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
