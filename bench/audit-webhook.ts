@@ -1,11 +1,14 @@
 /**
- * What the webhook sink costs an audit write, beside the plain chain file, in one run: the real
+ * What each audit sink costs an audit write, beside the plain chain file, in one run: the real
  * FileChainSink (fsync'd, group commit) behind the AuditPipeline, with
  *
  *   file                    no follower (the baseline)
  *   + webhook best_effort   batch format: writes do not wait; the POSTs (and the spool) run beside
  *   + webhook required      batch format, batchMaxWaitMs 0: every write waits for the receiver's 2xx
  *   + webhook required str. structured format: one POST per record, in order
+ *   + redis_stream best_eff. XADD per record, one MULTI per batch, to a private redis-server
+ *   + redis_stream required  the same, every write waiting for the EXEC
+ * (the SSF transmitter sends revocation records only: its cost is per revocation, not per record)
  *
  * writes in closed loops at concurrency 1 and 64, the set-ups interleaved round by round. The
  * receiver is a local node:http server answering 200 in this same process (so its work is in the
@@ -22,15 +25,31 @@ import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { FileChainSink } from '../src/audit/file-chain-sink.js';
 import { AuditPipeline } from '../src/audit/pipeline.js';
+import { Redis } from 'ioredis';
+import { RedisStreamSink } from '../src/audit/sinks/redis-stream-sink.js';
 import { WebhookSink } from '../src/audit/sinks/webhook-sink.js';
+import { spawnRedisServer } from '../src/dev/redis-process.js';
 
-const SETUPS = ['file', '+ webhook best_effort', '+ webhook required', '+ webhook required str.'] as const;
+const SETUPS = [
+  'file',
+  '+ webhook best_effort',
+  '+ webhook required',
+  '+ webhook required str.',
+  '+ redis_stream best_effort',
+  '+ redis_stream required',
+] as const;
 type Setup = (typeof SETUPS)[number];
 
 interface Rig {
   setup: Setup;
   pipeline: AuditPipeline;
-  sink: WebhookSink | undefined;
+  sink: WebhookSink | RedisStreamSink | undefined;
+}
+
+/** Records the sink still has to deliver (the webhook's spool, the stream's queue). */
+function undelivered(sink: Rig['sink']): number {
+  if (sink === undefined) return 0;
+  return sink instanceof WebhookSink ? sink.spooled : sink.backlog;
 }
 
 interface Row {
@@ -51,25 +70,30 @@ async function startReceiver(): Promise<{ server: Server; url: string }> {
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
 }
 
-async function startRig(setup: Setup, dir: string, url: string): Promise<Rig> {
+async function startRig(setup: Setup, dir: string, url: string, redis: Redis): Promise<Rig> {
   const keeper = await FileChainSink.open(join(dir, `${setup.replace(/\W+/g, '-')}.jsonl`), {
     source: 'spiffe://example.org/broker',
   });
-  const sink =
-    setup === 'file'
-      ? undefined
-      : new WebhookSink({
-          name: 'webhook',
-          mode: setup === '+ webhook best_effort' ? 'best_effort' : 'required',
-          receiver: { url: new URL(url) },
-          format: setup === '+ webhook required str.' ? 'structured' : 'batch',
-          hmacKey: Buffer.from('bench-webhook-hmac-key-0123456789'),
-          spoolDir: join(dir, `spool-${setup.replace(/\W+/g, '-')}`),
-          batchMaxRecords: 100,
-          batchMaxWaitMs: 0,
-          timeoutMs: 5000,
-        });
+  const sink = setup === 'file' ? undefined : makeSink(setup, dir, url, redis);
   return { setup, pipeline: new AuditPipeline(keeper, sink ? [sink] : []), sink };
+}
+
+function makeSink(setup: Setup, dir: string, url: string, redis: Redis): WebhookSink | RedisStreamSink {
+  const mode = setup.endsWith('best_effort') ? 'best_effort' : 'required';
+  if (setup.startsWith('+ redis_stream')) {
+    return new RedisStreamSink({ name: 'redis_stream', mode, redis, key: `bench:${mode}`, maxLen: 100_000 });
+  }
+  return new WebhookSink({
+    name: 'webhook',
+    mode,
+    receiver: { url: new URL(url) },
+    format: setup === '+ webhook required str.' ? 'structured' : 'batch',
+    hmacKey: Buffer.from('bench-webhook-hmac-key-0123456789'),
+    spoolDir: join(dir, `spool-${setup.replace(/\W+/g, '-')}`),
+    batchMaxRecords: 100,
+    batchMaxWaitMs: 0,
+    timeoutMs: 5000,
+  });
 }
 
 /** Closed-loop writes for `ms`; the latency of each, and how long until the receiver had them all. */
@@ -94,7 +118,7 @@ async function writeFor(
       }
     }),
   );
-  while (rig.sink !== undefined && rig.sink.spooled > 0) await new Promise((r) => setTimeout(r, 1));
+  while (undelivered(rig.sink) > 0) await new Promise((r) => setTimeout(r, 1));
   return { latencies, drainedMs: performance.now() - start };
 }
 
@@ -105,9 +129,11 @@ export async function runAuditWebhookBench(
   const rounds = opts.rounds ?? 2;
   const dir = mkdtempSync(join(tmpdir(), 'svb-bench-webhook-'));
   const receiver = await startReceiver();
+  const redisServer = await spawnRedisServer({ dir: join(dir, 'redis') });
+  const redis = new Redis(redisServer.url);
   const rigs: Rig[] = [];
   try {
-    for (const setup of SETUPS) rigs.push(await startRig(setup, dir, receiver.url));
+    for (const setup of SETUPS) rigs.push(await startRig(setup, dir, receiver.url, redis));
     const rows: Row[] = [];
     for (const concurrency of [1, 64]) {
       for (const rig of rigs) await writeFor(rig, concurrency, 200); // warm-up
@@ -138,6 +164,8 @@ export async function runAuditWebhookBench(
     return report(rows);
   } finally {
     for (const rig of rigs) await rig.pipeline.close();
+    redis.disconnect();
+    await redisServer.stop();
     await new Promise((resolve) => receiver.server.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   }
@@ -151,7 +179,7 @@ function quantile(sorted: number[], q: number): number {
 
 function report(rows: Row[]): string[] {
   const lines = [
-    "audit writes (fsync'd chain file + AuditPipeline) with a webhook sink, beside the file alone (same run,",
+    "audit writes (fsync'd chain file + AuditPipeline) with each sink (webhook, Redis Stream), beside the file alone (same run,",
     'local receiver in this process):',
     `  ${'setup'.padEnd(26)}${'conc'.padStart(5)}${'writes/s'.padStart(11)}${'vs file'.padStart(9)}${'delivered/s'.padStart(13)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}`,
   ];
