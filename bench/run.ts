@@ -225,7 +225,9 @@ function parseOptions(argv: string[]): Options {
       case 'no-cloud':
       case 'no-capacity':
       case 'no-revoke-ledger':
-        // read by capacitySection() and revokeLedgerSection(); read by policyScale(), vaultSection(), incidentSection(), durabilitySection() and cloudSection()
+      case 'no-audit-webhook':
+        // read by the sections run after main(): capacity, revoke-ledger, policy-scale, vault,
+        // incident, durability, cloud and audit-webhook
         break;
       default:
         throw new Error(`unknown option ${arg} (see the header of bench/run.ts)`);
