@@ -3,13 +3,20 @@
  * emulator (dynamic secret, token, wrapped secret, STS through Vault) and the cloud emulators
  * (AWS STS, GitHub, GCP, Azure). Sensitive identifiers (a Vault accessor, an AWS session name)
  * never appear either: the trail holds their `hmac-sha256:<hex>`, the one `audit hmac` computes.
- * To scan another sink, add its contents to `sinks()`.
+ * Every sink is on: the audit file, the logs, a Redis Stream, a webhook and an SSF receiver (its
+ * SETs decoded too). To scan another sink, add its contents to `sinks()`.
  */
 import { strict as assert } from 'node:assert';
 import { readFile } from 'node:fs/promises';
 import { hmacKeyFileFor, identifierHmac, readHmacKey } from '../../src/audit/identifier-hmac.js';
 import type { IssueCredentialResponseMsg } from '../../src/server/broker-proto.js';
-import { readAudit, type Harness } from '../support/broker-harness.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { eventually, readAudit, type Harness } from '../support/broker-harness.js';
+import { HttpReceiverStub } from '../support/http-receiver.js';
+import { randomPrefix, sharedRedis } from '../support/redis-server.js';
 import { startCloudBroker, type CloudBroker } from '../support/cloud-broker.js';
 import { runCli } from '../support/run-cli.js';
 import {
@@ -21,12 +28,84 @@ import {
 } from '../support/secret-scan.js';
 import { startVaultBroker, type VaultBroker } from '../support/vault-broker.js';
 
-/** The sinks of one broker: its audit file and its logs (add Redis Stream, webhook, SSF here). */
-function sinks(h: Harness): SinkContents[] {
+/** Every sink a broker streams its trail to, beside the file: a Redis Stream, a webhook, an SSF receiver. */
+interface StreamedSinks {
+  config: Record<string, unknown>;
+  webhook: HttpReceiverStub;
+  ssf: HttpReceiverStub;
+  streamKey: string;
+  close(): Promise<void>;
+}
+
+async function streamedSinks(): Promise<StreamedSinks> {
+  const webhook = await HttpReceiverStub.start();
+  const ssf = await HttpReceiverStub.start();
+  const dir = mkdtempSync(join(tmpdir(), 'svb-secret-scan-'));
+  const hmacKeyFile = join(dir, 'webhook.key');
+  writeFileSync(hmacKeyFile, 'webhook-hmac-key-for-the-secret-scan', { mode: 0o600 });
+  const streamKey = `secret-scan:${randomPrefix()}`;
+  const config = {
+    audit: {
+      sinks: [
+        { type: 'redis_stream', mode: 'required', key: streamKey },
+        {
+          type: 'webhook',
+          mode: 'required',
+          url: webhook.url,
+          format: 'batch',
+          batchMaxWaitMs: 0,
+          hmacKeyFile,
+        },
+        { type: 'ssf', receivers: [{ url: ssf.url, audience: 'https://rp.example.org' }] },
+      ],
+    },
+  };
+  const close = async (): Promise<void> => {
+    await webhook.stop();
+    await ssf.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { config, webhook, ssf, streamKey, close };
+}
+
+/** A SET as sent, and its decoded header and claims (a secret must not hide in base64url either). */
+function setTexts(body: string): string {
+  const parts = body.split('.').slice(0, 2);
+  return [body, ...parts.map((p) => Buffer.from(p, 'base64url').toString('utf8'))].join('\n');
+}
+
+/** The sinks of one broker: its audit file, its logs, and what its streamed sinks received. */
+function sinks(h: Harness, streamed: StreamedSinks): SinkContents[] {
   return [
     { sink: `audit file ${h.auditFile}`, read: () => readFile(h.auditFile, 'utf8') },
     { sink: 'logs', read: () => Promise.resolve(h.logs.text()) },
+    {
+      sink: `redis stream ${streamed.streamKey}`,
+      read: async () => {
+        const redis = new Redis((await sharedRedis()).url);
+        try {
+          return JSON.stringify(await redis.xrange(streamed.streamKey, '-', '+'));
+        } finally {
+          redis.disconnect();
+        }
+      },
+    },
+    { sink: 'webhook', read: async () => streamed.webhook.accepted.map((p) => p.body).join('\n') },
+    { sink: 'ssf', read: async () => streamed.ssf.accepted.map((p) => setTexts(p.body)).join('\n') },
   ];
+}
+
+/** Waits until the streamed sinks have what the trail has: every record, and a SET for revocations. */
+async function delivered(h: Harness, streamed: StreamedSinks): Promise<void> {
+  const records = (await readAudit(h.auditFile)).length;
+  await eventually(async () => {
+    const redis = new Redis((await sharedRedis()).url);
+    try {
+      return (await redis.xlen(streamed.streamKey)) >= records && streamed.ssf.accepted.length > 0;
+    } finally {
+      redis.disconnect();
+    }
+  }, 15_000);
 }
 
 /** Issues each role in one task of the demo agent, then ends the task (revocations are recorded too). */
@@ -91,10 +170,15 @@ describe('integration: no secret in any sink or log, from every backend', functi
 
   describe('broker tokens and Vault', () => {
     let vb: VaultBroker;
+    let streamed: StreamedSinks;
     before(async () => {
-      vb = await startVaultBroker();
+      streamed = await streamedSinks();
+      vb = await startVaultBroker({ config: streamed.config });
     });
-    after(async () => vb?.close());
+    after(async () => {
+      await vb?.close();
+      await streamed?.close();
+    });
 
     it('finds no secret, no raw accessor; the accessor is recorded as the HMAC `audit hmac` prints', async () => {
       const issued = await issueEach(vb.h, [
@@ -106,7 +190,8 @@ describe('integration: no secret in any sink or log, from every backend', functi
       const secrets = secretsOf(issued);
       assert.ok(secrets.some((s) => s.what === 'vault/ci-token Vault accessor'));
       assert.ok(secrets.some((s) => s.what === 'vault/db-readonly data.password'));
-      assert.deepEqual(await scanSinks(sinks(vb.h), secrets), []);
+      await delivered(vb.h, streamed);
+      assert.deepEqual(await scanSinks(sinks(vb.h, streamed), secrets), []);
 
       const ciToken = issued.get('vault/ci-token') as IssueCredentialResponseMsg;
       const accessor = ciToken.credential?.metadata.accessor as string;
@@ -128,10 +213,15 @@ describe('integration: no secret in any sink or log, from every backend', functi
 
   describe('cloud emulators', () => {
     let cb: CloudBroker;
+    let streamed: StreamedSinks;
     before(async () => {
-      cb = await startCloudBroker();
+      streamed = await streamedSinks();
+      cb = await startCloudBroker({ config: streamed.config });
     });
-    after(async () => cb?.close());
+    after(async () => {
+      await cb?.close();
+      await streamed?.close();
+    });
 
     it("finds no secret and no raw AWS session name; the session name is recorded HMAC'd", async () => {
       const issued = await issueEach(cb.h, [
@@ -144,7 +234,8 @@ describe('integration: no secret in any sink or log, from every backend', functi
       assert.ok(secrets.some((s) => s.what === 'aws/deploy data.AWS_SECRET_ACCESS_KEY'));
       assert.ok(secrets.some((s) => s.what === 'aws/deploy AWS session name'));
       assert.ok(secrets.some((s) => s.what === 'github/repo-writer token'));
-      assert.deepEqual(await scanSinks(sinks(cb.h), secrets), []);
+      await delivered(cb.h, streamed);
+      assert.deepEqual(await scanSinks(sinks(cb.h, streamed), secrets), []);
 
       const aws = issued.get('aws/deploy') as IssueCredentialResponseMsg;
       const record = await issuedRecord(cb.h, aws.lease_id);

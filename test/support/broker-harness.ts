@@ -190,6 +190,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         // Many tests fail authentication on purpose, all from 127.0.0.1: the per-peer limit has its own tests.
         grpc: { authFailureBurst: 100_000 },
         ...extra,
+        // A test's audit keys (sinks, say) go beside the harness's file unless it names its own.
+        audit: { file: audit, fsync: true, ...((extra.audit as Record<string, unknown> | undefined) ?? {}) },
         roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
         agents: (extra.agents as unknown[] | undefined) ?? devAgents(),
       });
