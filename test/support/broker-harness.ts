@@ -182,7 +182,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 5000 },
         redis: { url: redisUrl, prefix: redisPrefix, store: storeKind === 'memory' ? 'memory' : 'redis' },
         policy: { dir: policy },
-        audit: { file: audit, fsync: true },
         reaper: { intervalMs: 100, batchSize: 100 },
         log: { level: 'debug' },
         // Tests read /v1/revoked right after a revocation: no per-replica cache (unit-tested on its own).
