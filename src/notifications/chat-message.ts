@@ -20,6 +20,11 @@ type Part = string | { value: unknown };
 
 const str = (value: unknown): string => (Array.isArray(value) ? value.join(', ') : String(value ?? ''));
 
+/** `approval <id> for <agent> (<role> in <environment>)` */
+function approvalFor(v: (key: string) => Part): Part[] {
+  return ['approval ', v('approval'), ' for ', v('agent'), ' (', v('role'), ' in ', v('environment'), ')'];
+}
+
 /** The summary as parts: literal text, and values that came from the record. */
 function summaryParts(r: Fields): Part[] {
   const v = (key: string): Part => ({ value: r[key] });
@@ -48,15 +53,9 @@ function summaryParts(r: Fields): Part[] {
       ];
     case 'approval.reminder':
       return [
-        'Still pending, half its time gone: approval ',
-        v('approval'),
-        ' for ',
-        v('agent'),
-        ' (',
-        v('role'),
-        ' in ',
-        v('environment'),
-        '), ',
+        'Still pending, half its time gone: ',
+        ...approvalFor(v),
+        ', ',
         v('approvals_received'),
         ' of ',
         v('approvals_required'),
@@ -65,17 +64,7 @@ function summaryParts(r: Fields): Part[] {
         '.',
       ];
     case 'approval.expired':
-      return [
-        'Expired undecided: approval ',
-        v('approval'),
-        ' for ',
-        v('agent'),
-        ' (',
-        v('role'),
-        ' in ',
-        v('environment'),
-        '). The agent must ask again.',
-      ];
+      return ['Expired undecided: ', ...approvalFor(v), '. The agent must ask again.'];
     case 'breakglass.granted':
       return [
         'Break-glass granted by ',
