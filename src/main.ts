@@ -226,23 +226,9 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
     const { registry, metrics } = buildMetrics(ctx, stores, credentials.roles, health);
     built.sinkMetrics?.register(registry);
     if (opts.metricLabels) registry.setDefaultLabels(opts.metricLabels);
-    // Records written while a gRPC call is served carry its W3C traceparent (when valid), and
-    // records written during a console call name the person (actor; see console/actor-audit.ts).
-    const trace = new CallTrace();
-    const actors = new ActorScope();
-    const audit = withActor(new TracedAuditSink(withMetrics(sink, metrics), trace), actors);
+    const { audit, trace, actors } = auditWriter(sink, metrics);
     events.attach(audit);
-    const stopNotifications = startNotifications({
-      config: config.notifications,
-      pipeline,
-      audit,
-      approvals: stores.approvals,
-      redis: stores.redis,
-      redisPrefix: `{${config.redis.prefix}}:`,
-      logger,
-      ...ctx.clock,
-    });
-    if (stopNotifications) ctx.onClose(stopNotifications);
+    startChatNotifications(ctx, pipeline, audit, stores);
     const useCases = buildUseCases(ctx, opts.issuance, {
       policy,
       stores,
@@ -276,16 +262,7 @@ export async function startBroker(opts: StartBrokerOptions): Promise<RunningBrok
       auditFeed: pipeline ?? auditFeedOf(opts.audit),
     });
 
-    identity.x509.onUpdate(() =>
-      logger.info(
-        { spiffeId: identity.spiffeId(), trustDomain: parseSpiffeId(identity.spiffeId()).trustDomain },
-        'SVID or bundles rotated',
-      ),
-    );
-    logger.info(
-      { grpc: servers.grpcPort, http: servers.httpPort, spiffeId: identity.spiffeId() },
-      'svid-broker serving',
-    );
+    announce(identity, servers, logger);
 
     let closed = false;
     return {
@@ -685,6 +662,53 @@ async function startPolicySync(
   feed.listen(sync);
   sync.start();
   onClose(() => sync.stop());
+}
+
+/**
+ * The sink every part writes to: counted (metrics), and carrying the W3C traceparent of the gRPC
+ * call being served and the person of the console call being served (console/actor-audit.ts).
+ */
+function auditWriter(
+  sink: AuditSink,
+  metrics: BrokerMetrics,
+): { audit: AuditSink; trace: CallTrace; actors: ActorScope } {
+  const trace = new CallTrace();
+  const actors = new ActorScope();
+  return { audit: withActor(new TracedAuditSink(withMetrics(sink, metrics), trace), actors), trace, actors };
+}
+
+/** Chat notifications (notifications.webhooks): followers of the pipeline, and the approval watch. */
+function startChatNotifications(
+  ctx: Startup,
+  pipeline: AuditPipeline | undefined,
+  audit: AuditSink,
+  stores: Stores,
+): void {
+  const stop = startNotifications({
+    config: ctx.config.notifications,
+    pipeline,
+    audit,
+    approvals: stores.approvals,
+    redis: stores.redis,
+    redisPrefix: `{${ctx.config.redis.prefix}}:`,
+    logger: ctx.logger,
+    ...ctx.clock,
+  });
+  if (stop) ctx.onClose(stop);
+}
+
+/** Logs that the broker serves, and every SVID or bundle rotation from now on. */
+function announce(identity: Identity, servers: { grpcPort: number; httpPort: number }, logger: Logger): void {
+  identity.x509.onUpdate(() =>
+    logger.info(
+      { spiffeId: identity.spiffeId(), trustDomain: parseSpiffeId(identity.spiffeId()).trustDomain },
+      'SVID or bundles rotated',
+    ),
+  );
+  logger.info(
+    { grpc: servers.grpcPort, http: servers.httpPort, spiffeId: identity.spiffeId() },
+    'svid-broker serving',
+  );
 }
 
 /**
