@@ -70,7 +70,25 @@ export interface CapacityOptions {
   durationS?: number;
   leases?: number;
   concurrency?: number;
+  /** Also `serve --workers 2` (default true); without it, the memory rows only. */
+  workers?: boolean;
+  /** Beside `serve` as shipped, each in a `serve` process of its own after it (default: MEMORY_VARIANTS). */
+  variants?: readonly MemoryVariant[];
 }
+
+/** A `serve` process started with other node/V8 flags or environment, for the memory rows. */
+export interface MemoryVariant {
+  label: string;
+  nodeArgs?: readonly string[];
+  env?: Readonly<Record<string, string>>;
+}
+
+/** What the memory rows compare with `serve` as shipped, each in the same run. */
+export const MEMORY_VARIANTS: readonly MemoryVariant[] = [
+  { label: '--max-semi-space-size=1', nodeArgs: ['--max-semi-space-size=1'] },
+  { label: '--max-semi-space-size=2', nodeArgs: ['--max-semi-space-size=2'] },
+  { label: '--semi-space-growth-factor=1', nodeArgs: ['--semi-space-growth-factor=1'] },
+];
 
 type AnyMethod = MethodDefinition<object, object>;
 
@@ -163,24 +181,51 @@ interface Served {
   pids(): number[];
   /** GET /readyz answers 200 (after heavy writes a replica may be waiting on its feed). */
   ready(): Promise<boolean>;
+  /** V8's heap, all spaces as committed (the ops listener's /metrics). */
+  heapTotal(): Promise<number | undefined>;
   stop(): Promise<void>;
 }
 
-async function serve(build: string, stage: Stage, workers: number): Promise<Served> {
+/** Where one `serve` listens; a memory variant gets ports and an audit file of its own. */
+interface Ports {
+  grpc: number;
+  http: number;
+  /** Overrides of the stage's config (SVID_BROKER_* variables) for this process. */
+  env: Record<string, string>;
+}
+
+async function ownPorts(stage: Stage, n: number): Promise<Ports> {
+  const grpc = await freePort();
+  const http = await freePort();
+  const env = {
+    SVID_BROKER_LISTEN: `127.0.0.1:${grpc}`,
+    SVID_BROKER_HTTP_LISTEN: `127.0.0.1:${http}`,
+    SVID_BROKER_AUDIT_FILE: join(stage.dir, 'audit', `variant-${n}.jsonl`),
+  };
+  return { grpc, http, env };
+}
+
+async function serve(
+  build: string,
+  stage: Stage,
+  workers: number,
+  variant: MemoryVariant = { label: 'serve' },
+  ports: Ports = { grpc: stage.grpcPort, http: stage.httpPort, env: {} },
+): Promise<Served> {
   const metricsPort = await freePort();
   const args =
     workers > 0 ? ['--workers', String(workers), '--metrics-listen', `127.0.0.1:${metricsPort}`] : [];
   const child: ChildProcess = spawn(
     process.execPath,
-    [join(build, 'src', 'cli', 'main.js'), 'serve', ...args],
+    [...(variant.nodeArgs ?? []), join(build, 'src', 'cli', 'main.js'), 'serve', ...args],
     {
-      env: { ...process.env, SVID_BROKER_CONFIG: stage.configFile },
+      env: { ...process.env, ...variant.env, ...ports.env, SVID_BROKER_CONFIG: stage.configFile },
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const pids = (): number[] => [child.pid as number, ...childPids(child.pid as number)];
-  const ready = workers > 0 ? () => workersServing(metricsPort, workers) : () => grpcAnswers(stage);
+  const ready = workers > 0 ? () => workersServing(metricsPort, workers) : () => grpcAnswers(ports.grpc);
   const deadline = Date.now() + 120_000;
   while (!(await ready())) {
     if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode} before serving`);
@@ -190,7 +235,8 @@ async function serve(build: string, stage: Stage, workers: number): Promise<Serv
   return {
     pids,
     ready: async () =>
-      (await fetch(`http://127.0.0.1:${stage.httpPort}/readyz`).catch(() => undefined))?.status === 200,
+      (await fetch(`http://127.0.0.1:${ports.http}/readyz`).catch(() => undefined))?.status === 200,
+    heapTotal: () => heapTotal(ports.http),
     async stop() {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
@@ -210,7 +256,7 @@ async function workersServing(metricsPort: number, workers: number): Promise<boo
   }
 }
 
-async function grpcAnswers(stage: Stage): Promise<boolean> {
+async function grpcAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = new Socket();
     socket.once('connect', () => {
@@ -218,7 +264,7 @@ async function grpcAnswers(stage: Stage): Promise<boolean> {
       resolve(true);
     });
     socket.once('error', () => resolve(false));
-    socket.connect(stage.grpcPort, '127.0.0.1');
+    socket.connect(port, '127.0.0.1');
   });
 }
 
@@ -231,10 +277,11 @@ function childPids(pid: number): number[] {
   }
 }
 
-function rssOf(pids: number[]): number {
+/** Resident memory of the processes now (VmRSS), or at its highest so far (VmHWM). */
+function rssOf(pids: number[], field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   let bytes = 0;
   for (const pid of pids) {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     bytes += Number(m?.[1] ?? 0) * 1024;
   }
   return bytes;
@@ -452,11 +499,129 @@ async function measure(
   };
 }
 
+/** RSS of one `serve` process: idle, with the leases in Redis, and after its load runs. */
+interface MemoryRow {
+  variant: MemoryVariant;
+  /** Once serving, before the leases were written. */
+  empty: number;
+  withLeases: number;
+  afterLoad: number;
+  /** The highest RSS of the process's life (VmHWM), at the end. */
+  peak: number;
+  /** V8's heap (all spaces, as committed) after the load runs. */
+  heapAfterLoad: number | undefined;
+  rps: number;
+  p99: number;
+  brokerCpuUs: number;
+  errors: string[];
+}
+
+/** A `serve` process of the memory rows and the load driver's connections to it. */
+interface Instance {
+  variant: MemoryVariant;
+  served: Served;
+  load: Load;
+  empty: number;
+  withLeases: number;
+  latencies: number[];
+  ms: number;
+  cpuMs: number;
+  errors: string[];
+}
+
+/** Rounds of the memory rows' load runs: the variants take turns, so a busy moment hits them all. */
+const ROUNDS = 2;
+
+/**
+ * `serve` as shipped and each variant, all started before the leases are written, then load runs
+ * taking turns (ROUNDS rounds of durationS / ROUNDS each, after one warm-up each).
+ */
+async function memoryRows(
+  ctx: { build: string; stage: Stage; source: X509Source; opts: Required<CapacityOptions> },
+  variants: readonly MemoryVariant[],
+  seed: () => Promise<void>,
+): Promise<MemoryRow[]> {
+  const started: Instance[] = [];
+  try {
+    for (const [n, variant] of variants.entries()) {
+      const ports = await ownPorts(ctx.stage, n);
+      const served = await serve(ctx.build, ctx.stage, 0, variant, ports);
+      const load = new Load(ctx.source, `127.0.0.1:${ports.grpc}`);
+      started.push({
+        variant,
+        served,
+        load,
+        empty: 0,
+        withLeases: 0,
+        latencies: [],
+        ms: 0,
+        cpuMs: 0,
+        errors: [],
+      });
+    }
+    for (const i of started) i.empty = rssOf(i.served.pids());
+    await seed();
+    for (const i of started) i.withLeases = rssOf(i.served.pids());
+    for (const i of started) {
+      await untilReady(i.served);
+      await i.load.run(ctx.opts.concurrency, 1500);
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const i of started) await loadTurn(i, ctx.opts);
+    }
+    const rows: MemoryRow[] = [];
+    for (const i of started) rows.push(await memoryRowOf(i));
+    return rows;
+  } finally {
+    for (const i of started) {
+      i.load.close();
+      await i.served.stop();
+    }
+  }
+}
+
+async function loadTurn(i: Instance, opts: Required<CapacityOptions>): Promise<void> {
+  const pids = i.served.pids();
+  const cpu0 = cpuMsOf(pids);
+  const t0 = performance.now();
+  i.load.errors = [];
+  i.latencies.push(...(await i.load.run(opts.concurrency, (opts.durationS * 1000) / ROUNDS)));
+  i.ms += performance.now() - t0;
+  i.cpuMs += cpuMsOf(pids) - cpu0;
+  i.errors.push(...i.load.errors);
+}
+
+async function memoryRowOf(i: Instance): Promise<MemoryRow> {
+  const sorted = Float64Array.from(i.latencies).sort();
+  const count = sorted.length;
+  return {
+    variant: i.variant,
+    empty: i.empty,
+    withLeases: i.withLeases,
+    afterLoad: rssOf(i.served.pids()),
+    peak: rssOf(i.served.pids(), 'VmHWM'),
+    heapAfterLoad: await i.served.heapTotal(),
+    rps: (count * 1000) / i.ms,
+    p99: sorted[Math.min(count - 1, Math.ceil(0.99 * count) - 1)] ?? NaN,
+    brokerCpuUs: (i.cpuMs * 1000) / count,
+    errors: i.errors,
+  };
+}
+
+/** nodejs_heap_size_total_bytes of the broker's /metrics (prom-client's default metrics). */
+async function heapTotal(httpPort: number): Promise<number | undefined> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/metrics`).catch(() => undefined);
+  const m = /^nodejs_heap_size_total_bytes (\S+)$/m.exec((await res?.text()) ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
 export async function runCapacityBench(options: CapacityOptions = {}): Promise<string[]> {
   const opts: Required<CapacityOptions> = {
     durationS: options.durationS ?? 8,
     leases: options.leases ?? 100_000,
     concurrency: options.concurrency ?? 64,
+    workers: options.workers ?? true,
+    variants: options.variants ?? MEMORY_VARIANTS,
   };
   const build = buildCli();
   const stage = await stageUp();
@@ -464,35 +629,29 @@ export async function runCapacityBench(options: CapacityOptions = {}): Promise<s
   const source = await X509Source.create({ endpoint: stage.demoEndpoint, timeoutMs: 10_000 });
   const load = new Load(source, `127.0.0.1:${stage.grpcPort}`);
   const rows: Throughput[] = [];
-  const memory: Record<string, number> = {};
+  const seeding: Record<string, number> = {};
+  let memory: MemoryRow[] = [];
   try {
-    const one = await serve(build, stage, 0);
-    try {
-      memory.idle = rssOf(one.pids());
-      const store = new RedisLeaseStore(createRedisClient(stage.redis.url, { commandTimeoutMs: 30_000 }), {
-        prefix: PREFIX,
-      });
+    memory = await memoryRows(
+      { build, stage, source, opts },
+      [{ label: 'serve' }, ...opts.variants],
+      async () => {
+        seeding.ms = await seedInto(stage, opts.leases);
+      },
+    );
+    seeding.active = Number(await redis.zcard(`{${PREFIX}}:active-leases`));
+    for (const [label, workers] of opts.workers
+      ? ([
+          ['serve', 0],
+          ['--workers 2', 2],
+        ] as const)
+      : []) {
+      const served = await serve(build, stage, workers);
       try {
-        memory.seedMs = await seedLeases(
-          store,
-          `spiffe://${TRUST_DOMAIN}/agents/seeded-${randomUUID()}`,
-          opts.leases,
-        );
+        rows.push(await measure(label, Math.max(1, workers), served, load, redis, opts));
       } finally {
-        await store.close();
+        await served.stop();
       }
-      memory.seeded = rssOf(one.pids());
-      rows.push(await measure('serve', 1, one, load, redis, opts));
-      memory.afterLoad = rssOf(one.pids());
-      memory.active = Number(await redis.zcard(`{${PREFIX}}:active-leases`));
-    } finally {
-      await one.stop();
-    }
-    const two = await serve(build, stage, 2);
-    try {
-      rows.push(await measure('--workers 2', 2, two, load, redis, opts));
-    } finally {
-      await two.stop();
     }
   } finally {
     load.close();
@@ -501,7 +660,19 @@ export async function runCapacityBench(options: CapacityOptions = {}): Promise<s
     await stage.close();
     rmSync(build, { recursive: true, force: true });
   }
-  return report(rows, memory, opts);
+  return [...report(rows, opts), ...memoryReport(memory, seeding, opts)];
+}
+
+/** `count` active leases of a fresh agent into the stage's Redis, through putLease; in ms. */
+async function seedInto(stage: Stage, count: number): Promise<number> {
+  const store = new RedisLeaseStore(createRedisClient(stage.redis.url, { commandTimeoutMs: 30_000 }), {
+    prefix: PREFIX,
+  });
+  try {
+    return await seedLeases(store, `spiffe://${TRUST_DOMAIN}/agents/seeded-${randomUUID()}`, count);
+  } finally {
+    await store.close();
+  }
 }
 
 const mb = (b: number | undefined): string =>
@@ -509,11 +680,8 @@ const mb = (b: number | undefined): string =>
 const fx = (n: number | undefined, d = 0): string =>
   n !== undefined && Number.isFinite(n) ? n.toFixed(d) : 'n/a';
 
-function report(
-  rows: Throughput[],
-  memory: Record<string, number>,
-  opts: Required<CapacityOptions>,
-): string[] {
+function report(rows: Throughput[], opts: Required<CapacityOptions>): string[] {
+  if (rows.length === 0) return [];
   const lines = [
     `  compiled CLI, private redis-server (appendfsync always); IssueCredential token/demo at concurrency ` +
       `${opts.concurrency} over ${CHANNELS} connections, ${opts.durationS} s after a warm-up, this driver on the same cores`,
@@ -545,12 +713,38 @@ function report(
         `${fx(1e6 / r.redisCpuUs)} issuances/s (by the scripts alone ${fx(1e6 / r.scriptUs)}/s)`,
     );
   }
+  return lines;
+}
+
+/** The memory rows: `serve` as shipped, then each variant, one process each, in this run. */
+function memoryReport(
+  memory: readonly MemoryRow[],
+  seeding: Record<string, number>,
+  opts: Required<CapacityOptions>,
+): string[] {
+  const [shipped] = memory;
+  if (!shipped) return [];
+  const lines = [
+    `  broker RSS, one serve process each, all started before ${opts.leases} active leases were written ` +
+      `(${fx((seeding.ms ?? NaN) / 1000, 1)} s, through putLease), then IssueCredential at concurrency ` +
+      `${opts.concurrency} for ${opts.durationS} s each in ${ROUNDS} rounds taking turns (${seeding.active} active leases at the end)`,
+    `  ${'serve'.padEnd(30)}${'idle'.padStart(10)}${`+${opts.leases} leases`.padStart(16)}` +
+      `${'after load'.padStart(12)}${'of it V8 heap'.padStart(15)}${'peak'.padStart(10)}${'req/s'.padStart(8)}${'p99 ms'.padStart(8)}` +
+      `${'broker cpu us/req'.padStart(19)}`,
+  ];
+  for (const m of memory) {
+    lines.push(
+      `  ${m.variant.label.padEnd(30)}${mb(m.empty).padStart(10)}${mb(m.withLeases).padStart(16)}` +
+        `${mb(m.afterLoad).padStart(12)}${mb(m.heapAfterLoad).padStart(15)}${mb(m.peak).padStart(10)}${fx(m.rps).padStart(8)}` +
+        `${fx(m.p99, 2).padStart(8)}${fx(m.brokerCpuUs).padStart(19)}`,
+    );
+  }
+  for (const m of memory.filter((x) => x.errors.length > 0)) {
+    lines.push(`  ${m.variant.label}: ${m.errors.length} issuance(s) failed; first: ${m.errors[0]}`);
+  }
   lines.push(
-    `  broker RSS (one serve process): ${mb(memory.idle)} idle; ${mb(memory.seeded)} after ${opts.leases} active ` +
-      `leases were written (${fx((memory.seedMs ?? NaN) / 1000, 1)} s, through putLease); ${mb(memory.afterLoad)} after ` +
-      `the load run on top (${memory.active} active leases at the end)`,
-    `  ${(memory.afterLoad ?? Infinity) <= TARGET_RSS ? 'PASS' : 'MISS'} broker RSS <= 150 MB with ` +
-      `${opts.leases}+ active leases (${mb(memory.afterLoad)})`,
+    `  ${shipped.afterLoad <= TARGET_RSS ? 'PASS' : 'MISS'} broker RSS <= 150 MB with ${opts.leases}+ active ` +
+      `leases, after the load run (serve as shipped: ${mb(shipped.withLeases)} idle, ${mb(shipped.afterLoad)} after load)`,
   );
   return lines;
 }
@@ -558,6 +752,10 @@ function report(
 function parseArgs(argv: readonly string[]): CapacityOptions {
   const opts: CapacityOptions = {};
   for (const arg of argv) {
+    if (arg === '--no-workers') {
+      opts.workers = false;
+      continue;
+    }
     const m = /^--(duration|leases|conc)=(\d+)$/.exec(arg);
     if (!m) throw new Error(`unknown option ${arg} (see the header of bench/capacity.ts)`);
     const n = Number(m[2]);

@@ -3,9 +3,10 @@
  * PKCE (S256), `state` and `nonce`; the ID token is verified by openid-client (signature against
  * the IdP's JWKS, issuer, audience, expiry, nonce, and `auth_time` against `max_age` on a
  * step-up), and userinfo is fetched with the access token and checked to name the same subject.
- * What the person is (sub, email, groups) comes from those two, nothing else.
+ * What the person is (sub, email, groups) comes from those two, nothing else. openid-client loads
+ * in discover(), so a broker without the console never loads it.
  */
-import * as oidc from 'openid-client';
+import type * as OpenidClient from 'openid-client';
 import { unauthenticated } from '../errors.js';
 import type { HumanIdentity } from '../identity/types.js';
 import type { PendingSignIn } from './session-store.js';
@@ -27,7 +28,8 @@ export const SIGN_IN_FAILED = 'sign_in_failed';
 
 export class OidcRelyingParty {
   private constructor(
-    private readonly config: oidc.Configuration,
+    private readonly oidc: typeof OpenidClient,
+    private readonly config: OpenidClient.Configuration,
     private readonly settings: OidcSettings,
   ) {}
 
@@ -36,6 +38,7 @@ export class OidcRelyingParty {
    * for a loopback issuer (a test or dev IdP on this machine).
    */
   static async discover(settings: OidcSettings): Promise<OidcRelyingParty> {
+    const oidc = await import('openid-client');
     const issuer = new URL(settings.issuer);
     const auth = settings.clientSecret ? oidc.ClientSecretBasic(settings.clientSecret) : oidc.None();
     const insecure = issuer.protocol === 'http:' && isLoopback(issuer.hostname);
@@ -46,7 +49,7 @@ export class OidcRelyingParty {
       auth,
       insecure ? { execute: [oidc.allowInsecureRequests] } : undefined,
     );
-    return new OidcRelyingParty(config, settings);
+    return new OidcRelyingParty(oidc, config, settings);
   }
 
   /** Where to send the browser, and what the callback needs to finish (keep it server-side). */
@@ -55,13 +58,13 @@ export class OidcRelyingParty {
     stepUp: boolean;
     browserKey: string;
   }): Promise<{ url: string; state: string; pending: PendingSignIn }> {
-    const codeVerifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const nonce = oidc.randomNonce();
+    const codeVerifier = this.oidc.randomPKCECodeVerifier();
+    const state = this.oidc.randomState();
+    const nonce = this.oidc.randomNonce();
     const params: Record<string, string> = {
       redirect_uri: this.settings.redirectUrl,
       scope: this.settings.scopes.join(' '),
-      code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge: await this.oidc.calculatePKCECodeChallenge(codeVerifier),
       code_challenge_method: 'S256',
       state,
       nonce,
@@ -69,7 +72,7 @@ export class OidcRelyingParty {
     // A step-up asks the IdP to authenticate the person again now, whatever its own session says.
     if (input.stepUp) params.max_age = '0';
     if (input.stepUp && this.settings.acrValues.length) params.acr_values = this.settings.acrValues.join(' ');
-    const url = oidc.buildAuthorizationUrl(this.config, params).href;
+    const url = this.oidc.buildAuthorizationUrl(this.config, params).href;
     const pending: PendingSignIn = {
       codeVerifier,
       nonce,
@@ -83,7 +86,7 @@ export class OidcRelyingParty {
   /** Exchanges the code and verifies what came back; throws UNAUTHENTICATED `sign_in_failed`. */
   async finishSignIn(callbackUrl: URL, state: string, pending: PendingSignIn): Promise<HumanIdentity> {
     try {
-      const tokens = await oidc.authorizationCodeGrant(this.config, callbackUrl, {
+      const tokens = await this.oidc.authorizationCodeGrant(this.config, callbackUrl, {
         pkceCodeVerifier: pending.codeVerifier,
         expectedState: state,
         expectedNonce: pending.nonce,
@@ -92,7 +95,7 @@ export class OidcRelyingParty {
       });
       const claims = tokens.claims();
       if (!claims) throw new Error('no ID token');
-      const userinfo = await oidc.fetchUserInfo(this.config, tokens.access_token, claims.sub);
+      const userinfo = await this.oidc.fetchUserInfo(this.config, tokens.access_token, claims.sub);
       return this.identityOf({ ...userinfo, ...claims });
     } catch (err) {
       throw unauthenticated(

@@ -16,7 +16,6 @@
  *   X-Vault-Token included) are replaced by a plain Error before they become a cause.
  */
 import { readFileSync } from 'node:fs';
-import nodeVault from 'node-vault';
 import { BrokerError, type ErrorCode } from '../../errors.js';
 import { vaultHttpLayer } from './vault-http.js';
 
@@ -170,12 +169,39 @@ function errorsOf(body: unknown): string[] {
 
 const TIMEOUT_CODES = new Set(['ECONNABORTED', 'ETIMEDOUT']);
 
+/** node-vault over the HTTP layer that never follows a redirect; both libraries load here. */
+async function openNodeVault(
+  endpoint: string,
+  namespace: string,
+  ca: string | undefined,
+): Promise<NodeVaultClient> {
+  const [{ default: nodeVault }, { default: axios }] = await Promise.all([
+    import('node-vault'),
+    import('axios'),
+  ]);
+  const client = nodeVault({
+    endpoint,
+    apiVersion: 'v1',
+    // Its debug output prints request bodies (JWTs, tokens) when DEBUG=node-vault is set.
+    debug: () => undefined,
+    // Its own HTTP layer follows redirects with the token attached; this one never follows.
+    'request-promise': vaultHttpLayer(axios, ca !== undefined ? { ca } : {}),
+  }) as unknown as NodeVaultClient;
+  // node-vault falls back to VAULT_TOKEN / VAULT_NAMESPACE / VAULT_PREFIX; this client takes
+  // nothing from the environment.
+  client.token = '';
+  client.namespace = namespace;
+  client.pathPrefix = '';
+  return client;
+}
+
 export class VaultClient {
   readonly endpoint: string;
   readonly namespace: string;
   readonly timeoutMs: number;
   private readonly lateGraceMs: number;
-  private readonly client: NodeVaultClient;
+  /** node-vault and axios load with the first VaultClient: a broker without Vault never loads them. */
+  private readonly client: Promise<NodeVaultClient>;
 
   constructor(opts: VaultClientOptions) {
     let url: URL;
@@ -210,20 +236,9 @@ export class VaultClient {
         throw new Error(`vault: cannot read caFile ${opts.caFile}: ${(err as Error).message}`);
       }
     }
-    const client = nodeVault({
-      endpoint: this.endpoint,
-      apiVersion: 'v1',
-      // Its debug output prints request bodies (JWTs, tokens) when DEBUG=node-vault is set.
-      debug: () => undefined,
-      // Its own HTTP layer follows redirects with the token attached; this one never follows.
-      'request-promise': vaultHttpLayer(ca !== undefined ? { ca } : {}),
-    }) as unknown as NodeVaultClient;
-    // node-vault falls back to VAULT_TOKEN / VAULT_NAMESPACE / VAULT_PREFIX; this client takes
-    // nothing from the environment.
-    client.token = '';
-    client.namespace = this.namespace;
-    client.pathPrefix = '';
-    this.client = client;
+    this.client = openNodeVault(this.endpoint, this.namespace, ca);
+    // A failed load fails each call (mapped as any failure is), never as an unhandled rejection.
+    this.client.catch(() => undefined);
   }
 
   /** One Vault call. Resolves with the envelope (undefined for 204); rejects with a VaultError. */
@@ -252,16 +267,18 @@ export class VaultClient {
         reject(this.timeoutError(where));
       }, this.timeoutMs);
     });
-    const attempt = this.client.request(options).then(
-      (body) => {
-        const response = parseEnvelope(body);
-        if (timedOut) call.onLateResponse?.(response);
-        return response;
-      },
-      (err: unknown) => {
-        throw this.mapError(err, where);
-      },
-    );
+    const attempt = this.client
+      .then((client) => client.request(options))
+      .then(
+        (body) => {
+          const response = parseEnvelope(body);
+          if (timedOut) call.onLateResponse?.(response);
+          return response;
+        },
+        (err: unknown) => {
+          throw this.mapError(err, where);
+        },
+      );
     try {
       return await Promise.race([attempt, deadline]);
     } finally {
@@ -274,7 +291,9 @@ export class VaultClient {
   /** `sys/health`, which answers with a body for every status (standby 429, sealed 503, ...). */
   async health(): Promise<{ initialized: boolean; sealed: boolean; standby: boolean }> {
     const response = await this.client
-      .request({ method: 'GET', path: '/sys/health', headers: {}, timeout: this.timeoutMs })
+      .then((client) =>
+        client.request({ method: 'GET', path: '/sys/health', headers: {}, timeout: this.timeoutMs }),
+      )
       .catch((err: unknown) => {
         throw this.mapError(err, 'GET sys/health');
       });

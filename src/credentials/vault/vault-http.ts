@@ -10,7 +10,7 @@
  * `{statusCode, body, request: {path}}` for every status and rejects only without an answer.
  */
 import { Agent } from 'node:https';
-import axios from 'axios';
+import type { AxiosStatic } from 'axios';
 
 /** What node-vault hands its request function (the fields VaultClient sets). */
 export interface VaultHttpRequest {
@@ -37,7 +37,8 @@ export interface VaultHttpLayer {
   defaults(): VaultHttpFunction;
 }
 
-export function vaultHttpLayer(opts: { ca?: string }): VaultHttpLayer {
+/** `axios` is passed in: VaultClient loads it (and node-vault) only when a Vault backend is built. */
+export function vaultHttpLayer(axios: AxiosStatic, opts: { ca?: string }): VaultHttpLayer {
   // Always verify Vault's certificate, whatever VAULT_SKIP_VERIFY says.
   const tls = { rejectUnauthorized: true, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) };
   const agent = new Agent(tls);
