@@ -605,7 +605,7 @@ async function loadTurn(i: Instance, opts: Required<CapacityOptions>): Promise<v
   const gc0 = await i.served.gcSeconds();
   const t0 = performance.now();
   i.load.errors = [];
-  i.latencies.push(...(await i.load.run(opts.concurrency, (opts.durationS * 1000) / ROUNDS)));
+  for (const ms of await i.load.run(opts.concurrency, (opts.durationS * 1000) / ROUNDS)) i.latencies.push(ms);
   i.ms += performance.now() - t0;
   i.cpuMs += cpuMsOf(pids) - cpu0;
   i.gcMs += ((await i.served.gcSeconds()) - gc0) * 1000;
