@@ -1111,7 +1111,7 @@ function buildUseCases(
 
 /** Transaction Tokens: signed with the token backend's keys, verified against every replica's. */
 function transactionTokens(
-  { config, clock }: Startup,
+  { config, clock, measure }: Startup,
   identity: Identity,
   credentials: Credentials,
 ): TransactionTokens {
@@ -1124,6 +1124,7 @@ function transactionTokens(
     // A token must not outlive the key that verifies it.
     ttlSeconds: Math.min(config.delegation.transactionTokenTtlSeconds, keys.overlapSeconds),
     maxDepth: config.delegation.maxDepth,
+    signer: measure.previousHotPath ? 'jose' : 'node',
     ...clock,
   });
 }
