@@ -87,7 +87,7 @@ end
 
 -- Redis's Lua stack takes about 8,000 values: batched calls go in chunks of CHUNK values (even,
 -- so score/member pairs stay whole).
-local CHUNK = 4000
+local CHUNK = 1000
 local function callChunked(command, key, values)
   for i = 1, #values, CHUNK do
     redis.call(command, key, unpack(values, i, math.min(i + CHUNK - 1, #values)))
