@@ -13,7 +13,10 @@
  * longest wait for one page (how long one script holds Redis, plus a round trip: what other
  * clients may wait), the snapshot's time, Redis's time per command the scripts called, the
  * driver's heap growth (live, after a forced GC half-way; the memory bound) beside what holding
- * every lease would take, and the load average before the run.
+ * every lease would take, and the load average at the start. On a machine shared with other work
+ * the wall time mostly measures waiting for a core; the CPU time redis-server's main thread and
+ * this process spent (the driver waits for each page, so on an idle machine the wall is about
+ * their sum) is printed beside it.
  *
  * `npx tsx bench/revoke-ledger.ts [--leases=N]`, or through `npm run bench`. Figures are printed,
  * never asserted.
@@ -37,6 +40,13 @@ export interface RevokeLedgerResult {
   seedMs: number;
   totalMs: number;
   redisMs: number;
+  /**
+   * CPU time spent meanwhile by redis-server's main thread (INFO cpu) and by this process (less
+   * the forced GC): what the run costs, whatever else runs on the machine. The driver waits for
+   * each page, so on an idle machine the wall is about their sum.
+   */
+  redisCpuMs: number;
+  driverCpuMs: number;
   pages: number;
   /**
    * The longest wait for one page after the first (the script's hold on Redis plus a round trip;
@@ -67,6 +77,16 @@ async function commandUsec(redis: Redis): Promise<Map<string, number>> {
     ]),
   );
 }
+
+/** redis-server's main-thread CPU so far (user + sys), ms. */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string): number =>
+    Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')) * 1000;
+}
+
+const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
 /** What the driver sent itself: the scripts, the snapshot and its removal. */
 const SENT = ['evalsha', 'eval', 'fcall', 'zinterstore', 'zrangestore', 'unlink', 'del', 'pexpire'];
@@ -105,7 +125,10 @@ async function revokeOnce(
     let pages = 0;
     let longestPageMs = 0;
     await redis.config('RESETSTAT');
+    const redisCpu0 = await redisCpuMs(redis);
+    let gcCpuMs = 0;
     const at = Date.now();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     let pageStart = t0;
     const run = store.revokeSelected(
@@ -119,13 +142,17 @@ async function revokeOnce(
       rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
       if (Number.isNaN(heapGrowthMid) && revoked * 2 >= count) {
         const g0 = performance.now();
+        const gcCpu0 = process.cpuUsage();
         gc();
         heapGrowthMid = process.memoryUsage().heapUsed - before.heapUsed;
+        gcCpuMs += cpuMs(process.cpuUsage(gcCpu0));
         gcMs += performance.now() - g0;
       }
       pageStart = performance.now();
     }
     const totalMs = performance.now() - t0 - gcMs;
+    const driverCpuMs = cpuMs(process.cpuUsage(cpu0)) - gcCpuMs;
+    const redisCpu = (await redisCpuMs(redis)) - redisCpu0;
     const usec = await commandUsec(redis);
     const { redisMs, byCommand } = redisTime(usec);
     const snapshotMs = ((usec.get('zinterstore') ?? 0) + (usec.get('zrangestore') ?? 0)) / 1000;
@@ -136,6 +163,8 @@ async function revokeOnce(
       seedMs,
       totalMs,
       redisMs,
+      redisCpuMs: redisCpu,
+      driverCpuMs,
       pages,
       longestPageMs,
       snapshotMs,
@@ -156,6 +185,7 @@ export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Prom
   const server = await startRedisServer();
   const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
   const results: RevokeLedgerResult[] = [];
+  const load = loadavg();
   try {
     await redis.config('SET', 'appendonly', 'no');
     await redis.config('SET', 'save', '');
@@ -164,7 +194,7 @@ export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Prom
     redis.disconnect();
     await server.stop();
   }
-  return report(results, holdAllBytes(count, gc));
+  return report(results, holdAllBytes(count, gc), load);
 }
 
 function pageSizes(): number[] {
@@ -174,20 +204,21 @@ function pageSizes(): number[] {
 const mb = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MB`;
 const fx = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
-function report(results: RevokeLedgerResult[], holdAll: number): string[] {
+const cpuSum = (r: RevokeLedgerResult): number => r.redisCpuMs + r.driverCpuMs;
+
+function report(results: RevokeLedgerResult[], holdAll: number, load: number[]): string[] {
   const lines = [
     `  private redis-server, no persistence; each row its own key prefix, seeded through putLease (not timed);` +
-      ` load average ${loadavg()
-        .map((l) => l.toFixed(2))
-        .join(' ')} before`,
+      ` load average ${load.map((l) => l.toFixed(2)).join(' ')} at the start`,
     `  ${'page'.padStart(6)}${'leases'.padStart(9)}${'wall ms'.padStart(9)}${'redis ms'.padStart(10)}` +
-      `${'us/lease'.padStart(10)}${'pages'.padStart(7)}${'longest page'.padStart(14)}${'snapshot'.padStart(10)}` +
-      `${'heap growth'.padStart(13)}${'rss peak'.padStart(11)}`,
+      `${'us/lease'.padStart(10)}${'cpu ms redis+driver'.padStart(21)}${'pages'.padStart(7)}` +
+      `${'longest page'.padStart(14)}${'snapshot'.padStart(10)}${'heap growth'.padStart(13)}${'rss peak'.padStart(11)}`,
   ];
   for (const r of results) {
     lines.push(
       `  ${String(r.pageSize).padStart(6)}${String(r.count).padStart(9)}${fx(r.totalMs).padStart(9)}` +
         `${fx(r.redisMs).padStart(10)}${fx((r.totalMs * 1000) / r.count, 1).padStart(10)}` +
+        `${`${fx(r.redisCpuMs)}+${fx(r.driverCpuMs)}=${fx(cpuSum(r))}`.padStart(21)}` +
         `${String(r.pages).padStart(7)}${`${fx(r.longestPageMs, 1)} ms`.padStart(14)}` +
         `${`${fx(r.snapshotMs)} ms`.padStart(10)}${mb(r.heapGrowthMid).padStart(13)}${mb(r.rssPeak).padStart(11)}` +
         (r.pageSize === REVOKE_PAGE_SIZE ? '  <- LeaseAdmin' : ''),
@@ -200,7 +231,8 @@ function report(results: RevokeLedgerResult[], holdAll: number): string[] {
         main.byCommand.map(([c, ms]) => `${c} ${fx(ms)}`).join(', '),
       `  holding every one of ${main.count} leases at once would take ${mb(holdAll)} of heap`,
       `  ${main.totalMs <= TARGET_MS ? 'PASS' : 'MISS'} ledger revoke of ${main.count} leases <= ` +
-        `${TARGET_MS / 1000} s (${fx(main.totalMs / 1000, 2)} s); ` +
+        `${TARGET_MS / 1000} s (${fx(main.totalMs / 1000, 2)} s wall; CPU redis + driver ` +
+        `${fx(cpuSum(main) / 1000, 2)} s: about the wall on an idle machine); ` +
         `${main.heapGrowthMid < holdAll / 10 ? 'PASS' : 'MISS'} memory bounded (heap growth ` +
         `${mb(main.heapGrowthMid)} < a tenth of ${mb(holdAll)})`,
     );

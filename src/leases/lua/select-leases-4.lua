@@ -2,8 +2,8 @@
   One page of a scan over a lease index: lists the leases matching a selector or, in revoke mode,
   moves the matching active ones to `revoking` and queues their backend revocation, all in one
   step per page (the ledger change and the durable job are atomic together). Pages are by rank;
-  a revocation pages over a snapshot of the index (ZRANGESTORE or ZINTERSTORE by the caller), which nothing else
-  changes, so no lease is skipped while others leave the active set.
+  a revocation pages over a snapshot of the index (ZRANGESTORE or ZINTERSTORE by the caller),
+  which nothing else changes, so no lease is skipped while others leave the active set.
 
   Input:
     KEYS[1] source             an index ({prefix}:idx:*, {prefix}:active-leases) or a snapshot of one
@@ -141,7 +141,8 @@ local function revokePicked(moved, rows, out)
       queued[#queued + 1] = runAt
       queued[#queued + 1] = id
     end
-    redis.call('HSET', prefix .. ':lease:' .. id, 'state', 'revoking', 'revokeReason', reason, 'revokedAt', at)
+    redis.call('HSET', prefix .. ':lease:' .. id, 'state', 'revoking', 'revokeReason', reason,
+      'revokedAt', at)
     deny[#deny + 1] = expiresAt
     deny[#deny + 1] = id
     if backend == 'token' then
