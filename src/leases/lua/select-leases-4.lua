@@ -121,7 +121,7 @@ end
 -- updates made once for the page with many members each. No TTL while revoking. The job keys
 -- of the page are checked with one EXISTS; only when one of them exists (a job queued before
 -- this run) is each checked on its own, so such a job keeps its attempt count.
-local function revokePicked(moved, rows, out)
+local function revokePicked(moved, leaseKeys, rows, out)
   local jobKeys = {}
   for i, id in ipairs(moved) do
     jobKeys[i] = prefix .. ':revoke:job:' .. id
@@ -141,8 +141,7 @@ local function revokePicked(moved, rows, out)
       queued[#queued + 1] = runAt
       queued[#queued + 1] = id
     end
-    redis.call('HSET', prefix .. ':lease:' .. id, 'state', 'revoking', 'revokeReason', reason,
-      'revokedAt', at)
+    redis.call('HSET', leaseKeys[i], 'state', 'revoking', 'revokeReason', reason, 'revokedAt', at)
     deny[#deny + 1] = expiresAt
     deny[#deny + 1] = id
     if backend == 'token' then
@@ -172,7 +171,7 @@ local out = { -1, #ids }
 if #ids == count then
   out[1] = offset + count
 end
-local moved, rows = {}, {}
+local moved, leaseKeys, rows = {}, {}, {}
 for _, id in ipairs(ids) do
   local leaseKey = prefix .. ':lease:' .. id
   local v = redis.call('HMGET', leaseKey, unpack(FIELDS))
@@ -182,11 +181,12 @@ for _, id in ipairs(ids) do
       out[#out + 1] = redis.call('HGETALL', leaseKey)
     elseif v[10] == 'active' then
       moved[#moved + 1] = id
+      leaseKeys[#leaseKeys + 1] = leaseKey
       rows[#rows + 1] = v
     end
   end
 end
 if #moved > 0 then
-  revokePicked(moved, rows, out)
+  revokePicked(moved, leaseKeys, rows, out)
 end
 return out
