@@ -198,7 +198,7 @@ export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Prom
 }
 
 function pageSizes(): number[] {
-  return [...new Set([REVOKE_PAGE_SIZE, 250, 1000, 2000])].sort((a, b) => a - b);
+  return [...new Set([REVOKE_PAGE_SIZE, 250, 500, 1000, 2000])].sort((a, b) => a - b);
 }
 
 const mb = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MB`;
