@@ -89,7 +89,7 @@ async function redisCpuMs(redis: Redis): Promise<number> {
 const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
 /** What the driver sent itself: the scripts, the snapshot and its removal. */
-const SENT = ['evalsha', 'eval', 'fcall', 'zinterstore', 'zrangestore', 'unlink', 'del', 'pexpire'];
+const SENT = ['evalsha', 'eval', 'fcall', 'zinterstore', 'zrangestore', 'del', 'pexpire'];
 
 /**
  * Redis's time in the commands this process sent (the scripts' usec includes the commands they

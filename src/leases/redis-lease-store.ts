@@ -935,7 +935,7 @@ export class RedisLeaseStore implements LeaseStore {
         yield { leases: parsed.leases, scanned: parsed.scanned, total };
       }
     } finally {
-      await this.redis.unlink(run).catch(() => 0);
+      await this.redis.del(run).catch(() => 0);
     }
   }
 
