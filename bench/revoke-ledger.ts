@@ -6,15 +6,22 @@
  * own key prefix of one private redis-server (no persistence), seeded with the same number of
  * leases through putLease (set-up, not timed), in the same run:
  *
- *   page N    the page size LeaseAdmin uses (REVOKE_PAGE_SIZE), and 1,000 for the trade-off
+ *   page N    the page size LeaseAdmin uses (REVOKE_PAGE_SIZE), and 250 (its page before),
+ *             1,000 and 2,000 for the trade-off
  *
- * Printed: wall time, Redis's own time in the scripts (INFO commandstats), the driver's heap
- * growth (live, after a forced GC half-way; the memory bound) beside what holding every lease
- * would take.
+ * Printed: wall time, Redis's own time in the scripts and the snapshot (INFO commandstats), the
+ * longest wait for one page (how long one script holds Redis, plus a round trip: what other
+ * clients may wait), the snapshot's time, Redis's time per command the scripts called, the
+ * driver's heap growth (live, after a forced GC half-way; the memory bound) beside what holding
+ * every lease would take, and the load average at the start. On a machine shared with other work
+ * the wall time mostly measures waiting for a core; the CPU time redis-server's main thread and
+ * this process spent (the driver waits for each page, so on an idle machine the wall is about
+ * their sum) is printed beside it.
  *
  * `npx tsx bench/revoke-ledger.ts [--leases=N]`, or through `npm run bench`. Figures are printed,
  * never asserted.
  */
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import type { Redis } from 'ioredis';
@@ -33,7 +40,23 @@ export interface RevokeLedgerResult {
   seedMs: number;
   totalMs: number;
   redisMs: number;
+  /**
+   * CPU time spent meanwhile by redis-server's main thread (INFO cpu) and by this process (less
+   * the forced GC): what the run costs, whatever else runs on the machine. The driver waits for
+   * each page, so on an idle machine the wall is about their sum.
+   */
+  redisCpuMs: number;
+  driverCpuMs: number;
   pages: number;
+  /**
+   * The longest wait for one page after the first (the script's hold on Redis plus a round trip;
+   * the first page also waits for the snapshot, printed on its own).
+   */
+  longestPageMs: number;
+  /** Redis's time building the run's snapshot of the index (one ZINTERSTORE). */
+  snapshotMs: number;
+  /** Redis's time per command the scripts called, largest first (Redis 7 counts them by name). */
+  byCommand: [string, number][];
   heapGrowthMid: number;
   rssBefore: number;
   rssPeak: number;
@@ -44,19 +67,43 @@ function storeOn(server: RunningRedis, prefix: string): RedisLeaseStore {
   return new RedisLeaseStore(redis, { prefix });
 }
 
-/**
- * Redis's time in the commands this process sent: the scripts (their usec includes the commands they
- * call, which Redis 7 also counts under their own names, so those are not added) and the snapshot.
- */
-async function scriptsUsec(redis: Redis): Promise<number> {
+/** INFO commandstats as command -> usec. */
+async function commandUsec(redis: Redis): Promise<Map<string, number>> {
   const info = await redis.info('commandstats');
-  let usec = 0;
-  for (const m of info.matchAll(
-    /^cmdstat_(evalsha|eval|fcall|zinterstore|zrangestore):calls=\d+,usec=(\d+)/gm,
-  )) {
-    usec += Number(m[2]);
+  return new Map(
+    [...info.matchAll(/^cmdstat_([a-z|]+):calls=\d+,usec=(\d+)/gm)].map((m) => [
+      m[1] as string,
+      Number(m[2]),
+    ]),
+  );
+}
+
+/** redis-server's main-thread CPU so far (user + sys), ms. */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string): number =>
+    Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return (field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')) * 1000;
+}
+
+const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
+
+/** What the driver sent itself: the scripts, the snapshot and its removal. */
+const SENT = ['evalsha', 'eval', 'fcall', 'zinterstore', 'zrangestore', 'del', 'pexpire'];
+
+/**
+ * Redis's time in the commands this process sent (the scripts' usec includes the commands they
+ * call, which Redis 7 also counts under their own names, so those are not added), and the
+ * commands the scripts called, each on its own.
+ */
+function redisTime(usec: Map<string, number>): { redisMs: number; byCommand: [string, number][] } {
+  let sent = 0;
+  const byCommand: [string, number][] = [];
+  for (const [command, us] of usec) {
+    if (SENT.includes(command)) sent += us;
+    else if (!command.startsWith('config|') && command !== 'info') byCommand.push([command, us / 1000]);
   }
-  return usec;
+  return { redisMs: sent / 1000, byCommand: byCommand.sort((a, b) => b[1] - a[1]) };
 }
 
 async function revokeOnce(
@@ -76,26 +123,39 @@ async function revokeOnce(
     let gcMs = 0;
     let revoked = 0;
     let pages = 0;
+    let longestPageMs = 0;
     await redis.config('RESETSTAT');
+    const redisCpu0 = await redisCpuMs(redis);
+    let gcCpuMs = 0;
     const at = Date.now();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
+    let pageStart = t0;
     const run = store.revokeSelected(
       { agent: AGENT },
       { reason: 'admin: revoke bench', at, runAt: at + 3_600_000, pageSize },
     );
     for await (const page of run) {
+      if (pages > 0) longestPageMs = Math.max(longestPageMs, performance.now() - pageStart);
       revoked += page.leases.length;
       pages++;
       rssPeak = Math.max(rssPeak, process.memoryUsage.rss());
       if (Number.isNaN(heapGrowthMid) && revoked * 2 >= count) {
         const g0 = performance.now();
+        const gcCpu0 = process.cpuUsage();
         gc();
         heapGrowthMid = process.memoryUsage().heapUsed - before.heapUsed;
-        gcMs = performance.now() - g0;
+        gcCpuMs += cpuMs(process.cpuUsage(gcCpu0));
+        gcMs += performance.now() - g0;
       }
+      pageStart = performance.now();
     }
     const totalMs = performance.now() - t0 - gcMs;
-    const redisMs = (await scriptsUsec(redis)) / 1000;
+    const driverCpuMs = cpuMs(process.cpuUsage(cpu0)) - gcCpuMs;
+    const redisCpu = (await redisCpuMs(redis)) - redisCpu0;
+    const usec = await commandUsec(redis);
+    const { redisMs, byCommand } = redisTime(usec);
+    const snapshotMs = ((usec.get('zinterstore') ?? 0) + (usec.get('zrangestore') ?? 0)) / 1000;
     if (revoked !== count) throw new Error(`revoked ${revoked} of ${count}`);
     return {
       pageSize,
@@ -103,7 +163,12 @@ async function revokeOnce(
       seedMs,
       totalMs,
       redisMs,
+      redisCpuMs: redisCpu,
+      driverCpuMs,
       pages,
+      longestPageMs,
+      snapshotMs,
+      byCommand,
       heapGrowthMid,
       rssBefore: before.rss,
       rssPeak,
@@ -120,6 +185,7 @@ export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Prom
   const server = await startRedisServer();
   const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
   const results: RevokeLedgerResult[] = [];
+  const load = loadavg();
   try {
     await redis.config('SET', 'appendonly', 'no');
     await redis.config('SET', 'save', '');
@@ -128,36 +194,45 @@ export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Prom
     redis.disconnect();
     await server.stop();
   }
-  return report(results, holdAllBytes(count, gc));
+  return report(results, holdAllBytes(count, gc), load);
 }
 
 function pageSizes(): number[] {
-  return [...new Set([REVOKE_PAGE_SIZE, 250, 1000])].sort((a, b) => a - b);
+  return [...new Set([REVOKE_PAGE_SIZE, 250, 500, 1000, 2000])].sort((a, b) => a - b);
 }
 
 const mb = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MB`;
 const fx = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
-function report(results: RevokeLedgerResult[], holdAll: number): string[] {
+const cpuSum = (r: RevokeLedgerResult): number => r.redisCpuMs + r.driverCpuMs;
+
+function report(results: RevokeLedgerResult[], holdAll: number, load: number[]): string[] {
   const lines = [
-    `  private redis-server, no persistence; each row its own key prefix, seeded through putLease (not timed)`,
+    `  private redis-server, no persistence; each row its own key prefix, seeded through putLease (not timed);` +
+      ` load average ${load.map((l) => l.toFixed(2)).join(' ')} at the start`,
     `  ${'page'.padStart(6)}${'leases'.padStart(9)}${'wall ms'.padStart(9)}${'redis ms'.padStart(10)}` +
-      `${'us/lease'.padStart(10)}${'pages'.padStart(7)}${'heap growth'.padStart(13)}${'rss peak'.padStart(11)}`,
+      `${'us/lease'.padStart(10)}${'cpu ms redis+driver'.padStart(21)}${'pages'.padStart(7)}` +
+      `${'longest page'.padStart(14)}${'snapshot'.padStart(10)}${'heap growth'.padStart(13)}${'rss peak'.padStart(11)}`,
   ];
   for (const r of results) {
     lines.push(
       `  ${String(r.pageSize).padStart(6)}${String(r.count).padStart(9)}${fx(r.totalMs).padStart(9)}` +
         `${fx(r.redisMs).padStart(10)}${fx((r.totalMs * 1000) / r.count, 1).padStart(10)}` +
-        `${String(r.pages).padStart(7)}${mb(r.heapGrowthMid).padStart(13)}${mb(r.rssPeak).padStart(11)}` +
+        `${`${fx(r.redisCpuMs)}+${fx(r.driverCpuMs)}=${fx(cpuSum(r))}`.padStart(21)}` +
+        `${String(r.pages).padStart(7)}${`${fx(r.longestPageMs, 1)} ms`.padStart(14)}` +
+        `${`${fx(r.snapshotMs)} ms`.padStart(10)}${mb(r.heapGrowthMid).padStart(13)}${mb(r.rssPeak).padStart(11)}` +
         (r.pageSize === REVOKE_PAGE_SIZE ? '  <- LeaseAdmin' : ''),
     );
   }
   const main = results.find((r) => r.pageSize === REVOKE_PAGE_SIZE);
   if (main) {
     lines.push(
+      `  redis ms by command the scripts called (page ${main.pageSize}): ` +
+        main.byCommand.map(([c, ms]) => `${c} ${fx(ms)}`).join(', '),
       `  holding every one of ${main.count} leases at once would take ${mb(holdAll)} of heap`,
       `  ${main.totalMs <= TARGET_MS ? 'PASS' : 'MISS'} ledger revoke of ${main.count} leases <= ` +
-        `${TARGET_MS / 1000} s (${fx(main.totalMs / 1000, 2)} s); ` +
+        `${TARGET_MS / 1000} s (${fx(main.totalMs / 1000, 2)} s wall; CPU redis + driver ` +
+        `${fx(cpuSum(main) / 1000, 2)} s: about the wall on an idle machine); ` +
         `${main.heapGrowthMid < holdAll / 10 ? 'PASS' : 'MISS'} memory bounded (heap growth ` +
         `${mb(main.heapGrowthMid)} < a tenth of ${mb(holdAll)})`,
     );

@@ -545,7 +545,7 @@ async function buildStores(
 }
 
 /** The Redis connection when `redis.store` is `redis`, and its latest connection problem. */
-function connectRedis({ config, logger, onClose }: Startup): {
+function connectRedis({ config, logger, onClose, measure }: Startup): {
   redis: RedisClient | undefined;
   /** The latest connection problem (say, a sentinel that does not know the master), for errors. */
   problem: () => Error | undefined;
@@ -553,6 +553,8 @@ function connectRedis({ config, logger, onClose }: Startup): {
   let problem: Error | undefined;
   if (config.redis.store !== 'redis') return { redis: undefined, problem: () => problem };
   const client = createRedisConnection(config.redis, {
+    // The previous hot path (bench/run.ts's issue-prev) sent each command as its own write.
+    autoPipelining: config.redis.autoPipelining && !measure.previousHotPath,
     onError: (err) => {
       problem = err;
     },
@@ -1109,7 +1111,7 @@ function buildUseCases(
 
 /** Transaction Tokens: signed with the token backend's keys, verified against every replica's. */
 function transactionTokens(
-  { config, clock }: Startup,
+  { config, clock, measure }: Startup,
   identity: Identity,
   credentials: Credentials,
 ): TransactionTokens {
@@ -1122,6 +1124,7 @@ function transactionTokens(
     // A token must not outlive the key that verifies it.
     ttlSeconds: Math.min(config.delegation.transactionTokenTtlSeconds, keys.overlapSeconds),
     maxDepth: config.delegation.maxDepth,
+    signer: measure.previousHotPath ? 'jose' : 'node',
     ...clock,
   });
 }

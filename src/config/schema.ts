@@ -159,6 +159,8 @@ export const configSchema = z
         durabilityTimeoutMs: z.number().int().positive().default(1000),
         /** `fsync` on Redis < 7.2 with CONFIG disabled: the operator vouches for appendfsync always. */
         assumeAppendfsyncAlways: z.boolean().default(false),
+        /** Commands issued in one event-loop tick go out as one write (ioredis auto pipelining). */
+        autoPipelining: z.boolean().default(true),
         ...redisAuthSchema,
       })
       .strict()

@@ -103,7 +103,11 @@ export class RedisInvalidationFeed implements InvalidationFeed {
   /** A connection of its own: a blocking read would hold up every other command on a shared one. */
   private openReader(): RedisClient {
     // The reader waits in BLOCK; its timeout must outlast one read.
-    const override = { commandTimeout: this.blockMs + 2000, enableOfflineQueue: true };
+    const override = {
+      commandTimeout: this.blockMs + 2000,
+      enableOfflineQueue: true,
+      enableAutoPipelining: false,
+    };
     if (this.redis instanceof Cluster) {
       return this.redis.duplicate(undefined, {
         enableOfflineQueue: true,

@@ -234,18 +234,35 @@ function fieldsOf(reply: unknown): Record<string, string> {
   return fields;
 }
 
-/** select-leases' reply: next offset, entries looked at, then leases (hashes, or compact when revoking). */
-function selectPage(
-  reply: unknown,
-  lease: (r: unknown) => Lease = (r) => leaseFromFields(fieldsOf(r)),
-): { next: number; scanned: number; leases: Lease[] } {
-  const items = listOf(reply);
-  const [next, scanned, ...rest] = items;
+/** select-leases' reply in list mode: next offset, entries looked at, then each lease as its hash. */
+function selectPage(reply: unknown): { next: number; scanned: number; leases: Lease[] } {
+  const [next, scanned, ...rest] = listOf(reply);
   if (typeof next !== 'number' || typeof scanned !== 'number') throw malformed('select-leases header');
-  return { next, scanned, leases: rest.map(lease) };
+  return { next, scanned, leases: rest.map((r) => leaseFromFields(fieldsOf(r))) };
 }
 
-/** A lease select-leases moved to `revoking`, from its compact reply. */
+/** select-leases' reply in revoke mode: the header, then the moved leases as one JSON array (if any). */
+function revokedPage(
+  reply: unknown,
+  reason: string,
+  at: number,
+): { next: number; scanned: number; leases: Lease[] } {
+  const [next, scanned, moved, ...extra] = listOf(reply);
+  if (typeof next !== 'number' || typeof scanned !== 'number' || extra.length > 0) {
+    throw malformed('select-leases header');
+  }
+  if (moved === undefined) return { next, scanned, leases: [] };
+  if (typeof moved !== 'string') throw malformed('select-leases revoked leases');
+  let rows: unknown;
+  try {
+    rows = JSON.parse(moved);
+  } catch {
+    throw malformed('select-leases revoked leases are not JSON');
+  }
+  return { next, scanned, leases: listOf(rows).map((r) => movedLease(r, reason, at)) };
+}
+
+/** A lease select-leases moved to `revoking`, from its compact form. */
 function movedLease(r: unknown, reason: string, at: number): Lease {
   if (!Array.isArray(r) || r.length !== 9 || !r.every((v) => typeof v === 'string')) {
     throw malformed('select-leases revoked lease');
@@ -913,7 +930,7 @@ export class RedisLeaseStore implements LeaseStore {
     // every lease this run moves is in a page it handed out (and counted in the caller's report).
     try {
       for (let offset = 0; offset >= 0;) {
-        const parsed = selectPage(await page(offset), (r) => movedLease(r, opts.reason, opts.at));
+        const parsed = revokedPage(await page(offset), opts.reason, opts.at);
         offset = parsed.next;
         yield { leases: parsed.leases, scanned: parsed.scanned, total };
       }

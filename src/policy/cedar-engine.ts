@@ -40,6 +40,7 @@ import {
   toolUid,
   toCedarContext,
 } from './request-entities.js';
+import { ProjectedEvaluation, schemaAllowsProjection, type ProjectionStats } from './policy-projection.js';
 import { PolicySlices, entityRef, type PolicySlice } from './policy-slices.js';
 import type { PolicyDecision, PolicyEngine, PolicyRequest, PreparedPolicyRequest } from './types.js';
 
@@ -70,8 +71,9 @@ export interface CedarEngineOptions {
   /** The AgentGroups a SPIFFE ID belongs to (from configuration). Called once per request. */
   agentGroups?: (spiffeId: string) => readonly string[];
   /**
-   * Decide each request against only the policies that can apply to it (policy-slices.ts);
-   * default true. The answers are the same either way; false is for comparing the two.
+   * Decide each request against only the policies that can apply to it (policy-slices.ts), with
+   * only what they read (policy-projection.ts); default true. The answers are the same either
+   * way; false is for comparing the two.
    */
   slicing?: boolean;
 }
@@ -102,6 +104,8 @@ export class CedarPolicyEngine implements PolicyEngine {
   private readonly ids: readonly string[];
   private readonly slices: PolicySlices;
   private readonly slicing: boolean;
+  /** Absent when slicing is off or the schema's check is not one of types alone. */
+  private readonly projection: ProjectedEvaluation | undefined;
   /** The texts this set was built from (another replica can build the same set from them). */
   readonly sources: PolicySources;
 
@@ -126,6 +130,8 @@ export class CedarPolicyEngine implements PolicyEngine {
     ensureParsed(preparseSchema(this.schemaName, bundle.schemaText), 'schema');
     ensureParsed(preparsePolicySet(this.psetId, { staticPolicies: { ...bundle.policies } }), 'policy set');
     this.slicing = slicing;
+    this.projection =
+      slicing && schemaAllowsProjection(bundle.schemaText) ? new ProjectedEvaluation() : undefined;
     this.slices = new PolicySlices(this.psetId, bundle.policies, (id, policies) =>
       ensureParsed(preparsePolicySet(id, { staticPolicies: policies }), 'policy slice'),
     );
@@ -148,6 +154,11 @@ export class CedarPolicyEngine implements PolicyEngine {
       options.agentGroups ?? (() => []),
       options.slicing ?? true,
     );
+  }
+
+  /** What projection has learned (policy-projection.ts); undefined when it is off. */
+  get projectionStats(): ProjectionStats | undefined {
+    return this.projection?.stats;
   }
 
   /** Policy ids in the set, in file order. */
@@ -179,11 +190,16 @@ export class CedarPolicyEngine implements PolicyEngine {
       authorize: (overrides) => {
         let ctx = context;
         if (overrides !== undefined) ctx = { ...context, ...toCedarContext(overrides) };
-        // The only authorization call in the engine: always against a preparsed set.
-        return this.toDecision(statefulIsAuthorized({ ...call, context: ctx }));
+        return this.toDecision(this.evaluate(slice, { ...call, context: ctx }));
       },
       reads: (key, ids) => slice.reads(key, ids),
     };
+  }
+
+  /** The only authorization calls in the engine: always against a preparsed set. */
+  private evaluate(slice: PolicySlice, call: StatefulAuthorizationCall): AuthorizationAnswer {
+    if (this.projection === undefined) return statefulIsAuthorized(call);
+    return this.projection.evaluate(call, slice.readsAll);
   }
 
   private build(req: PolicyRequest): BuiltRequest {

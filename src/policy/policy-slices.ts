@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { policyToJson, type EntityUidJson } from '@cedar-policy/cedar-wasm/nodejs';
+import { readsKey, readsOf, unionReads, type PolicyReads } from './policy-reads.js';
 import type { PolicyAction } from './types.js';
 
 /** Distinct preparsed slices per policy set. */
@@ -50,6 +51,8 @@ export interface PolicySlice {
   readonly policyIds: readonly string[];
   /** Whether a policy of the slice (or of `policyIds`) may read `context.<key>` (true when unsure). */
   reads(contextKey: string, policyIds?: readonly string[]): boolean;
+  /** What the slice's policies read of the request beyond their scopes, all together. */
+  readonly readsAll: PolicyReads;
 }
 
 /** Preparses `policies` under `psetId` in the wasm cache. */
@@ -61,8 +64,8 @@ interface ScopedPolicy {
   principal: Scope;
   action: Scope;
   resource: Scope;
-  /** Context keys the conditions read; `all` when the context is used whole. */
-  reads: ReadonlySet<string> | 'all';
+  /** What the conditions read: context keys, the principal's and resource's attributes. */
+  reads: PolicyReads;
 }
 
 /** A scope constraint as Cedar's JSON policy format writes it (only the parts read here). */
@@ -152,18 +155,18 @@ export class PolicySlices {
 }
 
 function sliceOf(psetId: string, policies: readonly ScopedPolicy[]): PolicySlice {
-  const readsAll = policies.some((p) => p.reads === 'all');
-  const keys = new Set(policies.flatMap((p) => (p.reads === 'all' ? [] : [...p.reads])));
+  const readsAll = unionReads(policies.map((p) => p.reads));
   const byId = new Map(policies.map((p) => [p.id, p.reads]));
   const policyReads = (id: string, key: string): boolean => {
     const reads = byId.get(id);
-    return reads === undefined || reads === 'all' || reads.has(key);
+    return reads === undefined || readsKey(reads.context, key);
   };
   return {
     psetId,
     policyIds: policies.map((p) => p.id),
+    readsAll,
     reads: (key, ids) =>
-      ids === undefined ? readsAll || keys.has(key) : ids.some((id) => policyReads(id, key)),
+      ids === undefined ? readsKey(readsAll.context, key) : ids.some((id) => policyReads(id, key)),
   };
 }
 
@@ -173,7 +176,8 @@ function scopedPolicy(id: string, text: string): ScopedPolicy {
   // policy matches every request and reads everything, so nothing is ever sliced away wrongly.
   if (answer.type !== 'success') {
     const all: Scope = { op: 'All' };
-    return { id, text, principal: all, action: all, resource: all, reads: 'all' };
+    const reads = { context: 'all', principal: 'all', resource: 'all', otherEntities: true } as const;
+    return { id, text, principal: all, action: all, resource: all, reads };
   }
   const json = answer.json as unknown as {
     principal: Scope;
@@ -181,37 +185,14 @@ function scopedPolicy(id: string, text: string): ScopedPolicy {
     resource: Scope;
     conditions: Array<{ body: unknown }>;
   };
-  const reads = new Set<string>();
-  let whole = false;
-  for (const c of json.conditions) whole = contextReads(c.body, reads) || whole;
   return {
     id,
     text,
     principal: json.principal,
     action: json.action,
     resource: json.resource,
-    reads: whole ? 'all' : reads,
+    reads: readsOf(json.conditions.map((c) => c.body)),
   };
-}
-
-/**
- * Collects the `context.<key>` and `context has <key>` reads of an expression into `into`; true
- * when the context is used any other way (then every key counts as read).
- */
-function contextReads(node: unknown, into: Set<string>): boolean {
-  if (Array.isArray(node)) return node.reduce<boolean>((w, n) => contextReads(n, into) || w, false);
-  if (node === null || typeof node !== 'object') return false;
-  const record = node as Record<string, unknown>;
-  if (record['Var'] === 'context') return true;
-  for (const op of ['.', 'has']) {
-    const access = record[op] as { left?: unknown; attr?: unknown } | undefined;
-    const left = access?.left as Record<string, unknown> | undefined;
-    if (left?.['Var'] === 'context' && typeof access?.attr === 'string') {
-      into.add(access.attr);
-      return false;
-    }
-  }
-  return Object.values(record).reduce<boolean>((w, n) => contextReads(n, into) || w, false);
 }
 
 function uidKey(uid: EntityUidJson): string {

@@ -52,6 +52,13 @@ export interface CreateRedisClientOptions {
    * connecting or reconnecting; calls already report failures. Default: ignored.
    */
   onError?: (err: Error) => void;
+  /**
+   * Send the commands issued in one tick of the event loop as one write (ioredis's auto
+   * pipelining): under concurrency, one socket write and one reply read for many requests' commands
+   * instead of one each. Replies and failures stay per command. Default false; the broker turns it
+   * on unless `redis.autoPipelining` is false.
+   */
+  autoPipelining?: boolean;
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
@@ -74,6 +81,7 @@ function failFastCommandOptions(opts: CreateRedisClientOptions): RedisOptions {
     // ...and are not replayed after reconnecting: the caller was already told they failed, so a
     // late put-lease or mark-lease-ended would contradict what it did next.
     autoResendUnfulfilledCommands: false,
+    enableAutoPipelining: opts.autoPipelining === true,
   };
 }
 
@@ -247,6 +255,7 @@ function createClusterClient(
     retryDelayOnFailover: 0,
     retryDelayOnClusterDown: 0,
     slotsRefreshTimeout: opts.connectTimeoutMs ?? 2000,
+    enableAutoPipelining: opts.autoPipelining === true,
   };
   const cluster = new Cluster(
     nodes.map(({ host, port }) => ({ host, port })),

@@ -18,7 +18,8 @@ interface RequestOutput {
 }
 
 describe('integration: CLI', function () {
-  this.timeout(30_000);
+  // Each step is a CLI process loading the whole CLI; on a loaded machine that takes a while.
+  this.timeout(60_000);
   let h: Harness;
 
   let impostor: Harness;

@@ -134,7 +134,9 @@ describe('integration: lease admin (list and revoke by selector)', () => {
     for (const id of leases) assert.equal((await h.broker.store.getLease(id))?.state, 'revoked');
   });
 
-  it('the CLI quarantines with --revoke, lists quarantines, pages leases, reads one, and releases', async () => {
+  it('the CLI quarantines with --revoke, lists quarantines, pages leases, reads one, and releases', async function () {
+    // Eight CLI processes, each loading the whole CLI: on a loaded machine that outlasts 20 s.
+    this.timeout(60_000);
     const { taskId, leases } = await issueTwo();
     const env = {
       ...process.env,

@@ -86,6 +86,8 @@ describe('integration: chat notifications', function () {
     await eventually(() => slack().some((t) => t.startsWith('Expired undecided:')), 15_000);
     const kinds = slack().map((t) => t.split(':')[0]);
     assert.deepEqual(kinds, ['Approval needed', 'Still pending, half its time gone', 'Expired undecided']);
+    // The two notifiers deliver on their own: the json one may land a moment after the Slack one.
+    await eventually(() => receiver.got.some((m) => m.path === '/json'), 10_000);
     const json = receiver.got.filter((m) => m.path === '/json');
     assert.equal(json.length, 1, 'the json webhook asked for expiry only');
     assert.equal(json[0]?.body.event, 'approval.expired');

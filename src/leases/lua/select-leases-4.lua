@@ -2,8 +2,8 @@
   One page of a scan over a lease index: lists the leases matching a selector or, in revoke mode,
   moves the matching active ones to `revoking` and queues their backend revocation, all in one
   step per page (the ledger change and the durable job are atomic together). Pages are by rank;
-  a revocation pages over a snapshot of the index (ZRANGESTORE by the caller), which nothing else
-  changes, so no lease is skipped while others leave the active set.
+  a revocation pages over a snapshot of the index (ZRANGESTORE or ZINTERSTORE by the caller),
+  which nothing else changes, so no lease is skipped while others leave the active set.
 
   Input:
     KEYS[1] source             an index ({prefix}:idx:*, {prefix}:active-leases) or a snapshot of one
@@ -33,13 +33,17 @@
   shares the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for
   `revoking` (state, reason, time, out of the active set, onto the deny list and, for a token, the
   token deny list KEYS[3]:tokens, the per-backend count), and each queued job is the revocation
-  queue's hash (enqueue-revocation's format, written by includes/new-revocation-job).
+  queue's hash (enqueue-revocation's format, written by includes/new-revocation-job). Per page,
+  not per lease: one EXISTS over the page's job keys, and one ZREM/ZADD with many members for each
+  set (chunked under Lua's stack limit), so a lease costs its read, its two hash writes and its
+  members in the sets.
 
   Output:
-    { next offset (-1 when the source is exhausted), entries looked at, lease, lease, ... }
-    list mode: each lease as its hash (flat field/value array);
-    revoke mode: each lease moved to `revoking` as { id, agent, taskId, environment, role, backend,
-    backendRef, issuedAt, expiresAt } (its state, reason and time are the run's)
+    list mode: { next offset (-1 when the source is exhausted), entries looked at, lease, ... },
+    each lease as its hash (flat field/value array);
+    revoke mode: { next offset, entries looked at } and, when the page moved any, a JSON array of
+    the leases it moved to `revoking`, each [id, agent, taskId, environment, role, backend,
+    backendRef, issuedAt, expiresAt] (strings; their state, reason and time are the run's)
 ]]
 --- @include "new-revocation-job"
 
@@ -81,63 +85,108 @@ for i, field in ipairs(FIELDS) do
   end
 end
 
-local ended = {}
-local moved, deny, queued, tokens = {}, {}, {}, {}
+-- Redis's Lua stack takes about 8,000 values: batched calls go in chunks of CHUNK values (even,
+-- so score/member pairs stay whole).
+local CHUNK = 1000
+local function callChunked(command, key, values)
+  for i = 1, #values, CHUNK do
+    redis.call(command, key, unpack(values, i, math.min(i + CHUNK - 1, #values)))
+  end
+end
+
+-- Does any of these keys exist? One EXISTS per chunk instead of one per key.
+local function anyExists(keys)
+  for i = 1, #keys, CHUNK do
+    if redis.call('EXISTS', unpack(keys, i, math.min(i + CHUNK - 1, #keys))) > 0 then
+      return true
+    end
+  end
+  return false
+end
+
+local function matchesSelector(v)
+  if not agentMatches(v[2] or '') then
+    return false
+  end
+  for _, check in ipairs(checks) do
+    if v[check[1]] ~= check[2] then
+      return false
+    end
+  end
+  return true
+end
+
+-- What end-lease does for `revoking`, inlined and batched per page: each lease was read once
+-- (a bulk revocation touches each lease once), its state written, and the set and counter
+-- updates made once for the page with many members each. No TTL while revoking. The job keys
+-- of the page are checked with one EXISTS; only when one of them exists (a job queued before
+-- this run) is each checked on its own, so such a job keeps its attempt count.
+local function revokePicked(moved, leaseKeys, rows, out)
+  local jobKeys = {}
+  for i, id in ipairs(moved) do
+    jobKeys[i] = prefix .. ':revoke:job:' .. id
+  end
+  local someQueued = anyExists(jobKeys)
+  local deny, queued, tokens, ended = {}, {}, {}, {}
+  for i, id in ipairs(moved) do
+    local v = rows[i]
+    local backend, backendRef, expiresAt = v[6], v[7], v[9]
+    local fresh = true
+    if someQueued then
+      fresh = newRevocationJob(prefix, id, backend, backendRef, expiresAt, reason)
+    else
+      writeRevocationJob(jobKeys[i], id, backend, backendRef, expiresAt, reason)
+    end
+    if fresh then
+      queued[#queued + 1] = runAt
+      queued[#queued + 1] = id
+    end
+    redis.call('HSET', leaseKeys[i], 'state', 'revoking', 'revokeReason', reason, 'revokedAt', at)
+    deny[#deny + 1] = expiresAt
+    deny[#deny + 1] = id
+    if backend == 'token' then
+      tokens[#tokens + 1] = expiresAt
+      tokens[#tokens + 1] = backendRef
+    end
+    ended[backend] = (ended[backend] or 0) + 1
+    -- Compact: the fields in a fixed order, without the state (the run's).
+    v[10] = nil
+  end
+  -- One JSON string for the page: a revoke run returns up to every lease of an agent, and
+  -- Redis turning nine strings per lease into RESP, and the driver parsing them one by one,
+  -- cost more than cjson and JSON.parse over the page.
+  out[3] = cjson.encode(rows)
+  callChunked('ZREM', KEYS[2], moved)
+  callChunked('ZADD', KEYS[3], deny)
+  callChunked('ZADD', KEYS[3] .. ':tokens', tokens)
+  callChunked('ZADD', KEYS[4], queued)
+  -- The per-backend active counts put-lease keeps, once per page.
+  for backend, n in pairs(ended) do
+    redis.call('HINCRBY', KEYS[2] .. ':by-backend', backend, -n)
+  end
+end
+
 local ids = redis.call('ZRANGE', KEYS[1], offset, offset + count - 1)
 local out = { -1, #ids }
 if #ids == count then
   out[1] = offset + count
 end
+local moved, leaseKeys, rows = {}, {}, {}
 for _, id in ipairs(ids) do
   local leaseKey = prefix .. ':lease:' .. id
   local v = redis.call('HMGET', leaseKey, unpack(FIELDS))
   -- v[10] is the state: absent when Redis already dropped the record.
-  if v[10] then
-    local matches = agentMatches(v[2] or '')
-    for _, check in ipairs(checks) do
-      if v[check[1]] ~= check[2] then
-        matches = false
-      end
-    end
-    if matches and mode == 'revoke' and v[10] == 'active' then
-      local backend, expiresAt = v[6], v[9]
-      if newRevocationJob(prefix, id, backend, v[7], expiresAt, reason) then
-        queued[#queued + 1] = runAt
-        queued[#queued + 1] = id
-      end
-      -- What end-lease does for `revoking`, inlined and batched per page: the lease was read
-      -- above, so it is not read again (a bulk revocation touches each lease once). No TTL while
-      -- revoking.
-      redis.call('HSET', leaseKey, 'state', 'revoking', 'revokeReason', reason, 'revokedAt', at)
-      moved[#moved + 1] = id
-      deny[#deny + 1] = expiresAt
-      deny[#deny + 1] = id
-      if backend == 'token' then
-        tokens[#tokens + 1] = expiresAt
-        tokens[#tokens + 1] = v[7]
-      end
-      ended[backend] = (ended[backend] or 0) + 1
-      -- Compact: the fields in a fixed order (a revoke run returns up to every lease of an
-      -- agent, and parsing names with every value costs the driver as much as the script).
-      v[10] = nil
-      out[#out + 1] = v
-    elseif matches and mode ~= 'revoke' then
+  if v[10] and matchesSelector(v) then
+    if mode ~= 'revoke' then
       out[#out + 1] = redis.call('HGETALL', leaseKey)
+    elseif v[10] == 'active' then
+      moved[#moved + 1] = id
+      leaseKeys[#leaseKeys + 1] = leaseKey
+      rows[#rows + 1] = v
     end
   end
 end
 if #moved > 0 then
-  redis.call('ZREM', KEYS[2], unpack(moved))
-  redis.call('ZADD', KEYS[3], unpack(deny))
-end
-if #tokens > 0 then
-  redis.call('ZADD', KEYS[3] .. ':tokens', unpack(tokens))
-end
-if #queued > 0 then
-  redis.call('ZADD', KEYS[4], unpack(queued))
-end
--- The per-backend active counts put-lease keeps, once per page.
-for backend, n in pairs(ended) do
-  redis.call('HINCRBY', KEYS[2] .. ':by-backend', backend, -n)
+  revokePicked(moved, leaseKeys, rows, out)
 end
 return out

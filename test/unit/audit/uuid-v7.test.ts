@@ -22,4 +22,12 @@ describe('audit/uuid-v7', () => {
       assert.ok((ids[i - 1] ?? '') < (ids[i] ?? ''), `ids[${i}] increases`);
     assert.equal(new Set(ids).size, ids.length);
   });
+
+  it('draws fresh randomness for every id across pool refills (no random tail repeats)', () => {
+    let clock = 1_700_000_000_000;
+    const next = createUuidV7Factory(() => (clock += 1));
+    // Each id has its own millisecond, so only the random bits can tell the tails apart.
+    const tails = Array.from({ length: 2_000 }, () => next().slice(19));
+    assert.equal(new Set(tails).size, tails.length);
+  });
 });

@@ -3,6 +3,7 @@
  * refused after expiry, for another audience, another signer or another agent; never echoed.
  */
 import { strict as assert } from 'node:assert';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { isBrokerError } from '../../../src/errors.js';
 import { TransactionTokens } from '../../../src/broker/transaction-token.js';
 import { SigningKeyRing } from '../../../src/credentials/token/signing-keys.js';
@@ -31,8 +32,9 @@ describe('Transaction Tokens', () => {
   let keys: SigningKeyRing;
   let now: number;
   let task: Task;
-  const tokens = (audience: string, ring = keys): TransactionTokens =>
+  const tokens = (audience: string, ring = keys, signer?: 'node' | 'jose'): TransactionTokens =>
     new TransactionTokens({
+      ...(signer ? { signer } : {}),
       signingKey: () => ring.current(),
       jwks: () => keys.jwks(),
       brokerId: () => 'spiffe://example.org/broker',
@@ -55,6 +57,24 @@ describe('Transaction Tokens', () => {
       expiresAt: now + 3600_000,
       state: 'active',
     };
+  });
+
+  it('signs with node crypto the same token jose signed before: header and claims, verified by the JWKS', async () => {
+    const made = await Promise.all(
+      (['node', 'jose'] as const).map((signer) => tokens('example.org', keys, signer).mint(task)),
+    );
+    const read = await Promise.all(
+      made.map(async (token) => {
+        const { payload } = await jwtVerify(token, createLocalJWKSet(await keys.jwks()), {
+          audience: 'example.org',
+          typ: 'txntoken+jwt',
+          currentDate: new Date(now),
+        });
+        return { header: decodeProtectedHeader(token), payload };
+      }),
+    );
+    assert.deepEqual(read[0], read[1]);
+    assert.equal(read[0]?.payload.txn, task.id);
   });
 
   it('names the task for its own agent while fresh', async () => {

@@ -407,6 +407,87 @@ function describeSelectionContract(name: string, makeHarness: MakeSelectionHarne
         assert.equal(await h.queue.pending(), aTokens.length);
       });
 
+      it('revokes exactly the selected leases across pages of many batched calls, keeping a job queued before', async () => {
+        // Pages of 1,200 entries: on Redis each page checks its job keys and updates each set in
+        // several batched calls (500 members a call), and only the second page holds a lease whose
+        // job was queued before the run (checked lease by lease there, so its attempts stay).
+        const a = await activeTask(A);
+        const b = await activeTask(B);
+        const tokens: Lease[] = [];
+        const vault: Lease[] = [];
+        for (let i = 0; i < 1300; i++) {
+          const inVault = i % 10 === 9;
+          const extra = inVault ? { backend: 'vault', role: 'vault/db' } : {};
+          const lease = await put(a, { expiresAt: now + 60_000 + i, ...extra });
+          (inVault ? vault : tokens).push(lease);
+        }
+        const ended = tokens[5] as Lease;
+        await store.markLeaseEnded(ended.id, 'revoked', 'earlier', now + 1);
+        const others = [await put(b), await put(b)];
+        const queuedBefore = tokens[tokens.length - 3] as Lease;
+        const earlierJob = {
+          leaseId: queuedBefore.id,
+          backend: 'token',
+          backendRef: queuedBefore.backendRef,
+          expiresAt: queuedBefore.expiresAt,
+          reason: 'task_ended',
+          attempts: 3,
+          lastError: 'backend down',
+        };
+        assert.equal(await h.queue.enqueue(earlierJob, now + 5000), true);
+        const countsBefore = await store.activeLeaseCounts();
+
+        const pages = await drain(store.revokeSelected({ agent: A, backend: 'token' }, opts(1200)));
+        assertRunCovered(pages);
+        assert.ok(pages.length >= 2, 'more than one page');
+        const moved = movedBy(pages);
+        const expected = tokens.filter((l) => l !== ended);
+        assert.deepEqual(sortedIds(moved), sortedIds(expected), 'exactly the selected leases');
+        assert.equal(new Set(ids(moved)).size, moved.length, 'each lease once');
+        assert.ok(
+          ids(pages[pages.length - 1]?.leases ?? []).includes(queuedBefore.id),
+          'the queued lease is on the last page',
+        );
+
+        const revoking = (l: Lease): Lease => ({
+          ...l,
+          state: 'revoking',
+          revokeReason: 'admin: incident 42',
+          revokedAt: now + 100,
+        });
+        for (const l of expected) assert.deepEqual(await store.getLease(l.id), revoking(l));
+        for (const l of [...vault, ...others]) assert.equal((await store.getLease(l.id))?.state, 'active');
+        assert.equal((await store.getLease(ended.id))?.revokeReason, 'earlier');
+        assert.deepEqual(
+          sortedIds(await store.listRevokedUnexpired(now + 200)),
+          sortedIds([...expected, ended]),
+        );
+        const denied = await store.listRevokedTokens(now, { limit: 5000 });
+        assert.deepEqual(
+          denied.map((t) => t.jti).sort(),
+          [...expected, ended].map((l) => l.backendRef).sort(),
+        );
+
+        assert.equal(await h.queue.pending(), expected.length, 'one job each, the earlier one kept');
+        assert.deepEqual(await h.queue.get(queuedBefore.id), { ...earlierJob, runAt: now + 5000 });
+        for (const l of [expected[0] as Lease, expected[expected.length - 1] as Lease]) {
+          assert.deepEqual(await h.queue.get(l.id), {
+            leaseId: l.id,
+            backend: 'token',
+            backendRef: l.backendRef,
+            expiresAt: l.expiresAt,
+            reason: 'admin: incident 42',
+            attempts: 0,
+            runAt: now + 60_000,
+          });
+        }
+        for (const l of [...vault, ...others, ended]) assert.equal(await h.queue.get(l.id), undefined);
+        assert.deepEqual(await store.activeLeaseCounts(), {
+          token: (countsBefore.token ?? 0) - expected.length,
+          vault: vault.length,
+        });
+      });
+
       it('keeps a job already queued for a lease instead of queueing a second one', async () => {
         const a = await activeTask(A);
         const leases = [await put(a), await put(a), await put(a)];

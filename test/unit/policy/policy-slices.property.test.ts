@@ -2,8 +2,10 @@
  * Policy slicing keeps the whole set's semantics: the same requests decided by an engine that
  * slices (and gates approvals from one evaluation where it can) and by one that evaluates the
  * whole set through `authorize` alone (the approval gate's original three-evaluation path) come
- * out the same: outcome, deciding policies, errors and approvers required. Over generated policy
- * sets and requests, and over the shipped policies with their cases.
+ * out the same: outcome, deciding policies, errors and approvers required. The slicing engine
+ * also projects each request to what its slice reads and remembers answers (policy-projection.ts),
+ * so the same comparison covers both. Over generated policy sets and requests, and over the
+ * shipped policies with their cases.
  */
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -85,6 +87,14 @@ const issueScope = fc.record({
     'when { resource.sensitivity == "restricted" }',
     'when { context.ttlSeconds <= 600 } unless { context.approved }',
     'when { context.changeType == "destructive" } unless { context.approved || context.breakGlass }',
+    // Reads projection must keep (policy-projection.ts): attributes, `has`, records, literals.
+    'when { principal.path like "/agents/a1*" && principal.trustDomain == "example.org" }',
+    'when { resource.environments.contains(context.environment) }',
+    'when { context has agentContext && context.agentContext has tool_name }',
+    'unless { context has agentContext && context.agentContext has tool_name && context.agentContext.tool_name == "rm" }',
+    'when { resource has description && resource.description == "test role" }',
+    'when { Role::"token/r0".sensitivity == resource.sensitivity }',
+    'when { context.taskRoles.containsAny(["token/r0"]) || context.taskCredentialCount > 1 }',
   ),
 });
 const beginScope = fc.record({
@@ -124,8 +134,16 @@ const request = fc.oneof(
       approved: fc.boolean(),
       approvalCount: fc.integer({ min: 0, max: 3 }),
       breakGlass: fc.boolean(),
+      taskRoles: fc.subarray(['token/r0', 'vault/r2']),
+      taskCredentialCount: fc.integer({ min: 0, max: 3 }),
+      agentContext: fc.option(
+        fc.constantFrom<Record<string, string>>({}, { tool_name: 'rm' }, { tool_name: 'ls', model: 'm' }),
+        { nil: undefined },
+      ),
     })
-    .map(({ agent, role: r, ...context }) => issueRequest(agent, r, context)),
+    .map(({ agent, role: r, agentContext, ...context }) =>
+      issueRequest(agent, r, agentContext === undefined ? context : { ...context, agentContext }),
+    ),
   fc
     .tuple(fc.constantFrom(...AGENTS), fc.constantFrom('dev', 'prod'))
     .map(([agent, env]) => beginTaskRequest(agent, env)),
