@@ -1033,6 +1033,8 @@ export class Broker {
         case 'consumed':
           throw failedPrecondition('approval_consumed', 'the approval was already used');
         case 'approved': {
+          // Said before the credential is issued, so a waiter hears it ahead of the result.
+          opts.onProgress(approval);
           const outcome = await this.issueCredential(caller, {
             taskId: approval.taskId,
             role: approval.role,

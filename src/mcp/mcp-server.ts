@@ -203,11 +203,18 @@ function registerCredentialTools(server: McpServer, opts: McpOptions): void {
             .catch(() => undefined);
         };
         try {
+          // `approved` arrives from the broker before the credential is issued: a notification sent
+          // just ahead of the result can be dropped by the MCP SDK's client (it handles notifications
+          // a microtask late, after the response has removed the request's progress handler).
           const issued = await client.awaitApproval(args.approval_id, {
-            onProgress: (p) => void notify('pending', p.approvalsReceived, p.approvalsRequired),
+            onProgress: (p) =>
+              void notify(
+                p.state === 'approved' ? 'approved' : 'pending',
+                p.approvalsReceived,
+                p.approvalsRequired,
+              ),
             timeoutMs: (args.timeout_seconds ?? 600) * 1000,
           });
-          await notify('approved', 1, 1);
           return describeResult(issued, opts);
         } catch (err) {
           await notify('denied', 0, 1);

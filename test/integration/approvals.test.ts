@@ -167,11 +167,11 @@ describe('integration: approvals', function () {
     const taskId = await prodTask();
     const pending = await demo.issueCredential(deploy(taskId, { justification: 'await me' }));
     assert.equal(pending.status, 'PENDING_APPROVAL');
-    const progress: number[] = [];
+    const progress: string[] = [];
     // A deadline, so a stream that never ends fails here instead of at the mocha timeout.
     const waiting = demo.awaitApproval(
       pending.approval_id,
-      (p) => progress.push(p.approvals_received),
+      (p) => progress.push(`${p.state} ${p.approvals_received}/${p.approvals_required}`),
       AWAIT_MS,
     );
     await new Promise((r) => setTimeout(r, 150));
@@ -180,7 +180,8 @@ describe('integration: approvals', function () {
     assert.equal(issued.status, 'ISSUED');
     assert.equal(issued.task_id, taskId);
     await verifyDeployToken(issued.credential?.token ?? '');
-    assert.deepEqual(progress, [0]);
+    // The request pending, then approved ahead of the credential (the stream's last message).
+    assert.deepEqual(progress, ['pending 0/1', 'approved 1/1']);
     const record = (await readAudit(h.auditFile)).find(
       (r) => r.type === 'credential.issued' && r.lease === issued.lease_id,
     );
