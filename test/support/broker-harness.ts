@@ -167,7 +167,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const policyDir = join(dir, 'policies');
     writePolicies(policyDir);
 
-    const redisPrefix = opts.redisPrefix ?? randomPrefix();
+    const extraRedis = (opts.config?.redis as Record<string, unknown> | undefined) ?? {};
+    // A test or bench naming its own prefix in `config.redis` gets it here too (seeders use this).
+    const redisPrefix = opts.redisPrefix ?? (extraRedis.prefix as string | undefined) ?? randomPrefix();
     const storeKind =
       typeof opts.store === 'string' || opts.store === undefined ? (opts.store ?? 'redis') : undefined;
     // An injected lease store still leaves approvals, break-glass and budgets on the shared Redis.
@@ -180,7 +182,6 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         listen: '127.0.0.1:0',
         httpListen: '127.0.0.1:0',
         workloadApi: { socket: endpoints.broker, firstUpdateTimeoutMs: 5000 },
-        redis: { url: redisUrl, prefix: redisPrefix, store: storeKind === 'memory' ? 'memory' : 'redis' },
         policy: { dir: policy },
         reaper: { intervalMs: 100, batchSize: 100 },
         log: { level: 'debug' },
@@ -189,6 +190,13 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
         // Many tests fail authentication on purpose, all from 127.0.0.1: the per-peer limit has its own tests.
         grpc: { authFailureBurst: 100_000 },
         ...extra,
+        // A test's Redis keys (durability, say) go over the harness's connection and prefix.
+        redis: {
+          url: redisUrl,
+          prefix: redisPrefix,
+          store: storeKind === 'memory' ? 'memory' : 'redis',
+          ...extraRedis,
+        },
         // A test's audit keys (sinks, say) go beside the harness's file unless it names its own.
         audit: { file: audit, fsync: true, ...((extra.audit as Record<string, unknown> | undefined) ?? {}) },
         roles: { ...devRoles(), ...((extra.roles as Record<string, unknown>) ?? {}) },
