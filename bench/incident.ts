@@ -619,7 +619,9 @@ export async function runIncidentBench(opts: IncidentBenchOptions = {}): Promise
     // Two replicas on one Redis key prefix, as `svid-broker serve` run twice.
     // The server runs without persistence (above), so the brokers accept that explicitly.
     a = await startHarness({
-      config: { redis: { url: server.url, prefix: randomPrefix(), store: 'redis', durability: 'none' } },
+      // Its own server, not the tests' shared one (which would keep this process alive when done).
+      redisUrl: server.url,
+      config: { redis: { prefix: randomPrefix(), store: 'redis', durability: 'none' } },
     });
     const b = await a.replica();
     const backend = await revokeThroughBroker(server, a, backendLeases);
