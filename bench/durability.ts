@@ -50,9 +50,9 @@ async function startRig(setting: Setting, workers: number): Promise<Rig> {
     toReplica.disconnect();
   }
   const harness = await startHarness({
-    config: {
-      redis: { url: master.url, prefix: randomPrefix(), store: 'redis', durability: setting },
-    },
+    // Its own server, not the tests' shared one (which would keep this process alive when done).
+    redisUrl: master.url,
+    config: { redis: { prefix: randomPrefix(), store: 'redis', durability: setting } },
   });
   const clients: BrokerClient[] = [];
   const tasks: string[] = [];

@@ -983,6 +983,8 @@ main()
   .then(durabilitySection)
   .then(cloudSection)
   .then(auditWebhookSection)
+  // Every section closes what it started; exit anyway, so a handle one leaves open cannot hang the run.
+  .then(() => process.exit(0))
   .catch((err: unknown) => {
     console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
     process.exit(1);
