@@ -19,7 +19,10 @@ function entityShape(entity: EntityJson): string {
   return `${out}>${valueShape(entity.attrs as CedarValueJson)}${'tags' in entity ? 'T' : ''};`;
 }
 
-/** s(tring), l(ong), b(ool), [element shapes], {key:shape,...}; keys in the order given. */
+/**
+ * s(tring), l(ong), b(ool), [element shapes], {key:shape,...}; keys in the order given, each
+ * prefixed by its length, so no key can pass for another key and its shape.
+ */
 function valueShape(value: CedarValueJson): string {
   if (typeof value === 'string') return 's';
   if (typeof value === 'number') return 'l';
@@ -27,7 +30,7 @@ function valueShape(value: CedarValueJson): string {
   if (Array.isArray(value)) return setShape(value);
   if (value === null) return 'n';
   let out = '{';
-  for (const [key, v] of Object.entries(value)) out += `${JSON.stringify(key)}:${valueShape(v)},`;
+  for (const [key, v] of Object.entries(value)) out += `${key.length}'${key}:${valueShape(v)},`;
   return `${out}}`;
 }
 

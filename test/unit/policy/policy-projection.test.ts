@@ -20,6 +20,7 @@ import {
   schemaAllowsProjection,
 } from '../../../src/policy/policy-projection.js';
 import { CedarPolicyEngine } from '../../../src/policy/cedar-engine.js';
+import { shapeOf } from '../../../src/policy/policy-shape.js';
 import { SHIPPED_POLICY_DIR, SHIPPED_SCHEMA, issueRequest, role } from './policy-fixtures.js';
 
 function readsOfText(text: string): PolicyReads {
@@ -77,6 +78,37 @@ describe('policy projection: schemas whose check is one of types alone', () => {
     assert.equal(schemaAllowsProjection(`${base} entity E enum ["x"]; action go ${applies};`), false);
     assert.equal(schemaAllowsProjection(`${base} action g; action go in [g] ${applies};`), false);
     assert.equal(schemaAllowsProjection(`entity A; entity B { ip: ipaddr }; action go ${applies};`), false);
+  });
+});
+
+describe('policy projection: request shapes', () => {
+  const call = (context: Record<string, unknown>): StatefulAuthorizationCall =>
+    ({
+      principal: { type: 'P', id: 'p' },
+      action: { type: 'Action', id: 'go' },
+      resource: { type: 'R', id: 'r' },
+      context,
+      entities: [],
+      preparsedPolicySetId: 'set',
+    }) as StatefulAuthorizationCall;
+
+  it('is the same for the same types, whatever the values', () => {
+    assert.equal(shapeOf(call({ a: 'x', n: 1, s: ['u'] })), shapeOf(call({ a: 'y', n: 9, s: ['v', 'w'] })));
+  });
+
+  it('tells apart other types, other keys, and keys that spell another key and its shape', () => {
+    const shapes = [
+      { a: 'x' },
+      { a: 1 },
+      { a: true },
+      { a: ['x'] },
+      { a: [] },
+      { a: { b: 'x' } },
+      { b: 'x' },
+      { "a'1:s,": 'x' },
+      { a: 'x', b: 'y' },
+    ].map((c) => shapeOf(call(c)));
+    assert.equal(new Set(shapes).size, shapes.length);
   });
 });
 
