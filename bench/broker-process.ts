@@ -19,19 +19,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseConfig } from '../src/config/load-config.js';
-import { CaWorkloadIdentity } from '../src/dev/ca-workload-identity.js';
 import { devAgents, devRoles } from '../src/dev/dev-stack.js';
-import { LocalCa } from '../src/dev/local-ca.js';
 import { spawnRedisServer } from '../src/dev/redis-process.js';
-import { WorkloadApiServer } from '../src/dev/workload-api-server.js';
 import type { IssuanceSafeguards } from '../src/broker/broker.js';
 import { createLogger, startBroker } from '../src/main.js';
 import { StageClock, type StageFigures } from '../src/observability/stage-timer.js';
 import { packageRoot } from '../src/package-root.js';
+import { startBenchWorkloads } from './bench-workloads.js';
 
-export const TRUST_DOMAIN = 'example.org';
-export const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
-export const DEMO_AGENT = `spiffe://${TRUST_DOMAIN}/agents/demo`;
+export { BROKER_ID, DEMO_AGENT, TRUST_DOMAIN } from './bench-workloads.js';
 
 /** What the process prints on stdout once it serves. */
 export interface BrokerProcessInfo {
@@ -103,20 +99,7 @@ async function main(): Promise<void> {
   try {
     const redis = await spawnRedisServer({ dir: join(dir, 'redis') });
     closers.push(() => redis.stop());
-
-    const ca = await LocalCa.create(TRUST_DOMAIN);
-    const endpoints: Record<string, string> = {};
-    for (const [name, spiffeId] of [
-      ['broker', BROKER_ID],
-      ['demo', DEMO_AGENT],
-    ] as const) {
-      const identity = await CaWorkloadIdentity.create({ ca, spiffeId, x509TtlSeconds: 3600 });
-      closers.push(() => identity.stop());
-      const socket = join(dir, `${name}.sock`);
-      const server = await WorkloadApiServer.start(socket, identity);
-      closers.push(() => server.close());
-      endpoints[name] = `unix://${socket}`;
-    }
+    const endpoints = await startBenchWorkloads(dir, closers);
 
     const policyDir = join(dir, 'policies');
     mkdirSync(policyDir);

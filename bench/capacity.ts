@@ -48,10 +48,7 @@ import type { Redis } from 'ioredis';
 import type { PeerCertificate } from 'node:tls';
 import { checkBrokerIdentity } from '../src/client/broker-client.js';
 import { devAgents, devRoles } from '../src/dev/dev-stack.js';
-import { CaWorkloadIdentity } from '../src/dev/ca-workload-identity.js';
-import { LocalCa } from '../src/dev/local-ca.js';
 import { freePort, spawnRedisServer, type RedisProcess } from '../src/dev/redis-process.js';
-import { WorkloadApiServer } from '../src/dev/workload-api-server.js';
 import { X509Source } from '../src/identity/workload-api.js';
 import { derToPem } from '../src/identity/x509-verify.js';
 import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
@@ -60,11 +57,9 @@ import {
   type IssueCredentialResponseMsg,
   type TaskMsg,
 } from '../src/server/broker-proto.js';
+import { BROKER_ID, startBenchWorkloads, TRUST_DOMAIN } from './bench-workloads.js';
 import { seedLeases } from './incident.js';
 
-const TRUST_DOMAIN = 'example.org';
-const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
-const DEMO_AGENT = `spiffe://${TRUST_DOMAIN}/agents/demo`;
 const PREFIX = 'bench';
 const CHANNELS = 8;
 const TARGET_RSS = 150 * 1024 * 1024;
@@ -143,18 +138,7 @@ async function stageUp(): Promise<Stage> {
   try {
     const redis = await spawnRedisServer({ dir: join(dir, 'redis') });
     closers.push(() => redis.stop());
-    const ca = await LocalCa.create(TRUST_DOMAIN);
-    const endpoints: Record<string, string> = {};
-    for (const [name, spiffeId] of [
-      ['broker', BROKER_ID],
-      ['demo', DEMO_AGENT],
-    ] as const) {
-      const identity = await CaWorkloadIdentity.create({ ca, spiffeId, x509TtlSeconds: 3600 });
-      closers.push(() => identity.stop());
-      const server = await WorkloadApiServer.start(join(dir, `${name}.sock`), identity);
-      closers.push(() => server.close());
-      endpoints[name] = `unix://${join(dir, `${name}.sock`)}`;
-    }
+    const endpoints = await startBenchWorkloads(dir, closers);
     const policyDir = join(dir, 'policies');
     mkdirSync(policyDir);
     for (const f of readdirSync(join(REPO, 'policies'))) {

@@ -87,6 +87,7 @@ import {
   type IssueCredentialResponseMsg,
   type TaskMsg,
 } from '../src/server/broker-proto.js';
+import { BROKER_ID, TRUST_DOMAIN } from './bench-workloads.js';
 import type { BrokerProcessInfo, StagesReply } from './broker-process.js';
 import {
   commandRows,
@@ -97,8 +98,6 @@ import {
   type ScenarioFigures,
 } from './hot-path.js';
 
-const TRUST_DOMAIN = 'example.org';
-const BROKER_ID = `spiffe://${TRUST_DOMAIN}/broker`;
 const CALL_TIMEOUT_MS = 10_000;
 
 // ---------------------------------------------------------------------------------------------------------

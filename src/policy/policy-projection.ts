@@ -146,7 +146,7 @@ function projectEntities(call: FullCall, reads: PolicyReads): EntityJson[] {
   const resource = entityRef(call.resource);
   const out: EntityJson[] = [];
   for (const built of call.entities as EntityJson[]) {
-    const attrReads = readsOf(entityRef(built.uid), principal, resource, reads);
+    const attrReads = attributeReadsOf(entityRef(built.uid), principal, resource, reads);
     const entity = attrReads === undefined ? built : { ...built, attrs: pick(built.attrs, attrReads) };
     if (Object.keys(entity.attrs).length > 0 || entity.parents.length > 0 || 'tags' in entity) {
       out.push(entity);
@@ -155,7 +155,8 @@ function projectEntities(call: FullCall, reads: PolicyReads): EntityJson[] {
   return out;
 }
 
-function readsOf(
+/** The attributes read of this entity: the principal's, the resource's, or undefined for any other. */
+function attributeReadsOf(
   ref: EntityRef,
   principal: EntityRef,
   resource: EntityRef,
