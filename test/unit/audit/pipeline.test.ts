@@ -91,6 +91,19 @@ describe('audit/pipeline', () => {
     );
   });
 
+  it('a keeper that never answers cannot hang a write past the bound, with no follower either', async () => {
+    class StuckKeeper extends MemoryAuditSink {
+      override write(): Promise<AuditRecord> {
+        return new Promise<AuditRecord>(() => undefined);
+      }
+    }
+    const pipeline = new AuditPipeline(new StuckKeeper(), [], { ackTimeoutMs: 50 });
+    await assert.rejects(
+      pipeline.write(begun),
+      (err: unknown) => isBrokerError(err) && err.code === 'UNAVAILABLE' && err.reason === 'audit_timeout',
+    );
+  });
+
   it('a best-effort follower that fails never delays or refuses a write, and reports itself down', async () => {
     const sink = new TestFollower('best_effort');
     sink.behaviour = 'hang';
