@@ -68,12 +68,13 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Channel, Client, Metadata, credentials, type ServiceError } from '@grpc/grpc-js';
+import { Redis } from 'ioredis';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import type { PeerCertificate } from 'node:tls';
@@ -532,11 +533,20 @@ interface Sample {
   elapsedMs: number;
   brokerCpuMs: number;
   driverCpuMs: number;
+  /** redis-server's CPU (INFO cpu) over the sample, when the scenario's Redis was measured. */
+  redisCpuMs: number;
 }
 
 /** `concurrency` closed-loop workers call `op` until `durationMs` has passed. */
-async function runFor(concurrency: number, durationMs: number, op: Op, brokerPid: number): Promise<Sample> {
+async function runFor(
+  concurrency: number,
+  durationMs: number,
+  op: Op,
+  brokerPid: number,
+  redis?: RedisCpu,
+): Promise<Sample> {
   const latenciesMs: number[] = [];
+  const redis0 = (await redis?.cpuMs()) ?? 0;
   const cpu0 = procCpuMs(brokerPid);
   const driver0 = process.cpuUsage();
   const start = performance.now();
@@ -552,17 +562,41 @@ async function runFor(concurrency: number, durationMs: number, op: Op, brokerPid
   );
   const elapsedMs = performance.now() - start;
   const driver = process.cpuUsage(driver0);
+  const brokerCpuMs = procCpuMs(brokerPid) - cpu0;
   return {
     latenciesMs,
     count: latenciesMs.length,
     elapsedMs,
-    brokerCpuMs: procCpuMs(brokerPid) - cpu0,
+    brokerCpuMs,
     driverCpuMs: (driver.user + driver.system) / 1000,
+    redisCpuMs: redis ? (await redis.cpuMs()) - redis0 : 0,
   };
+}
+
+/** redis-server's own CPU so far (INFO cpu: used_cpu_user + used_cpu_sys, every thread), in ms. */
+class RedisCpu {
+  private readonly redis: Redis;
+
+  constructor(url: string) {
+    this.redis = new Redis(url, { maxRetriesPerRequest: 1 });
+  }
+
+  async cpuMs(): Promise<number> {
+    const cpu = await this.redis.info('cpu');
+    const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
+    return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
+  }
+
+  close(): void {
+    this.redis.disconnect();
+  }
 }
 
 interface Result extends ScenarioFigures {
   driverCpuUsPerReq: number;
+  redisCpuUsPerReq: number;
+  /** Every process's CPU over the scenario's time: how many of the host's cores were busy. */
+  coresBusy: number;
   count: number;
 }
 
@@ -584,6 +618,8 @@ function summarize(scenario: string, concurrency: number, samples: Sample[]): Re
     p99: quantile(all, 0.99),
     brokerCpuUsPerReq: (samples.reduce((n, s) => n + s.brokerCpuMs, 0) * 1000) / count,
     driverCpuUsPerReq: (samples.reduce((n, s) => n + s.driverCpuMs, 0) * 1000) / count,
+    redisCpuUsPerReq: (samples.reduce((n, s) => n + s.redisCpuMs, 0) * 1000) / count,
+    coresBusy: samples.reduce((n, s) => n + s.brokerCpuMs + s.driverCpuMs + s.redisCpuMs, 0) / elapsedMs,
     count,
   };
 }
@@ -678,6 +714,7 @@ async function main(): Promise<void> {
   const others: Array<{ variant: LedgerVariant; child: BrokerChild; driver?: Driver }> = [];
   let previous: { child: BrokerChild; driver?: Driver } | undefined;
   let driver: Driver | undefined;
+  const meters: RedisCpu[] = [];
   let failure: unknown;
   try {
     for (const variant of variants) others.push({ variant, child: await startBrokerChild(opts, variant) });
@@ -704,20 +741,24 @@ async function main(): Promise<void> {
     // the same two on the previous hot path, then the issuance on each ledger variant (each broker
     // its own process, so CPU is counted per process).
     const prev = previous?.driver;
+    const redis = new RedisCpu(info.redisUrl);
+    const prevRedis = previous ? new RedisCpu(previous.child.info.redisUrl) : undefined;
+    meters.push(redis, ...(prevRedis ? [prevRedis] : []));
     const scenarios = [
-      { name: 'baseline', op: baseline, pid: info.pid },
-      { name: 'issuance', op: issuance, pid: info.pid },
-      { name: 'begin', op: begin, pid: info.pid },
+      { name: 'baseline', op: baseline, pid: info.pid, redis },
+      { name: 'issuance', op: issuance, pid: info.pid, redis },
+      { name: 'begin', op: begin, pid: info.pid, redis },
       ...(previous && prev
         ? [
-            { name: 'issue-prev', op: prev.issuance, pid: previous.child.info.pid },
-            { name: 'begin-prev', op: prev.begin, pid: previous.child.info.pid },
+            { name: 'issue-prev', op: prev.issuance, pid: previous.child.info.pid, redis: prevRedis },
+            { name: 'begin-prev', op: prev.begin, pid: previous.child.info.pid, redis: prevRedis },
           ]
         : []),
       ...others.map((o) => ({
         name: o.variant.scenario,
         op: (o.driver as Driver).issuance,
         pid: o.child.info.pid,
+        redis: undefined,
       })),
     ];
 
@@ -731,11 +772,11 @@ async function main(): Promise<void> {
     const roundMs = (opts.durationS * 1000) / opts.rounds;
     for (const concurrency of opts.concurrencies) {
       // Warm-up: connections, JIT, Redis scripts, the wasm module, the audit file.
-      for (const sc of scenarios) await runFor(concurrency, opts.warmupS * 1000, sc.op, sc.pid);
+      for (const sc of scenarios) await runFor(concurrency, opts.warmupS * 1000, sc.op, sc.pid, sc.redis);
       const samples = new Map<string, Sample[]>(scenarios.map((sc) => [sc.name, []]));
       for (let round = 0; round < opts.rounds; round++) {
         for (const sc of scenarios)
-          samples.get(sc.name)?.push(await runFor(concurrency, roundMs, sc.op, sc.pid));
+          samples.get(sc.name)?.push(await runFor(concurrency, roundMs, sc.op, sc.pid, sc.redis));
       }
       for (const sc of scenarios) results.push(summarize(sc.name, concurrency, samples.get(sc.name) ?? []));
     }
@@ -774,6 +815,7 @@ async function main(): Promise<void> {
     failure = err;
   } finally {
     driver?.close();
+    for (const m of meters) m.close();
     for (const o of others) o.driver?.close();
     previous?.driver?.close();
     await Promise.all([
@@ -869,12 +911,15 @@ function report(
   console.log('issuance = IssueCredential token/demo (Cedar, ES256 JWT, Redis lease, hash-chained audit)\n');
   console.log(
     `${'scenario'.padEnd(10)}${pad('conc', 6)}${pad('req/s', 10)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}` +
-      `${pad('broker cpu us/req', 19)}${pad('driver cpu us/req', 19)}`,
+      `${pad('broker cpu us/req', 19)}${pad('driver cpu us/req', 19)}${pad('redis cpu us/req', 18)}${pad('cores busy', 12)}`,
   );
   for (const r of results) {
+    const redis =
+      r.scenario.startsWith('issue-') && r.scenario !== 'issue-prev' ? 'n/a' : fx(r.redisCpuUsPerReq, 0);
     console.log(
       `${r.scenario.padEnd(10)}${pad(String(r.concurrency), 6)}${pad(fx(r.rps, 0), 10)}${pad(fx(r.p50), 9)}` +
-        `${pad(fx(r.p99), 9)}${pad(fx(r.brokerCpuUsPerReq, 0), 19)}${pad(fx(r.driverCpuUsPerReq, 0), 19)}`,
+        `${pad(fx(r.p99), 9)}${pad(fx(r.brokerCpuUsPerReq, 0), 19)}${pad(fx(r.driverCpuUsPerReq, 0), 19)}` +
+        `${pad(redis, 18)}${pad(redis === 'n/a' ? 'n/a' : fx(r.coresBusy), 12)}`,
     );
   }
   console.log('');
@@ -896,6 +941,7 @@ function report(
       verdicts.push(`${p99 <= 2 ? 'PASS' : 'MISS'} p99 at 64 <= 2x baseline (${fx(p99)}x)`);
     }
   }
+  for (const line of ceilingRows(results)) console.log(line);
   const peak = rss.peak ?? rss.loadMax ?? rss.end;
   console.log(
     `broker RSS: ${mb(rss.idle)} idle after startup, ${mb(rss.loadMax)} max under load (sampled), ` +
@@ -907,6 +953,37 @@ function report(
   console.log(`leases issued during the run: ${leasesIssued}; whole run ${fx(totalMs / 1000, 1)} s\n`);
   console.log('targets (informational):');
   for (const v of verdicts) console.log(`  ${v}`);
+}
+
+/**
+ * What the host's cores allow at concurrency 64. The broker, this driver and redis-server share
+ * them, so when they are all busy a scenario's throughput is the cores over the CPU one call costs
+ * all three. Were the broker's own cost of an issuance (or a BeginTask) no more than what the no-op
+ * call costs it, with the driver's and Redis's costs as measured, the ratio to the baseline could
+ * be at most (baseline's CPU per call) / (driver + Redis + the broker's no-op cost): a ceiling of
+ * the machine and the scenario, whatever the broker does.
+ */
+function ceilingRows(results: readonly Result[]): string[] {
+  const at = (scenario: string): Result | undefined =>
+    results.find((r) => r.scenario === scenario && r.concurrency === 64);
+  const base = at('baseline');
+  if (!base) return [];
+  const cost = (r: Result): number => r.brokerCpuUsPerReq + r.driverCpuUsPerReq + r.redisCpuUsPerReq;
+  const rows = [
+    `CPU per call at concurrency 64, broker + driver + redis-server (cores busy: all three's CPU over the time, of ${availableParallelism()}):`,
+  ];
+  for (const r of [base, at('issuance'), at('begin')]) {
+    if (!r) continue;
+    const floor = r.driverCpuUsPerReq + r.redisCpuUsPerReq + base.brokerCpuUsPerReq;
+    const ceiling =
+      r === base
+        ? ''
+        : `; with the broker at the no-op's ${base.brokerCpuUsPerReq.toFixed(0)} us, at most ${(cost(base) / floor).toFixed(2)}x the baseline on this machine`;
+    rows.push(
+      `  ${r.scenario.padEnd(9)} ${cost(r).toFixed(0).padStart(5)} us (broker ${r.brokerCpuUsPerReq.toFixed(0)}, driver ${r.driverCpuUsPerReq.toFixed(0)}, redis ${r.redisCpuUsPerReq.toFixed(0)}), cores busy ${r.coresBusy.toFixed(2)}${ceiling}`,
+    );
+  }
+  return rows;
 }
 
 /** BENCH_QUICK=1 runs the hot path only: the other sections are skipped. */
