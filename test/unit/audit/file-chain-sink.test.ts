@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { constants as fsConstants, statSync } from 'node:fs';
 import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,6 +158,24 @@ describe('audit/file-chain-sink', () => {
     await sink.write(issued(0));
     assert.equal(spy.counts.datasyncs, 1);
     await sink.close();
+  });
+
+  it('opens the chain file with O_DSYNC (each write durable when it returns), and without it when fsync is off', async () => {
+    const spy = createFsSpy();
+    const sink = await FileChainSink.open(path, { fileSystem: spy.fileSystem });
+    await sink.write(issued(0));
+    await sink.close();
+    const unsynced = createFsSpy();
+    const other = await FileChainSink.open(`${path}.nosync`, {
+      fileSystem: unsynced.fileSystem,
+      fsync: false,
+    });
+    await other.close();
+    const dsync = (s: ReturnType<typeof createFsSpy>, file: string): boolean =>
+      s.opened.some((o) => o.path === file && (o.flags & fsConstants.O_DSYNC) !== 0);
+    assert.equal(dsync(spy, path), true);
+    assert.equal(dsync(unsynced, `${path}.nosync`), false);
+    assert.equal(spy.counts.datasyncs, 1, 'the O_DSYNC write was the sync');
   });
 
   it('fsync: false skips the sync', async () => {
