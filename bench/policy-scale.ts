@@ -44,11 +44,19 @@ interface Scenario {
 
 /**
  * The p50 of a decision over the shipped set and over 1,000 policies, whole set and sliced (µs);
- * `after` is a request decided before (its answer remembered), `afterNew` one never seen.
+ * `after` is a request decided before (its answer remembered), `afterNewTtl` one with a TTL not
+ * among the last calls' (remembered by value class when its class was seen), `afterNew` one that
+ * can never be remembered (a value the policies read whole, never seen).
  */
+interface CedarP50 {
+  before: number;
+  after: number;
+  afterNewTtl: number;
+  afterNew: number;
+}
 export interface PolicyScaleFigures {
-  shippedP50Us: { before: number; after: number; afterNew: number };
-  thousandP50Us: { before: number; after: number; afterNew: number };
+  shippedP50Us: CedarP50;
+  thousandP50Us: CedarP50;
 }
 
 export async function runPolicyScaleBench(): Promise<{ lines: string[]; figures: PolicyScaleFigures }> {
@@ -57,11 +65,13 @@ export async function runPolicyScaleBench(): Promise<{ lines: string[]; figures:
     const scenarios = [
       ...shippedScenarios(false),
       ...shippedScenarios(true),
-      shippedNewScenario(),
+      shippedNewScenario('ttl'),
+      shippedNewScenario('never'),
       ...SIZES.flatMap((n) => [
         generatedScenario(n, dirs, false),
         generatedScenario(n, dirs, true),
-        generatedScenario(n, dirs, true, true),
+        generatedScenario(n, dirs, true, 'ttl'),
+        generatedScenario(n, dirs, true, 'never'),
       ]),
     ];
     for (const s of scenarios) {
@@ -100,19 +110,23 @@ export async function runPolicyScaleBench(): Promise<{ lines: string[]; figures:
       shippedP50Us: {
         before: p50('shipped, whole set'),
         after: p50('shipped, sliced'),
-        afterNew: p50(SHIPPED_NEW),
+        afterNewTtl: p50(SHIPPED_NEW.ttl),
+        afterNew: p50(SHIPPED_NEW.never),
       },
       thousandP50Us: {
         before: p50('generated, whole set', 1000),
         after: p50('generated, sliced', 1000),
-        afterNew: p50(GENERATED_NEW, 1000),
+        afterNewTtl: p50(GENERATED_NEW.ttl, 1000),
+        afterNew: p50(GENERATED_NEW.never, 1000),
       },
     };
     const lines = [
       'policy decision latency: CedarPolicyEngine.authorize, an allowed IssueCredential request, schema-validated',
       '  (whole set: every policy, every call checked against the schema; sliced: the policies that can apply,',
-      '  projected to what they read, a repeated request answered from memory; "each request new": a ttlSeconds',
-      '  never seen in the last 1,024 calls, so every decision crosses into Cedar)',
+      '  projected to what they read, a repeated request answered from memory; "new TTL": a ttlSeconds not among',
+      "  the last 1,024 calls', answered from memory when its value class (the side of every limit the policies",
+      '  compare it with) was seen; "never remembered": a taskRoles value never seen, which the policies read',
+      '  with containsAny, so every decision crosses into Cedar)',
       `  ${'set'.padEnd(34)} ${'policies'.padStart(8)} ${'load ms'.padStart(8)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'decisions/s'.padStart(12)}`,
     ];
     scenarios.forEach((s, k) => {
@@ -173,13 +187,28 @@ function shippedScenarios(sliced: boolean): Scenario[] {
   ];
 }
 
-const SHIPPED_NEW = 'shipped, sliced, each request new';
-const GENERATED_NEW = 'generated, sliced, each new';
-/** More distinct ttlSeconds than the engine remembers answers (MAX_ANSWERS = 1,024). */
-const NEW_TTLS = 3001;
+/** What changes from one call to the next: the TTL, or a value the policies read whole. */
+type Fresh = 'ttl' | 'never';
+const SHIPPED_NEW: Record<Fresh, string> = {
+  ttl: 'shipped, sliced, new TTL',
+  never: 'shipped, sliced, never remembered',
+};
+const GENERATED_NEW: Record<Fresh, string> = {
+  ttl: 'generated, sliced, new TTL',
+  never: 'generated, never remembered',
+};
+/** More distinct values than the engine remembers answers (MAX_ANSWERS = 1,024). */
+const NEW_VALUES = 3001;
 
-/** The allowed shipped request with a ttlSeconds the engine has not seen lately, each call. */
-function shippedNewScenario(): Scenario {
+/** Call i's fresh context: a new ttlSeconds, or a taskRoles entry never seen lately. */
+function freshContext(fresh: Fresh, i: number, maxTtl: number): Record<string, ContextValue> {
+  return fresh === 'ttl'
+    ? { ttlSeconds: 1 + (i % Math.min(NEW_VALUES, maxTtl)) }
+    : { taskRoles: [`token/seen-${i % NEW_VALUES}`] };
+}
+
+/** The allowed shipped request, with a new TTL or a never-seen task role each call. */
+function shippedNewScenario(fresh: Fresh): Scenario {
   const t0 = performance.now();
   const catalog = new AgentCatalog(devAgents());
   const engine = CedarPolicyEngine.load({
@@ -189,14 +218,14 @@ function shippedNewScenario(): Scenario {
   const loadMs = performance.now() - t0;
   const demo = role('token/demo', ['dev']);
   return {
-    name: SHIPPED_NEW,
+    name: SHIPPED_NEW[fresh],
     policies: engine.policyIds.length,
     loadMs,
     decide: (i) =>
       engine.authorize(
         issue('spiffe://example.org/agents/demo', demo, {
           environment: 'dev',
-          ttlSeconds: 60 + (i % NEW_TTLS),
+          ...freshContext(fresh, i, 900),
         }),
       ).decision === 'allow',
   };
@@ -219,7 +248,7 @@ forbid (principal, action == Action::"IssueCredential", resource is Role)
 when { context.breakGlass && resource.sensitivity == "restricted" };`,
 ];
 
-function generatedScenario(size: number, dirs: string[], sliced: boolean, eachNew = false): Scenario {
+function generatedScenario(size: number, dirs: string[], sliced: boolean, fresh?: Fresh): Scenario {
   const permits = size - FORBIDS.length;
   const dir = mkdtempSync(path.join(tmpdir(), 'svb-policy-scale-'));
   dirs.push(dir);
@@ -245,18 +274,18 @@ when { context.environment == "prod" && context.ttlSeconds <= 900 && context.aut
     return { agent: agentOf(i), role: role(`token/r${i}`, ['prod']) };
   });
   const requests = subjects.map((x) => issue(x.agent, x.role, { environment: 'prod' }));
-  // ttlSeconds 1..887 (the permits allow up to 900): with 16 subjects, a cycle of 14,192 calls.
-  const fresh = (i: number): PolicyRequest => {
+  // A new TTL (the permits allow up to 900) or task role each call, for each of the 16 subjects.
+  const freshRequest = (i: number, how: Fresh): PolicyRequest => {
     const x = subjects[i % subjects.length] as (typeof subjects)[number];
-    return issue(x.agent, x.role, { environment: 'prod', ttlSeconds: 1 + (i % 887) });
+    return issue(x.agent, x.role, { environment: 'prod', ...freshContext(how, i, 900) });
   };
   return {
-    name: eachNew ? GENERATED_NEW : `generated, ${sliced ? 'sliced' : 'whole set'}`,
+    name: fresh ? GENERATED_NEW[fresh] : `generated, ${sliced ? 'sliced' : 'whole set'}`,
     policies: engine.policyIds.length,
     loadMs,
     decide: (i) =>
-      engine.authorize(eachNew ? fresh(i) : (requests[i % requests.length] as PolicyRequest)).decision ===
-      'allow',
+      engine.authorize(fresh ? freshRequest(i, fresh) : (requests[i % requests.length] as PolicyRequest))
+        .decision === 'allow',
   };
 }
 

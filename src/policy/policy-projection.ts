@@ -26,7 +26,9 @@
  * Cedar's answer is a function of the preparsed set and the call alone, so the answers to the
  * last MAX_ANSWERS distinct projected calls are kept and a repeated call (an agent asking for the
  * same role again, where nothing its policies read has changed) is answered without crossing
- * into wasm. The key is the whole projected call, the set's content-addressed id included.
+ * into wasm. The key is the whole projected call, the set's content-addressed id included, with
+ * the values of context keys the slice only compares with literals replaced by their classes
+ * (policy-value-classes.ts): a TTL on the same side of every limit is the same call to Cedar.
  */
 import {
   schemaToJson,
@@ -38,6 +40,7 @@ import {
 } from '@cedar-policy/cedar-wasm/nodejs';
 import type { KeyReads, PolicyReads } from './policy-reads.js';
 import { shapeOf } from './policy-shape.js';
+import { classedContext } from './policy-value-classes.js';
 import { entityRef, type EntityRef } from './policy-slices.js';
 
 /** Shapes remembered per engine (each a short string). */
@@ -80,15 +83,23 @@ export class ProjectedEvaluation {
   evaluate(call: FullCall, reads: PolicyReads): AuthorizationAnswer {
     const shape = shapeOf(call);
     const known = this.shapes.get(shape);
-    if (known === true) return this.answer(project(call, reads));
+    if (known === true) return this.answer(project(call, reads), reads);
     const answer = statefulIsAuthorized(call);
     if (known === undefined) this.learn(shape, call, reads, answer);
     return answer;
   }
 
-  /** Cedar's answer to a projected call, remembered. Callers only read it. */
-  private answer(projected: StatefulAuthorizationCall): AuthorizationAnswer {
-    const key = JSON.stringify(projected);
+  /**
+   * Cedar's answer to a projected call, remembered, keyed by the call with its classed context
+   * values replaced by their classes (policy-value-classes.ts). Callers only read it.
+   */
+  private answer(projected: StatefulAuthorizationCall, reads: PolicyReads): AuthorizationAnswer {
+    const classes = reads.contextValues;
+    const key = JSON.stringify(
+      classes === undefined || classes.size === 0
+        ? projected
+        : { ...projected, context: classedContext(projected.context as Record<string, unknown>, classes) },
+    );
     const known = this.answers.get(key);
     if (known !== undefined) {
       this.remembered++;

@@ -4,6 +4,8 @@
  * erring towards "everything": a read this cannot place counts as reading all there is.
  */
 
+import { unionValueUses, valueUsesOf, type ValueUses } from './policy-value-classes.js';
+
 /** Keys read, or `all` when the thing is used whole or in a way not recognised here. */
 export type KeyReads = ReadonlySet<string> | 'all';
 
@@ -16,6 +18,8 @@ export interface PolicyReads {
    * a tag): then every entity of the request is handed to Cedar as built.
    */
   otherEntities: boolean;
+  /** Context keys only compared with literals (policy-value-classes.ts); none when undefined. */
+  contextValues?: ValueUses;
 }
 
 interface Acc {
@@ -32,7 +36,7 @@ type ProjectedVar = (typeof PROJECTED_VARS)[number];
 export function readsOf(bodies: readonly unknown[]): PolicyReads {
   const acc: Acc = { context: new Set(), principal: new Set(), resource: new Set(), otherEntities: false };
   for (const body of bodies) collect(body, acc);
-  return acc;
+  return { ...acc, contextValues: valueUsesOf(bodies) };
 }
 
 /** The union of several policies' reads. */
@@ -51,6 +55,9 @@ export function unionReads(all: readonly PolicyReads[]): PolicyReads {
     principal: union((r) => r.principal),
     resource: union((r) => r.resource),
     otherEntities: all.some((r) => r.otherEntities),
+    contextValues: unionValueUses(
+      all.map((r) => ({ uses: r.contextValues ?? new Map(), reads: (key) => readsKey(r.context, key) })),
+    ),
   };
 }
 

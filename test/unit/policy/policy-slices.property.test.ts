@@ -4,7 +4,8 @@
  * whole set through `authorize` alone (the approval gate's original three-evaluation path) come
  * out the same: outcome, deciding policies, errors and approvers required. The slicing engine
  * also projects each request to what its slice reads and remembers answers (policy-projection.ts),
- * so the same comparison covers both. Over generated policy sets and requests, and over the
+ * keyed by value class where a slice only compares a context key with literals
+ * (policy-value-classes.ts), so the same comparison covers all three. Over generated policy sets and requests, and over the
  * shipped policies with their cases.
  */
 import assert from 'node:assert/strict';
@@ -95,6 +96,11 @@ const issueScope = fc.record({
     'when { resource has description && resource.description == "test role" }',
     'when { Role::"token/r0".sensitivity == resource.sensitivity }',
     'when { context.taskRoles.containsAny(["token/r0"]) || context.taskCredentialCount > 1 }',
+    // Value classes (policy-value-classes.ts): keys compared with literals only, and keys that are not.
+    'when { context.ttlSeconds > 300 && context.ttlSeconds != 900 && ["dev", "staging"].contains(context.environment) }',
+    'when { context.ttlSeconds < 1200 } unless { context.changeType != "read" }',
+    'when { context.ttlSeconds > 300 && context.ttlSeconds + 100 > 1000 }',
+    'when { context.ttlSeconds == context.taskCredentialCount || context.environment like "pr*" }',
   ),
 });
 const beginScope = fc.record({
@@ -129,7 +135,7 @@ const request = fc.oneof(
       agent: fc.constantFrom(...AGENTS),
       role: fc.constantFrom(...ROLES),
       environment: fc.constantFrom('dev', 'prod'),
-      ttlSeconds: fc.constantFrom(300, 900, 1800),
+      ttlSeconds: fc.oneof(fc.constantFrom(300, 600, 900, 1200, 1800), fc.integer({ min: 0, max: 2400 })),
       changeType: fc.constantFrom('read', 'destructive'),
       approved: fc.boolean(),
       approvalCount: fc.integer({ min: 0, max: 3 }),
