@@ -8,6 +8,10 @@
  *
  *   page N    the page size LeaseAdmin uses (REVOKE_PAGE_SIZE), and 250 (its page before),
  *             1,000 and 2,000 for the trade-off
+ *   before    LeaseAdmin's page size with select-leases-4.lua as it was at BEFORE_COMMIT (a job
+ *             hash written per lease, the queue's format then), read with `git show` and defined
+ *             on that variant's client in place of the current script (same keys, same arguments,
+ *             same driver); left out, and said so, where git or the commit is not at hand
  *
  * Printed: wall time, Redis's own time in the scripts and the snapshot (INFO commandstats), the
  * longest wait for one page (how long one script holds Redis, plus a round trip: what other
@@ -21,21 +25,31 @@
  * `npx tsx bench/revoke-ledger.ts [--leases=N]`, or through `npm run bench`. Figures are printed,
  * never asserted.
  */
-import { loadavg } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Redis } from 'ioredis';
 import { REVOKE_PAGE_SIZE } from '../src/broker/lease-admin.js';
 import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
+import { loadLuaScripts, type LuaScript } from '../src/redis/lua-scripts.js';
 import { randomPrefix, startRedisServer, type RunningRedis } from '../test/support/redis-server.js';
 import { garbageCollector, holdAllBytes, seedLeases } from './incident.js';
 
 const AGENT = 'spiffe://example.org/agents/bulk';
 const TARGET_MS = 2000;
 const COMMAND_TIMEOUT_MS = 30_000;
+/** The last commit whose bulk revoke wrote a revocation job hash per lease. */
+const BEFORE_COMMIT = '9d551c4';
+/** RedisLeaseStore's ioredis command for select-leases (its commandName). */
+const SELECT_LEASES_COMMAND = 'svbLeaseSelectLeases';
 
 export interface RevokeLedgerResult {
   pageSize: number;
+  /** The script at BEFORE_COMMIT instead of the current one. */
+  before: boolean;
   count: number;
   seedMs: number;
   totalMs: number;
@@ -62,9 +76,41 @@ export interface RevokeLedgerResult {
   rssPeak: number;
 }
 
-function storeOn(server: RunningRedis, prefix: string): RedisLeaseStore {
+function storeOn(server: RunningRedis, prefix: string, before: LuaScript | undefined): RedisLeaseStore {
   const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
-  return new RedisLeaseStore(redis, { prefix });
+  const store = new RedisLeaseStore(redis, { prefix });
+  // Defined after the store's own: replaces its select-leases on this client only.
+  if (before) redis.defineCommand(SELECT_LEASES_COMMAND, before);
+  return store;
+}
+
+/**
+ * select-leases-4.lua as it was at BEFORE_COMMIT, with its includes spliced in by the loader the
+ * stores use; undefined when git or the commit is not at hand (a copy of dist, a shallow clone).
+ */
+function scriptBefore(): LuaScript | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'svb-lua-before-'));
+  try {
+    const show = (path: string): string =>
+      execFileSync('git', ['show', `${BEFORE_COMMIT}:src/leases/lua/${path}`], {
+        cwd: fileURLToPath(new URL('..', import.meta.url)),
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    mkdirSync(join(dir, 'includes'));
+    const script = show('select-leases-4.lua');
+    writeFileSync(join(dir, 'select-leases-4.lua'), script);
+    for (const [, include] of script.matchAll(/^--- @include "([a-z-]+)"$/gm)) {
+      writeFileSync(join(dir, 'includes', `${include}.lua`), show(`includes/${include}.lua`));
+    }
+    return loadLuaScripts(new URL(`file://${dir}/`), ['select-leases'], 'revoke-ledger bench').get(
+      'select-leases',
+    );
+  } catch {
+    return undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** INFO commandstats as command -> usec. */
@@ -112,8 +158,9 @@ async function revokeOnce(
   count: number,
   pageSize: number,
   gc: () => void,
+  scriptBefore?: LuaScript,
 ): Promise<RevokeLedgerResult> {
-  const store = storeOn(server, randomPrefix());
+  const store = storeOn(server, randomPrefix(), scriptBefore);
   try {
     const seedMs = await seedLeases(store, AGENT, count);
     gc();
@@ -159,6 +206,7 @@ async function revokeOnce(
     if (revoked !== count) throw new Error(`revoked ${revoked} of ${count}`);
     return {
       pageSize,
+      before: scriptBefore !== undefined,
       count,
       seedMs,
       totalMs,
@@ -186,15 +234,24 @@ export async function runRevokeLedgerBench(opts: { leases?: number } = {}): Prom
   const redis = createRedisClient(server.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
   const results: RevokeLedgerResult[] = [];
   const load = loadavg();
+  const before = scriptBefore();
   try {
     await redis.config('SET', 'appendonly', 'no');
     await redis.config('SET', 'save', '');
-    for (const pageSize of pageSizes()) results.push(await revokeOnce(server, redis, count, pageSize, gc));
+    for (const pageSize of pageSizes()) {
+      results.push(await revokeOnce(server, redis, count, pageSize, gc));
+      // Right after the current script at the same page size, so both see about the same load.
+      if (before && pageSize === REVOKE_PAGE_SIZE) {
+        results.push(await revokeOnce(server, redis, count, pageSize, gc, before));
+      }
+    }
   } finally {
     redis.disconnect();
     await server.stop();
   }
-  return report(results, holdAllBytes(count, gc), load);
+  const lines = report(results, holdAllBytes(count, gc), load);
+  if (!before) lines.push(`  (no 'before' row: git show ${BEFORE_COMMIT} is not available here)`);
+  return lines;
 }
 
 function pageSizes(): number[] {
@@ -216,19 +273,25 @@ function report(results: RevokeLedgerResult[], holdAll: number, load: number[]):
   ];
   for (const r of results) {
     lines.push(
-      `  ${String(r.pageSize).padStart(6)}${String(r.count).padStart(9)}${fx(r.totalMs).padStart(9)}` +
+      `  ${(r.before ? 'before' : String(r.pageSize)).padStart(6)}${String(r.count).padStart(9)}` +
+        `${fx(r.totalMs).padStart(9)}` +
         `${fx(r.redisMs).padStart(10)}${fx((r.totalMs * 1000) / r.count, 1).padStart(10)}` +
         `${`${fx(r.redisCpuMs)}+${fx(r.driverCpuMs)}=${fx(cpuSum(r))}`.padStart(21)}` +
         `${String(r.pages).padStart(7)}${`${fx(r.longestPageMs, 1)} ms`.padStart(14)}` +
         `${`${fx(r.snapshotMs)} ms`.padStart(10)}${mb(r.heapGrowthMid).padStart(13)}${mb(r.rssPeak).padStart(11)}` +
-        (r.pageSize === REVOKE_PAGE_SIZE ? '  <- LeaseAdmin' : ''),
+        (r.before ? `  <- LeaseAdmin's page, the script at ${BEFORE_COMMIT}` : '') +
+        (!r.before && r.pageSize === REVOKE_PAGE_SIZE ? '  <- LeaseAdmin' : ''),
     );
   }
-  const main = results.find((r) => r.pageSize === REVOKE_PAGE_SIZE);
+  const main = results.find((r) => !r.before && r.pageSize === REVOKE_PAGE_SIZE);
+  for (const r of results.filter((x) => x.pageSize === REVOKE_PAGE_SIZE)) {
+    lines.push(
+      `  redis ms by command the scripts called (page ${r.pageSize}${r.before ? ', before' : ''}): ` +
+        r.byCommand.map(([c, ms]) => `${c} ${fx(ms)}`).join(', '),
+    );
+  }
   if (main) {
     lines.push(
-      `  redis ms by command the scripts called (page ${main.pageSize}): ` +
-        main.byCommand.map(([c, ms]) => `${c} ${fx(ms)}`).join(', '),
       `  holding every one of ${main.count} leases at once would take ${mb(holdAll)} of heap`,
       `  ${main.totalMs <= TARGET_MS ? 'PASS' : 'MISS'} ledger revoke of ${main.count} leases <= ` +
         `${TARGET_MS / 1000} s (${fx(main.totalMs / 1000, 2)} s wall; CPU redis + driver ` +

@@ -1177,8 +1177,10 @@ export class Broker {
     );
     const revoking = await this.deps.store.markLeaseEnded(lease.id, 'revoking', reason, now);
     if (!revoking) {
-      // Someone else ended it (another replica, the reaper); their revocation stands.
-      await this.deps.revocations.complete(lease.id).catch(() => false);
+      // Someone else ended it (another replica, a bulk revocation, the reaper); their revocation
+      // stands. The job stays: it may be theirs (a bulk revocation's, whose broker may have died
+      // before its backend attempt), and a job whose lease is done only costs the worker one more
+      // idempotent revoke before it completes it.
       return undefined;
     }
     await this.releaseLeaseBudget(lease);

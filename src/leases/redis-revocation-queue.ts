@@ -11,6 +11,12 @@
  * | `{svb}:revoke:job:<leaseId>` | hash | one job: backend, backendRef, expiresAt, reason, attempts, lastError, claim | none; deleted on complete |
  *
  * No TTLs: a pending revocation must not vanish; complete() is the only way out.
+ *
+ * A lease-based job has a queue entry and no hash: the lease store's bulk revocation and orphan
+ * claim queue a lease's revocation in the same step that moves the lease to `revoking`, and that
+ * lease record (`{svb}:lease:<leaseId>`, no TTL while `revoking`) carries what the hash would. Its
+ * first claim or retry writes the hash, built from the lease (attempts 0 until then); get() builds
+ * it the same way. So the queue shares the lease store's prefix, as main.ts wires it.
  */
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '../redis/connect.js';
@@ -37,6 +43,7 @@ const SCRIPT_NAMES = [
   'claim-revocations',
   'complete-revocation',
   'retry-revocation',
+  'get-revocation',
 ] as const;
 type ScriptName = (typeof SCRIPT_NAMES)[number];
 
@@ -173,7 +180,7 @@ export class RedisRevocationQueue implements RevocationQueue {
     validateRetry(leaseId, runAt, attempts);
     const reply = await this.scripts.run(
       'retry-revocation',
-      [this.jobKey(leaseId), this.queueKey],
+      [this.jobKey(leaseId), this.queueKey, this.leaseKey(leaseId)],
       [leaseId, runAt, attempts, boundedError(lastError), claim ?? ''],
     );
     return interpretUpdate(reply);
@@ -184,13 +191,17 @@ export class RedisRevocationQueue implements RevocationQueue {
   }
 
   async get(leaseId: string): Promise<QueuedRevocation | undefined> {
-    const [fields, score] = await this.scripts.guard(() =>
-      Promise.all([this.redis.hgetall(this.jobKey(leaseId)), this.redis.zscore(this.queueKey, leaseId)]),
+    const reply = await this.scripts.run(
+      'get-revocation',
+      [this.jobKey(leaseId), this.queueKey, this.leaseKey(leaseId)],
+      [leaseId],
     );
-    if (Object.keys(fields).length === 0) return undefined;
+    if (!Array.isArray(reply)) throw malformed('expected a job reply');
+    if (reply.length === 0) return undefined;
+    const [score, fields] = reply as unknown[];
     const runAt = Number(score);
-    if (score === null || !Number.isSafeInteger(runAt)) throw malformed('job without a place in the queue');
-    return { ...jobFromFields(fields), runAt };
+    if (score === '' || !Number.isSafeInteger(runAt)) throw malformed('job without a place in the queue');
+    return { ...jobFromFields(fieldsOf(fields, malformed)), runAt };
   }
 
   private get queueKey(): string {
@@ -199,5 +210,10 @@ export class RedisRevocationQueue implements RevocationQueue {
 
   private jobKey(leaseId: string): string {
     return `${this.tag}:revoke:job:${leaseId}`;
+  }
+
+  /** The lease store's record of the lease (RedisLeaseStore's key), which a lease-based job is built from. */
+  private leaseKey(leaseId: string): string {
+    return `${this.tag}:lease:${leaseId}`;
   }
 }

@@ -17,7 +17,10 @@
  * (the durable intent; attempts 0, runAt a little ahead), then mark the lease `revoking`, then try
  * the backend inline; on success record `revoked` and complete() the job, on failure retry() it.
  * A worker that finds the lease still `active` (the broker died between the first two steps) ends
- * it itself.
+ * it itself. A bulk revocation and an orphan claim (LeaseStore.revokeSelected,
+ * claimOrphanedLeases) queue in the same step as they move the lease to `revoking`; on Redis that
+ * job is the queue entry and the lease record alone until its first claim or retry (see
+ * RedisRevocationQueue), and reads back like any other job.
  */
 import { invalidArgument } from '../errors.js';
 import { requireLimit, requireTime } from './lease-records.js';

@@ -7,7 +7,10 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
+import { createRedisClient } from '../../src/leases/redis-lease-store.js';
+import { RedisRevocationQueue } from '../../src/leases/redis-revocation-queue.js';
 import { DEMO_AGENT, grpcError, readAudit, startHarness, type Harness } from '../support/broker-harness.js';
+import { sharedRedis } from '../support/redis-server.js';
 
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -66,6 +69,30 @@ describe('integration: lease admin (list and revoke by selector)', () => {
     const summary = (await readAudit(h.auditFile)).filter((r) => r.type === 'admin.revoke').at(-1);
     assert.equal(summary?.revoked, report.matched);
     assert.deepEqual((summary?.selector as Record<string, unknown>).agent, DEMO_AGENT);
+  });
+
+  it("a lease revoked on its own after a bulk revocation moved it keeps the bulk revocation's job", async () => {
+    const { leases } = await issueTwo();
+    const id = leases[0] as string;
+    const lease = await h.broker.store.getLease(id);
+    assert.equal(lease?.state, 'active');
+    // A bulk revocation moves it and queues its job, and its broker dies before the backend attempt.
+    const at = Date.now();
+    const run = h.broker.store.revokeSelected(
+      { leaseId: id },
+      { reason: 'admin: INC-9', at, runAt: at + 60_000, pageSize: 10 },
+    );
+    for await (const _page of run);
+    // Another caller still holding the lease as active revokes it on its own (EndTask, say).
+    assert.equal(await h.broker.broker.revokeLease(lease, 'task_ended'), undefined, 'someone else ended it');
+    const redis = createRedisClient((await sharedRedis()).url);
+    try {
+      const queue = new RedisRevocationQueue(redis, { prefix: h.redisPrefix });
+      assert.equal((await queue.get(id))?.reason, 'admin: INC-9', 'the queued revocation is not lost');
+    } finally {
+      redis.disconnect();
+    }
+    assert.equal((await h.broker.store.getLease(id))?.state, 'revoking');
   });
 
   it('every selector reaches the leases it names (dry runs against the ledger)', async () => {

@@ -211,6 +211,31 @@ describe('Redis Cluster (3 masters, createRedisConnection({cluster}))', () => {
       assert.equal(await queue.complete('b', later.claim), true);
       assert.equal(await queue.pending(), 0);
     });
+
+    it("reads, retries and claims a bulk revocation's job, built from the lease in the prefix's slot", async () => {
+      const now = Date.now();
+      const prefix = randomPrefix();
+      const leases = new RedisLeaseStore(client, { prefix });
+      const task = makeTask(now);
+      await leases.createTask(task);
+      const lease = makeLease(task, now);
+      assert.equal(await leases.putLease(lease, now), 'ok');
+      const run = leases.revokeSelected(
+        { leaseId: lease.id },
+        { reason: 'incident', at: now, runAt: now, pageSize: 10 },
+      );
+      for await (const _page of run);
+      // get-revocation and retry-revocation take the lease key as KEYS[3]; claim-revocations
+      // builds it in Lua: all in the slot of the prefix's hash tag.
+      const q = new RedisRevocationQueue(client, { prefix, visibilityTimeoutMs: 1000 });
+      assert.equal((await q.get(lease.id))?.reason, 'incident');
+      assert.equal(await q.retry(lease.id, now + 50, 1, 'vault_unavailable: down'), true);
+      const [claimed] = await q.claimDue(now + 50, 10);
+      assert.equal(claimed?.backendRef, lease.backendRef);
+      assert.equal(claimed.attempts, 1);
+      assert.equal(await q.complete(lease.id, claimed.claim), true);
+      assert.equal(await q.pending(), 0);
+    });
   });
 
   describe('key placement', () => {

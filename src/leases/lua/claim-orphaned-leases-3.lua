@@ -18,15 +18,15 @@
     ARGV[5] at (epoch ms)
     ARGV[6] runAt of the queued jobs (epoch ms)
 
-  Lease and job keys are built from ARGV[1] (ids are only known once the pending set is read);
-  safe on Redis Cluster because every key of the store shares the `{prefix}` hash tag. Each job is
-  the revocation queue's hash (enqueue-revocation's format).
+  Lease keys are built from ARGV[1] (ids are only known once the pending set is read); safe on
+  Redis Cluster because every key of the store shares the `{prefix}` hash tag. Each job is
+  lease-based: the queue entry alone, no job hash (the worker builds the job from the `revoking`
+  lease when it claims it: claim-revocations); ZADD NX keeps the runAt of a job queued before.
 
   Output:
     an array of claimed lease hashes, each a flat array (empty when there is no orphan)
 ]]
 --- @include "end-lease"
---- @include "new-revocation-job"
 
 local prefix = ARGV[1]
 local cutoff = ARGV[2]
@@ -39,13 +39,7 @@ local ids = redis.call('ZRANGEBYSCORE', pendingKey, '-inf', cutoff, 'LIMIT', 0, 
 for _, id in ipairs(ids) do
   local lease = endLease(prefix .. ':lease:' .. id, KEYS[1], KEYS[2], id, 'revoking', reason, at, 0)
   if type(lease) == 'table' then
-    local f = {}
-    for i = 1, #lease, 2 do
-      f[lease[i]] = lease[i + 1]
-    end
-    if newRevocationJob(prefix, id, f.backend, f.backendRef, f.expiresAt, reason) then
-      redis.call('ZADD', KEYS[3], runAt, id)
-    end
+    redis.call('ZADD', KEYS[3], 'NX', runAt, id)
     claimed[#claimed + 1] = lease
   else
     -- An entry without a pending record behind it is stale; dropping it keeps the set true.

@@ -1,9 +1,9 @@
 --[[
   One page of a scan over a lease index: lists the leases matching a selector or, in revoke mode,
   moves the matching active ones to `revoking` and queues their backend revocation, all in one
-  step per page (the ledger change and the durable job are atomic together). Pages are by rank;
-  a revocation pages over a snapshot of the index (ZRANGESTORE or ZINTERSTORE by the caller),
-  which nothing else changes, so no lease is skipped while others leave the active set.
+  step per page (the ledger change and the durable queue entry are atomic together). Pages are
+  by rank; a revocation pages over a snapshot of the index (ZRANGESTORE or ZINTERSTORE by the
+  caller), which nothing else changes, so no lease is skipped while others leave the active set.
 
   Input:
     KEYS[1] source             an index ({prefix}:idx:*, {prefix}:active-leases) or a snapshot of one
@@ -29,14 +29,15 @@
     ARGV[16] at, epoch ms (revoke only)
     ARGV[17] runAt of the queued jobs, epoch ms (revoke only)
 
-  Lease and job keys are built from ARGV[1]; safe on Redis Cluster because every key of the store
-  shares the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for
-  `revoking` (state, reason, time, out of the active set, onto the deny list and, for a token, the
-  token deny list KEYS[3]:tokens, the per-backend count), and each queued job is the revocation
-  queue's hash (enqueue-revocation's format, written by includes/new-revocation-job). Per page,
-  not per lease: one EXISTS over the page's job keys, and one ZREM/ZADD with many members for each
-  set (chunked under Lua's stack limit), so a lease costs its read, its two hash writes and its
-  members in the sets.
+  Lease keys are built from ARGV[1]; safe on Redis Cluster because every key of the store shares
+  the `{prefix}` hash tag. A revoked lease changes exactly as end-lease changes it for `revoking`
+  (state, reason, time, out of the active set, onto the deny list and, for a token, the token deny
+  list KEYS[3]:tokens, the per-backend count), and its revocation is queued as a lease-based job:
+  the queue entry alone, no job hash (the worker builds the job from the `revoking` lease when it
+  claims it: claim-revocations). ZADD NX keeps the entry, and so the runAt, of a job queued before
+  this run (whose hash, if any, keeps its attempt count). Per page, not per lease: one ZREM/ZADD
+  with many members for each set (chunked under Lua's stack limit), so a lease costs its read, its
+  one hash write and its members in the sets.
 
   Output:
     list mode: { next offset (-1 when the source is exhausted), entries looked at, lease, ... },
@@ -45,8 +46,6 @@
     the leases it moved to `revoking`, each [id, agent, taskId, environment, role, backend,
     backendRef, issuedAt, expiresAt] (strings; their state, reason and time are the run's)
 ]]
---- @include "new-revocation-job"
-
 local prefix = ARGV[1]
 local mode = ARGV[2]
 local offset = tonumber(ARGV[3])
@@ -88,20 +87,14 @@ end
 -- Redis's Lua stack takes about 8,000 values: batched calls go in chunks of CHUNK values (even,
 -- so score/member pairs stay whole).
 local CHUNK = 1000
-local function callChunked(command, key, values)
+local function callChunked(command, key, option, values)
   for i = 1, #values, CHUNK do
-    redis.call(command, key, unpack(values, i, math.min(i + CHUNK - 1, #values)))
-  end
-end
-
--- Does any of these keys exist? One EXISTS per chunk instead of one per key.
-local function anyExists(keys)
-  for i = 1, #keys, CHUNK do
-    if redis.call('EXISTS', unpack(keys, i, math.min(i + CHUNK - 1, #keys))) > 0 then
-      return true
+    if option then
+      redis.call(command, key, option, unpack(values, i, math.min(i + CHUNK - 1, #values)))
+    else
+      redis.call(command, key, unpack(values, i, math.min(i + CHUNK - 1, #values)))
     end
   end
-  return false
 end
 
 local function matchesSelector(v)
@@ -118,29 +111,15 @@ end
 
 -- What end-lease does for `revoking`, inlined and batched per page: each lease was read once
 -- (a bulk revocation touches each lease once), its state written, and the set and counter
--- updates made once for the page with many members each. No TTL while revoking. The job keys
--- of the page are checked with one EXISTS; only when one of them exists (a job queued before
--- this run) is each checked on its own, so such a job keeps its attempt count.
+-- updates made once for the page with many members each. No TTL while revoking. The queue entry
+-- is the job (no job hash per lease: the `revoking` lease carries what the job would).
 local function revokePicked(moved, leaseKeys, rows, out)
-  local jobKeys = {}
-  for i, id in ipairs(moved) do
-    jobKeys[i] = prefix .. ':revoke:job:' .. id
-  end
-  local someQueued = anyExists(jobKeys)
   local deny, queued, tokens, ended = {}, {}, {}, {}
   for i, id in ipairs(moved) do
     local v = rows[i]
     local backend, backendRef, expiresAt = v[6], v[7], v[9]
-    local fresh = true
-    if someQueued then
-      fresh = newRevocationJob(prefix, id, backend, backendRef, expiresAt, reason)
-    else
-      writeRevocationJob(jobKeys[i], id, backend, backendRef, expiresAt, reason)
-    end
-    if fresh then
-      queued[#queued + 1] = runAt
-      queued[#queued + 1] = id
-    end
+    queued[#queued + 1] = runAt
+    queued[#queued + 1] = id
     redis.call('HSET', leaseKeys[i], 'state', 'revoking', 'revokeReason', reason, 'revokedAt', at)
     deny[#deny + 1] = expiresAt
     deny[#deny + 1] = id
@@ -156,10 +135,11 @@ local function revokePicked(moved, leaseKeys, rows, out)
   -- Redis turning nine strings per lease into RESP, and the driver parsing them one by one,
   -- cost more than cjson and JSON.parse over the page.
   out[3] = cjson.encode(rows)
-  callChunked('ZREM', KEYS[2], moved)
-  callChunked('ZADD', KEYS[3], deny)
-  callChunked('ZADD', KEYS[3] .. ':tokens', tokens)
-  callChunked('ZADD', KEYS[4], queued)
+  callChunked('ZREM', KEYS[2], nil, moved)
+  callChunked('ZADD', KEYS[3], nil, deny)
+  callChunked('ZADD', KEYS[3] .. ':tokens', nil, tokens)
+  -- NX: a lease queued before this run keeps its place (and its job hash, its attempts).
+  callChunked('ZADD', KEYS[4], 'NX', queued)
   -- The per-backend active counts put-lease keeps, once per page.
   for backend, n in pairs(ended) do
     redis.call('HINCRBY', KEYS[2] .. ':by-backend', backend, -n)

@@ -408,9 +408,9 @@ function describeSelectionContract(name: string, makeHarness: MakeSelectionHarne
       });
 
       it('revokes exactly the selected leases across pages of many batched calls, keeping a job queued before', async () => {
-        // Pages of 1,200 entries: on Redis each page checks its job keys and updates each set in
-        // several batched calls (500 members a call), and only the second page holds a lease whose
-        // job was queued before the run (checked lease by lease there, so its attempts stay).
+        // Pages of 1,200 entries: on Redis each page updates each set in several batched calls
+        // (500 members a call), and only the second page holds a lease whose job was queued before
+        // the run (the queue's ZADD NX keeps its entry, and its job hash keeps its attempts).
         const a = await activeTask(A);
         const b = await activeTask(B);
         const tokens: Lease[] = [];

@@ -1,12 +1,14 @@
 /**
  * What only the Redis store's bulk revoke has (what it revokes is the selection contract's): each
- * page reads a lease once and batches its set updates, and a page may hold more leases than one
- * Lua call can take arguments. Counted on a private redis-server with INFO commandstats, which
- * Redis 7 keeps per command a script calls.
+ * page reads a lease once, writes it once and batches its set updates; its revocations are queued
+ * as lease-based jobs (a queue entry, no job hash) that the worker's first claim builds from the
+ * lease; and a page may hold more leases than one Lua call can take arguments. Counted on a
+ * private redis-server with INFO commandstats, which Redis 7 keeps per command a script calls.
  */
 import { strict as assert } from 'node:assert';
 import type { Redis } from 'ioredis';
 import { createRedisClient, RedisLeaseStore } from '../../../src/leases/redis-lease-store.js';
+import { RedisRevocationQueue } from '../../../src/leases/redis-revocation-queue.js';
 import type { Lease, RevocationPage } from '../../../src/leases/types.js';
 import { makeLease, makeTask, rawRedis } from '../../support/lease-store-harness.js';
 import { randomPrefix, startRedisServer, type RunningRedis } from '../../support/redis-server.js';
@@ -26,6 +28,7 @@ describe('RedisLeaseStore bulk revoke (Redis only)', function () {
   let server: RunningRedis;
   let raw: Redis;
   let store: RedisLeaseStore;
+  let queue: RedisRevocationQueue;
   let prefix: string;
   let now: number;
 
@@ -38,7 +41,10 @@ describe('RedisLeaseStore bulk revoke (Redis only)', function () {
   beforeEach(async () => {
     prefix = randomPrefix();
     raw = await rawRedis(server.url);
-    store = new RedisLeaseStore(createRedisClient(server.url), { prefix });
+    const client = createRedisClient(server.url);
+    store = new RedisLeaseStore(client, { prefix });
+    // The queue shares the store's client and prefix, as main.ts wires it.
+    queue = new RedisRevocationQueue(client, { prefix, visibilityTimeoutMs: 1000 });
     now = Date.now();
   });
   afterEach(async () => {
@@ -73,7 +79,10 @@ describe('RedisLeaseStore bulk revoke (Redis only)', function () {
     return pages;
   }
 
-  it('reads each lease once, writes it twice, and checks job keys and updates each set once per page', async () => {
+  /** The job hashes under this test's prefix. */
+  const jobKeys = (): Promise<string[]> => raw.keys(`{${prefix}}:revoke:job:*`);
+
+  it('reads each lease once, writes it once (no job hash), and updates each set once per page', async () => {
     const leases = await seed(30);
     await raw.call('CONFIG', 'RESETSTAT');
     const pages = await revokeAll(10);
@@ -83,10 +92,69 @@ describe('RedisLeaseStore bulk revoke (Redis only)', function () {
     );
     const calls = await callsByCommand(raw);
     assert.equal(calls.hmget, leases.length, 'one read per lease');
-    assert.equal(calls.hset, 2 * leases.length, 'its state and its job');
-    assert.equal(calls.exists, 3, 'one EXISTS per page that moved leases');
+    assert.equal(calls.hset, leases.length, 'its state only: the lease is the job');
+    assert.equal(calls.exists, undefined, 'no job key checked');
     assert.equal(calls.zrem, 3, 'out of the active set, once per page');
     assert.equal(calls.zadd, 9, 'deny list, token deny list and queue, once per page each');
+    assert.deepEqual(await jobKeys(), [], 'no job hash written');
+    assert.equal(await queue.pending(), leases.length, 'each queued');
+  });
+
+  it("writes a job's hash from its lease when the worker first claims it; a crashed claim comes back", async () => {
+    const [lease] = await seed(1);
+    assert.ok(lease);
+    await revokeAll(10);
+    const jobKey = `{${prefix}}:revoke:job:${lease.id}`;
+    assert.deepEqual(await jobKeys(), []);
+    const at = now + 100 + 60_000;
+    const [claimed] = await queue.claimDue(at, 10); // ...and the worker dies
+    assert.ok(claimed);
+    const built = {
+      leaseId: lease.id,
+      backend: 'token',
+      backendRef: lease.backendRef,
+      expiresAt: String(lease.expiresAt),
+      reason: 'admin: bulk',
+      attempts: '0',
+    };
+    assert.deepEqual(await raw.hgetall(jobKey), { ...built, claim: claimed.claim, claimedAt: String(at) });
+    assert.deepEqual(await queue.claimDue(at + 999, 10), [], 'hidden while claimed');
+    const [again] = await queue.claimDue(at + 1000, 10);
+    assert.equal(again?.leaseId, lease.id);
+    assert.equal(again?.reason, 'admin: bulk');
+    assert.equal(await queue.complete(lease.id, claimed.claim), false, 'the dead claim is stale');
+    assert.equal(await queue.complete(lease.id, again?.claim), true);
+    assert.deepEqual(await jobKeys(), []);
+    assert.equal(await queue.pending(), 0);
+  });
+
+  it('drops the entry of a lease whose outcome was recorded before its job was claimed (done, not revoked again)', async () => {
+    const leases = await seed(2);
+    await revokeAll(10);
+    const [done, open] = leases as [Lease, Lease];
+    // A worker recorded the outcome and died before completing the job.
+    assert.equal(
+      (await store.markRevokeOutcome(done.id, 'revoked', 'admin: bulk', now + 200))?.state,
+      'revoked',
+    );
+    assert.equal(await queue.get(done.id), undefined, 'nothing left to revoke');
+    const claimed = await queue.claimDue(now + 100 + 60_000, 10);
+    assert.deepEqual(
+      claimed.map((j) => j.leaseId),
+      [open.id],
+    );
+    assert.equal(await queue.pending(), 1, 'the done entry dropped, the open one kept');
+    assert.equal(await raw.exists(`{${prefix}}:revoke:job:${done.id}`), 0);
+  });
+
+  it('refuses to claim a job whose revoking lease lost a field, and keeps it queued (never made up)', async () => {
+    const [lease] = await seed(1);
+    assert.ok(lease);
+    await revokeAll(10);
+    await raw.hdel(`{${prefix}}:lease:${lease.id}`, 'backendRef');
+    await assert.rejects(queue.claimDue(now + 100 + 60_000, 10), /unavailable/);
+    assert.equal(await queue.pending(), 1);
+    assert.deepEqual(await jobKeys(), []);
   });
 
   it('takes a page of more leases than one Lua call can pass to a command (5,000)', async () => {
@@ -105,6 +173,14 @@ describe('RedisLeaseStore bulk revoke (Redis only)', function () {
     assert.equal(await raw.hget(`${tag}:active-leases:by-backend`, 'token'), '0');
     const last = leases[leases.length - 1] as Lease;
     assert.equal((await store.getLease(last.id))?.state, 'revoking');
-    assert.equal(await raw.hget(`${tag}:revoke:job:${last.id}`, 'reason'), 'admin: bulk');
+    assert.deepEqual(await queue.get(last.id), {
+      leaseId: last.id,
+      backend: 'token',
+      backendRef: last.backendRef,
+      expiresAt: last.expiresAt,
+      reason: 'admin: bulk',
+      attempts: 0,
+      runAt: now + 100 + 60_000,
+    });
   });
 });

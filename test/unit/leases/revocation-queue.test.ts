@@ -36,7 +36,8 @@ type MakeQueueHarness = () => Promise<QueueHarness>;
 
 const memoryQueueHarness: MakeQueueHarness = async () => {
   const queue = new MemoryRevocationQueue({ visibilityTimeoutMs: VISIBILITY_MS });
-  const store = new MemoryLeaseStore();
+  // Wired as main.ts wires it: bulk revocations and orphan claims queue their jobs here.
+  const store = new MemoryLeaseStore({ revocations: queue });
   return {
     queue,
     store,
@@ -606,6 +607,140 @@ function describeWorker(name: string, makeHarness: MakeQueueHarness, durable: bo
         assert.equal(audit[0]?.attempts, 3);
       });
     }
+
+    describe('jobs a bulk revocation or an orphan claim queued (lease-based on Redis)', () => {
+      const REASON = 'admin: incident 7';
+
+      /** `count` active leases of one task, moved to `revoking` by one bulk revocation, due now. */
+      async function bulkRevoked(count: number): Promise<Lease[]> {
+        const task = makeTask(clock);
+        await h.store.createTask(task);
+        const leases = Array.from({ length: count }, () =>
+          makeLease(task, clock, { backend: 'fake', role: 'fake/r' }),
+        );
+        for (const lease of leases) assert.equal(await h.store.putLease(lease, clock), 'ok');
+        const run = h.store.revokeSelected(
+          { taskId: task.id },
+          { reason: REASON, at: clock, runAt: clock, pageSize: 100 },
+        );
+        for await (const _page of run);
+        return leases;
+      }
+
+      const queuedJob = (lease: Lease, runAt: number) => ({
+        leaseId: lease.id,
+        backend: 'fake',
+        backendRef: lease.backendRef,
+        expiresAt: lease.expiresAt,
+        reason: REASON,
+        attempts: 0,
+        runAt,
+      });
+
+      it('shows each job as built from its lease, then retries with attempts and the last error, then revokes', async () => {
+        const leases = await bulkRevoked(3);
+        for (const lease of leases) assert.deepEqual(await h.queue.get(lease.id), queuedJob(lease, clock));
+        assert.equal(await h.queue.pending(), 3);
+
+        backend.failRevokes = 1;
+        const { worker: w } = worker();
+        assert.deepEqual(await w.drainOnce(), {
+          revoked: 2,
+          notRevocable: 0,
+          retried: 1,
+          failed: 0,
+          deferred: 0,
+        });
+        const left = await Promise.all(leases.map((l) => h.queue.get(l.id)));
+        const retried = left.find((j) => j !== undefined);
+        assert.equal(left.filter((j) => j !== undefined).length, 1, 'only the refused one is left');
+        const refused = leases.find((l) => l.id === retried?.leaseId);
+        assert.ok(retried && refused);
+        assert.deepEqual(retried, {
+          ...queuedJob(
+            refused,
+            clock + revocationBackoff(1, { baseDelayMs: 100, maxDelayMs: 1000 }, () => 0.5),
+          ),
+          attempts: 1,
+          lastError: 'vault_unavailable: Vault is unavailable (connection refused)',
+        });
+
+        clock = retried.runAt;
+        assert.equal((await w.drainOnce()).revoked, 1);
+        for (const lease of leases) assert.equal((await h.store.getLease(lease.id))?.state, 'revoked');
+        assert.equal(await h.queue.pending(), 0);
+        assert.deepEqual(audit.map((e) => [e.type, e.reason, e.attempts]).sort(), [
+          ['lease.revoked', REASON, 1],
+          ['lease.revoked', REASON, 1],
+          ['lease.revoked', REASON, 2],
+        ]);
+      });
+
+      it('gives a claimed job back after the visibility timeout when its worker died, and revokes it once', async () => {
+        const [lease] = await bulkRevoked(1);
+        assert.ok(lease);
+        const other = await h.replica();
+        const [claimed] = await other.queue.claimDue(clock, 10); // a worker claims... and dies
+        const { runAt: _runAt, ...expected } = queuedJob(lease, clock);
+        assert.deepEqual(claimed, { ...expected, claim: claimed?.claim });
+        const { worker: w } = worker();
+        assert.equal((await w.drainOnce()).revoked, 0, 'hidden while claimed');
+        clock += VISIBILITY_MS;
+        assert.equal((await w.drainOnce()).revoked, 1);
+        assert.equal(backend.calls, 1);
+        assert.equal((await h.store.getLease(lease.id))?.state, 'revoked');
+        assert.equal(await h.queue.pending(), 0);
+      });
+
+      it("records the broker's inline attempt (a retry without a claim) on the job", async () => {
+        const [lease] = await bulkRevoked(1);
+        assert.ok(lease);
+        assert.equal(await h.queue.retry(lease.id, clock + 500, 1, 'vault_unavailable: down'), true);
+        assert.deepEqual(await h.queue.get(lease.id), {
+          ...queuedJob(lease, clock + 500),
+          attempts: 1,
+          lastError: 'vault_unavailable: down',
+        });
+        assert.deepEqual(await h.queue.claimDue(clock + 499, 10), []);
+        assert.equal((await h.queue.claimDue(clock + 500, 10))[0]?.attempts, 1);
+      });
+
+      it('keeps the job on a second enqueue, and completes it only without a claim or with its own', async () => {
+        const [lease] = await bulkRevoked(1);
+        assert.ok(lease);
+        assert.equal(await h.queue.enqueue({ ...job(lease.id), attempts: 5 }, clock + 9000), false);
+        assert.deepEqual(await h.queue.get(lease.id), queuedJob(lease, clock));
+        assert.equal(await h.queue.complete(lease.id, 'a-claim-never-handed-out'), false);
+        assert.equal(await h.queue.pending(), 1);
+        assert.equal(await h.queue.complete(lease.id), true);
+        assert.equal(await h.queue.pending(), 0);
+        assert.equal(await h.queue.get(lease.id), undefined);
+      });
+
+      it('revokes an orphan claimed by the reaper from the job built from its lease', async () => {
+        const task = makeTask(clock);
+        await h.store.createTask(task);
+        const orphan = makeLease(task, clock, { backend: 'fake', role: 'fake/r', state: 'pending' });
+        assert.equal(await h.store.putLease(orphan, clock - 120_000), 'ok');
+        const claimed = await h.store.claimOrphanedLeases(clock - 60_000, 10, {
+          reason: 'orphaned',
+          at: clock,
+          runAt: clock,
+        });
+        assert.deepEqual(
+          claimed.map((l) => l.id),
+          [orphan.id],
+        );
+        assert.deepEqual(await h.queue.get(orphan.id), {
+          ...queuedJob({ ...orphan, state: 'active' }, clock),
+          reason: 'orphaned',
+        });
+        const { worker: w } = worker();
+        assert.equal((await w.drainOnce()).revoked, 1);
+        assert.equal((await h.store.getLease(orphan.id))?.state, 'revoked');
+        assert.equal(await h.queue.pending(), 0);
+      });
+    });
 
     it('refuses nonsensical options', () => {
       assert.throws(() => worker({ maxAttempts: 0 }), RangeError);
