@@ -2,25 +2,25 @@
  * Capacity, in one run: the broker as `svid-broker serve` runs it (compiled, as `npm run build`
  * does), on a private redis-server (appendfsync always, as the dev stack and the main bench run it).
  *
- * 1. Memory: `serve` under node's and glibc's defaults and each of MEMORY_VARIANTS (the image's
- *    malloc setting, and that with a smaller young generation), a process each, all started before
- *    100,000 active leases are written into their Redis through RedisLeaseStore.putLease (the
- *    broker holds no per-lease state: its RSS should not follow the count); then IssueCredential
- *    load runs taking turns between them. Each row: RSS idle, with the leases, after the load, its
- *    peak (VmHWM), V8's heap, throughput, broker CPU and GC pause time per issuance, and whether it
- *    stays within 150 MB.
+ * 1. Memory: `serve` under node's and glibc's defaults, as shipped (`svid-broker serve` through
+ *    bin/svid-broker, with the launcher's settings) and under each of MEMORY_VARIANTS, a process
+ *    each, all started before 100,000 active leases are written into their Redis through
+ *    RedisLeaseStore.putLease (the broker holds no per-lease state: its RSS should not follow the
+ *    count); then IssueCredential load runs taking turns between them. Each row: RSS idle, with
+ *    the leases, after the load, its peak (VmHWM), V8's heap, throughput, broker CPU and GC pause
+ *    time per issuance, and whether it stays within 150 MB; with the load average.
  * 2. Workers: IssueCredential (token backend) at concurrency 64 against `serve` (one process) and
- *    `serve --workers 2`, each after a warm-up: throughput, p50, p99, and the CPU of the broker
- *    processes and of this load driver per request. The driver shares the machine's cores with the
- *    workers, so a second worker can gain at most what the driver leaves idle: read the driver's
- *    CPU column beside the gain.
+ *    `serve --workers 2`, both started through bin/svid-broker as shipped, each after a warm-up:
+ *    throughput, p50, p99, and the CPU of the broker processes and of this load driver per
+ *    request. The driver shares the machine's cores with the workers, so a second worker can gain
+ *    at most what the driver leaves idle: read the driver's CPU column beside the gain.
  * 3. Redis per issuance: Redis's own CPU (INFO cpu, used_cpu_user + used_cpu_sys of redis-server)
  *    and the scripts' time (INFO commandstats: usec of EVALSHA/EVAL/FCALL, which includes the
  *    commands they call) per issuance in the run, and the ceiling that puts on one Redis primary
  *    (one core of commands): 1,000,000 us / (Redis CPU us per issuance).
  *
- * `npx tsx bench/capacity.ts [--duration=S] [--leases=N] [--conc=N]`, or through `npm run bench`
- * (skip with --no-capacity). Figures are printed, never asserted.
+ * `npx tsx bench/capacity.ts [--duration=S] [--leases=N] [--conc=N] [--rounds=N] [--no-workers]`,
+ * or through `npm run bench` (skip with --no-capacity). Figures are printed, never asserted.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -94,18 +94,21 @@ export const SHIPPED: MemoryVariant = { label: 'svid-broker (shipped)', launcher
 
 /**
  * What the memory rows compare with node under no setting and with the shipped launcher
- * (bin/svid-broker: MALLOC_ARENA_MAX=2, MALLOC_TRIM_THRESHOLD_=131072, --max-semi-space-size=8):
- * the image's setting before the launcher (the trim threshold alone), the launcher's malloc
- * settings without its young-generation cap, and with smaller caps (4 MB; 2 MB, the operator
- * setting the README describes for its GC cost).
+ * (bin/svid-broker: MALLOC_TRIM_THRESHOLD_=131072 and --max-semi-space-size=8): the trim threshold
+ * alone (the image's setting before the launcher: what the young-generation cap adds), the
+ * launcher's settings with two malloc arenas (MALLOC_ARENA_MAX=2: fewer per-thread arenas left
+ * resident; measured no smaller, so not shipped), and the trim threshold with semi-spaces of
+ * 4 MB (an operator's choice for memory-bound hosts, for its GC cost).
  */
 const TRIM = { MALLOC_TRIM_THRESHOLD_: '131072' } as const;
-const ARENAS = { ...TRIM, MALLOC_ARENA_MAX: '2' } as const;
 export const MEMORY_VARIANTS: readonly MemoryVariant[] = [
   { label: 'MALLOC_TRIM_THRESHOLD_=131072', env: TRIM },
-  { label: '+ MALLOC_ARENA_MAX=2', env: ARENAS },
-  { label: '+ ARENA_MAX=2, semi-space 4', nodeArgs: ['--max-semi-space-size=4'], env: ARENAS },
-  { label: 'TRIM + semi-space 2', nodeArgs: ['--max-semi-space-size=2'], env: TRIM },
+  {
+    label: 'shipped + MALLOC_ARENA_MAX=2',
+    nodeArgs: ['--max-semi-space-size=8'],
+    env: { ...TRIM, MALLOC_ARENA_MAX: '2' },
+  },
+  { label: 'TRIM + semi-space 4', nodeArgs: ['--max-semi-space-size=4'], env: TRIM },
 ];
 
 type AnyMethod = MethodDefinition<object, object>;

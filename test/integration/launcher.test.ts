@@ -121,7 +121,6 @@ describe('integration: the svid-broker launcher (bin/svid-broker)', function () 
     assert.equal(realpathSync(`/proc/${served.pid}/exe`), realpathSync(process.execPath));
     for (const pid of [served.pid, ...workers]) {
       const env = environOf(pid);
-      assert.equal(env.get('MALLOC_ARENA_MAX'), '2', `pid ${pid}`);
       assert.equal(env.get('MALLOC_TRIM_THRESHOLD_'), '131072', `pid ${pid}`);
       assert.equal(env.get('NODE_OPTIONS'), '--max-semi-space-size=8 --import tsx', `pid ${pid}`);
     }
@@ -135,7 +134,6 @@ describe('integration: the svid-broker launcher (bin/svid-broker)', function () 
       [],
       environment({
         SVID_BROKER_CONFIG: configFile,
-        MALLOC_ARENA_MAX: '4',
         MALLOC_TRIM_THRESHOLD_: '65536',
         NODE_OPTIONS: '--import tsx --max-semi-space-size=16',
       }),
@@ -143,7 +141,6 @@ describe('integration: the svid-broker launcher (bin/svid-broker)', function () 
     started.push(served);
     await eventually(() => served.lines.some((l) => l.msg === 'svid-broker serving'), 60_000);
     const env = environOf(served.pid);
-    assert.equal(env.get('MALLOC_ARENA_MAX'), '4');
     assert.equal(env.get('MALLOC_TRIM_THRESHOLD_'), '65536');
     assert.equal(env.get('NODE_OPTIONS'), '--max-semi-space-size=8 --import tsx --max-semi-space-size=16');
     served.stop();
