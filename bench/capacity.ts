@@ -2,25 +2,25 @@
  * Capacity, in one run: the broker as `svid-broker serve` runs it (compiled, as `npm run build`
  * does), on a private redis-server (appendfsync always, as the dev stack and the main bench run it).
  *
- * 1. Memory: `serve` under node's and glibc's defaults and each of MEMORY_VARIANTS (the image's
- *    malloc setting, and that with a smaller young generation), a process each, all started before
- *    100,000 active leases are written into their Redis through RedisLeaseStore.putLease (the
- *    broker holds no per-lease state: its RSS should not follow the count); then IssueCredential
- *    load runs taking turns between them. Each row: RSS idle, with the leases, after the load, its
- *    peak (VmHWM), V8's heap, throughput, broker CPU and GC pause time per issuance, and whether it
- *    stays within 150 MB.
+ * 1. Memory: `serve` under node's and glibc's defaults, as shipped (`svid-broker serve` through
+ *    bin/svid-broker, with the launcher's settings) and under each of MEMORY_VARIANTS, a process
+ *    each, all started before 100,000 active leases are written into their Redis through
+ *    RedisLeaseStore.putLease (the broker holds no per-lease state: its RSS should not follow the
+ *    count); then IssueCredential load runs taking turns between them. Each row: RSS idle, with
+ *    the leases, after the load, its peak (VmHWM), V8's heap, throughput, broker CPU and GC pause
+ *    time per issuance, and whether it stays within 150 MB; with the load average.
  * 2. Workers: IssueCredential (token backend) at concurrency 64 against `serve` (one process) and
- *    `serve --workers 2`, each after a warm-up: throughput, p50, p99, and the CPU of the broker
- *    processes and of this load driver per request. The driver shares the machine's cores with the
- *    workers, so a second worker can gain at most what the driver leaves idle: read the driver's
- *    CPU column beside the gain.
+ *    `serve --workers 2`, both started through bin/svid-broker as shipped, each after a warm-up:
+ *    throughput, p50, p99, and the CPU of the broker processes and of this load driver per
+ *    request. The driver shares the machine's cores with the workers, so a second worker can gain
+ *    at most what the driver leaves idle: read the driver's CPU column beside the gain.
  * 3. Redis per issuance: Redis's own CPU (INFO cpu, used_cpu_user + used_cpu_sys of redis-server)
  *    and the scripts' time (INFO commandstats: usec of EVALSHA/EVAL/FCALL, which includes the
  *    commands they call) per issuance in the run, and the ceiling that puts on one Redis primary
  *    (one core of commands): 1,000,000 us / (Redis CPU us per issuance).
  *
- * `npx tsx bench/capacity.ts [--duration=S] [--leases=N] [--conc=N]`, or through `npm run bench`
- * (skip with --no-capacity). Figures are printed, never asserted.
+ * `npx tsx bench/capacity.ts [--duration=S] [--leases=N] [--conc=N] [--rounds=N] [--no-workers]`,
+ * or through `npm run bench` (skip with --no-capacity). Figures are printed, never asserted.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -37,7 +37,7 @@ import {
   copyFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -73,28 +73,42 @@ export interface CapacityOptions {
   workers?: boolean;
   /** Beside `serve` under the defaults, each a `serve` process of its own (default: MEMORY_VARIANTS). */
   variants?: readonly MemoryVariant[];
+  /** Rounds of the memory rows' load runs, durationS / rounds each (default 2). */
+  rounds?: number;
 }
 
 /** A `serve` process started with other node/V8 flags or environment, for the memory rows. */
 export interface MemoryVariant {
   label: string;
+  /** Started as `svid-broker serve` through bin/svid-broker (its settings), not node directly. */
+  launcher?: boolean;
   nodeArgs?: readonly string[];
   env?: Readonly<Record<string, string>>;
 }
 
+/** What the variants set; taken out of the environment every `serve` here inherits. */
+const MEMORY_ENV = ['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'NODE_OPTIONS'] as const;
+
+/** The broker as shipped: `svid-broker serve` (bin/svid-broker) with the launcher's defaults. */
+export const SHIPPED: MemoryVariant = { label: 'svid-broker (shipped)', launcher: true };
+
 /**
- * What the memory rows compare with `serve` under node's and glibc's defaults: the image's setting
- * (deploy/Dockerfile: MALLOC_TRIM_THRESHOLD_, a fixed glibc trim threshold, which also fixes the
- * mmap threshold, so what V8's compilers free goes back to the system), and that with a young
- * generation of 2 MB semi-spaces (the operator setting the README describes, for its GC cost).
+ * What the memory rows compare with node under no setting and with the shipped launcher
+ * (bin/svid-broker: MALLOC_TRIM_THRESHOLD_=131072 and --max-semi-space-size=8): the trim threshold
+ * alone (the image's setting before the launcher: what the young-generation cap adds), the
+ * launcher's settings with two malloc arenas (MALLOC_ARENA_MAX=2: fewer per-thread arenas left
+ * resident; measured no smaller, so not shipped), and the trim threshold with semi-spaces of
+ * 4 MB (an operator's choice for memory-bound hosts, for its GC cost).
  */
+const TRIM = { MALLOC_TRIM_THRESHOLD_: '131072' } as const;
 export const MEMORY_VARIANTS: readonly MemoryVariant[] = [
-  { label: 'MALLOC_TRIM_THRESHOLD_=131072', env: { MALLOC_TRIM_THRESHOLD_: '131072' } },
+  { label: 'MALLOC_TRIM_THRESHOLD_=131072', env: TRIM },
   {
-    label: '+ --max-semi-space-size=2',
-    nodeArgs: ['--max-semi-space-size=2'],
-    env: { MALLOC_TRIM_THRESHOLD_: '131072' },
+    label: 'shipped + MALLOC_ARENA_MAX=2',
+    nodeArgs: ['--max-semi-space-size=8'],
+    env: { ...TRIM, MALLOC_ARENA_MAX: '2' },
   },
+  { label: 'TRIM + semi-space 4', nodeArgs: ['--max-semi-space-size=4'], env: TRIM },
 ];
 
 type AnyMethod = MethodDefinition<object, object>;
@@ -103,18 +117,23 @@ type AnyMethod = MethodDefinition<object, object>;
 // Set-up: the compiled CLI, Redis, a CA with the Workload API, a config file
 // ---------------------------------------------------------------------------------------------------------
 
-/** `npm run build` into a temporary directory laid out like the package; returns its dir. */
+/**
+ * `npm run build` into a temporary directory laid out like the installed package (dist/, bin/,
+ * package.json); returns its dir.
+ */
 function buildCli(): string {
   const dir = mkdtempSync(join(tmpdir(), 'svb-capacity-build-'));
+  const dist = join(dir, 'dist');
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  const args = [tsc, '-p', join(REPO, 'tsconfig.build.json'), '--outDir', dir, '--declaration', 'false'];
+  const args = [tsc, '-p', join(REPO, 'tsconfig.build.json'), '--outDir', dist, '--declaration', 'false'];
   const run = spawnSync(process.execPath, [...args, '--sourceMap', 'false'], { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`tsc failed:\n${run.stdout}${run.stderr}`);
   for (const part of readdirSync(join(REPO, 'src'))) {
     const lua = join(REPO, 'src', part, 'lua');
-    if (existsSync(lua)) cpSync(lua, join(dir, 'src', part, 'lua'), { recursive: true });
+    if (existsSync(lua)) cpSync(lua, join(dist, 'src', part, 'lua'), { recursive: true });
   }
   copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+  cpSync(join(REPO, 'bin'), join(dir, 'bin'), { recursive: true });
   for (const link of ['node_modules', 'proto', 'policies']) symlinkSync(join(REPO, link), join(dir, link));
   return dir;
 }
@@ -207,20 +226,17 @@ async function serve(
   build: string,
   stage: Stage,
   workers: number,
-  variant: MemoryVariant = { label: 'serve' },
+  variant: MemoryVariant = SHIPPED,
   ports: Ports = { grpc: stage.grpcPort, http: stage.httpPort, env: {} },
 ): Promise<Served> {
   const metricsPort = await freePort();
   const args =
     workers > 0 ? ['--workers', String(workers), '--metrics-listen', `127.0.0.1:${metricsPort}`] : [];
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [...(variant.nodeArgs ?? []), join(build, 'src', 'cli', 'main.js'), 'serve', ...args],
-    {
-      env: { ...process.env, ...variant.env, ...ports.env, SVID_BROKER_CONFIG: stage.configFile },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
+  const [command, argv] = commandOf(build, variant);
+  const child: ChildProcess = spawn(command, [...argv, 'serve', ...args], {
+    env: { ...environmentOf(variant), ...ports.env, SVID_BROKER_CONFIG: stage.configFile },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const pids = (): number[] => [child.pid as number, ...childPids(child.pid as number)];
   const ready = workers > 0 ? () => workersServing(metricsPort, workers) : () => grpcAnswers(ports.grpc);
@@ -243,6 +259,19 @@ async function serve(
       clearTimeout(timer);
     },
   };
+}
+
+/** bin/svid-broker (the launcher), or node with the variant's flags running the compiled CLI. */
+function commandOf(build: string, variant: MemoryVariant): [string, string[]] {
+  if (variant.launcher) return [join(build, 'bin', 'svid-broker'), []];
+  return [process.execPath, [...(variant.nodeArgs ?? []), join(build, 'dist', 'src', 'cli', 'main.js')]];
+}
+
+/** This process's environment without any memory setting of its own, then the variant's. */
+function environmentOf(variant: MemoryVariant): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of MEMORY_ENV) delete env[name];
+  return { ...env, ...variant.env };
 }
 
 /** The primary's metrics list every worker once they all serve. */
@@ -531,12 +560,10 @@ interface Instance {
   errors: string[];
 }
 
-/** Rounds of the memory rows' load runs: the variants take turns, so a busy moment hits them all. */
-const ROUNDS = 2;
-
 /**
  * `serve` under the defaults and each variant, all started before the leases are written, then
- * load runs taking turns (ROUNDS rounds of durationS / ROUNDS each, after one warm-up each).
+ * load runs taking turns (opts.rounds rounds of durationS / rounds each, after one warm-up each), so a
+ * busy moment of the machine hits them all.
  */
 async function memoryRows(
   ctx: { build: string; stage: Stage; source: X509Source; opts: Required<CapacityOptions> },
@@ -569,7 +596,7 @@ async function memoryRows(
       await untilReady(i.served);
       await i.load.run(ctx.opts.concurrency, 1500);
     }
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < ctx.opts.rounds; round++) {
       for (const i of started) await loadTurn(i, ctx.opts);
     }
     const rows: MemoryRow[] = [];
@@ -589,7 +616,8 @@ async function loadTurn(i: Instance, opts: Required<CapacityOptions>): Promise<v
   const gc0 = await i.served.gcSeconds();
   const t0 = performance.now();
   i.load.errors = [];
-  for (const ms of await i.load.run(opts.concurrency, (opts.durationS * 1000) / ROUNDS)) i.latencies.push(ms);
+  for (const ms of await i.load.run(opts.concurrency, (opts.durationS * 1000) / opts.rounds))
+    i.latencies.push(ms);
   i.ms += performance.now() - t0;
   i.cpuMs += cpuMsOf(pids) - cpu0;
   i.gcMs += ((await i.served.gcSeconds()) - gc0) * 1000;
@@ -640,6 +668,7 @@ export async function runCapacityBench(options: CapacityOptions = {}): Promise<s
     concurrency: options.concurrency ?? 64,
     workers: options.workers ?? true,
     variants: options.variants ?? MEMORY_VARIANTS,
+    rounds: options.rounds ?? 2,
   };
   const build = buildCli();
   const stage = await stageUp();
@@ -650,13 +679,15 @@ export async function runCapacityBench(options: CapacityOptions = {}): Promise<s
   const seeding: Record<string, number> = {};
   let memory: MemoryRow[] = [];
   try {
+    seeding.loadBefore = loadavg()[0] as number;
     memory = await memoryRows(
       { build, stage, source, opts },
-      [{ label: 'serve (defaults)' }, ...opts.variants],
+      [{ label: 'node (no settings)' }, SHIPPED, ...opts.variants],
       async () => {
         seeding.ms = await seedInto(stage, opts.leases);
       },
     );
+    seeding.loadAfter = loadavg()[0] as number;
     seeding.active = Number(await redis.zcard(`{${PREFIX}}:active-leases`));
     for (const [label, workers] of opts.workers
       ? ([
@@ -744,7 +775,8 @@ function memoryReport(
   const lines = [
     `  broker RSS, one serve process each, all started before ${opts.leases} active leases were written ` +
       `(${fx((seeding.ms ?? NaN) / 1000, 1)} s, through putLease), then IssueCredential at concurrency ` +
-      `${opts.concurrency} for ${opts.durationS} s each in ${ROUNDS} rounds taking turns (${seeding.active} active leases at the end)`,
+      `${opts.concurrency} for ${opts.durationS} s each in ${opts.rounds} rounds taking turns (${seeding.active} active leases at the end; ` +
+      `load average ${fx(seeding.loadBefore, 1)} before, ${fx(seeding.loadAfter, 1)} after)`,
     `  ${'serve'.padEnd(30)}${'idle'.padStart(10)}${`+${opts.leases} leases`.padStart(16)}` +
       `${'after load'.padStart(12)}${'of it V8 heap'.padStart(15)}${'peak'.padStart(10)}${'req/s'.padStart(8)}${'p99 ms'.padStart(8)}` +
       `${'broker cpu us/req'.padStart(19)}${'gc us/req'.padStart(11)}`,
@@ -775,11 +807,12 @@ function parseArgs(argv: readonly string[]): CapacityOptions {
       opts.workers = false;
       continue;
     }
-    const m = /^--(duration|leases|conc)=(\d+)$/.exec(arg);
+    const m = /^--(duration|leases|conc|rounds)=(\d+)$/.exec(arg);
     if (!m) throw new Error(`unknown option ${arg} (see the header of bench/capacity.ts)`);
     const n = Number(m[2]);
     if (m[1] === 'duration') opts.durationS = n;
     else if (m[1] === 'leases') opts.leases = n;
+    else if (m[1] === 'rounds') opts.rounds = Math.max(1, n);
     else opts.concurrency = Math.max(1, n);
   }
   return opts;

@@ -104,16 +104,18 @@ describe('deploy files (no Docker needed)', () => {
     for (const c of containers) assert.match(c.image, pinned);
   });
 
-  it('the Dockerfile is multi-stage, runs as its own non-root user and checks /healthz', () => {
+  it('the Dockerfile is multi-stage, runs as its own non-root user through the launcher and checks /healthz', () => {
     const dockerfile = readText('deploy/Dockerfile');
     assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 3);
     assert.match(dockerfile, /^USER 10001:10001$/m);
     assert.match(dockerfile, /^HEALTHCHECK .*\n.*\/healthz/m);
     assert.match(dockerfile, /npm ci --omit=dev/);
-    // Only dist/, proto/, package.json and production node_modules reach the final stage.
+    // Only dist/, bin/, proto/, package.json and production node_modules reach the final stage.
     const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     const copies = [...final.matchAll(/^COPY (?:--from=\S+ )?(\S+)/gm)].map((m) => m[1]);
-    assert.deepEqual(copies.sort(), ['/src/dist', '/src/node_modules', 'package.json', 'proto']);
+    assert.deepEqual(copies.sort(), ['/src/dist', '/src/node_modules', 'bin', 'package.json', 'proto']);
+    // The launcher is the entrypoint, so the broker starts with its memory settings.
+    assert.match(dockerfile, /^ENTRYPOINT \["\/app\/bin\/svid-broker"\]$/m);
   });
 
   it('one trust domain: SPIRE, the catalog, the broker, Vault and the generated entries', () => {
