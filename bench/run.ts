@@ -357,6 +357,7 @@ async function startBrokerChild(
     ],
     {
       stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, ...launcherEnv() },
     },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -406,6 +407,21 @@ async function startBrokerChild(
       await exited;
       clearTimeout(timer);
     },
+  };
+}
+
+/**
+ * The memory settings bin/svid-broker gives node (read from the launcher, so the two cannot
+ * drift), for the broker processes: what `svid-broker serve` runs with.
+ */
+function launcherEnv(): NodeJS.ProcessEnv {
+  const text = readFileSync(new URL('../bin/svid-broker', import.meta.url), 'utf8');
+  const trim = /MALLOC_TRIM_THRESHOLD_:=(\d+)/.exec(text)?.[1];
+  const semi = /NODE_OPTIONS="(--max-semi-space-size=\d+)/.exec(text)?.[1];
+  if (!trim || !semi) throw new Error('bench: cannot read the launcher settings from bin/svid-broker');
+  return {
+    MALLOC_TRIM_THRESHOLD_: process.env.MALLOC_TRIM_THRESHOLD_ ?? trim,
+    NODE_OPTIONS: [semi, process.env.NODE_OPTIONS].filter(Boolean).join(' '),
   };
 }
 
@@ -906,6 +922,10 @@ function report(
       (opts.leasesPerTask > 0
         ? `, a fresh task every ${opts.leasesPerTask} leases`
         : ', one task per worker'),
+  );
+  const env = launcherEnv();
+  console.log(
+    `broker processes run with the launcher's settings (bin/svid-broker): MALLOC_TRIM_THRESHOLD_=${env.MALLOC_TRIM_THRESHOLD_}, NODE_OPTIONS=${env.NODE_OPTIONS}`,
   );
   console.log('baseline = grpc.health.v1.Health/Check on the broker server (no-op mTLS unary call)');
   console.log('issuance = IssueCredential token/demo (Cedar, ES256 JWT, Redis lease, hash-chained audit)\n');
