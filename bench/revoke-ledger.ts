@@ -1,8 +1,9 @@
 /**
  * Revoking every active lease of one agent, ledger side only (the issue's row: 100,000 leases,
- * at most 2 s, memory bounded): RedisLeaseStore.revokeSelected({ agent }) walked page by page as
- * LeaseAdmin does, every lease moved to `revoking`, deny-listed (for the token backend the deny
- * list is the backend's revocation: one ZADD) and its backend job queued. Each variant runs on its
+ * at most 2 s, memory bounded): RedisLeaseStore.revokeSelected({ agent }) walked as LeaseAdmin
+ * walks it (read ahead LEDGER_LOOKAHEAD pages, each page's leases parsed as they are read), every
+ * lease moved to `revoking`, deny-listed (for the token backend the deny list is the backend's
+ * revocation: one ZADD) and its backend job queued. Each variant runs on its
  * own key prefix of one private redis-server (no persistence), seeded with the same number of
  * leases through putLease (set-up, not timed), in the same run:
  *
@@ -32,8 +33,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Redis } from 'ioredis';
-import { REVOKE_PAGE_SIZE } from '../src/broker/lease-admin.js';
+import { LEDGER_LOOKAHEAD, REVOKE_PAGE_SIZE } from '../src/broker/lease-admin.js';
 import { createRedisClient, RedisLeaseStore } from '../src/leases/redis-lease-store.js';
+import { readAhead } from '../src/util/read-ahead.js';
 import { loadLuaScripts, type LuaScript } from '../src/redis/lua-scripts.js';
 import { randomPrefix, startRedisServer, type RunningRedis } from '../test/support/redis-server.js';
 import { garbageCollector, holdAllBytes, seedLeases } from './incident.js';
@@ -182,7 +184,8 @@ async function revokeOnce(
       { agent: AGENT },
       { reason: 'admin: revoke bench', at, runAt: at + 3_600_000, pageSize },
     );
-    for await (const page of run) {
+    // As LeaseAdmin walks it: read ahead (LEDGER_LOOKAHEAD pages), each page's leases read here.
+    for await (const page of readAhead(run, LEDGER_LOOKAHEAD)) {
       if (pages > 0) longestPageMs = Math.max(longestPageMs, performance.now() - pageStart);
       revoked += page.leases.length;
       pages++;

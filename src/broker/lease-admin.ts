@@ -20,6 +20,7 @@ import { LEASE_STATES } from '../leases/lease-records.js';
 import type { PolicyEngine } from '../policy/types.js';
 import { AdminGuard, type AdminAction } from './admin-guard.js';
 import type { Broker, BulkRevocationResult, IncidentHooks } from './broker.js';
+import { readAhead } from '../util/read-ahead.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 
 // The report types live with the lease ledger (quarantine passes reports on without importing the broker).
@@ -36,7 +37,7 @@ const STATES = LEASE_STATES;
  */
 export const REVOKE_PAGE_SIZE = 500;
 /** Ledger pages a revocation may run ahead of the backend revokes (2,000 leases, as 8 pages of 250 were). */
-const LEDGER_LOOKAHEAD = 4;
+export const LEDGER_LOOKAHEAD = 4;
 /** Lease ids named in the summary audit record; the per-lease records name every one. */
 const AUDIT_LEASE_IDS = 1000;
 const DEFAULT_LIST_PAGE = 100;
@@ -332,55 +333,6 @@ export class LeaseAdmin {
   recordRead(caller: Caller, method: string, fields: Record<string, unknown>): Promise<void> {
     return this.guard.recordRead(caller, method, fields);
   }
-}
-
-/**
- * Reads `source` up to `depth` items ahead of its consumer, so a slow consumer does not hold the
- * producer back (nor lets it run further than `depth`). A consumer that stops early stops the
- * producer at its next item (ending `source`); a producer failure is thrown after the items it
- * produced.
- */
-async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncGenerator<T> {
-  const ready: T[] = [];
-  let finished = false;
-  let stopped = false;
-  let failure: unknown;
-  let wake: (() => void) | undefined;
-  let space: (() => void) | undefined;
-  const producer = (async () => {
-    try {
-      for await (const item of source) {
-        while (ready.length >= depth && !stopped) await new Promise<void>((r) => (space = r));
-        if (stopped) break;
-        ready.push(item);
-        wake?.();
-      }
-    } catch (err) {
-      failure = err;
-    } finally {
-      finished = true;
-      wake?.();
-    }
-  })();
-  try {
-    for (;;) {
-      if (ready.length === 0) {
-        if (finished) break;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-        continue;
-      }
-      const item = ready.shift() as T;
-      space?.();
-      space = undefined;
-      yield item;
-    }
-  } finally {
-    stopped = true;
-    space?.();
-    await producer;
-  }
-  if (failure !== undefined) throw failure;
 }
 
 /** The ledger state a bulk revocation left: revoked, revoke_failed (not revocable), or revoking (queued). */

@@ -242,24 +242,30 @@ function selectPage(reply: unknown): { next: number; scanned: number; leases: Le
 }
 
 /** select-leases' reply in revoke mode: the header, then the moved leases as one JSON array (if any). */
+/** A select-leases revoke page: its header now, its moved leases parsed once, when first read. */
 function revokedPage(
   reply: unknown,
   reason: string,
   at: number,
-): { next: number; scanned: number; leases: Lease[] } {
+): { next: number; scanned: number; leases: () => Lease[] } {
   const [next, scanned, moved, ...extra] = listOf(reply);
   if (typeof next !== 'number' || typeof scanned !== 'number' || extra.length > 0) {
     throw malformed('select-leases header');
   }
-  if (moved === undefined) return { next, scanned, leases: [] };
-  if (typeof moved !== 'string') throw malformed('select-leases revoked leases');
+  if (moved !== undefined && typeof moved !== 'string') throw malformed('select-leases revoked leases');
+  let leases: Lease[] | undefined;
+  return { next, scanned, leases: () => (leases ??= movedLeases(moved, reason, at)) };
+}
+
+function movedLeases(moved: string | undefined, reason: string, at: number): Lease[] {
+  if (moved === undefined) return [];
   let rows: unknown;
   try {
     rows = JSON.parse(moved);
   } catch {
     throw malformed('select-leases revoked leases are not JSON');
   }
-  return { next, scanned, leases: listOf(rows).map((r) => movedLease(r, reason, at)) };
+  return listOf(rows).map((r) => movedLease(r, reason, at));
 }
 
 /** A lease select-leases moved to `revoking`, from its compact form. */
@@ -928,11 +934,19 @@ export class RedisLeaseStore implements LeaseStore {
       );
     // One page at a time, only when asked: a page the caller never reads is never moved, so
     // every lease this run moves is in a page it handed out (and counted in the caller's report).
+    // The moved leases are parsed when the consumer reads them, not here: a consumer reading
+    // ahead (LeaseAdmin) has the next page under way in Redis while it parses this one.
     try {
       for (let offset = 0; offset >= 0;) {
         const parsed = revokedPage(await page(offset), opts.reason, opts.at);
         offset = parsed.next;
-        yield { leases: parsed.leases, scanned: parsed.scanned, total };
+        yield {
+          get leases() {
+            return parsed.leases();
+          },
+          scanned: parsed.scanned,
+          total,
+        };
       }
     } finally {
       await this.redis.del(run).catch(() => 0);
