@@ -5,6 +5,7 @@
  */
 import { Redis } from 'ioredis';
 import type { StagesReply } from './broker-process.js';
+import type { PolicyScaleFigures } from './policy-scale.js';
 
 /** Redis commands per issuance: sent by the broker (round trips' worth) and run inside its scripts. */
 export interface CommandCounts {
@@ -111,9 +112,29 @@ export interface ScenarioFigures {
   brokerCpuUsPerReq: number;
 }
 
-export interface CedarFigures {
-  shippedP50Us: { before: number; after: number; afterNewTtl: number; afterNew: number };
-  thousandP50Us: { before: number; after: number; afterNewTtl: number; afterNew: number };
+/** The policy-scale section's Cedar p50s (bench/policy-scale.ts). */
+export type CedarFigures = PolicyScaleFigures;
+
+/** The Cedar rows: per policy set, each kind of request, before beside now. */
+const CEDAR_ROWS: ReadonlyArray<{ set: string; of: keyof CedarFigures; target: string }> = [
+  { set: 'shipped policies', of: 'shippedP50Us', target: '<= 50' },
+  { set: '1,000 policies', of: 'thousandP50Us', target: '<= 150' },
+];
+const CEDAR_KINDS: ReadonlyArray<{ kind: string; now: 'after' | 'afterNewTtl' | 'afterNew' }> = [
+  { kind: 'a repeated request', now: 'after' },
+  { kind: 'a new TTL each', now: 'afterNewTtl' },
+  { kind: 'never remembered', now: 'afterNew' },
+];
+
+function cedarRows(cedar: CedarFigures | undefined): Array<[string, string, string, string]> {
+  return CEDAR_ROWS.flatMap(({ set, of, target }) =>
+    CEDAR_KINDS.map(({ kind, now }): [string, string, string, string] => [
+      `Cedar p50 µs, ${set}, ${kind}`,
+      fx(cedar?.[of].before ?? NaN, 1),
+      fx(cedar?.[of][now] ?? NaN, 1),
+      target,
+    ]),
+  );
 }
 
 /** The issue's table: today (the previous hot path, same run) and now, with the targets. */
@@ -154,42 +175,7 @@ export function hotPathRows(results: readonly ScenarioFigures[], cedar: CedarFig
       fx(get('issuance', 64)?.brokerCpuUsPerReq ?? NaN),
       '<= 350',
     ],
-    [
-      'Cedar p50 µs, shipped policies, a repeated request',
-      fx(cedar?.shippedP50Us.before ?? NaN, 1),
-      fx(cedar?.shippedP50Us.after ?? NaN, 1),
-      '<= 50',
-    ],
-    [
-      'Cedar p50 µs, shipped policies, a new TTL each',
-      fx(cedar?.shippedP50Us.before ?? NaN, 1),
-      fx(cedar?.shippedP50Us.afterNewTtl ?? NaN, 1),
-      '<= 50',
-    ],
-    [
-      'Cedar p50 µs, shipped policies, never remembered',
-      fx(cedar?.shippedP50Us.before ?? NaN, 1),
-      fx(cedar?.shippedP50Us.afterNew ?? NaN, 1),
-      '<= 50',
-    ],
-    [
-      'Cedar p50 µs, 1,000 policies, a repeated request',
-      fx(cedar?.thousandP50Us.before ?? NaN, 1),
-      fx(cedar?.thousandP50Us.after ?? NaN, 1),
-      '<= 150',
-    ],
-    [
-      'Cedar p50 µs, 1,000 policies, a new TTL each',
-      fx(cedar?.thousandP50Us.before ?? NaN, 1),
-      fx(cedar?.thousandP50Us.afterNewTtl ?? NaN, 1),
-      '<= 150',
-    ],
-    [
-      'Cedar p50 µs, 1,000 policies, never remembered',
-      fx(cedar?.thousandP50Us.before ?? NaN, 1),
-      fx(cedar?.thousandP50Us.afterNew ?? NaN, 1),
-      '<= 150',
-    ],
+    ...cedarRows(cedar),
   ];
   return [
     '',

@@ -62,86 +62,106 @@ export interface PolicyScaleFigures {
 export async function runPolicyScaleBench(): Promise<{ lines: string[]; figures: PolicyScaleFigures }> {
   const dirs: string[] = [];
   try {
-    const scenarios = [
-      ...shippedScenarios(false),
-      ...shippedScenarios(true),
-      shippedNewScenario('ttl'),
-      shippedNewScenario('never'),
-      ...SIZES.flatMap((n) => [
-        generatedScenario(n, dirs, false),
-        generatedScenario(n, dirs, true),
-        generatedScenario(n, dirs, true, 'ttl'),
-        generatedScenario(n, dirs, true, 'never'),
-      ]),
-    ];
-    for (const s of scenarios) {
-      for (let i = 0; i < WARMUP_DECISIONS; i++) {
-        if (!s.decide(i)) throw new Error(`policy-scale: ${s.name} decided unexpectedly`);
-      }
-    }
-    const samples = scenarios.map(() => [] as number[]);
-    const elapsed = scenarios.map(() => 0);
-    for (let round = 0; round < ROUNDS; round++) {
-      scenarios.forEach((s, k) => {
-        const roundStart = performance.now();
-        const until = roundStart + BUDGET_MS / ROUNDS;
-        const into = samples[k] ?? [];
-        for (let i = 0; performance.now() < until; i++) {
-          const t0 = performance.now();
-          s.decide(i);
-          into.push(performance.now() - t0);
-        }
-        elapsed[k] = (elapsed[k] ?? 0) + (performance.now() - roundStart);
-      });
-    }
-
-    const p50 = (name: string, policies?: number): number => {
-      const k = scenarios.findIndex(
-        (x) => x.name === name && (policies === undefined || x.policies === policies),
-      );
-      return (
-        percentile(
-          [...(samples[k] ?? [])].sort((a, b) => a - b),
-          0.5,
-        ) * 1000
-      );
-    };
-    const figures: PolicyScaleFigures = {
-      shippedP50Us: {
-        before: p50('shipped, whole set'),
-        after: p50('shipped, sliced'),
-        afterNewTtl: p50(SHIPPED_NEW.ttl),
-        afterNew: p50(SHIPPED_NEW.never),
-      },
-      thousandP50Us: {
-        before: p50('generated, whole set', 1000),
-        after: p50('generated, sliced', 1000),
-        afterNewTtl: p50(GENERATED_NEW.ttl, 1000),
-        afterNew: p50(GENERATED_NEW.never, 1000),
-      },
-    };
-    const lines = [
-      'policy decision latency: CedarPolicyEngine.authorize, an allowed IssueCredential request, schema-validated',
-      '  (whole set: every policy, every call checked against the schema; sliced: the policies that can apply,',
-      '  projected to what they read, a repeated request answered from memory; "new TTL": a ttlSeconds not among',
-      "  the last 1,024 calls', answered from memory when its value class (the side of every limit the policies",
-      '  compare it with) was seen; "never remembered": a taskRoles value never seen, which the policies read',
-      '  with containsAny, so every decision crosses into Cedar)',
-      `  ${'set'.padEnd(34)} ${'policies'.padStart(8)} ${'load ms'.padStart(8)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'decisions/s'.padStart(12)}`,
-    ];
-    scenarios.forEach((s, k) => {
-      const sorted = [...(samples[k] ?? [])].sort((a, b) => a - b);
-      const rate = (sorted.length / (elapsed[k] ?? 1)) * 1000;
-      lines.push(
-        `  ${s.name.padEnd(34)} ${String(s.policies).padStart(8)} ${s.loadMs.toFixed(0).padStart(8)} ` +
-          `${micros(percentile(sorted, 0.5)).padStart(8)} ${micros(percentile(sorted, 0.99)).padStart(8)} ` +
-          `${rate.toFixed(0).padStart(12)}`,
-      );
-    });
-    return { lines, figures };
+    const scenarios = allScenarios(dirs);
+    warmUp(scenarios);
+    const measured = measure(scenarios);
+    return { lines: reportLines(measured), figures: figuresOf(measured) };
   } finally {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A scenario's decisions: each one's time (ms, sorted) and the time its rounds took. */
+interface Measured {
+  scenario: Scenario;
+  sortedMs: number[];
+  elapsedMs: number;
+}
+
+function allScenarios(dirs: string[]): Scenario[] {
+  return [
+    ...shippedScenarios(false),
+    ...shippedScenarios(true),
+    shippedNewScenario('ttl'),
+    shippedNewScenario('never'),
+    ...SIZES.flatMap((n) => [
+      generatedScenario(n, dirs, false),
+      generatedScenario(n, dirs, true),
+      generatedScenario(n, dirs, true, 'ttl'),
+      generatedScenario(n, dirs, true, 'never'),
+    ]),
+  ];
+}
+
+function warmUp(scenarios: readonly Scenario[]): void {
+  for (const s of scenarios) {
+    for (let i = 0; i < WARMUP_DECISIONS; i++) {
+      if (!s.decide(i)) throw new Error(`policy-scale: ${s.name} decided unexpectedly`);
+    }
+  }
+}
+
+/** ROUNDS rounds, each scenario deciding for its share of BUDGET_MS in turn. */
+function measure(scenarios: readonly Scenario[]): Measured[] {
+  const measured = scenarios.map((scenario) => ({ scenario, sortedMs: [] as number[], elapsedMs: 0 }));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const m of measured) {
+      const roundStart = performance.now();
+      const until = roundStart + BUDGET_MS / ROUNDS;
+      for (let i = 0; performance.now() < until; i++) {
+        const t0 = performance.now();
+        m.scenario.decide(i);
+        m.sortedMs.push(performance.now() - t0);
+      }
+      m.elapsedMs += performance.now() - roundStart;
+    }
+  }
+  for (const m of measured) m.sortedMs.sort((x, y) => x - y);
+  return measured;
+}
+
+function figuresOf(measured: readonly Measured[]): PolicyScaleFigures {
+  const p50 = (name: string, policies?: number): number => {
+    const m = measured.find(
+      (x) => x.scenario.name === name && (policies === undefined || x.scenario.policies === policies),
+    );
+    return percentile(m?.sortedMs ?? [], 0.5) * 1000;
+  };
+  return {
+    shippedP50Us: {
+      before: p50('shipped, whole set'),
+      after: p50('shipped, sliced'),
+      afterNewTtl: p50(SHIPPED_NEW.ttl),
+      afterNew: p50(SHIPPED_NEW.never),
+    },
+    thousandP50Us: {
+      before: p50('generated, whole set', 1000),
+      after: p50('generated, sliced', 1000),
+      afterNewTtl: p50(GENERATED_NEW.ttl, 1000),
+      afterNew: p50(GENERATED_NEW.never, 1000),
+    },
+  };
+}
+
+function reportLines(measured: readonly Measured[]): string[] {
+  const lines = [
+    'policy decision latency: CedarPolicyEngine.authorize, an allowed IssueCredential request, schema-validated',
+    '  (whole set: every policy, every call checked against the schema; sliced: the policies that can apply,',
+    '  projected to what they read, a repeated request answered from memory; "new TTL": a ttlSeconds not among',
+    "  the last 1,024 calls', answered from memory when its value class (the side of every limit the policies",
+    '  compare it with) was seen; "never remembered": a taskRoles value never seen, which the policies read',
+    '  with containsAny, so every decision crosses into Cedar)',
+    `  ${'set'.padEnd(34)} ${'policies'.padStart(8)} ${'load ms'.padStart(8)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'decisions/s'.padStart(12)}`,
+  ];
+  for (const { scenario: s, sortedMs, elapsedMs } of measured) {
+    const rate = (sortedMs.length / (elapsedMs || 1)) * 1000;
+    lines.push(
+      `  ${s.name.padEnd(34)} ${String(s.policies).padStart(8)} ${s.loadMs.toFixed(0).padStart(8)} ` +
+        `${micros(percentile(sortedMs, 0.5)).padStart(8)} ${micros(percentile(sortedMs, 0.99)).padStart(8)} ` +
+        `${rate.toFixed(0).padStart(12)}`,
+    );
+  }
+  return lines;
 }
 
 function shippedScenarios(sliced: boolean): Scenario[] {

@@ -108,34 +108,39 @@ export class AuditPipeline implements ChainKeeper {
  * the record is durable; an AbortSignal.timeout per write was a quarter of a write's CPU).
  */
 function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(timedOut(what)), ms).unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
+  return settledBefore(promise, what, (fire) => {
+    const timer = setTimeout(fire, ms).unref();
+    return () => clearTimeout(timer);
   });
 }
 
 /** `promise`, or UNAVAILABLE once `signal` fires first. */
 function withinBound<T>(promise: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  return settledBefore(promise, what, (fire) => {
+    if (signal.aborted) fire();
+    else signal.addEventListener('abort', fire, { once: true });
+    return () => signal.removeEventListener('abort', fire);
+  });
+}
+
+/**
+ * `promise`'s outcome, or UNAVAILABLE (`audit_timeout`) when the deadline `arm` sets up fires
+ * first; `arm` returns how to disarm it once the promise settles.
+ */
+function settledBefore<T>(
+  promise: Promise<T>,
+  what: string,
+  arm: (fire: () => void) => () => void,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(timedOut(what));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
+    const disarm = arm(() => reject(timedOut(what)));
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort);
+        disarm();
         resolve(value);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        disarm();
         reject(err);
       },
     );

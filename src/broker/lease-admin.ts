@@ -18,9 +18,9 @@ import type { Caller } from '../identity/types.js';
 import type { Lease, LeaseSelector, LeaseState, LeaseStore, RevokeReport } from '../leases/types.js';
 import { LEASE_STATES } from '../leases/lease-records.js';
 import type { PolicyEngine } from '../policy/types.js';
+import { readAhead } from '../util/read-ahead.js';
 import { AdminGuard, type AdminAction } from './admin-guard.js';
 import type { Broker, BulkRevocationResult, IncidentHooks } from './broker.js';
-import { readAhead } from '../util/read-ahead.js';
 import { LIMITS, boundedText, requireRoleName, requireTaskId } from './validate.js';
 
 // The report types live with the lease ledger (quarantine passes reports on without importing the broker).

@@ -241,8 +241,10 @@ function selectPage(reply: unknown): { next: number; scanned: number; leases: Le
   return { next, scanned, leases: rest.map((r) => leaseFromFields(fieldsOf(r))) };
 }
 
-/** select-leases' reply in revoke mode: the header, then the moved leases as one JSON array (if any). */
-/** A select-leases revoke page: its header now, its moved leases parsed once, when first read. */
+/**
+ * select-leases' reply in revoke mode: the header, then the moved leases as one JSON array (if
+ * any). The header is read now, the moved leases parsed once, when first read.
+ */
 function revokedPage(
   reply: unknown,
   reason: string,

@@ -94,12 +94,8 @@ export class ProjectedEvaluation {
    * values replaced by their classes (policy-value-classes.ts). Callers only read it.
    */
   private answer(projected: StatefulAuthorizationCall, reads: PolicyReads): AuthorizationAnswer {
-    const classes = reads.contextValues;
-    const key = JSON.stringify(
-      classes === undefined || classes.size === 0
-        ? projected
-        : { ...projected, context: classedContext(projected.context as Record<string, unknown>, classes) },
-    );
+    const context = classedContext(projected.context as Record<string, unknown>, reads.contextValues);
+    const key = JSON.stringify(context === projected.context ? projected : { ...projected, context });
     const known = this.answers.get(key);
     if (known !== undefined) {
       this.remembered++;

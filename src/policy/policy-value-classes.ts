@@ -39,7 +39,7 @@ export function valueUsesOf(bodies: readonly unknown[]): ValueUses {
 }
 
 /**
- * Several policies' uses: a key is classed only where every policy that reads it (`readBy`) classes
+ * Several policies' uses: a key is classed only where every policy that reads it (`reads`) classes
  * it, with all their literals.
  */
 export function unionValueUses(
@@ -62,13 +62,13 @@ export function unionValueUses(
 /**
  * The context as the answer memory keys it: each classed key's value replaced by `{c: class}`
  * (an integer or a string) or wrapped as `{v: value}` (anything else), so no value can pass for a
- * class.
+ * class; the context itself when nothing is classed.
  */
 export function classedContext(
   context: Readonly<Record<string, unknown>>,
-  uses: ValueUses,
+  uses: ValueUses | undefined,
 ): Record<string, unknown> {
-  if (uses.size === 0) return context as Record<string, unknown>;
+  if (uses === undefined || uses.size === 0) return context as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(context)) {
     const literals = uses.get(key);
